@@ -1,0 +1,191 @@
+"""Attention ops, keyed by name: ``ATTENTION_OPS[name](channels, spec, act)``.
+
+* ``esa``: enhanced spatial attention of RFDN (Liu et al., "Residual Feature Distillation
+  Network for Lightweight Image Super-Resolution", ECCVW 2020).
+* ``esa_lite``: RLFN's trimmed ESA (Kong et al., "Residual Local Feature Network for Efficient
+  Super-Resolution", CVPRW 2022): one 3x3 after the pooling instead of three, no ReLU.
+* ``cca``: contrast-aware channel attention of IMDN (Hui et al., ACM MM 2019).
+* ``hfab``: high-frequency attention block of FMEN (Du et al., CVPRW 2022), with an optional
+  training form (batch norms, rep-conv inner blocks) that :func:`reparameterize` folds away.
+* ``pa``: pixel attention of PAN (Zhao et al., ECCVW 2020): ``x * sigmoid(conv1x1(x))``.
+* ``none``: identity.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from search_space.genotype import ATTENTIONS, REPARAM_OPS, Attention
+from search_space.ops import ConvChain, StatelessAct
+from search_space.registry import Registry
+from search_space.rep import bn_scale_shift, pad_with
+
+ATTENTION_OPS: Registry[Callable[[int, Attention, str], nn.Module]] = Registry("attention")
+
+
+def _pool(x: torch.Tensor) -> torch.Tensor:
+    # RFDN/RLFN pool with a 7x7 window, stride 3. Below 7 px the window shrinks to the map,
+    # so the ops also run on small training patches (the reference code would fail there).
+    k = min(7, x.shape[-2], x.shape[-1])
+    return F.max_pool2d(x, kernel_size=k, stride=3)
+
+
+class ESA(nn.Module):
+    """Enhanced spatial attention (RFDN). ``f`` hidden channels, 7 convs."""
+
+    def __init__(self, channels: int, f: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, f, 1)
+        self.conv_f = nn.Conv2d(f, f, 1)
+        self.conv_max = nn.Conv2d(f, f, 3, padding=1)
+        self.conv2 = nn.Conv2d(f, f, 3, stride=2, padding=0)
+        self.conv3 = nn.Conv2d(f, f, 3, padding=1)
+        self.conv3_ = nn.Conv2d(f, f, 3, padding=1)
+        self.conv4 = nn.Conv2d(f, channels, 1)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c1_ = self.conv1(x)
+        v = _pool(self.conv2(c1_))
+        v = self.relu(self.conv_max(v))
+        c3 = self.conv3_(self.relu(self.conv3(v)))
+        c3 = F.interpolate(c3, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return x * torch.sigmoid(self.conv4(c3 + self.conv_f(c1_)))
+
+
+class ESALite(nn.Module):
+    """RLFN's trimmed ESA. ``f`` hidden channels, 5 convs."""
+
+    def __init__(self, channels: int, f: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, f, 1)
+        self.conv_f = nn.Conv2d(f, f, 1)
+        self.conv2 = nn.Conv2d(f, f, 3, stride=2, padding=0)
+        self.conv3 = nn.Conv2d(f, f, 3, padding=1)
+        self.conv4 = nn.Conv2d(f, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c1_ = self.conv1(x)
+        c3 = self.conv3(_pool(self.conv2(c1_)))
+        c3 = F.interpolate(c3, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return x * torch.sigmoid(self.conv4(c3 + self.conv_f(c1_)))
+
+
+class CCA(nn.Module):
+    """Contrast-aware channel attention (IMDN): per-channel std + mean -> 1x1 -> ReLU -> 1x1."""
+
+    def __init__(self, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.conv_du = nn.Sequential(
+            nn.Conv2d(channels, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, channels, 1)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        std = (x - mean).pow(2).mean(dim=(2, 3), keepdim=True).sqrt()
+        return x * torch.sigmoid(self.conv_du(std + mean))
+
+
+class PixelAttention(nn.Module):
+    """Pixel attention (PAN): ``x * sigmoid(conv1x1(x))``."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(self.conv(x))
+
+
+class HFAB(nn.Module):
+    """High-frequency attention block (FMEN), in deployed or training form.
+
+    Deployed: squeeze 3x3 -> act -> ``blocks`` x (op -> act -> op) -> act -> excitate 3x3 ->
+    sigmoid -> multiply the input. Training form (``bn=True``): a batch norm before the squeeze,
+    before the excitate and after it; the convs around them pad with the batch norm's offset
+    (padding 0 in the conv), so the norms fold exactly into the convs.
+
+    Args:
+        channels: input channels.
+        mid: squeezed width.
+        blocks: inner blocks.
+        op: conv op of the inner blocks.
+        act: activation name.
+        bn: training form with batch norms.
+    """
+
+    def __init__(self, channels: int, mid: int, blocks: int = 1, op: str = "conv3x3",
+                 act: str = "lrelu0.1", bn: bool = False) -> None:
+        super().__init__()
+        self.op, self.act = op, act
+        pad = 0 if bn else 1
+        self.bn1 = nn.BatchNorm2d(channels) if bn else None
+        self.squeeze = nn.Conv2d(channels, mid, 3, padding=pad)
+        self.act1 = StatelessAct(act, mid)
+        self.convs = nn.Sequential(*(ConvChain((op, op), mid, act) for _ in range(blocks)))
+        self.act2 = StatelessAct(act, mid)
+        self.bn2 = nn.BatchNorm2d(mid) if bn else None
+        self.excitate = nn.Conv2d(mid, channels, 3, padding=pad)
+        self.bn3 = nn.BatchNorm2d(channels) if bn else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        if self.bn1 is not None:
+            h = pad_with(self.bn1(h), bn_scale_shift(self.bn1)[1])
+        h = self.act2(self.convs(self.act1(self.squeeze(h))))
+        if self.bn2 is not None:
+            h = pad_with(self.bn2(h), bn_scale_shift(self.bn2)[1])
+        h = self.excitate(h)
+        if self.bn3 is not None:
+            h = self.bn3(h)
+        return x * torch.sigmoid(h)
+
+    @torch.no_grad()
+    def reparameterize(self) -> HFAB:
+        """The deployed HFAB: batch norms folded into squeeze/excitate, inner ops merged."""
+        from search_space.network import reparameterize_modules
+
+        c, mid = self.squeeze.in_channels, self.squeeze.out_channels
+        op = REPARAM_OPS.get(self.op, self.op)
+        out = HFAB(c, mid, len(self.convs), op, self.act, bn=False).to(self.squeeze.weight)
+        out.act1, out.act2 = copy.deepcopy(self.act1), copy.deepcopy(self.act2)
+        out.convs = reparameterize_modules(self.convs)
+        if self.bn1 is None or self.bn2 is None or self.bn3 is None:
+            out.squeeze.load_state_dict(self.squeeze.state_dict())
+            out.excitate.load_state_dict(self.excitate.state_dict())
+            return out
+        out.squeeze = _fold_input_bn(self.squeeze, self.bn1)
+        out.excitate = _fold_input_bn(self.excitate, self.bn2)
+        s3, t3 = bn_scale_shift(self.bn3)
+        out.excitate.weight.mul_(s3.view(-1, 1, 1, 1))
+        out.excitate.bias.mul_(s3).add_(t3)
+        return out
+
+
+def _fold_input_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """``conv(pad_with(bn(x), t))`` with padding 0 as one conv with zero padding 1."""
+    s, t = bn_scale_shift(bn)
+    w = conv.weight
+    merged = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
+                       padding=conv.kernel_size[0] // 2).to(w)
+    merged.weight.copy_(w * s.view(1, -1, 1, 1))
+    merged.bias.copy_(conv.bias + (w * t.view(1, -1, 1, 1)).sum(dim=(1, 2, 3)))
+    return merged
+
+
+ATTENTION_OPS.add("esa", lambda c, spec, act: ESA(c, spec.hidden(c)))
+ATTENTION_OPS.add("esa_lite", lambda c, spec, act: ESALite(c, spec.hidden(c)))
+ATTENTION_OPS.add("cca", lambda c, spec, act: CCA(c, spec.hidden(c)))
+ATTENTION_OPS.add(
+    "hfab", lambda c, spec, act: HFAB(c, spec.hidden(c), spec.blocks, spec.op, act, spec.bn)
+)
+ATTENTION_OPS.add("pa", lambda c, spec, act: PixelAttention(c))
+ATTENTION_OPS.add("none", lambda c, spec, act: nn.Identity())
+
+if tuple(ATTENTION_OPS) != ATTENTIONS:
+    raise ImportError("search_space.attention is out of step with search_space.genotype")

@@ -1,0 +1,149 @@
+"""SR cells, keyed by type: ``CELLS[gene.type](gene, width)``.
+
+Every conv slot is built from :data:`search_space.ops.OPS`, every attention from
+:data:`search_space.attention.ATTENTION_OPS`, every activation from
+:data:`search_space.ops.ACTIVATION_OPS`. The switches reproduce where the published nets
+differ (see ``../shared/reference/architectures.md``):
+
+* RFDB (RFDN, Liu et al. ECCVW 2020): three distillation stages (1x1 distill + act; refine
+  slot [+ stage input] + act), a fourth slot to the distilled width + act, concat, 1x1 fuse,
+  attention [+ cell input].
+* RLFB (RLFN, Kong et al. CVPRW 2022): three slots each followed by act [+ cell input], 1x1,
+  attention.
+* ERB (FMEN, Du et al. CVPRW 2022): slot -> act -> slot [+ cell input], attention.
+* IMDB (IMDN, Hui et al. ACM MM 2019): progressive split stages (slot + act, split off the
+  distilled channels), a fourth slot to the distilled width, concat, attention, 1x1 fuse
+  [+ cell input].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from search_space.attention import ATTENTION_OPS
+from search_space.genotype import CellGene
+from search_space.ops import ACTIVATION_OPS, OPS, ConvChain
+from search_space.registry import Registry
+
+CELLS: Registry[Callable[[CellGene, int], nn.Module]] = Registry("cell type")
+
+
+def _attention(gene: CellGene, channels: int) -> nn.Module:
+    return ATTENTION_OPS[gene.attention.type](channels, gene.attention, gene.act)
+
+
+@CELLS.register("rfdb")
+class RFDB(nn.Module):
+    """Residual feature distillation block.
+
+    Args:
+        gene: the cell gene (4 conv slots; ``inner`` = distilled channels, default width // 2).
+        width: feature channels.
+    """
+
+    def __init__(self, gene: CellGene, width: int) -> None:
+        super().__init__()
+        dc = gene.inner_width(width)
+        self.shallow_residual = gene.shallow_residual
+        self.block_residual = gene.block_residual
+        self.distill = nn.ModuleList(nn.Conv2d(width, dc, 1) for _ in range(3))
+        self.refine = nn.ModuleList(OPS[op](width, width) for op in gene.ops[:3])
+        self.c4 = OPS[gene.ops[3]](width, dc)
+        self.act_d = nn.ModuleList(ACTIVATION_OPS[gene.act](dc) for _ in range(4))
+        self.act_r = nn.ModuleList(ACTIVATION_OPS[gene.act](width) for _ in range(3))
+        self.c5 = nn.Conv2d(4 * dc, width, 1)
+        self.attention = _attention(gene, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, distilled = x, []
+        stages = zip(self.distill, self.refine, self.act_d[:3], self.act_r, strict=True)
+        for distill, refine, act_d, act_r in stages:
+            distilled.append(act_d(distill(h)))
+            r = refine(h)
+            h = act_r(r + h if self.shallow_residual else r)
+        distilled.append(self.act_d[3](self.c4(h)))
+        out = self.attention(self.c5(torch.cat(distilled, dim=1)))
+        return out + x if self.block_residual else out
+
+
+@CELLS.register("rlfb")
+class RLFB(nn.Module):
+    """Residual local feature block.
+
+    Args:
+        gene: the cell gene (3 conv slots; ``inner`` = mid channels, default width).
+        width: feature channels.
+    """
+
+    def __init__(self, gene: CellGene, width: int) -> None:
+        super().__init__()
+        mid = gene.inner_width(width)
+        self.block_residual = gene.block_residual
+        chans = (width, mid, mid, width)
+        self.convs = nn.ModuleList(OPS[op](chans[i], chans[i + 1]) for i, op in
+                                   enumerate(gene.ops))
+        self.acts = nn.ModuleList(ACTIVATION_OPS[gene.act](c) for c in chans[1:])
+        self.c5 = nn.Conv2d(width, width, 1)
+        self.attention = _attention(gene, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        for conv, act in zip(self.convs, self.acts, strict=True):
+            h = act(conv(h))
+        if self.block_residual:
+            h = h + x
+        return self.attention(self.c5(h))
+
+
+@CELLS.register("erb")
+class ERB(nn.Module):
+    """Enhanced residual block paired with an attention (FMEN's ERB + HFAB).
+
+    Args:
+        gene: the cell gene (2 conv slots, or 1 for FMEN's warm-up conv; no inner width).
+        width: feature channels.
+    """
+
+    def __init__(self, gene: CellGene, width: int) -> None:
+        super().__init__()
+        self.block_residual = gene.block_residual
+        self.body = ConvChain(gene.ops, width, gene.act)
+        self.attention = _attention(gene, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.body(x)
+        return self.attention(h + x if self.block_residual else h)
+
+
+@CELLS.register("imdb")
+class IMDB(nn.Module):
+    """Information multi-distillation block.
+
+    Args:
+        gene: the cell gene (4 conv slots; ``inner`` = distilled channels, default width // 4).
+        width: feature channels.
+    """
+
+    def __init__(self, gene: CellGene, width: int) -> None:
+        super().__init__()
+        d = gene.inner_width(width)
+        self.split = (d, width - d)
+        self.block_residual = gene.block_residual
+        rest = width - d
+        chans = ((width, width), (rest, width), (rest, width), (rest, d))
+        self.convs = nn.ModuleList(OPS[op](*chans[i]) for i, op in enumerate(gene.ops))
+        self.acts = nn.ModuleList(ACTIVATION_OPS[gene.act](width) for _ in range(3))
+        self.attention = _attention(gene, 4 * d)
+        self.c5 = nn.Conv2d(4 * d, width, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, distilled = x, []
+        for conv, act in zip(self.convs[:3], self.acts, strict=True):
+            d, h = torch.split(act(conv(h)), self.split, dim=1)
+            distilled.append(d)
+        distilled.append(self.convs[3](h))
+        out = self.c5(self.attention(torch.cat(distilled, dim=1)))
+        return out + x if self.block_residual else out

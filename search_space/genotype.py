@@ -1,0 +1,364 @@
+"""The architecture genotype: a frozen, plain value that round-trips through JSON.
+
+This module does not import torch, so genotypes can be read, written, validated and sampled
+anywhere (Optuna workers, result tables, plotting). The op names declared here are the keys of
+the op table in :mod:`search_space.ops`; the op-name string is the only link between search,
+retraining and export.
+
+A network is::
+
+    head conv3x3 -> cell_1 -> ... -> cell_n -> [fusion: concat(cell outputs) -> 1x1 -> act]
+                 -> LR conv3x3 -> + head (long skip) -> conv3x3 -> PixelShuffle(scale)
+
+and every cell has a type (``rfdb``, ``rlfb``, ``erb``, ``imdb``), one conv op per slot, an
+attention choice and an activation, plus the switches in which the published nets differ.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+GENOTYPE_VERSION = 1
+
+CONV_OPS: tuple[str, ...] = (
+    "conv1x1",
+    "conv3x3",
+    "conv5x5",
+    "conv7x7",
+    "sep_conv3x3",
+    "sep_conv5x5",
+    "sep_conv7x7",
+    "dil_conv3x3_d2",
+    "dil_conv5x5_d2",
+    "bsconv3x3",
+    "rep_conv3x3",
+    "ecb3x3",
+)
+"""Conv candidates for every conv slot, in the order the supernet lists them."""
+
+REPARAM_OPS: Mapping[str, str] = {"rep_conv3x3": "conv3x3", "ecb3x3": "conv3x3"}
+"""Training-form ops and the op each merges into at deployment."""
+
+ATTENTIONS: tuple[str, ...] = ("esa", "esa_lite", "cca", "hfab", "pa", "none")
+ACTIVATIONS: tuple[str, ...] = ("relu", "lrelu0.05", "lrelu0.1", "prelu", "silu", "gelu")
+
+CELL_SLOTS: Mapping[str, tuple[int, ...]] = {
+    "rfdb": (4,),  # refine 1-3 (width->width) and c4 (width->distilled)
+    "rlfb": (3,),  # width->mid, mid->mid, mid->width
+    "erb": (2, 1),  # conv [-> act -> conv]; one slot is FMEN's warm-up conv
+    "imdb": (4,),  # c1 (width->width), c2, c3 (rest->width), c4 (rest->distilled)
+}
+"""Allowed number of conv slots per cell type (the first is the searchable default)."""
+
+CELL_TYPES: tuple[str, ...] = tuple(CELL_SLOTS)
+SCALES: tuple[int, ...] = (2, 3, 4)
+DATA_RANGES: tuple[float, ...] = (1.0, 255.0)
+
+
+class GenotypeError(ValueError):
+    """A genotype field holds a value that is not allowed."""
+
+
+def _fail(where: str, got: Any, allowed: str, fix: str = "") -> GenotypeError:
+    msg = f"{where}: got {got!r}; allowed: {allowed}"
+    return GenotypeError(f"{msg}. {fix}" if fix else msg)
+
+
+def _check_name(where: str, value: Any, names: Iterable[str]) -> None:
+    names = tuple(names)
+    if value not in names:
+        raise _fail(where, value, ", ".join(names))
+
+
+def _check_int(where: str, value: Any, lo: int, hi: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise _fail(where, value, f"an integer >= {lo}" + (f" and <= {hi}" if hi else ""))
+    if hi is not None and value > hi:
+        raise _fail(where, value, f"an integer >= {lo} and <= {hi}")
+
+
+def _check_bool(where: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise _fail(where, value, "true or false")
+
+
+def _unknown_keys(where: str, data: Mapping[str, Any], known: Iterable[str]) -> None:
+    extra = sorted(set(data) - set(known))
+    if extra:
+        raise _fail(where, extra, "keys " + ", ".join(sorted(known)), "Remove or rename them.")
+
+
+@dataclass(frozen=True)
+class Attention:
+    """An attention choice with its hidden width.
+
+    ``channels`` is the hidden width: ESA's ``f`` (default ``C // 4`` for ``esa``, 16 for
+    ``esa_lite``), CCA's bottleneck (default ``max(1, C // 16)``), HFAB's ``mid`` (default 16).
+    ``blocks``, ``op`` and ``bn`` apply to ``hfab`` only: the number of inner conv-act-conv
+    blocks, their conv op, and whether the training-form batch norms are present.
+    """
+
+    type: str = "none"
+    channels: int | None = None
+    blocks: int = 1
+    op: str = "conv3x3"
+    bn: bool = False
+
+    def validate(self, where: str = "attention") -> None:
+        _check_name(f"{where}.type", self.type, ATTENTIONS)
+        if self.type in ("none", "pa"):
+            if self.channels is not None:
+                raise _fail(f"{where}.channels", self.channels, "null",
+                            f"'{self.type}' has no hidden width.")
+        elif self.channels is not None:
+            _check_int(f"{where}.channels", self.channels, 1)
+        _check_int(f"{where}.blocks", self.blocks, 1)
+        _check_name(f"{where}.op", self.op, CONV_OPS)
+        _check_bool(f"{where}.bn", self.bn)
+        if self.type != "hfab" and (self.blocks != 1 or self.op != "conv3x3" or self.bn):
+            raise _fail(where, asdict(self), "blocks=1, op='conv3x3', bn=false",
+                        "blocks/op/bn apply to 'hfab' only.")
+
+    def hidden(self, channels: int) -> int:
+        """The resolved hidden width for an attention over ``channels`` features."""
+        if self.channels is not None:
+            return self.channels
+        defaults = {"esa": channels // 4, "esa_lite": 16, "cca": channels // 16, "hfab": 16}
+        return max(1, defaults.get(self.type, 0))
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type, "channels": self.channels}
+        if self.type == "hfab":
+            out.update(blocks=self.blocks, op=self.op, bn=self.bn)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: str | Mapping[str, Any], where: str = "attention") -> Attention:
+        if isinstance(data, str):
+            return cls(type=data)
+        if not isinstance(data, Mapping):
+            raise _fail(where, data, "a name or a mapping with key 'type'")
+        _unknown_keys(where, data, ("type", "channels", "blocks", "op", "bn"))
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class CellGene:
+    """One cell of the network.
+
+    Args:
+        type: cell type, one of :data:`CELL_TYPES`.
+        ops: the conv op of each slot (see :data:`CELL_SLOTS` for the slot count).
+        attention: the attention choice.
+        act: the activation, one of :data:`ACTIVATIONS`.
+        inner: the inner width. RFDB: distilled channels (default ``width // 2``); IMDB:
+            distilled channels (default ``width // 4``); RLFB: mid channels (default
+            ``width``); ERB: must be null.
+        shallow_residual: RFDB only: add the stage input to each refine conv (RFDN's SRB).
+        block_residual: add the cell input to the cell output (where the cell type puts it:
+            RLFB before its 1x1 and attention, IMDB after its fuse, RFDB and ERB at the end).
+    """
+
+    type: str
+    ops: tuple[str, ...]
+    attention: Attention = field(default_factory=Attention)
+    act: str = "lrelu0.05"
+    inner: int | None = None
+    shallow_residual: bool = False
+    block_residual: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.ops, list):
+            object.__setattr__(self, "ops", tuple(self.ops))
+        if isinstance(self.attention, (str, Mapping)):
+            object.__setattr__(self, "attention", Attention.from_dict(self.attention))
+
+    def validate(self, width: int, where: str = "cell") -> None:
+        _check_name(f"{where}.type", self.type, CELL_TYPES)
+        slots = CELL_SLOTS[self.type]
+        if not isinstance(self.ops, tuple) or len(self.ops) not in slots:
+            raise _fail(f"{where}.ops", self.ops,
+                        f"a list of {' or '.join(map(str, slots))} conv op names "
+                        f"for a '{self.type}' cell")
+        for i, op in enumerate(self.ops):
+            _check_name(f"{where}.ops[{i}]", op, CONV_OPS)
+        self.attention.validate(f"{where}.attention")
+        _check_name(f"{where}.act", self.act, ACTIVATIONS)
+        if self.type == "erb":
+            if self.inner is not None:
+                raise _fail(f"{where}.inner", self.inner, "null", "An 'erb' has no inner width.")
+        elif self.inner is not None:
+            hi = width - 1 if self.type == "imdb" else None
+            _check_int(f"{where}.inner", self.inner, 1, hi)
+        _check_bool(f"{where}.shallow_residual", self.shallow_residual)
+        _check_bool(f"{where}.block_residual", self.block_residual)
+        if self.shallow_residual and self.type != "rfdb":
+            raise _fail(f"{where}.shallow_residual", True, "false",
+                        "The shallow residual exists in 'rfdb' cells only.")
+
+    def inner_width(self, width: int) -> int:
+        """The resolved inner width (distilled or mid channels) of this cell."""
+        if self.inner is not None:
+            return self.inner
+        return {"rfdb": width // 2, "imdb": width // 4, "rlfb": width, "erb": width}[self.type]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "ops": list(self.ops),
+            "attention": self.attention.to_dict(),
+            "act": self.act,
+            "inner": self.inner,
+            "shallow_residual": self.shallow_residual,
+            "block_residual": self.block_residual,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "cell") -> CellGene:
+        if not isinstance(data, Mapping):
+            raise _fail(where, data, "a mapping with keys type, ops, attention, act, ...")
+        _unknown_keys(where, data, [f for f in cls.__dataclass_fields__])
+        if "type" not in data or "ops" not in data:
+            raise _fail(where, dict(data), "a mapping with at least 'type' and 'ops'")
+        kwargs = dict(data)
+        ops = kwargs["ops"]
+        if not isinstance(ops, (list, tuple)):
+            raise _fail(f"{where}.ops", ops, "a list of conv op names")
+        kwargs["ops"] = tuple(ops)
+        kwargs["attention"] = Attention.from_dict(data.get("attention", "none"),
+                                                  f"{where}.attention")
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class Genotype:
+    """A complete SR network: scale, width, cells and the network-level switches.
+
+    Args:
+        scale: upscaling factor, 2, 3 or 4.
+        width: feature channels of the trunk.
+        cells: the cells in order.
+        fusion: RFDN-style multi-block fusion (concat of every cell output, 1x1, act).
+        fusion_act: the activation after the fusion 1x1.
+        data_range: the input/output value range the net works in (1.0 or 255.0).
+
+    Construction validates every field; errors name the field, the value and what is allowed.
+    """
+
+    scale: int
+    width: int
+    cells: tuple[CellGene, ...]
+    fusion: bool = False
+    fusion_act: str = "lrelu0.05"
+    data_range: float = 1.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.cells, list):
+            object.__setattr__(self, "cells", tuple(self.cells))
+        self.validate()
+
+    def validate(self) -> None:
+        if self.scale not in SCALES or isinstance(self.scale, bool):
+            raise _fail("Genotype.scale", self.scale, ", ".join(map(str, SCALES)))
+        _check_int("Genotype.width", self.width, 2)
+        if not isinstance(self.cells, tuple) or not self.cells:
+            raise _fail("Genotype.cells", self.cells, "a non-empty tuple of CellGene")
+        for i, cell in enumerate(self.cells):
+            if not isinstance(cell, CellGene):
+                raise _fail(f"Genotype.cells[{i}]", cell, "a CellGene")
+            cell.validate(self.width, f"Genotype.cells[{i}]")
+        _check_bool("Genotype.fusion", self.fusion)
+        _check_name("Genotype.fusion_act", self.fusion_act, ACTIVATIONS)
+        if isinstance(self.data_range, bool) or self.data_range not in DATA_RANGES:
+            raise _fail("Genotype.data_range", self.data_range, "1.0 or 255.0")
+
+    # -- derived values ---------------------------------------------------------------------
+
+    @property
+    def num_cells(self) -> int:
+        return len(self.cells)
+
+    def deployed(self) -> Genotype:
+        """The genotype of the re-parameterised net: rep/ECB ops become conv3x3, BN folded."""
+
+        def deploy_cell(cell: CellGene) -> CellGene:
+            att = cell.attention
+            att = replace(att, op=REPARAM_OPS.get(att.op, att.op), bn=False)
+            ops = tuple(REPARAM_OPS.get(op, op) for op in cell.ops)
+            return replace(cell, ops=ops, attention=att)
+
+        return replace(self, cells=tuple(deploy_cell(c) for c in self.cells))
+
+    @property
+    def is_deployed(self) -> bool:
+        return self.deployed() == self
+
+    # -- serialisation ----------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": GENOTYPE_VERSION,
+            "scale": self.scale,
+            "width": self.width,
+            "data_range": self.data_range,
+            "fusion": self.fusion,
+            "fusion_act": self.fusion_act,
+            "cells": [c.to_dict() for c in self.cells],
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Genotype:
+        if not isinstance(data, Mapping):
+            raise _fail("Genotype", data, "a JSON object")
+        fields = ("scale", "width", "cells", "fusion", "fusion_act", "data_range")
+        _unknown_keys("Genotype", data, (*fields, "version"))
+        version = data.get("version", GENOTYPE_VERSION)
+        if version != GENOTYPE_VERSION:
+            raise _fail("Genotype.version", version, str(GENOTYPE_VERSION))
+        missing = [k for k in ("scale", "width", "cells") if k not in data]
+        if missing:
+            raise _fail("Genotype", sorted(data), "a mapping with keys scale, width, cells",
+                        f"Missing: {', '.join(missing)}.")
+        cells = data["cells"]
+        if not isinstance(cells, (list, tuple)):
+            raise _fail("Genotype.cells", cells, "a list of cell mappings")
+        kwargs = {k: data[k] for k in fields if k in data}
+        kwargs["cells"] = tuple(
+            CellGene.from_dict(c, f"Genotype.cells[{i}]") for i, c in enumerate(cells)
+        )
+        if "data_range" in kwargs and isinstance(kwargs["data_range"], int):
+            kwargs["data_range"] = float(kwargs["data_range"])
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, text: str) -> Genotype:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise GenotypeError(f"Genotype JSON does not parse: {exc}") from exc
+        return cls.from_dict(data)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(self.to_json() + "\n")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Genotype:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"genotype file {str(path)!r} does not exist")
+        try:
+            return cls.from_json(path.read_text())
+        except GenotypeError as exc:
+            raise GenotypeError(f"{path}: {exc}") from exc

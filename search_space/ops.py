@@ -1,0 +1,130 @@
+"""The op table: every conv op and activation of the search space, keyed by name.
+
+``OPS[name](c_in, c_out)`` builds a conv op; ``ACTIVATION_OPS[name](channels)`` builds an
+activation module. The supernet's mixed slots, Optuna sampling, retraining and export all
+build their ops from these tables (attention ops live in :mod:`search_space.attention`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from search_space.genotype import ACTIVATIONS, CONV_OPS
+from search_space.registry import Registry
+from search_space.rep import ECB, RRRB
+
+ConvBuilder = Callable[[int, int], nn.Module]
+
+OPS: Registry[ConvBuilder] = Registry("conv op")
+ACTIVATION_OPS: Registry[Callable[[int], nn.Module]] = Registry("activation")
+
+
+class SepConv(nn.Module):
+    """Depthwise kxk (no bias) then pointwise 1x1 (separable conv, as in MobileNet/DARTS)."""
+
+    def __init__(self, c_in: int, c_out: int, k: int) -> None:
+        super().__init__()
+        self.depthwise = nn.Conv2d(c_in, c_in, k, padding=k // 2, groups=c_in, bias=False)
+        self.pointwise = nn.Conv2d(c_in, c_out, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.depthwise(x))
+
+
+class BSConv(nn.Module):
+    """Blueprint-separable conv (BSConvU, as in BSRN): pointwise 1x1 (no bias), then depthwise."""
+
+    def __init__(self, c_in: int, c_out: int, k: int = 3) -> None:
+        super().__init__()
+        self.pointwise = nn.Conv2d(c_in, c_out, 1, bias=False)
+        self.depthwise = nn.Conv2d(c_out, c_out, k, padding=k // 2, groups=c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.depthwise(self.pointwise(x))
+
+
+def _conv(c_in: int, c_out: int, k: int, dilation: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, k, padding=dilation * (k // 2), dilation=dilation)
+
+
+for _k in (1, 3, 5, 7):
+    OPS.add(f"conv{_k}x{_k}", partial(_conv, k=_k))
+for _k in (3, 5, 7):
+    OPS.add(f"sep_conv{_k}x{_k}", partial(SepConv, k=_k))
+for _k in (3, 5):
+    OPS.add(f"dil_conv{_k}x{_k}_d2", partial(_conv, k=_k, dilation=2))
+OPS.add("bsconv3x3", partial(BSConv, k=3))
+OPS.add("rep_conv3x3", RRRB)
+OPS.add("ecb3x3", ECB)
+
+ACTIVATION_OPS.add("relu", lambda c: nn.ReLU())
+ACTIVATION_OPS.add("lrelu0.05", lambda c: nn.LeakyReLU(0.05))
+ACTIVATION_OPS.add("lrelu0.1", lambda c: nn.LeakyReLU(0.1))
+ACTIVATION_OPS.add("prelu", lambda c: nn.PReLU(c, init=0.25))
+ACTIVATION_OPS.add("silu", lambda c: nn.SiLU())
+ACTIVATION_OPS.add("gelu", lambda c: nn.GELU())
+
+FUNCTIONAL_ACTS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": F.relu,
+    "lrelu0.05": partial(F.leaky_relu, negative_slope=0.05),
+    "lrelu0.1": partial(F.leaky_relu, negative_slope=0.1),
+    "silu": F.silu,
+    "gelu": F.gelu,
+}
+"""Parameter-free activations applied as functions (see :class:`ConvChain`)."""
+
+if tuple(OPS) != CONV_OPS or tuple(ACTIVATION_OPS) != ACTIVATIONS:
+    raise ImportError("search_space.ops is out of step with the names in search_space.genotype")
+
+
+class StatelessAct(nn.Module):
+    """An activation applied as a function (PReLU keeps its per-channel slopes here).
+
+    FMEN's ERB and HFAB apply one module-level activation that is not a registered submodule;
+    the NTIRE 2022 counter therefore sees none of their activations, and FMEN-S's published
+    22.28 G FLOPs counts none. ERB and HFAB here keep that behaviour: this wrapper is not a
+    ReLU-family module, so hook-based counters skip it exactly as they skipped FMEN's.
+    """
+
+    def __init__(self, name: str, channels: int) -> None:
+        super().__init__()
+        self.name = name
+        self.weight = nn.Parameter(torch.full((channels,), 0.25)) if name == "prelu" else None
+        self.fn = FUNCTIONAL_ACTS.get(name)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.weight is not None:
+            return F.prelu(x, self.weight)
+        assert self.fn is not None
+        return self.fn(x)
+
+    def extra_repr(self) -> str:
+        return self.name
+
+
+class ConvChain(nn.Module):
+    """Conv ops of equal width with an activation between consecutive ones.
+
+    This is the body of an ERB (FMEN: ``conv -> act -> conv``) and of HFAB's inner blocks.
+
+    Args:
+        ops: conv op names, one per conv.
+        channels: width of every conv.
+        act: activation name.
+    """
+
+    def __init__(self, ops: tuple[str, ...], channels: int, act: str) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(OPS[op](channels, channels) for op in ops)
+        self.acts = nn.ModuleList(StatelessAct(act, channels) for _ in ops[1:])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.convs[0](x)
+        for act, conv in zip(self.acts, self.convs[1:], strict=True):
+            x = conv(act(x))
+        return x

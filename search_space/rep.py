@@ -1,0 +1,183 @@
+"""Re-parameterisable conv blocks and the merge algebra they share.
+
+* :class:`RRRB`, FMEN's residual-in-residual rep block (Du et al., "Fast and Memory-Efficient
+  Network Towards Efficient Image Super-Resolution", CVPRW 2022): 1x1 expand -> 3x3 (+ inner
+  identity) -> 1x1 reduce (+ outer identity), merging into one 3x3.
+* :class:`ECB`, the edge-oriented conv block of ECBSR (Zhang et al., "Edge-oriented
+  Convolution Block for Real-time Super Resolution on Mobile Devices", ACM MM 2021): 3x3,
+  1x1->3x3, 1x1->Sobel-x, 1x1->Sobel-y and 1x1->Laplacian branches (+ identity), merging
+  into one 3x3.
+
+Both pad the output of their 1x1 convs with the 1x1 bias instead of zeros, so that the merged
+3x3 with ordinary zero padding is exact at the image border too.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def pad_with(x: torch.Tensor, values: torch.Tensor, pad: int = 1) -> torch.Tensor:
+    """Pad ``x`` (N, C, H, W) by ``pad`` pixels with a per-channel constant ``values`` (C,)."""
+    v = values.view(1, -1, 1, 1)
+    return F.pad(x - v, (pad, pad, pad, pad)) + v
+
+
+def bn_scale_shift(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel ``(s, t)`` with ``bn(x) == s * x + t`` in eval mode."""
+    assert bn.running_var is not None and bn.running_mean is not None
+    s = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        s = s * bn.weight
+    t = -bn.running_mean * s
+    if bn.bias is not None:
+        t = t + bn.bias
+    return s, t
+
+
+def compose_1x1_3x3(
+    k0: torch.Tensor, b0: torch.Tensor, k1: torch.Tensor, b1: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Merge ``conv3x3(pad_with(conv1x1(x), b0), k1, b1)`` into one 3x3 kernel and bias.
+
+    ``k0`` is (M, C_in, 1, 1), ``k1`` is (C_out, M, 3, 3) or depthwise (M, 1, 3, 3) expanded
+    by the caller.
+    """
+    kernel = F.conv2d(k1, k0.permute(1, 0, 2, 3))
+    bias = (k1 * b0.view(1, -1, 1, 1)).sum(dim=(1, 2, 3))
+    if b1 is not None:
+        bias = bias + b1
+    return kernel, bias
+
+
+def centre_tap(k1x1: torch.Tensor) -> torch.Tensor:
+    """A 1x1 kernel (O, I, 1, 1) as the centre tap of a 3x3 kernel."""
+    return F.pad(k1x1, (1, 1, 1, 1))
+
+
+def identity_3x3(channels: int, like: torch.Tensor) -> torch.Tensor:
+    k = torch.zeros(channels, channels, 3, 3, dtype=like.dtype, device=like.device)
+    k[torch.arange(channels), torch.arange(channels), 1, 1] = 1.0
+    return k
+
+
+def make_conv3x3(c_in: int, c_out: int, kernel: torch.Tensor, bias: torch.Tensor) -> nn.Conv2d:
+    conv = nn.Conv2d(c_in, c_out, 3, padding=1).to(device=kernel.device, dtype=kernel.dtype)
+    with torch.no_grad():
+        conv.weight.copy_(kernel)
+        conv.bias.copy_(bias)
+    return conv
+
+
+class RRRB(nn.Module):
+    """FMEN's residual-in-residual rep block (training form of a 3x3 conv).
+
+    Args:
+        c_in: input channels.
+        c_out: output channels.
+        ratio: expansion of the hidden width, ``ratio * c_out`` (FMEN: 2).
+
+    The outer identity exists only when ``c_in == c_out``.
+    """
+
+    def __init__(self, c_in: int, c_out: int, ratio: int = 2) -> None:
+        super().__init__()
+        mid = ratio * c_out
+        self.c_in, self.c_out = c_in, c_out
+        self.expand_conv = nn.Conv2d(c_in, mid, 1)
+        self.fea_conv = nn.Conv2d(mid, mid, 3, padding=0)
+        self.reduce_conv = nn.Conv2d(mid, c_out, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e = self.expand_conv(x)
+        out = self.fea_conv(pad_with(e, self.expand_conv.bias)) + e
+        out = self.reduce_conv(out)
+        return out + x if self.c_in == self.c_out else out
+
+    @torch.no_grad()
+    def reparameterize(self) -> nn.Conv2d:
+        k0, b0 = self.expand_conv.weight, self.expand_conv.bias
+        kernel, bias = compose_1x1_3x3(k0, b0, self.fea_conv.weight, self.fea_conv.bias)
+        kernel, bias = kernel + centre_tap(k0), bias + b0  # inner identity
+        kr, br = self.reduce_conv.weight, self.reduce_conv.bias
+        kernel = torch.einsum("om,mihw->oihw", kr[:, :, 0, 0], kernel)
+        bias = kr[:, :, 0, 0] @ bias + br
+        if self.c_in == self.c_out:
+            kernel = kernel + identity_3x3(self.c_out, kernel)
+        return make_conv3x3(self.c_in, self.c_out, kernel, bias)
+
+
+_EDGE_MASKS = {
+    "sobel_x": ((1.0, 0.0, -1.0), (2.0, 0.0, -2.0), (1.0, 0.0, -1.0)),
+    "sobel_y": ((1.0, 2.0, 1.0), (0.0, 0.0, 0.0), (-1.0, -2.0, -1.0)),
+    "laplacian": ((0.0, 1.0, 0.0), (1.0, -4.0, 1.0), (0.0, 1.0, 0.0)),
+}
+
+
+class EdgeBranch(nn.Module):
+    """1x1 conv, then a fixed depthwise edge filter with a learnt per-channel scale and bias."""
+
+    def __init__(self, c_in: int, c_out: int, mask: str) -> None:
+        super().__init__()
+        self.conv1x1 = nn.Conv2d(c_in, c_out, 1)
+        self.scale = nn.Parameter(torch.randn(c_out, 1, 1, 1) * 1e-3)
+        self.bias = nn.Parameter(torch.randn(c_out) * 1e-3)
+        m = torch.tensor(_EDGE_MASKS[mask]).expand(c_out, 1, 3, 3).clone()
+        self.register_buffer("mask", m)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = pad_with(self.conv1x1(x), self.conv1x1.bias)
+        return F.conv2d(y, self.scale * self.mask, self.bias, groups=self.mask.shape[0])
+
+    def merged(self) -> tuple[torch.Tensor, torch.Tensor]:
+        c = self.mask.shape[0]
+        dense = torch.zeros(c, c, 3, 3, dtype=self.mask.dtype, device=self.mask.device)
+        dense[torch.arange(c), torch.arange(c)] = (self.scale * self.mask)[:, 0]
+        return compose_1x1_3x3(self.conv1x1.weight, self.conv1x1.bias, dense, self.bias)
+
+
+class ECB(nn.Module):
+    """Edge-oriented conv block (training form of a 3x3 conv).
+
+    Args:
+        c_in: input channels.
+        c_out: output channels.
+        depth_multiplier: hidden width of the 1x1->3x3 branch, ``depth_multiplier * c_out``.
+
+    The identity branch exists only when ``c_in == c_out``.
+    """
+
+    def __init__(self, c_in: int, c_out: int, depth_multiplier: int = 2) -> None:
+        super().__init__()
+        self.c_in, self.c_out = c_in, c_out
+        mid = depth_multiplier * c_out
+        self.conv3x3 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.expand = nn.Conv2d(c_in, mid, 1)
+        self.expand_3x3 = nn.Conv2d(mid, c_out, 3, padding=0)
+        self.sobel_x = EdgeBranch(c_in, c_out, "sobel_x")
+        self.sobel_y = EdgeBranch(c_in, c_out, "sobel_y")
+        self.laplacian = EdgeBranch(c_in, c_out, "laplacian")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv3x3(x)
+        y = y + self.expand_3x3(pad_with(self.expand(x), self.expand.bias))
+        y = y + self.sobel_x(x) + self.sobel_y(x) + self.laplacian(x)
+        return y + x if self.c_in == self.c_out else y
+
+    @torch.no_grad()
+    def reparameterize(self) -> nn.Conv2d:
+        kernel, bias = self.conv3x3.weight.clone(), self.conv3x3.bias.clone()
+        parts = [
+            compose_1x1_3x3(self.expand.weight, self.expand.bias,
+                            self.expand_3x3.weight, self.expand_3x3.bias),
+            self.sobel_x.merged(),
+            self.sobel_y.merged(),
+            self.laplacian.merged(),
+        ]
+        for k, b in parts:
+            kernel, bias = kernel + k, bias + b
+        if self.c_in == self.c_out:
+            kernel = kernel + identity_3x3(self.c_out, kernel)
+        return make_conv3x3(self.c_in, self.c_out, kernel, bias)

@@ -1,0 +1,100 @@
+"""The published efficient-SR nets, rebuilt exactly as genotypes of this search space.
+
+Each is built as ``../shared/reference/architectures.md`` describes it; the tests check that
+parameter counts equal the published figures exactly and that the NTIRE 2022 counters
+reproduce the challenge's FLOPs, activations and #conv.
+
+======================  =========  =============================================================
+name                    params     source
+======================  =========  =============================================================
+``imdn_ntire``          893,936    NTIRE 2022 baseline (KAIR's simplified IMDN, 8 IMDB, 64 ch)
+``imdn_paper``          715,176    IMDN, ACM MM 2019 (6 IMDB with CCA, fusion, 64 ch)
+``rfdn_aim2020``        433,448    E-RFDN, AIM 2020 winner (4 RFDB with ESA, fusion, 50 ch)
+``rlfn_ntire``          317,218    RLFN_cut, NTIRE 2022 winner (4 RLFB, 46/48 ch, ESA f=16)
+``rlfn_paper``          543,740    RLFN, CVPRW 2022 (6 RLFB, 52 ch)
+``fmen_s``              341,066    FMEN-S deployed, NTIRE 2022 2nd (ERB + HFAB, 50 ch)
+``fmen_s_train``        1,045,866  FMEN-S training form (RRRB convs, HFAB with batch norms)
+======================  =========  =============================================================
+
+All are x4 as published; :func:`at_scale` gives the same architecture at another scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from search_space.genotype import Attention, CellGene, Genotype, GenotypeError
+
+
+def _imdn_ntire() -> Genotype:
+    cell = CellGene("imdb", ("conv3x3",) * 4, Attention("none"), "lrelu0.05", inner=16,
+                    block_residual=True)
+    return Genotype(scale=4, width=64, cells=(cell,) * 8, data_range=1.0)
+
+
+def _imdn_paper() -> Genotype:
+    cell = CellGene("imdb", ("conv3x3",) * 4, Attention("cca", channels=4), "lrelu0.05",
+                    inner=16, block_residual=True)
+    return Genotype(scale=4, width=64, cells=(cell,) * 6, fusion=True, fusion_act="lrelu0.05",
+                    data_range=1.0)
+
+
+def _rfdn_aim2020() -> Genotype:
+    cell = CellGene("rfdb", ("conv3x3",) * 4, Attention("esa", channels=12), "lrelu0.05",
+                    inner=25, shallow_residual=True, block_residual=False)
+    return Genotype(scale=4, width=50, cells=(cell,) * 4, fusion=True, fusion_act="lrelu0.05",
+                    data_range=255.0)
+
+
+def _rlfn(width: int, mid: int, blocks: int) -> Genotype:
+    cell = CellGene("rlfb", ("conv3x3",) * 3, Attention("esa_lite", channels=16), "lrelu0.05",
+                    inner=mid, block_residual=True)
+    return Genotype(scale=4, width=width, cells=(cell,) * blocks, data_range=255.0)
+
+
+def _fmen_s(train: bool) -> Genotype:
+    op = "rep_conv3x3" if train else "conv3x3"
+
+    def hfab(mid: int, blocks: int) -> Attention:
+        return Attention("hfab", channels=mid, blocks=blocks, op=op, bn=train)
+
+    warmup = CellGene("erb", ("conv3x3",), hfab(12, 2), "lrelu0.1")
+    body = CellGene("erb", (op, op), hfab(16, 1), "lrelu0.1")
+    return Genotype(scale=4, width=50, cells=(warmup,) + (body,) * 4, data_range=255.0)
+
+
+ZOO: dict[str, Genotype] = {
+    "imdn_ntire": _imdn_ntire(),
+    "imdn_paper": _imdn_paper(),
+    "rfdn_aim2020": _rfdn_aim2020(),
+    "rlfn_ntire": _rlfn(46, 48, 4),
+    "rlfn_paper": _rlfn(52, 52, 6),
+    "fmen_s": _fmen_s(train=False),
+    "fmen_s_train": _fmen_s(train=True),
+}
+"""Published nets by name (x4)."""
+
+YARDSTICK: tuple[str, ...] = ("imdn_ntire", "rfdn_aim2020", "rlfn_ntire", "fmen_s")
+"""The nets every search result is compared with."""
+
+REFERENCE_NET = "imdn_ntire"
+"""The fixed reference for latency ratios (the NTIRE 2022 baseline)."""
+
+
+def at_scale(genotype: Genotype, scale: int) -> Genotype:
+    """The same architecture with another upscaling factor (only the upsampler changes)."""
+    return replace(genotype, scale=scale)
+
+
+def resolve_genotype(spec: str) -> tuple[str, Genotype]:
+    """A zoo name or a genotype JSON file, as ``(label, genotype)``."""
+    if spec in ZOO:
+        return spec, ZOO[spec]
+    path = Path(spec)
+    if path.suffix == ".json" or path.exists():
+        return path.stem, Genotype.load(path)
+    raise GenotypeError(
+        f"genotype: got {spec!r}; expected a zoo name ({', '.join(ZOO)}) "
+        "or the path of a genotype JSON file"
+    )

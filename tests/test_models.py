@@ -1,0 +1,195 @@
+"""Ops, cells and networks: shapes at every scale, gradients everywhere, exact re-param."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from search_space import (
+    ACTIVATIONS,
+    ATTENTIONS,
+    CELL_SLOTS,
+    CONV_OPS,
+    Attention,
+    CellGene,
+    Genotype,
+    build_model,
+    reparameterize,
+)
+from search_space.attention import ATTENTION_OPS, HFAB
+from search_space.ops import ACTIVATION_OPS, OPS
+from search_space.registry import UnknownNameError
+from search_space.zoo import ZOO
+
+torch.manual_seed(0)
+
+
+def _randomise_bn(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+
+
+def _all_params_get_grad(module: nn.Module, out: torch.Tensor) -> None:
+    out.square().mean().backward()
+    for name, p in module.named_parameters():
+        assert p.grad is not None, f"no gradient reaches {name}"
+        assert float(p.grad.abs().sum()) > 0, f"zero gradient at {name}"
+
+
+def test_tables_match_declared_names():
+    assert tuple(OPS) == CONV_OPS
+    assert tuple(ATTENTION_OPS) == ATTENTIONS
+    assert tuple(ACTIVATION_OPS) == ACTIVATIONS
+
+
+def test_unknown_op_lists_valid_ones():
+    with pytest.raises(UnknownNameError, match="valid names: conv1x1, conv3x3"):
+        OPS["conv4x4"]
+
+
+@pytest.mark.parametrize("name", CONV_OPS)
+@pytest.mark.parametrize("c_in, c_out", [(8, 8), (6, 10)])
+def test_conv_op_shape_and_gradient(name, c_in, c_out):
+    op = OPS[name](c_in, c_out)
+    x = torch.randn(2, c_in, 17, 20)
+    y = op(x)
+    assert y.shape == (2, c_out, 17, 20)
+    _all_params_get_grad(op, y)
+
+
+@pytest.mark.parametrize("name", ["rep_conv3x3", "ecb3x3"])
+@pytest.mark.parametrize("c_in, c_out", [(8, 8), (6, 10)])
+def test_rep_ops_merge_into_one_conv(name, c_in, c_out):
+    op = OPS[name](c_in, c_out).eval()
+    for p in op.parameters():  # ECB's edge scales start near 0: make every branch matter
+        p.data.uniform_(-0.3, 0.3)
+    merged = op.reparameterize()
+    assert isinstance(merged, nn.Conv2d) and merged.kernel_size == (3, 3)
+    x = torch.rand(1, c_in, 19, 23)
+    with torch.no_grad():
+        torch.testing.assert_close(merged(x), op(x), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ATTENTIONS)
+@pytest.mark.parametrize("size", [12, 33])
+def test_attention_shape_and_gradient(name, size):
+    spec = Attention(name, channels=None if name in ("pa", "none") else 4)
+    op = ATTENTION_OPS[name](16, spec, "lrelu0.05")
+    x = torch.randn(1, 16, size, size + 3)
+    y = op(x)
+    assert y.shape == x.shape
+    if name != "none":
+        _all_params_get_grad(op, y)
+
+
+@pytest.mark.parametrize("op", ["conv3x3", "rep_conv3x3", "ecb3x3"])
+def test_hfab_training_form_folds_exactly(op):
+    hfab = HFAB(12, 6, blocks=2, op=op, act="lrelu0.1", bn=True)
+    _randomise_bn(hfab)
+    hfab.eval()
+    deployed = hfab.reparameterize()
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in deployed.modules())
+    assert deployed.squeeze.padding == (1, 1)
+    x = torch.rand(1, 12, 21, 18)
+    with torch.no_grad():
+        torch.testing.assert_close(deployed(x), hfab(x), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+def test_activation_modules(act):
+    m = ACTIVATION_OPS[act](4)
+    assert m(torch.randn(1, 4, 3, 3)).shape == (1, 4, 3, 3)
+
+
+def _genotype(cell_type: str, scale: int = 2, width: int = 16, **cell_kw) -> Genotype:
+    ops = cell_kw.pop("ops", None) or ("conv3x3",) * CELL_SLOTS[cell_type][0]
+    cell = CellGene(cell_type, ops, **cell_kw)
+    return Genotype(scale=scale, width=width, cells=(cell, cell), fusion=True)
+
+
+@pytest.mark.parametrize("cell_type", list(CELL_SLOTS))
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_network_shapes_at_every_scale(cell_type, scale):
+    model = build_model(_genotype(cell_type, scale, attention=Attention("esa")))
+    x = torch.rand(2, 3, 16, 20)
+    assert model(x).shape == (2, 3, 16 * scale, 20 * scale)
+
+
+@pytest.mark.parametrize("cell_type", list(CELL_SLOTS))
+@pytest.mark.parametrize("act", ["prelu", "gelu"])
+def test_every_parameter_of_every_cell_gets_a_gradient(cell_type, act):
+    kw = dict(act=act, attention=Attention("cca", channels=4), block_residual=True)
+    if cell_type == "rfdb":
+        kw["shallow_residual"] = True
+    model = build_model(_genotype(cell_type, width=12, **kw))
+    _all_params_get_grad(model, model(torch.rand(1, 3, 16, 16)))
+
+
+@pytest.mark.parametrize("cell_type", list(CELL_SLOTS))
+def test_switches_change_the_function(cell_type):
+    g = _genotype(cell_type)
+    torch.manual_seed(1)
+    a = build_model(g).eval()
+    b = build_model(Genotype(**{**g.__dict__, "cells": tuple(
+        CellGene(**{**c.__dict__, "block_residual": True}) for c in g.cells)})).eval()
+    b.load_state_dict(a.state_dict())
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert not torch.allclose(a(x), b(x))
+
+
+def _mixed_training_genotype() -> Genotype:
+    hfab = Attention("hfab", channels=8, blocks=2, op="ecb3x3", bn=True)
+    cells = (
+        CellGene("rfdb", ("rep_conv3x3", "ecb3x3", "sep_conv3x3", "rep_conv3x3"),
+                 Attention("esa"), "lrelu0.05", shallow_residual=True),
+        CellGene("rlfb", ("ecb3x3", "rep_conv3x3", "bsconv3x3"), Attention("esa_lite"), "gelu",
+                 inner=12, block_residual=True),
+        CellGene("imdb", ("rep_conv3x3", "ecb3x3", "rep_conv3x3", "ecb3x3"), Attention("cca"),
+                 "prelu", block_residual=True),
+        CellGene("erb", ("rep_conv3x3", "ecb3x3"), hfab, "lrelu0.1"),
+    )
+    return Genotype(scale=3, width=16, cells=cells, fusion=True, data_range=1.0)
+
+
+def test_reparameterize_matches_training_form_and_deployed_genotype():
+    model = build_model(_mixed_training_genotype())
+    for p in model.parameters():
+        p.data.add_(torch.randn_like(p) * 0.02)
+    _randomise_bn(model)
+    model.eval()
+    deployed = reparameterize(model)
+    assert deployed.genotype == model.genotype.deployed()
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in deployed.modules())
+    fresh = build_model(model.genotype.deployed())
+    fresh.load_state_dict(deployed.state_dict())  # same structure, same keys
+    x = torch.rand(1, 3, 24, 20)
+    with torch.no_grad():
+        ref = model(x)
+        assert (deployed(x) - ref).abs().max() <= 1e-4
+        assert (fresh(x) - ref).abs().max() <= 1e-4
+    assert model.training is False and any(
+        isinstance(m, nn.BatchNorm2d) for m in model.modules()), "the input model was changed"
+
+
+def test_fmen_train_reparameterizes_into_fmen_s():
+    train = build_model(ZOO["fmen_s_train"])
+    _randomise_bn(train)
+    train.eval()
+    deployed = reparameterize(train)
+    target = build_model(ZOO["fmen_s"])
+    target.load_state_dict(deployed.state_dict())
+    assert sum(p.numel() for p in deployed.parameters()) == 341_066
+    x = torch.rand(1, 3, 20, 20) * 255
+    with torch.no_grad():
+        torch.testing.assert_close(target(x), train(x), atol=1e-3, rtol=1e-5)
+
+
+def test_build_model_rejects_non_genotype():
+    with pytest.raises(TypeError, match="Genotype"):
+        build_model({"scale": 4})  # type: ignore[arg-type]
