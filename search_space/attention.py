@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from search_space.genotype import ATTENTIONS, REPARAM_OPS, Attention
-from search_space.ops import ConvChain, StatelessAct
+from search_space.ops import ConvChain, StatelessAct, add_residual, sigmoid_gate
 from search_space.registry import Registry
 from search_space.rep import bn_scale_shift, pad_with
 
@@ -55,7 +55,7 @@ class ESA(nn.Module):
         v = self.relu(self.conv_max(v))
         c3 = self.conv3_(self.relu(self.conv3(v)))
         c3 = F.interpolate(c3, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return x * torch.sigmoid(self.conv4(c3 + self.conv_f(c1_)))
+        return sigmoid_gate(x, self.conv4(add_residual(c3, self.conv_f(c1_))))
 
 
 class ESALite(nn.Module):
@@ -73,7 +73,7 @@ class ESALite(nn.Module):
         c1_ = self.conv1(x)
         c3 = self.conv3(_pool(self.conv2(c1_)))
         c3 = F.interpolate(c3, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return x * torch.sigmoid(self.conv4(c3 + self.conv_f(c1_)))
+        return sigmoid_gate(x, self.conv4(add_residual(c3, self.conv_f(c1_))))
 
 
 class CCA(nn.Module):
@@ -88,7 +88,7 @@ class CCA(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean = x.mean(dim=(2, 3), keepdim=True)
         std = (x - mean).pow(2).mean(dim=(2, 3), keepdim=True).sqrt()
-        return x * torch.sigmoid(self.conv_du(std + mean))
+        return x * torch.sigmoid(self.conv_du(std + mean))  # (N, C, 1, 1): broadcast
 
 
 class PixelAttention(nn.Module):
@@ -99,7 +99,7 @@ class PixelAttention(nn.Module):
         self.conv = nn.Conv2d(channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(self.conv(x))
+        return sigmoid_gate(x, self.conv(x))
 
 
 class HFAB(nn.Module):
@@ -143,7 +143,7 @@ class HFAB(nn.Module):
         h = self.excitate(h)
         if self.bn3 is not None:
             h = self.bn3(h)
-        return x * torch.sigmoid(h)
+        return sigmoid_gate(x, h)
 
     @torch.no_grad()
     def reparameterize(self) -> HFAB:

@@ -25,7 +25,7 @@ from torch import nn
 
 from search_space.attention import ATTENTION_OPS
 from search_space.genotype import CellGene
-from search_space.ops import ACTIVATION_OPS, OPS, ConvChain
+from search_space.ops import ACTIVATION_OPS, OPS, ConvChain, add_residual
 from search_space.registry import Registry
 
 CELLS: Registry[Callable[[CellGene, int], nn.Module]] = Registry("cell type")
@@ -63,10 +63,10 @@ class RFDB(nn.Module):
         for distill, refine, act_d, act_r in stages:
             distilled.append(act_d(distill(h)))
             r = refine(h)
-            h = act_r(r + h if self.shallow_residual else r)
+            h = act_r(add_residual(r, h) if self.shallow_residual else r)
         distilled.append(self.act_d[3](self.c4(h)))
         out = self.attention(self.c5(torch.cat(distilled, dim=1)))
-        return out + x if self.block_residual else out
+        return add_residual(out, x) if self.block_residual else out
 
 
 @CELLS.register("rlfb")
@@ -94,7 +94,7 @@ class RLFB(nn.Module):
         for conv, act in zip(self.convs, self.acts, strict=True):
             h = act(conv(h))
         if self.block_residual:
-            h = h + x
+            h = add_residual(h, x)
         return self.attention(self.c5(h))
 
 
@@ -115,7 +115,7 @@ class ERB(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.body(x)
-        return self.attention(h + x if self.block_residual else h)
+        return self.attention(add_residual(h, x) if self.block_residual else h)
 
 
 @CELLS.register("imdb")
@@ -146,4 +146,4 @@ class IMDB(nn.Module):
             distilled.append(d)
         distilled.append(self.convs[3](h))
         out = self.c5(self.attention(torch.cat(distilled, dim=1)))
-        return out + x if self.block_residual else out
+        return add_residual(out, x) if self.block_residual else out

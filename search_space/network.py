@@ -9,7 +9,7 @@ from torch import nn
 
 from search_space.cells import CELLS
 from search_space.genotype import Genotype
-from search_space.ops import ACTIVATION_OPS
+from search_space.ops import ACTIVATION_OPS, add_residual
 
 
 class SRNet(nn.Module):
@@ -56,7 +56,7 @@ class SRNet(nn.Module):
             outs.append(h)
         if self.fusion is not None:
             h = self.fusion(torch.cat(outs, dim=1))
-        return self.upsampler(self.lr_conv(h) + feat)
+        return self.upsampler(add_residual(self.lr_conv(h), feat))
 
 
 def build_model(genotype: Genotype) -> SRNet:

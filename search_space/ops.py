@@ -62,11 +62,13 @@ OPS.add("bsconv3x3", partial(BSConv, k=3))
 OPS.add("rep_conv3x3", RRRB)
 OPS.add("ecb3x3", ECB)
 
-ACTIVATION_OPS.add("relu", lambda c: nn.ReLU())
-ACTIVATION_OPS.add("lrelu0.05", lambda c: nn.LeakyReLU(0.05))
-ACTIVATION_OPS.add("lrelu0.1", lambda c: nn.LeakyReLU(0.1))
+# In-place where the function allows it: cells only apply activations to fresh conv outputs,
+# and autograd supports these in place, so this saves one feature map of peak memory per call.
+ACTIVATION_OPS.add("relu", lambda c: nn.ReLU(inplace=True))
+ACTIVATION_OPS.add("lrelu0.05", lambda c: nn.LeakyReLU(0.05, inplace=True))
+ACTIVATION_OPS.add("lrelu0.1", lambda c: nn.LeakyReLU(0.1, inplace=True))
 ACTIVATION_OPS.add("prelu", lambda c: nn.PReLU(c, init=0.25))
-ACTIVATION_OPS.add("silu", lambda c: nn.SiLU())
+ACTIVATION_OPS.add("silu", lambda c: nn.SiLU(inplace=True))
 ACTIVATION_OPS.add("gelu", lambda c: nn.GELU())
 
 FUNCTIONAL_ACTS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -80,6 +82,26 @@ FUNCTIONAL_ACTS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 
 if tuple(OPS) != CONV_OPS or tuple(ACTIVATION_OPS) != ACTIVATIONS:
     raise ImportError("search_space.ops is out of step with the names in search_space.genotype")
+
+
+def _no_autograd(*tensors: torch.Tensor) -> bool:
+    return not torch.is_grad_enabled() or not any(t.requires_grad for t in tensors)
+
+
+def add_residual(fresh: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """``fresh + skip``, written into ``fresh`` when no autograd graph is being built.
+
+    ``fresh`` must be a tensor the caller owns (a conv or activation output used nowhere else).
+    In-place at inference is what keeps FMEN's peak memory low (``h += x``); every cell uses it.
+    """
+    return fresh.add_(skip) if _no_autograd(fresh, skip) else fresh + skip
+
+
+def sigmoid_gate(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """``x * sigmoid(logits)``, in place on ``logits`` when no autograd graph is being built."""
+    if _no_autograd(x, logits):
+        return logits.sigmoid_().mul_(x)
+    return x * torch.sigmoid(logits)
 
 
 class StatelessAct(nn.Module):

@@ -23,7 +23,6 @@ from search_space.registry import UnknownNameError
 from search_space.zoo import ZOO
 
 
-
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)  # every test sees the same initialisation, whatever runs before it
@@ -197,3 +196,16 @@ def test_fmen_train_reparameterizes_into_fmen_s():
 def test_build_model_rejects_non_genotype():
     with pytest.raises(TypeError, match="Genotype"):
         build_model({"scale": 4})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["rfdn_aim2020", "rlfn_ntire", "fmen_s_train", "imdn_paper"])
+def test_inplace_inference_matches_autograd_forward_and_keeps_input(name):
+    model = build_model(ZOO[name]).eval()
+    x = torch.rand(1, 3, 20, 24)
+    x_copy = x.clone()
+    with torch.inference_mode():
+        fast = model(x)
+    assert torch.equal(x, x_copy), "the forward pass wrote into its input"
+    slow = model(x.clone().requires_grad_())  # out-of-place path, graph built
+    assert slow.requires_grad
+    torch.testing.assert_close(fast, slow.detach(), atol=1e-5, rtol=1e-5)

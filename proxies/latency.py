@@ -1,0 +1,436 @@
+"""Measured forward latency of a model at a given low-resolution input size on a device.
+
+Two entry points:
+
+* :func:`measure_latency` times one model and returns a :class:`LatencyResult`.
+* :func:`measure_latency_ratio` times a model interleaved with a fixed reference net in the
+  same process and reports the latency *ratio*, which is far more stable than absolute
+  milliseconds on a noisy or shared machine.
+
+Timing protocol (both entry points share one timing helper, :func:`_time_runs`):
+
+* The model runs in eval mode under :func:`torch.inference_mode`; the caller's train/eval flags
+  (of every submodule) are restored afterwards.
+* The caller's model is never moved or cast: if all its parameters and buffers already live on
+  the target device (floating-point ones in the requested ``dtype``) it is timed as given,
+  otherwise a deep copy is moved/cast and timed.
+* The input is created and copied to the device before timing starts.
+* CPU: the intra-op thread count is fixed (``threads``, default the current
+  :func:`torch.get_num_threads`) with :func:`torch.set_num_threads` and restored afterwards;
+  each run is timed with :func:`time.perf_counter_ns`.
+* CUDA: each run is timed with CUDA events (record start, forward, record end,
+  :func:`torch.cuda.synchronize`), which also captures kernel-launch overhead.
+  ``torch.backends.cudnn.benchmark`` is left as the caller set it: with ``True`` cuDNN picks
+  its algorithms during the warm-up runs (give enough ``warmup``); with ``False`` it uses its
+  heuristics. Either way the setting applies to every model timed in the process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = [
+    "LatencyRatioResult",
+    "LatencyResult",
+    "measure_latency",
+    "measure_latency_ratio",
+    "resolve_device",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_INPUT_SHAPE: tuple[int, int, int, int] = (1, 3, 256, 256)
+
+
+@dataclass(frozen=True)
+class LatencyResult:
+    """Statistics of the timed forward passes (warm-up runs excluded), all in milliseconds.
+
+    ``std_ms`` is the population standard deviation (0.0 for a single run). ``runs`` is the
+    number of timed runs actually done (``max_seconds`` may stop early). ``threads`` is the CPU
+    intra-op thread count used, or ``None`` on CUDA.
+    """
+
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    runs: int
+    warmup: int
+    device: str
+    threads: int | None
+    input_shape: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict view (JSON-serialisable)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LatencyRatioResult:
+    """Latency of a model relative to a reference timed interleaved in the same process.
+
+    ``round_ratios`` holds, per round, median(model) / median(reference) over that round's
+    runs; ``ratio_median``, ``ratio_p10`` and ``ratio_p90`` summarise them. ``model`` and
+    ``reference`` are each one's own statistics over all their timed runs.
+    """
+
+    ratio_median: float
+    ratio_p10: float
+    ratio_p90: float
+    rounds: int
+    runs_per_round: int
+    round_ratios: tuple[float, ...]
+    model: LatencyResult
+    reference: LatencyResult
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict view (JSON-serialisable); ``model``/``reference`` become nested dicts."""
+        return asdict(self)
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """Turn ``"auto"``/``None``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` into a concrete device.
+
+    ``"auto"`` (or ``None``) gives the current CUDA device if CUDA is available, else the CPU.
+    ``"cuda"`` is resolved to ``cuda:<current device index>``.
+
+    Raises:
+        ValueError: unknown device string, a device type other than cpu/cuda, or a CUDA index
+            that does not exist.
+        RuntimeError: CUDA requested but ``torch.cuda.is_available()`` is False.
+    """
+    if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu")
+    allowed = "'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device of type cpu/cuda"
+    try:
+        dev = torch.device(device.strip() if isinstance(device, str) else device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(f"device={device!r} is not a device; use {allowed}.") from exc
+    if dev.type == "cpu":
+        return torch.device("cpu")
+    if dev.type != "cuda":
+        raise ValueError(f"device={device!r} has unsupported type {dev.type!r}; use {allowed}.")
+    if not torch.cuda.is_available():
+        raise RuntimeError(
+            f"device={device!r} asks for CUDA, but torch.cuda.is_available() is False "
+            f"(torch {torch.__version__}, built with CUDA {torch.version.cuda}); "
+            "use device='cpu' or 'auto', or run on a machine with a working CUDA GPU."
+        )
+    index = torch.cuda.current_device() if dev.index is None else dev.index
+    count = torch.cuda.device_count()
+    if not 0 <= index < count:
+        raise ValueError(
+            f"device={device!r} names CUDA index {index}, but only {count} CUDA device(s) exist; "
+            f"use an index in 0..{count - 1}."
+        )
+    return torch.device("cuda", index)
+
+
+# --- helpers shared with proxies.memory (package-internal, not part of the searcher API) ---
+
+
+def check_input_shape(input_shape: Sequence[int]) -> tuple[int, int, int, int]:
+    """Validate an NCHW shape of four positive ints and return it as a tuple."""
+    dims = tuple(input_shape) if isinstance(input_shape, Sequence) else ()
+    if len(dims) != 4 or not all(
+        isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in dims
+    ):
+        raise ValueError(
+            f"input_shape must be 4 positive ints (N, C, H, W), got {input_shape!r}; "
+            "pass e.g. input_shape=(1, 3, 256, 256)."
+        )
+    n, c, h, w = (int(d) for d in dims)
+    return n, c, h, w
+
+
+def check_dtype(dtype: torch.dtype) -> None:
+    """Require a floating-point ``torch.dtype`` for the generated input."""
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(
+            f"dtype must be a floating-point torch.dtype, got {dtype!r}; "
+            "pass e.g. dtype=torch.float32 or torch.float16."
+        )
+
+
+def make_input(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Seeded random input, generated on the host and copied to ``device`` (synchronised)."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=generator, dtype=dtype).to(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return x
+
+
+def _fits(model: nn.Module, device: torch.device, dtype: torch.dtype) -> bool:
+    """True if every parameter/buffer is on ``device`` and every float one has ``dtype``."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return all(
+        t.device == device and (not t.is_floating_point() or t.dtype == dtype) for t in tensors
+    )
+
+
+@contextlib.contextmanager
+def model_for_measurement(
+    model: nn.Module, device: torch.device, dtype: torch.dtype
+) -> Iterator[nn.Module]:
+    """Yield ``model`` (or a moved/cast deep copy) in eval mode; restore every module's flag.
+
+    The caller's model is used as given when it already lives on ``device`` in ``dtype``;
+    otherwise a deep copy is made, so the caller's model is never moved or cast.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"model must be a torch.nn.Module, got {type(model).__name__}; "
+            "wrap the callable in an nn.Module subclass."
+        )
+    if _fits(model, device, dtype):
+        target = model
+    else:
+        logger.debug("timing a deep copy of %s moved to %s/%s", type(model).__name__, device, dtype)
+        try:
+            target = copy.deepcopy(model)
+        except (TypeError, RuntimeError, copy.Error) as exc:
+            raise TypeError(
+                f"model {type(model).__name__} cannot be deep-copied to move it to {device} "
+                f"({exc}); move it there yourself (model.to(device, dtype)) before measuring."
+            ) from exc
+        target = target.to(device=device, dtype=dtype)
+    flags = [(m, m.training) for m in target.modules()]
+    target.eval()
+    try:
+        yield target
+    finally:
+        for module, training in flags:
+            module.training = training
+
+
+def check_int(name: str, value: object, minimum: int) -> None:
+    """Require ``value`` to be an int (not bool) >= ``minimum``; name the parameter if not."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(
+            f"{name} must be an integer >= {minimum}, got {value!r}; pass {name}={minimum} or more."
+        )
+
+
+# --- timing ---
+
+
+@contextlib.contextmanager
+def _runtime(device: torch.device, threads: int | None) -> Iterator[int | None]:
+    """Inference mode plus CPU thread count or current CUDA device; yields the threads used."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch.inference_mode())
+        if device.type == "cuda":
+            stack.enter_context(torch.cuda.device(device))
+            if threads is not None:
+                logger.warning("threads=%d is ignored on %s (CPU timing only)", threads, device)
+            yield None
+            return
+        previous = torch.get_num_threads()
+        used = previous if threads is None else threads
+        torch.set_num_threads(used)
+        stack.callback(torch.set_num_threads, previous)
+        yield used
+
+
+def _time_runs(
+    fn: Callable[[], object], device: torch.device, runs: int, max_seconds: float | None = None
+) -> list[float]:
+    """Run ``fn`` up to ``runs`` times and return each run's time in ms.
+
+    Stops early once ``max_seconds`` of wall time have passed (after at least one run).
+    """
+    times_ms: list[float] = []
+    deadline = None if max_seconds is None else time.perf_counter() + max_seconds
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize(device)
+    for _ in range(runs):
+        if device.type == "cuda":
+            start.record()
+            out = fn()
+            end.record()
+            torch.cuda.synchronize(device)
+            times_ms.append(start.elapsed_time(end))
+        else:
+            t0_ns = time.perf_counter_ns()
+            out = fn()
+            times_ms.append((time.perf_counter_ns() - t0_ns) / 1e6)
+        del out
+        if deadline is not None and time.perf_counter() >= deadline:
+            break
+    return times_ms
+
+
+def _summarise(
+    times_ms: Sequence[float],
+    *,
+    warmup: int,
+    device: torch.device,
+    threads: int | None,
+    input_shape: tuple[int, ...],
+) -> LatencyResult:
+    t = np.asarray(times_ms, dtype=np.float64)
+    p10, median, p90 = np.percentile(t, [10, 50, 90])
+    return LatencyResult(
+        median_ms=float(median),
+        p10_ms=float(p10),
+        p90_ms=float(p90),
+        mean_ms=float(t.mean()),
+        std_ms=float(t.std()),
+        min_ms=float(t.min()),
+        runs=int(t.size),
+        warmup=warmup,
+        device=str(device),
+        threads=threads,
+        input_shape=input_shape,
+    )
+
+
+def measure_latency(
+    model: nn.Module,
+    input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE,
+    *,
+    device: str | torch.device | None = "cpu",
+    runs: int = 30,
+    warmup: int = 5,
+    threads: int | None = None,
+    dtype: torch.dtype = torch.float32,
+    max_seconds: float | None = None,
+) -> LatencyResult:
+    """Time ``model`` on a random input of ``input_shape`` (NCHW) on ``device``.
+
+    Args:
+        model: the network; never moved or cast (a deep copy is timed if needed).
+        input_shape: low-resolution input shape (N, C, H, W), all positive.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"`` or a :class:`torch.device`.
+        runs: timed runs (>= 1).
+        warmup: untimed runs before timing (>= 0).
+        threads: CPU intra-op threads during timing (default: current count); restored after.
+            Ignored on CUDA.
+        dtype: floating-point dtype of the input (and of the timed model copy, if cast).
+        max_seconds: cap on the wall time of the timed loop; at least one run is always done
+            and ``LatencyResult.runs`` records how many were.
+
+    Raises:
+        ValueError: invalid argument (the message names it and the allowed values).
+        RuntimeError: CUDA requested but not available.
+    """
+    dev = resolve_device(device)
+    shape = check_input_shape(input_shape)
+    check_int("runs", runs, 1)
+    check_int("warmup", warmup, 0)
+    _check_threads(threads)
+    check_dtype(dtype)
+    if max_seconds is not None and (
+        isinstance(max_seconds, bool)
+        or not isinstance(max_seconds, (int, float))
+        or not (0 < max_seconds < float("inf"))
+    ):
+        raise ValueError(
+            f"max_seconds must be a finite number > 0 or None, got {max_seconds!r}; "
+            "pass e.g. max_seconds=10.0, or None for no cap."
+        )
+    with model_for_measurement(model, dev, dtype) as net, _runtime(dev, threads) as used:
+        x = make_input(shape, dev, dtype)
+        _time_runs(lambda: net(x), dev, warmup)
+        times_ms = _time_runs(lambda: net(x), dev, runs, max_seconds)
+    result = _summarise(times_ms, warmup=warmup, device=dev, threads=used, input_shape=shape)
+    logger.debug("latency %s: %s", type(model).__name__, result)
+    return result
+
+
+def measure_latency_ratio(
+    model: nn.Module,
+    reference: nn.Module,
+    input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE,
+    *,
+    device: str | torch.device | None = "cpu",
+    rounds: int = 10,
+    runs_per_round: int = 5,
+    warmup: int = 5,
+    threads: int | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> LatencyRatioResult:
+    """Latency of ``model`` relative to ``reference``, timed interleaved on the same input.
+
+    After ``warmup`` untimed runs of each, round ``r`` times the reference ``runs_per_round``
+    times then the model ``runs_per_round`` times (the model first on odd rounds), so slow
+    drifts of the machine affect both alike. The ratio of each round's medians is reported.
+
+    Args: as :func:`measure_latency`, plus ``reference`` (the fixed yardstick net),
+        ``rounds`` (>= 1) and ``runs_per_round`` (>= 1).
+
+    Raises:
+        ValueError: invalid argument (the message names it and the allowed values).
+        RuntimeError: CUDA requested but not available, or the reference is too fast to time.
+    """
+    dev = resolve_device(device)
+    shape = check_input_shape(input_shape)
+    check_int("rounds", rounds, 1)
+    check_int("runs_per_round", runs_per_round, 1)
+    check_int("warmup", warmup, 0)
+    _check_threads(threads)
+    check_dtype(dtype)
+    times_ms: dict[str, list[float]] = {"model": [], "reference": []}
+    round_ratios: list[float] = []
+    with (
+        model_for_measurement(model, dev, dtype) as net,
+        model_for_measurement(reference, dev, dtype) as ref,
+        _runtime(dev, threads) as used,
+    ):
+        x = make_input(shape, dev, dtype)
+        fns = {"model": lambda: net(x), "reference": lambda: ref(x)}
+        for fn in fns.values():
+            _time_runs(fn, dev, warmup)
+        for r in range(rounds):
+            medians: dict[str, float] = {}
+            for name in ("reference", "model") if r % 2 == 0 else ("model", "reference"):
+                t = _time_runs(fns[name], dev, runs_per_round)
+                times_ms[name].extend(t)
+                medians[name] = float(np.median(t))
+            if medians["reference"] <= 0.0:
+                raise RuntimeError(
+                    f"reference median time is {medians['reference']} ms in round {r}: too fast "
+                    "to time on this device; use a larger reference net or input_shape."
+                )
+            round_ratios.append(medians["model"] / medians["reference"])
+    p10, median, p90 = np.percentile(np.asarray(round_ratios), [10, 50, 90])
+    summary: dict[str, Any] = {
+        "warmup": warmup,
+        "device": dev,
+        "threads": used,
+        "input_shape": shape,
+    }
+    result = LatencyRatioResult(
+        ratio_median=float(median),
+        ratio_p10=float(p10),
+        ratio_p90=float(p90),
+        rounds=rounds,
+        runs_per_round=runs_per_round,
+        round_ratios=tuple(round_ratios),
+        model=_summarise(times_ms["model"], **summary),
+        reference=_summarise(times_ms["reference"], **summary),
+    )
+    logger.debug("latency ratio %s: %.4f", type(model).__name__, result.ratio_median)
+    return result
+
+
+def _check_threads(threads: int | None) -> None:
+    if threads is not None:
+        check_int("threads", threads, 1)

@@ -1,0 +1,288 @@
+"""Measured peak memory of one forward pass (eval mode, :func:`torch.inference_mode`).
+
+``peak_memory_mib`` is the peak of memory allocated *during* one forward pass above what was
+allocated just before it: activations, the output and any workspace, but not the weights or the
+input (reported separately as ``weights_mib`` and ``input_mib``).
+
+* CUDA (``method="cuda_max_allocated"``): one untimed warm-up forward first, so that one-time
+  allocations (cuDNN/cuBLAS handles and the persistent cuBLAS workspace, and the algorithm search
+  if ``torch.backends.cudnn.benchmark`` is on) are not counted; then synchronize,
+  :func:`torch.cuda.empty_cache`, :func:`torch.cuda.reset_peak_memory_stats`,
+  ``baseline = memory_allocated()``, forward, synchronize,
+  ``peak = max_memory_allocated() - baseline``. Per-call cuDNN workspace is counted. Sizes are
+  as the caching allocator sees them (rounded up to 512-byte blocks).
+* CPU (``method="cpu_profiler"``): one warm-up forward, then one forward under
+  :class:`torch.profiler.profile` with ``profile_memory=True``; the CPU ``[memory]`` events
+  (+bytes on allocation, -bytes on free) are sorted by time and the peak of their running sum is
+  taken. This is deterministic, but sees only allocations made through PyTorch's allocator
+  (scratch memory that oneDNN or OpenMP allocate themselves is invisible to it).
+* CPU cross-check (``rss_check=True``, Linux only): the process resident-set high-water mark.
+  Freed heap memory is returned to the OS (``malloc_trim``), the peak RSS is reset by writing
+  ``5`` to ``/proc/self/clear_refs``, and ``VmHWM`` from ``/proc/self/status`` is read before and
+  after one forward. This is coarse: allocator caching, page granularity, thread stacks and
+  anything else the process does at the same time all show up in it.
+
+The caller's model is never moved or cast (a deep copy is measured if needed; see
+:func:`proxies.latency.model_for_measurement`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.autograd import DeviceType
+from torch.profiler import ProfilerActivity, profile
+
+from proxies.latency import (
+    DEFAULT_INPUT_SHAPE,
+    check_dtype,
+    check_input_shape,
+    make_input,
+    model_for_measurement,
+    resolve_device,
+)
+
+__all__ = ["MemoryResult", "measure_peak_memory"]
+
+logger = logging.getLogger(__name__)
+
+MIB = float(2**20)
+_KINETO_NOISE = ("USDT:", "STAGE:", "INFO:")
+
+
+@dataclass(frozen=True)
+class MemoryResult:
+    """Memory figures of one forward pass, in MiB (2**20 bytes).
+
+    ``peak_memory_mib``: peak allocated during the pass above the level before it (activations,
+    output, workspace; excludes weights and input). ``weights_mib``: parameters + buffers.
+    ``rss_peak_delta_mib``: CPU resident-set cross-check, ``None`` unless requested and possible.
+    """
+
+    peak_memory_mib: float
+    weights_mib: float
+    input_mib: float
+    output_mib: float
+    method: str
+    device: str
+    input_shape: tuple[int, ...]
+    rss_peak_delta_mib: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict view (JSON-serialisable)."""
+        return asdict(self)
+
+
+def measure_peak_memory(
+    model: nn.Module,
+    input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE,
+    *,
+    device: str | torch.device | None = "cpu",
+    dtype: torch.dtype = torch.float32,
+    rss_check: bool = False,
+) -> MemoryResult:
+    """Peak memory of one forward pass of ``model`` on a random ``input_shape`` input.
+
+    Args:
+        model: the network; never moved or cast (a deep copy is measured if needed).
+        input_shape: low-resolution input shape (N, C, H, W), all positive.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"`` or a :class:`torch.device`.
+        dtype: floating-point dtype of the input (and of the measured model copy, if cast).
+        rss_check: on CPU, also report the resident-set high-water-mark delta of one forward.
+
+    Raises:
+        ValueError: invalid argument (the message names it and the allowed values).
+        RuntimeError: CUDA requested but not available, or the profiler gave no results.
+    """
+    dev = resolve_device(device)
+    shape = check_input_shape(input_shape)
+    check_dtype(dtype)
+    rss_delta_mib: float | None = None
+    with contextlib.ExitStack() as stack:
+        net = stack.enter_context(model_for_measurement(model, dev, dtype))
+        stack.enter_context(torch.inference_mode())
+        if dev.type == "cuda":
+            stack.enter_context(torch.cuda.device(dev))
+        x = make_input(shape, dev, dtype)
+        if dev.type == "cuda":
+            method, (peak_bytes, output_bytes) = "cuda_max_allocated", _cuda_peak(net, x, dev)
+        else:
+            method, (peak_bytes, output_bytes) = "cpu_profiler", _cpu_profiler_peak(net, x)
+        if rss_check and dev.type == "cuda":
+            logger.info("rss_check measures host memory only; rss_peak_delta_mib=None on %s", dev)
+        elif rss_check:
+            rss_delta_mib = _rss_peak_delta_mib(lambda: net(x))
+        weights_bytes = sum(
+            t.numel() * t.element_size() for t in (*net.parameters(), *net.buffers())
+        )
+        input_bytes = x.numel() * x.element_size()
+    result = MemoryResult(
+        peak_memory_mib=peak_bytes / MIB,
+        weights_mib=weights_bytes / MIB,
+        input_mib=input_bytes / MIB,
+        output_mib=output_bytes / MIB,
+        method=method,
+        device=str(dev),
+        input_shape=shape,
+        rss_peak_delta_mib=rss_delta_mib,
+    )
+    logger.debug("peak memory %s: %s", type(model).__name__, result)
+    return result
+
+
+def _tensor_bytes(obj: object) -> int:
+    """Bytes of the distinct tensors in a (nested tuple/list/dict) model output."""
+    sizes: dict[int, int] = {}
+    seen: set[int] = set()
+    stack = [obj]
+    while stack:  # each object is expanded at most once, so cycles terminate
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, torch.Tensor):
+            sizes[id(item)] = item.numel() * item.element_size()
+        elif isinstance(item, (tuple, list)):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+    return sum(sizes.values())
+
+
+def _cuda_peak(net: nn.Module, x: torch.Tensor, device: torch.device) -> tuple[int, int]:
+    """(peak bytes above baseline, output bytes) of one forward on CUDA, after a warm-up."""
+    out = net(x)  # warm-up: handles, persistent workspaces, cudnn.benchmark search
+    del out
+    torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    baseline = torch.cuda.memory_allocated(device)
+    out = net(x)
+    torch.cuda.synchronize(device)
+    peak = torch.cuda.max_memory_allocated(device) - baseline
+    return max(peak, 0), _tensor_bytes(out)
+
+
+def _cpu_profiler_peak(net: nn.Module, x: torch.Tensor) -> tuple[int, int]:
+    """(peak bytes of the running allocation sum, output bytes) of one profiled CPU forward."""
+    out = net(x)  # warm-up outside the profiler: lazy init, oneDNN primitive cache
+    del out
+    gc.collect()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # no collection may free pre-existing tensors inside the window
+    try:
+        with _stderr_to_log(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as p:
+            out = net(x)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    output_bytes = _tensor_bytes(out)
+    del out
+    results = getattr(p.profiler, "kineto_results", None)
+    if results is None:
+        raise RuntimeError(
+            "torch.profiler returned no kineto results, so the CPU peak cannot be computed "
+            f"(torch {torch.__version__}); use a torch build with kineto or measure on CUDA."
+        )
+    events = [
+        e for e in results.events() if e.name() == "[memory]" and e.device_type() == DeviceType.CPU
+    ]
+    events.sort(key=lambda e: e.start_ns())  # stable: ties keep the recorded order
+    running = peak = 0
+    for event in events:
+        running += event.nbytes()
+        peak = max(peak, running)
+    return peak, output_bytes
+
+
+@contextlib.contextmanager
+def _stderr_to_log() -> Iterator[None]:
+    """Route file descriptor 2 to this module's logger while the block runs.
+
+    Kineto writes ``profiler_start``/``profiler_stop`` lines straight to fd 2 on every profiling
+    session; they are logged at DEBUG, any other line at WARNING, so nothing is lost. The
+    redirection is process-wide while the block (one profiled forward) runs. Runs the block
+    unchanged if fd 2 cannot be duplicated.
+    """
+    try:
+        sys.stderr.flush()
+        saved_fd = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        saved_fd = None
+    if saved_fd is None:
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        try:
+            os.dup2(sink.fileno(), 2)
+            yield
+        finally:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                sys.stderr.flush()
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+            sink.seek(0)
+            for line in sink.read().decode(errors="replace").splitlines():
+                level = logging.DEBUG if line.startswith(_KINETO_NOISE) else logging.WARNING
+                logger.log(level, "profiler stderr: %s", line)
+
+
+def _read_status_kib() -> dict[str, int]:
+    """``VmHWM`` and ``VmRSS`` (KiB) from ``/proc/self/status``."""
+    values: dict[str, int] = {}
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            key, _, rest = line.partition(":")
+            if key in ("VmHWM", "VmRSS"):
+                values[key] = int(rest.split()[0])
+    if len(values) != 2:
+        raise OSError(f"/proc/self/status lacks VmHWM/VmRSS (found {sorted(values)})")
+    return values
+
+
+def _malloc_trim() -> None:
+    """Return freed heap memory to the OS (glibc), so the next peak needs fresh pages."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError) as exc:
+        logger.debug("malloc_trim unavailable (%s); RSS delta may understate the peak", exc)
+
+
+def _rss_peak_delta_mib(forward: Callable[[], object]) -> float | None:
+    """Rise of the resident-set high-water mark (MiB) over one ``forward()``; None if unknown."""
+    if not sys.platform.startswith("linux"):
+        logger.info(
+            "rss_check needs Linux /proc (platform %s); rss_peak_delta_mib=None", sys.platform
+        )
+        return None
+    gc.collect()
+    _malloc_trim()
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
+            clear_refs.write("5")  # reset VmHWM to the current RSS
+        before = _read_status_kib()
+    except OSError as exc:
+        logger.info("rss_check: cannot reset the peak RSS (%s); rss_peak_delta_mib=None", exc)
+        return None
+    if before["VmHWM"] - before["VmRSS"] > 1024:
+        logger.info(
+            "rss_check: VmHWM (%d KiB) did not reset to VmRSS (%d KiB); rss_peak_delta_mib=None",
+            before["VmHWM"],
+            before["VmRSS"],
+        )
+        return None
+    out = forward()
+    del out
+    after = _read_status_kib()
+    return (after["VmHWM"] - before["VmHWM"]) / 1024.0

@@ -1,0 +1,283 @@
+"""NTIRE-style profile table: params, FLOPs, activations, #conv, latency and peak memory.
+
+Run ``python -m proxies.profile [NAME_OR_GENOTYPE_JSON ...]``; with no names it profiles the
+whole zoo. Latency is reported as measured milliseconds *and* as the ratio to a reference net
+(default ``rlfn_ntire``) timed interleaved in the same process, because ratios are what
+compare on a noisy machine. ``--json`` prints machine-readable rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import logging
+import platform
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from proxies.complexity import measure_complexity
+from proxies.latency import measure_latency, measure_latency_ratio, resolve_device
+from proxies.memory import measure_peak_memory
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProfileRow:
+    """One net's NTIRE-style row. Units are in the names."""
+
+    name: str
+    scale: int
+    params_m: float
+    ntire_flops_g: float
+    macs_g: float
+    ntire_activations_m: float
+    ntire_num_conv: int
+    latency_ms: float | None = None
+    latency_p10_ms: float | None = None
+    latency_p90_ms: float | None = None
+    latency_ratio: float | None = None
+    latency_ratio_p10: float | None = None
+    latency_ratio_p90: float | None = None
+    peak_memory_mib: float | None = None
+    weights_mib: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ProfileSettings:
+    """How the measured columns are taken (every field is recorded with the results)."""
+
+    device: str = "auto"
+    lr_size: tuple[int, int] = (256, 256)
+    complexity_size: tuple[int, int] = (256, 256)
+    rounds: int = 5
+    runs_per_round: int = 2
+    warmup: int = 2
+    threads: int | None = None
+    latency: bool = True
+    memory: bool = True
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    """Where the figures were measured."""
+    info: dict[str, Any] = {
+        "date": _dt.date.today().isoformat(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "cpu": _cpu_name(),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def profile_model(
+    name: str,
+    model: nn.Module,
+    settings: ProfileSettings,
+    reference: nn.Module | None = None,
+) -> ProfileRow:
+    """Measure one model. ``reference`` (timed interleaved) gives the latency ratio."""
+    scale = int(getattr(model, "scale", 0))
+    cplx = measure_complexity(model, (1, 3, *settings.complexity_size))
+    row: dict[str, Any] = dict(
+        name=name,
+        scale=scale,
+        params_m=cplx.params_m,
+        ntire_flops_g=cplx.ntire_flops_g,
+        macs_g=cplx.macs_g,
+        ntire_activations_m=cplx.ntire_activations_m,
+        ntire_num_conv=cplx.ntire_num_conv,
+    )
+    shape = (1, 3, *settings.lr_size)
+    if settings.latency:
+        if reference is not None:
+            ratio = measure_latency_ratio(
+                model, reference, shape, device=settings.device, rounds=settings.rounds,
+                runs_per_round=settings.runs_per_round, warmup=settings.warmup,
+                threads=settings.threads,
+            )
+            lat = ratio.model
+            row.update(latency_ratio=ratio.ratio_median, latency_ratio_p10=ratio.ratio_p10,
+                       latency_ratio_p90=ratio.ratio_p90)
+        else:
+            lat = measure_latency(
+                model, shape, device=settings.device,
+                runs=settings.rounds * settings.runs_per_round, warmup=settings.warmup,
+                threads=settings.threads,
+            )
+        row.update(latency_ms=lat.median_ms, latency_p10_ms=lat.p10_ms,
+                   latency_p90_ms=lat.p90_ms)
+    if settings.memory:
+        mem = measure_peak_memory(model, shape, device=settings.device)
+        row.update(peak_memory_mib=mem.peak_memory_mib, weights_mib=mem.weights_mib)
+    return ProfileRow(**row)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("Model", "name"),
+    ("Params [M]", "params_m"),
+    ("FLOPs [G] (NTIRE)", "ntire_flops_g"),
+    ("MACs [G]", "macs_g"),
+    ("Acts [M]", "ntire_activations_m"),
+    ("#Conv", "ntire_num_conv"),
+    ("Latency [ms] (p10-p90)", "latency"),
+    ("x ref (p10-p90)", "ratio"),
+    ("Peak mem [MiB]", "peak_memory_mib"),
+)
+
+
+def _cells(row: ProfileRow) -> list[str]:
+    lat = (f"{_fmt(row.latency_ms, '.1f')} ({_fmt(row.latency_p10_ms, '.1f')}-"
+           f"{_fmt(row.latency_p90_ms, '.1f')})" if row.latency_ms is not None else "-")
+    ratio = (f"{row.latency_ratio:.2f} ({_fmt(row.latency_ratio_p10, '.2f')}-"
+             f"{_fmt(row.latency_ratio_p90, '.2f')})" if row.latency_ratio is not None else "-")
+    return [
+        row.name,
+        f"{row.params_m:.3f}",
+        f"{row.ntire_flops_g:.4f}",
+        f"{row.macs_g:.4f}",
+        f"{row.ntire_activations_m:.2f}",
+        str(row.ntire_num_conv),
+        lat,
+        ratio,
+        _fmt(row.peak_memory_mib, ".1f"),
+    ]
+
+
+def format_table(rows: Sequence[ProfileRow], markdown: bool = False) -> str:
+    header = [c[0] for c in COLUMNS]
+    body = [_cells(r) for r in rows]
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(cells) + " |" for cells in body]
+        return "\n".join(lines)
+    widths = [max(len(h), *(len(c[i]) for c in body)) for i, h in enumerate(header)]
+    fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
+    lines = [fmt.format(*header), "  ".join("-" * w for w in widths)]
+    lines += [fmt.format(*cells) for cells in body]
+    return "\n".join(lines)
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 16:
+        raise argparse.ArgumentTypeError(
+            f"got {text!r}; expected a size such as 256 or 180x320 (H x W, each >= 16)"
+        )
+    return parts[0], parts[1]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from search_space.zoo import REFERENCE_NET, ZOO
+
+    p = argparse.ArgumentParser(
+        prog="python -m proxies.profile",
+        description="Print the NTIRE-style profile table (params, FLOPs, activations, #conv, "
+        "latency, peak memory) of zoo nets or genotype JSON files on the current device.",
+    )
+    p.add_argument("nets", nargs="*", metavar="NAME_OR_JSON",
+                   help=f"zoo names ({', '.join(ZOO)}) or genotype JSON files; "
+                   "default: the whole zoo")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--size", type=_size, default=(256, 256),
+                   help="LR input size for latency and memory, e.g. 256 or 180x320 (default 256)")
+    p.add_argument("--scale", type=int, choices=(2, 3, 4),
+                   help="profile every net at this scale instead of its own")
+    p.add_argument("--reference", default=REFERENCE_NET,
+                   help=f"reference net for latency ratios (default {REFERENCE_NET}); "
+                   "'none' to skip the ratio")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
+    p.add_argument("--runs-per-round", type=int, default=2, help="timed runs per round")
+    p.add_argument("--warmup", type=int, default=2, help="untimed warm-up runs")
+    p.add_argument("--threads", type=int, help="CPU threads (default: torch's current setting)")
+    p.add_argument("--no-latency", action="store_true", help="skip latency")
+    p.add_argument("--no-memory", action="store_true", help="skip peak memory")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    out.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from search_space import build_model
+    from search_space.genotype import GenotypeError
+    from search_space.zoo import ZOO, at_scale, resolve_genotype
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        named = [resolve_genotype(spec) for spec in (args.nets or list(ZOO))]
+        reference = None
+        if args.reference != "none" and not args.no_latency:
+            ref_name, ref_genotype = resolve_genotype(args.reference)
+            reference = build_model(ref_genotype).eval()
+        device = resolve_device(args.device)
+    except (GenotypeError, FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    settings = ProfileSettings(
+        device=str(device), lr_size=args.size, rounds=args.rounds,
+        runs_per_round=args.runs_per_round, warmup=args.warmup, threads=args.threads,
+        latency=not args.no_latency, memory=not args.no_memory,
+    )
+    from tqdm import tqdm
+
+    rows = []
+    torch.manual_seed(0)
+    for name, genotype in tqdm(named, desc="profiling", unit="net", file=sys.stderr):
+        if args.scale:
+            genotype = at_scale(genotype, args.scale)
+        model = build_model(genotype).eval()
+        rows.append(profile_model(name, model, settings, reference))
+    info = machine_info(device)
+    if args.json:
+        payload = {
+            "machine": info,
+            "settings": asdict(settings),
+            "reference": None if reference is None else ref_name,
+            "rows": [r.to_dict() for r in rows],
+        }
+        print(json.dumps(payload, indent=2))
+        return 0
+    print(format_table(rows, markdown=args.markdown))
+    ref_text = f"x ref = latency / {ref_name}'s, interleaved" if reference is not None else ""
+    print(f"\n{info['date']}  torch {info['torch']}  {info.get('gpu', info['cpu'])}  "
+          f"device={info['device']} threads={info['threads']}  LR {args.size[0]}x{args.size[1]}"
+          f"  complexity at 256x256  {ref_text}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
