@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from proxies.complexity import measure_complexity
+from proxies.complexity import count_thop_macs, measure_complexity
 from proxies.latency import measure_latency, measure_latency_ratio, resolve_device
 from proxies.memory import measure_peak_memory
 
@@ -47,6 +47,7 @@ class ProfileRow:
     latency_ratio_p90: float | None = None
     peak_memory_mib: float | None = None
     weights_mib: float | None = None
+    thop_macs_g: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,6 +66,7 @@ class ProfileSettings:
     threads: int | None = None
     latency: bool = True
     memory: bool = True
+    thop: bool = False
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:
@@ -111,6 +113,8 @@ def profile_model(
         ntire_activations_m=cplx.ntire_activations_m,
         ntire_num_conv=cplx.ntire_num_conv,
     )
+    if settings.thop:
+        row["thop_macs_g"] = count_thop_macs(model, (1, 3, *settings.complexity_size)) / 1e9
     shape = (1, 3, *settings.lr_size)
     if settings.latency:
         if reference is not None:
@@ -174,6 +178,10 @@ def _cells(row: ProfileRow) -> list[str]:
 def format_table(rows: Sequence[ProfileRow], markdown: bool = False) -> str:
     header = [c[0] for c in COLUMNS]
     body = [_cells(r) for r in rows]
+    if any(r.thop_macs_g is not None for r in rows):
+        header.append("thop MACs [G]")
+        for cells, r in zip(body, rows, strict=True):
+            cells.append(_fmt(r.thop_macs_g, ".4f"))
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(cells) + " |" for cells in body]
@@ -224,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU threads (default: torch's current setting)")
     p.add_argument("--no-latency", action="store_true", help="skip latency")
     p.add_argument("--no-memory", action="store_true", help="skip peak memory")
+    p.add_argument("--thop", action="store_true",
+                   help="add thop's MAC count (cross-check; thop runs on a CPU copy)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print JSON instead of a table")
     out.add_argument("--markdown", action="store_true", help="print a Markdown table")
@@ -250,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = ProfileSettings(
         device=str(device), lr_size=args.size, rounds=args.rounds,
         runs_per_round=args.runs_per_round, warmup=args.warmup, threads=args.threads,
-        latency=not args.no_latency, memory=not args.no_memory,
+        latency=not args.no_latency, memory=not args.no_memory, thop=args.thop,
     )
     from tqdm import tqdm
 

@@ -512,3 +512,14 @@ def test_bridge_becomes_rgb():
     img = data.load_image(DATASETS / "Set14" / "HR" / "bridge.png")
     assert img.shape == (512, 512, 3)
     assert np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 0], img[..., 2])
+
+
+def test_compare_downsamplers_command(capsys):
+    from proxies.data import compare_downsamplers, main
+
+    hr = np.linspace(0, 1, 48 * 40 * 3, dtype=np.float32).reshape(48, 40, 3)
+    row = compare_downsamplers(hr, 4)
+    assert row["interior_max_abs_levels"] <= 1.0 and row["psnr_db"] > 40
+    assert main(["default:val", "--scales", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "| default:val (3) | x4 |" in out

@@ -50,3 +50,9 @@ def test_bad_names_give_clear_errors(capsys, tmp_path):
     assert "Genotype.scale: got 5" in err and "bad.json" in err
     with pytest.raises(SystemExit):
         main(["--size", "4"])
+
+
+def test_thop_column(capsys):
+    assert main(["fmen_s_train", "--no-latency", "--no-memory", "--thop"]) == 0
+    out = capsys.readouterr().out
+    assert "thop MACs [G]" in out and "68.3943" in out  # 68.2433 conv MACs + 4 x BN elements
