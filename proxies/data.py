@@ -272,12 +272,12 @@ def _check_scale(scale: object) -> int:
 
 def _check_patch_size(patch_size: object, scale: int) -> int:
     ok = isinstance(patch_size, int | np.integer) and not isinstance(patch_size, bool)
-    if not ok or patch_size < 1 or patch_size % scale:
+    if not ok or int(patch_size) < 1 or int(patch_size) % scale:  # type: ignore[call-overload]
         raise ValueError(
             f"patch_size (HR patch side in pixels) must be a positive multiple of scale={scale}, "
             f"got {patch_size!r}; use e.g. patch_size={scale * max(1, 48 // scale)}."
         )
-    return int(patch_size)
+    return int(patch_size)  # type: ignore[call-overload]
 
 
 def _check_downsampler(downsampler: object) -> str:
@@ -316,8 +316,8 @@ def _load_cached(path: Path) -> tuple[np.ndarray, _FileKey]:
         if stale:
             for k in stale:
                 del _HR_CACHE[k]
-            for k in [k for k in _LR_CACHE if k[0][0] == key[0]]:  # LR keys start with the path
-                del _LR_CACHE[k]
+            for lr_key in [k for k in _LR_CACHE if k[0][0] == key[0]]:  # type: ignore[index]
+                del _LR_CACHE[lr_key]  # LR keys start with the HR key
         img = _HR_CACHE[key] = _readonly(load_image(path))
     return img, key
 

@@ -23,7 +23,7 @@ from torch import nn
 from search_space.genotype import ATTENTIONS, REPARAM_OPS, Attention
 from search_space.ops import ConvChain, StatelessAct, add_residual, sigmoid_gate
 from search_space.registry import Registry
-from search_space.rep import bn_scale_shift, pad_with
+from search_space.rep import bias_of, bn_scale_shift, pad_with
 
 ATTENTION_OPS: Registry[Callable[[int, Attention, str], nn.Module]] = Registry("attention")
 
@@ -154,7 +154,7 @@ class HFAB(nn.Module):
         op = REPARAM_OPS.get(self.op, self.op)
         out = HFAB(c, mid, len(self.convs), op, self.act, bn=False).to(self.squeeze.weight)
         out.act1, out.act2 = copy.deepcopy(self.act1), copy.deepcopy(self.act2)
-        out.convs = reparameterize_modules(self.convs)
+        out.convs = reparameterize_modules(self.convs)  # type: ignore[assignment]
         if self.bn1 is None or self.bn2 is None or self.bn3 is None:
             out.squeeze.load_state_dict(self.squeeze.state_dict())
             out.excitate.load_state_dict(self.excitate.state_dict())
@@ -163,7 +163,7 @@ class HFAB(nn.Module):
         out.excitate = _fold_input_bn(self.excitate, self.bn2)
         s3, t3 = bn_scale_shift(self.bn3)
         out.excitate.weight.mul_(s3.view(-1, 1, 1, 1))
-        out.excitate.bias.mul_(s3).add_(t3)
+        bias_of(out.excitate).mul_(s3).add_(t3)
         return out
 
 
@@ -171,10 +171,10 @@ def _fold_input_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """``conv(pad_with(bn(x), t))`` with padding 0 as one conv with zero padding 1."""
     s, t = bn_scale_shift(bn)
     w = conv.weight
-    merged = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
-                       padding=conv.kernel_size[0] // 2).to(w)
+    k = conv.kernel_size[0]
+    merged = nn.Conv2d(conv.in_channels, conv.out_channels, k, padding=k // 2).to(w)
     merged.weight.copy_(w * s.view(1, -1, 1, 1))
-    merged.bias.copy_(conv.bias + (w * t.view(1, -1, 1, 1)).sum(dim=(1, 2, 3)))
+    bias_of(merged).copy_(bias_of(conv) + (w * t.view(1, -1, 1, 1)).sum(dim=(1, 2, 3)))
     return merged
 
 

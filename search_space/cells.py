@@ -130,7 +130,7 @@ class IMDB(nn.Module):
     def __init__(self, gene: CellGene, width: int) -> None:
         super().__init__()
         d = gene.inner_width(width)
-        self.split = (d, width - d)
+        self.split = [d, width - d]
         self.block_residual = gene.block_residual
         rest = width - d
         chans = ((width, width), (rest, width), (rest, width), (rest, d))

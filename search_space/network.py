@@ -67,7 +67,7 @@ def build_model(genotype: Genotype) -> SRNet:
 def reparameterize_modules(module: nn.Module) -> nn.Module:
     """A deployed copy of ``module``: each part with ``reparameterize()`` replaced by its result."""
     if hasattr(module, "reparameterize"):
-        return module.reparameterize()
+        return module.reparameterize()  # type: ignore[operator]
     module = copy.deepcopy(module)
     _deploy_children(module)
     return module
@@ -76,7 +76,7 @@ def reparameterize_modules(module: nn.Module) -> nn.Module:
 def _deploy_children(module: nn.Module) -> None:
     for name, child in module.named_children():
         if hasattr(child, "reparameterize"):
-            setattr(module, name, child.reparameterize())
+            setattr(module, name, child.reparameterize())  # type: ignore[operator]
         else:
             _deploy_children(child)
 

@@ -19,6 +19,13 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def bias_of(conv: nn.Conv2d) -> torch.Tensor:
+    """The bias of a conv built with ``bias=True``."""
+    if conv.bias is None:
+        raise ValueError(f"{conv} has no bias; the merge needs convs built with bias=True")
+    return conv.bias
+
+
 def pad_with(x: torch.Tensor, values: torch.Tensor, pad: int = 1) -> torch.Tensor:
     """Pad ``x`` (N, C, H, W) by ``pad`` pixels with a per-channel constant ``values`` (C,)."""
     v = values.view(1, -1, 1, 1)
@@ -67,7 +74,7 @@ def make_conv3x3(c_in: int, c_out: int, kernel: torch.Tensor, bias: torch.Tensor
     conv = nn.Conv2d(c_in, c_out, 3, padding=1).to(device=kernel.device, dtype=kernel.dtype)
     with torch.no_grad():
         conv.weight.copy_(kernel)
-        conv.bias.copy_(bias)
+        bias_of(conv).copy_(bias)
     return conv
 
 
@@ -92,16 +99,16 @@ class RRRB(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         e = self.expand_conv(x)
-        out = self.fea_conv(pad_with(e, self.expand_conv.bias)) + e
+        out = self.fea_conv(pad_with(e, bias_of(self.expand_conv))) + e
         out = self.reduce_conv(out)
         return out + x if self.c_in == self.c_out else out
 
     @torch.no_grad()
     def reparameterize(self) -> nn.Conv2d:
-        k0, b0 = self.expand_conv.weight, self.expand_conv.bias
-        kernel, bias = compose_1x1_3x3(k0, b0, self.fea_conv.weight, self.fea_conv.bias)
+        k0, b0 = self.expand_conv.weight, bias_of(self.expand_conv)
+        kernel, bias = compose_1x1_3x3(k0, b0, self.fea_conv.weight, bias_of(self.fea_conv))
         kernel, bias = kernel + centre_tap(k0), bias + b0  # inner identity
-        kr, br = self.reduce_conv.weight, self.reduce_conv.bias
+        kr, br = self.reduce_conv.weight, bias_of(self.reduce_conv)
         kernel = torch.einsum("om,mihw->oihw", kr[:, :, 0, 0], kernel)
         bias = kr[:, :, 0, 0] @ bias + br
         if self.c_in == self.c_out:
@@ -119,6 +126,8 @@ _EDGE_MASKS = {
 class EdgeBranch(nn.Module):
     """1x1 conv, then a fixed depthwise edge filter with a learnt per-channel scale and bias."""
 
+    mask: torch.Tensor
+
     def __init__(self, c_in: int, c_out: int, mask: str) -> None:
         super().__init__()
         self.conv1x1 = nn.Conv2d(c_in, c_out, 1)
@@ -128,14 +137,14 @@ class EdgeBranch(nn.Module):
         self.register_buffer("mask", m)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = pad_with(self.conv1x1(x), self.conv1x1.bias)
+        y = pad_with(self.conv1x1(x), bias_of(self.conv1x1))
         return F.conv2d(y, self.scale * self.mask, self.bias, groups=self.mask.shape[0])
 
     def merged(self) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.mask.shape[0]
         dense = torch.zeros(c, c, 3, 3, dtype=self.mask.dtype, device=self.mask.device)
         dense[torch.arange(c), torch.arange(c)] = (self.scale * self.mask)[:, 0]
-        return compose_1x1_3x3(self.conv1x1.weight, self.conv1x1.bias, dense, self.bias)
+        return compose_1x1_3x3(self.conv1x1.weight, bias_of(self.conv1x1), dense, self.bias)
 
 
 class ECB(nn.Module):
@@ -162,16 +171,16 @@ class ECB(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv3x3(x)
-        y = y + self.expand_3x3(pad_with(self.expand(x), self.expand.bias))
+        y = y + self.expand_3x3(pad_with(self.expand(x), bias_of(self.expand)))
         y = y + self.sobel_x(x) + self.sobel_y(x) + self.laplacian(x)
         return y + x if self.c_in == self.c_out else y
 
     @torch.no_grad()
     def reparameterize(self) -> nn.Conv2d:
-        kernel, bias = self.conv3x3.weight.clone(), self.conv3x3.bias.clone()
+        kernel, bias = self.conv3x3.weight.clone(), bias_of(self.conv3x3).clone()
         parts = [
-            compose_1x1_3x3(self.expand.weight, self.expand.bias,
-                            self.expand_3x3.weight, self.expand_3x3.bias),
+            compose_1x1_3x3(self.expand.weight, bias_of(self.expand),
+                            self.expand_3x3.weight, bias_of(self.expand_3x3)),
             self.sobel_x.merged(),
             self.sobel_y.merged(),
             self.laplacian.merged(),
