@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from search_space.genotype import ATTENTIONS, REPARAM_OPS, Attention
-from search_space.ops import ConvChain, StatelessAct, add_residual, sigmoid_gate
+from search_space.ops import StatelessAct, add_residual, sigmoid_gate
 from search_space.registry import Registry
 from search_space.rep import bias_of, bn_scale_shift, pad_with
 
@@ -127,6 +127,8 @@ class HFAB(nn.Module):
         self.bn1 = nn.BatchNorm2d(channels) if bn else None
         self.squeeze = nn.Conv2d(channels, mid, 3, padding=pad)
         self.act1 = StatelessAct(act, mid)
+        from search_space.cells import ConvChain  # the same body as ERB's
+
         self.convs = nn.Sequential(*(ConvChain((op, op), mid, act) for _ in range(blocks)))
         self.act2 = StatelessAct(act, mid)
         self.bn2 = nn.BatchNorm2d(mid) if bn else None

@@ -24,15 +24,63 @@ import torch
 from torch import nn
 
 from search_space.attention import ATTENTION_OPS
-from search_space.genotype import CellGene
-from search_space.ops import ACTIVATION_OPS, OPS, ConvChain, add_residual
+from search_space.genotype import Attention, CellGene
+from search_space.ops import ACTIVATION_OPS, OPS, StatelessAct, add_residual
 from search_space.registry import Registry
 
-CELLS: Registry[Callable[[CellGene, int], nn.Module]] = Registry("cell type")
+
+class SlotBuilder:
+    """Builds the searchable parts of a cell from the op tables.
+
+    Every cell asks its builder for each conv slot, its attention and its activations, naming
+    the slot (``"cells.3.conv1"``, ``"cells.3.attention"``, ``"cells.3.act"``). This default
+    builds the op the genotype names; the DARTS supernet passes a builder that returns mixed
+    ops over the candidates instead, so one cell implementation serves both.
+    """
+
+    def conv(self, slot: str, op: str, c_in: int, c_out: int) -> nn.Module:
+        return OPS[op](c_in, c_out)
+
+    def attention(self, slot: str, spec: Attention, channels: int, act: str) -> nn.Module:
+        return ATTENTION_OPS[spec.type](channels, spec, act)
+
+    def act(self, slot: str, name: str, channels: int) -> nn.Module:
+        return ACTIVATION_OPS[name](channels)
+
+    def stateless_act(self, slot: str, name: str, channels: int) -> nn.Module:
+        return StatelessAct(name, channels)
 
 
-def _attention(gene: CellGene, channels: int) -> nn.Module:
-    return ATTENTION_OPS[gene.attention.type](channels, gene.attention, gene.act)
+DEFAULT_BUILDER = SlotBuilder()
+
+CellBuilder = Callable[..., nn.Module]
+CELLS: Registry[CellBuilder] = Registry("cell type")
+
+
+class ConvChain(nn.Module):
+    """Conv slots of equal width with an activation between consecutive ones (ERB's body).
+
+    Args:
+        ops: conv op names, one per conv.
+        channels: width of every conv.
+        act: activation name (applied functionally, as FMEN does; see ``StatelessAct``).
+        builder: where the convs and activations come from.
+        prefix: slot-name prefix.
+    """
+
+    def __init__(self, ops: tuple[str, ...], channels: int, act: str,
+                 builder: SlotBuilder = DEFAULT_BUILDER, prefix: str = "") -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(builder.conv(f"{prefix}conv{i}", op, channels, channels)
+                                   for i, op in enumerate(ops))
+        self.acts = nn.ModuleList(builder.stateless_act(f"{prefix}act", act, channels)
+                                  for _ in ops[1:])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.convs[0](x)
+        for act, conv in zip(self.acts, self.convs[1:], strict=True):
+            x = conv(act(x))
+        return x
 
 
 @CELLS.register("rfdb")
@@ -42,20 +90,25 @@ class RFDB(nn.Module):
     Args:
         gene: the cell gene (4 conv slots; ``inner`` = distilled channels, default width // 2).
         width: feature channels.
+        builder: builds the slots (default: the ops the gene names).
+        prefix: slot-name prefix, e.g. ``"cells.0."``.
     """
 
-    def __init__(self, gene: CellGene, width: int) -> None:
+    def __init__(self, gene: CellGene, width: int, builder: SlotBuilder = DEFAULT_BUILDER,
+                 prefix: str = "") -> None:
         super().__init__()
         dc = gene.inner_width(width)
+        b, act = builder, gene.act
         self.shallow_residual = gene.shallow_residual
         self.block_residual = gene.block_residual
         self.distill = nn.ModuleList(nn.Conv2d(width, dc, 1) for _ in range(3))
-        self.refine = nn.ModuleList(OPS[op](width, width) for op in gene.ops[:3])
-        self.c4 = OPS[gene.ops[3]](width, dc)
-        self.act_d = nn.ModuleList(ACTIVATION_OPS[gene.act](dc) for _ in range(4))
-        self.act_r = nn.ModuleList(ACTIVATION_OPS[gene.act](width) for _ in range(3))
+        self.refine = nn.ModuleList(b.conv(f"{prefix}conv{i}", op, width, width)
+                                    for i, op in enumerate(gene.ops[:3]))
+        self.c4 = b.conv(f"{prefix}conv3", gene.ops[3], width, dc)
+        self.act_d = nn.ModuleList(b.act(f"{prefix}act", act, dc) for _ in range(4))
+        self.act_r = nn.ModuleList(b.act(f"{prefix}act", act, width) for _ in range(3))
         self.c5 = nn.Conv2d(4 * dc, width, 1)
-        self.attention = _attention(gene, width)
+        self.attention = b.attention(f"{prefix}attention", gene.attention, width, act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, distilled = x, []
@@ -78,16 +131,18 @@ class RLFB(nn.Module):
         width: feature channels.
     """
 
-    def __init__(self, gene: CellGene, width: int) -> None:
+    def __init__(self, gene: CellGene, width: int, builder: SlotBuilder = DEFAULT_BUILDER,
+                 prefix: str = "") -> None:
         super().__init__()
         mid = gene.inner_width(width)
+        b = builder
         self.block_residual = gene.block_residual
         chans = (width, mid, mid, width)
-        self.convs = nn.ModuleList(OPS[op](chans[i], chans[i + 1]) for i, op in
-                                   enumerate(gene.ops))
-        self.acts = nn.ModuleList(ACTIVATION_OPS[gene.act](c) for c in chans[1:])
+        self.convs = nn.ModuleList(b.conv(f"{prefix}conv{i}", op, chans[i], chans[i + 1])
+                                   for i, op in enumerate(gene.ops))
+        self.acts = nn.ModuleList(b.act(f"{prefix}act", gene.act, c) for c in chans[1:])
         self.c5 = nn.Conv2d(width, width, 1)
-        self.attention = _attention(gene, width)
+        self.attention = b.attention(f"{prefix}attention", gene.attention, width, gene.act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x
@@ -107,11 +162,12 @@ class ERB(nn.Module):
         width: feature channels.
     """
 
-    def __init__(self, gene: CellGene, width: int) -> None:
+    def __init__(self, gene: CellGene, width: int, builder: SlotBuilder = DEFAULT_BUILDER,
+                 prefix: str = "") -> None:
         super().__init__()
         self.block_residual = gene.block_residual
-        self.body = ConvChain(gene.ops, width, gene.act)
-        self.attention = _attention(gene, width)
+        self.body = ConvChain(gene.ops, width, gene.act, builder, prefix)
+        self.attention = builder.attention(f"{prefix}attention", gene.attention, width, gene.act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.body(x)
@@ -127,16 +183,19 @@ class IMDB(nn.Module):
         width: feature channels.
     """
 
-    def __init__(self, gene: CellGene, width: int) -> None:
+    def __init__(self, gene: CellGene, width: int, builder: SlotBuilder = DEFAULT_BUILDER,
+                 prefix: str = "") -> None:
         super().__init__()
         d = gene.inner_width(width)
+        b = builder
         self.split = [d, width - d]
         self.block_residual = gene.block_residual
         rest = width - d
         chans = ((width, width), (rest, width), (rest, width), (rest, d))
-        self.convs = nn.ModuleList(OPS[op](*chans[i]) for i, op in enumerate(gene.ops))
-        self.acts = nn.ModuleList(ACTIVATION_OPS[gene.act](width) for _ in range(3))
-        self.attention = _attention(gene, 4 * d)
+        self.convs = nn.ModuleList(b.conv(f"{prefix}conv{i}", op, *chans[i])
+                                   for i, op in enumerate(gene.ops))
+        self.acts = nn.ModuleList(b.act(f"{prefix}act", gene.act, width) for _ in range(3))
+        self.attention = b.attention(f"{prefix}attention", gene.attention, 4 * d, gene.act)
         self.c5 = nn.Conv2d(4 * d, width, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,8 @@ class SRNet(nn.Module):
         self.genotype = genotype
         w, s = genotype.width, genotype.scale
         self.head = nn.Conv2d(3, w, 3, padding=1)
-        self.cells = nn.ModuleList(CELLS[c.type](c, w) for c in genotype.cells)
+        self.cells = nn.ModuleList(CELLS[c.type](c, w, prefix=f"cells.{i}.")
+                                   for i, c in enumerate(genotype.cells))
         self.fusion: nn.Module | None = None
         if genotype.fusion:
             self.fusion = nn.Sequential(

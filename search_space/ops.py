@@ -127,26 +127,3 @@ class StatelessAct(nn.Module):
 
     def extra_repr(self) -> str:
         return self.name
-
-
-class ConvChain(nn.Module):
-    """Conv ops of equal width with an activation between consecutive ones.
-
-    This is the body of an ERB (FMEN: ``conv -> act -> conv``) and of HFAB's inner blocks.
-
-    Args:
-        ops: conv op names, one per conv.
-        channels: width of every conv.
-        act: activation name.
-    """
-
-    def __init__(self, ops: tuple[str, ...], channels: int, act: str) -> None:
-        super().__init__()
-        self.convs = nn.ModuleList(OPS[op](channels, channels) for op in ops)
-        self.acts = nn.ModuleList(StatelessAct(act, channels) for _ in ops[1:])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.convs[0](x)
-        for act, conv in zip(self.acts, self.convs[1:], strict=True):
-            x = conv(act(x))
-        return x

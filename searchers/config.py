@@ -1,0 +1,600 @@
+"""Typed experiment configs: dataclasses loaded from YAML, overridden from the command line.
+
+One experiment = one nested ``@dataclass`` (sections are dataclass-typed fields, every field has a
+default). A run resolves its config with the precedence *defaults < YAML file < overrides*::
+
+    parser.add_argument("--config", default=None)
+    parser.add_argument("overrides", nargs="*", help="dotted key=value, e.g. search.steps=200")
+    args = parser.parse_args()
+    cfg = load_config(DartsConfig, args.config, args.overrides)
+    save_run_config(run_dir, cfg, sys.argv)  # run_dir/config.yaml + run_dir/command.txt
+
+Values are checked against the field annotations (resolved with :func:`typing.get_type_hints`) and
+coerced only where unambiguous: ``int`` -> ``float`` for float fields, list -> tuple for tuple
+fields, ``str`` -> :class:`~pathlib.Path` for ``Path`` fields. ``bool`` fields take only
+``true``/``false``; ``Literal`` fields only their choices; ``X | None`` also takes ``null``.
+Every error is a :class:`ConfigError` (a :class:`ValueError`) naming the dotted key, e.g.
+``search.arch_lr``. Override values are YAML scalars or flow collections (``seed=3``,
+``search.candidates=[conv3x3,sep_conv3x3]``, ``data.val=null``). Unlike PyYAML's defaults, dates
+such as ``2024-01-01`` stay strings and ``1e-3`` is a float (in files and overrides alike).
+
+The run-folder helpers write atomically (temporary file in the same folder, ``fsync``,
+:func:`os.replace`), so a run killed mid-write never leaves a truncated config or checkpoint;
+:class:`CsvLogger` appends metric rows and can drop rows logged after the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import difflib
+import functools
+import io
+import logging
+import os
+import re
+import secrets
+import shlex
+import sys
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path, PurePath
+from typing import IO, Any, Literal, TypeVar, Union, get_args, get_origin
+
+import torch
+import yaml
+
+__all__ = [
+    "ConfigError",
+    "CsvLogger",
+    "atomic_torch_save",
+    "atomic_write_text",
+    "dump_yaml",
+    "from_dict",
+    "load_config",
+    "merge",
+    "parse_overrides",
+    "save_run_config",
+    "to_dict",
+]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_NONE_TYPE = type(None)
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; ``key`` is the dotted path of the offending entry ("" if none)."""
+
+    def __init__(self, message: str, *, key: str = "") -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that keeps dates (``2024-01-01``) as strings and reads ``1e-3`` as a
+    float (YAML 1.2; PyYAML's YAML 1.1 rules need a dot, ``1.0e-3``)."""
+
+
+_ConfigLoader.yaml_implicit_resolvers = {  # fresh lists: SafeLoader's own table is untouched
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_ConfigLoader)  # safe: _ConfigLoader derives from SafeLoader
+
+
+# --------------------------------------------------------------------------- dict <-> dataclass
+
+
+def _join(where: str, key: object) -> str:
+    return f"{where}.{key}" if where else str(key)
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _type_name(tp: Any) -> str:
+    """Readable annotation: ``int | null``, ``tuple[str, ...]``, ``one of 'a', 'b'``."""
+    origin, args = get_origin(tp), get_args(tp)
+    if tp is _NONE_TYPE:
+        return "null"
+    if tp is Ellipsis:
+        return "..."
+    if origin is Literal:
+        return "one of " + ", ".join(repr(choice) for choice in args)
+    if origin is Union or origin is types.UnionType:
+        return " | ".join(_type_name(arg) for arg in args)
+    if origin is not None and args:
+        return f"{getattr(origin, '__name__', origin)}[{', '.join(map(_type_name, args))}]"
+    return getattr(tp, "__name__", None) or repr(tp).replace("typing.", "")
+
+
+def _mismatch(where: str, value: object, tp: Any, detail: str = "") -> ConfigError:
+    expected = _type_name(tp)
+    origin = get_origin(tp)
+    if origin in (list, tuple) or tp in (list, tuple):
+        fix = f"write a list, e.g. {where}=[a,b] on the command line"
+    elif not isinstance(value, str) and (tp is str or origin is Literal):
+        fix = f"quote the value to keep it a string, e.g. {where}='{value}'"
+    elif _is_dataclass_type(tp):
+        fix = f"give {where} as a mapping of its keys, or override one key as {where}.<key>=..."
+    else:
+        fix = f"set {where} to a value of type {expected} in the YAML file or as {where}=..."
+    got = f"{_short(value)} ({type(value).__name__})"
+    return ConfigError(f"{where}: expected {expected}, got {got}{detail}; {fix}", key=where)
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls)
+    except (NameError, TypeError) as exc:
+        raise TypeError(
+            f"cannot resolve the annotations of config class {cls.__qualname__}: {exc}; "
+            "define config dataclasses (and the types they use) at module level"
+        ) from exc
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _coerce_union(value: Any, tp: Any, args: tuple[Any, ...], where: str) -> Any:
+    if any(isinstance(arg, type) and type(value) is arg for arg in args):
+        return value  # exact match first (``None`` for ``X | None``; ``float | int`` keeps ints)
+    errors: list[ConfigError] = []
+    for arg in args:
+        if arg is _NONE_TYPE:
+            continue
+        try:
+            return _coerce(value, arg, where)
+        except ConfigError as exc:
+            errors.append(exc)
+    deeper = [exc for exc in errors if exc.key != where]  # e.g. a bad key inside a section
+    if deeper:
+        raise deeper[0]
+    raise _mismatch(where, value, tp)
+
+
+def _coerce_sequence(value: Any, tp: Any, where: str) -> Any:
+    origin = get_origin(tp) or tp
+    args = get_args(tp)
+    if not isinstance(value, (list, tuple)):
+        raise _mismatch(where, value, tp)
+    if origin is list:
+        item_types = [args[0] if args else Any] * len(value)
+    elif len(args) == 2 and args[1] is Ellipsis:
+        item_types = [args[0]] * len(value)
+    elif args or tp is not tuple:  # fixed-length tuple[int, int] (or tuple[()])
+        if len(value) != len(args):
+            raise _mismatch(where, value, tp, f" with {len(value)} items instead of {len(args)}")
+        item_types = list(args)
+    else:
+        item_types = [Any] * len(value)
+    items = [
+        _coerce(v, t, f"{where}[{i}]")
+        for i, (v, t) in enumerate(zip(value, item_types, strict=True))
+    ]
+    return items if origin is list else tuple(items)
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against annotation ``tp``; return it, coerced where unambiguous."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is Union or origin is types.UnionType:
+        return _coerce_union(value, tp, get_args(tp), where)
+    if origin is Literal:
+        choices = get_args(tp)
+        if any(value == c and type(value) is type(c) for c in choices):
+            return value
+        close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(
+            f"{where}: {_short(value)} is not allowed{hint}; choose one of "
+            + ", ".join(repr(c) for c in choices),
+            key=where,
+        )
+    if _is_dataclass_type(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, Mapping):
+            raise _mismatch(where, value, tp)
+        return from_dict(tp, value, where=where)
+    if origin in (list, tuple) or tp in (list, tuple):
+        return _coerce_sequence(value, tp, where)
+    if origin is dict or tp is dict:
+        if not isinstance(value, Mapping):
+            raise _mismatch(where, value, tp)
+        key_t, val_t = get_args(tp) or (Any, Any)
+        return {
+            _coerce(k, key_t, f"{where}[{k!r}]"): _coerce(v, val_t, _join(where, k))
+            for k, v in value.items()
+        }
+    if tp is bool:
+        if type(value) is not bool:
+            raise _mismatch(where, value, tp, " (only true or false are accepted)")
+        return value
+    if tp is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise _mismatch(where, value, tp)
+        return value
+    if tp is float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise _mismatch(where, value, tp)
+        return float(value)
+    if tp is _NONE_TYPE:
+        if value is not None:
+            raise _mismatch(where, value, tp)
+        return None
+    if isinstance(tp, type) and issubclass(tp, PurePath):
+        if not isinstance(value, (str, PurePath)):
+            raise _mismatch(where, value, tp)
+        return tp(value)
+    if isinstance(tp, type) and origin is None:
+        if not isinstance(value, tp):
+            raise _mismatch(where, value, tp)
+        return value
+    raise TypeError(
+        f"{where}: unsupported annotation {tp!r} in a config dataclass; use bool, int, float, "
+        "str, Path, Literal[...], X | None, list[X], tuple[X, ...], dict[K, V] or a dataclass"
+    )
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any], *, where: str = "") -> T:
+    """Build dataclass ``cls`` from a plain (e.g. YAML-parsed) mapping, recursively.
+
+    Missing keys take the field defaults. Unknown keys, wrong types and values outside a
+    ``Literal`` raise :class:`ConfigError` naming the dotted key (prefixed by ``where``). A
+    :class:`ValueError` from the dataclass's ``__post_init__`` propagates; for a nested section
+    (``where`` non-empty) it is re-raised as a ConfigError prefixed with ``where``.
+    """
+    if not _is_dataclass_type(cls):
+        raise TypeError(f"from_dict: cls must be a dataclass type, got {cls!r}")
+    if not isinstance(data, Mapping):
+        if where:
+            raise _mismatch(where, data, cls)
+        raise ConfigError(
+            f"expected a mapping of {cls.__name__} keys, got {_short(data)} ({type(data).__name__})"
+        )
+    fields = {f.name: f for f in dataclasses.fields(typing.cast(Any, cls)) if f.init}
+    hints = _hints(typing.cast(type, cls))
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if not isinstance(key, str) or key not in fields:
+            raise _unknown_key(cls, key, where, sorted(fields))
+        kwargs[key] = _coerce(value, hints[key], _join(where, key))
+    missing = [
+        _join(where, name)
+        for name, f in fields.items()
+        if name not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(
+            f"missing required config key(s) {', '.join(missing)} of {cls.__name__}; "
+            "set them in the YAML file or on the command line",
+            key=missing[0],
+        )
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:
+        if not where:
+            raise
+        raise ConfigError(f"{where}: {exc}", key=where) from exc
+
+
+def _unknown_key(cls: type, key: object, where: str, valid: list[str]) -> ConfigError:
+    path = _join(where, key)
+    close = difflib.get_close_matches(str(key), valid, n=1) if isinstance(key, str) else []
+    hint = f" (did you mean {_join(where, close[0])!r}?)" if close else ""
+    level = f"in {where!r}" if where else "at the top level"
+    return ConfigError(
+        f"unknown config key {path!r}{hint}; valid keys {level} ({cls.__name__}): "
+        f"{', '.join(valid)}; fix or remove it in the YAML file or the command-line override",
+        key=path,
+    )
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_dict(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, PurePath):
+        return str(value)
+    return value
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dict of a dataclass instance (tuples as lists), ready for yaml.safe_dump.
+
+    Only ``init`` fields are included, so ``from_dict(type(cfg), to_dict(cfg)) == cfg``.
+    """
+    if not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
+        raise TypeError(f"to_dict: expected a dataclass instance, got {cfg!r}")
+    return {f.name: _plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg) if f.init}
+
+
+def dump_yaml(cfg: Any) -> str:
+    """YAML text of ``to_dict(cfg)``, keys in field order."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None)
+
+
+# --------------------------------------------------------------------------- overrides, loading
+
+
+def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep merge: a new dict where ``override`` wins and nested mappings merge recursively."""
+    out = dict(base)
+    for key, value in override.items():
+        old = out.get(key)
+        if isinstance(old, Mapping) and isinstance(value, Mapping):
+            out[key] = merge(old, value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """Turn ``["search.steps=200", "seed=3"]`` into ``{"search": {"steps": 200}, "seed": 3}``.
+
+    Values are parsed as YAML (numbers, true/false, null, ``[a,b]`` lists; other text stays a
+    string). A later item wins over an earlier one for the same key.
+    """
+    if isinstance(items, str):
+        raise TypeError(f"parse_overrides: items must be a sequence of strings, got {items!r}")
+    result: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep:
+            raise ConfigError(
+                f"override {item!r} has no '='; write it as key=value, e.g. search.steps=200"
+            )
+        if not all(parts):
+            raise ConfigError(
+                f"override {item!r} has an empty key part in {key!r}; write dotted keys "
+                "like section.name=value"
+            )
+        try:
+            value = _load_yaml(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(
+                f"override {item!r}: cannot parse the value {raw!r} as YAML "
+                f"({getattr(exc, 'problem', None) or exc}); "
+                f"quote it to pass a string, e.g. {key}='{raw}'",
+                key=key,
+            ) from exc
+        for part in reversed(parts):
+            value = {part: value}
+        result = merge(result, value)
+    return result
+
+
+def _read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    file = Path(path)
+    if not file.exists():
+        raise FileNotFoundError(
+            f"config file {str(file)!r} does not exist; pass the path of an existing YAML "
+            "config, or no config file to use the defaults"
+        )
+    try:
+        data = _load_yaml(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {str(file)!r} is not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file {str(file)!r} must hold a mapping of keys at the top level, got "
+            f"{type(data).__name__} {_short(data)}; write it as 'key: value' lines"
+        )
+    return data
+
+
+def load_config(cls: type[T], path: str | Path | None, overrides: Sequence[str] = ()) -> T:
+    """Resolve a config: defaults of ``cls``, deep-merged with the YAML file, then ``overrides``."""
+    data = to_dict(cls())
+    if path is not None:
+        data = merge(data, _read_yaml_mapping(path))
+        logger.debug("loaded config file %s", path)
+    if overrides:
+        data = merge(data, parse_overrides(overrides))
+    return from_dict(cls, data)
+
+
+# --------------------------------------------------------------------------- run folder
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # not supported on every platform / file system
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies, as usual
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    _fsync_dir(target.parent)
+    return target
+
+
+def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically (temp file in the same folder, fsync, replace)."""
+    return _atomic_write(path, lambda fh: fh.write(text.encode(encoding)))
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save(obj, path)`` atomically: a kill mid-write never leaves a truncated file."""
+    return _atomic_write(path, lambda fh: torch.save(obj, fh))
+
+
+def save_run_config(run_dir: str | Path, cfg: Any, argv: Sequence[str]) -> Path:
+    """Write ``run_dir/config.yaml`` (resolved config) and ``run_dir/command.txt``.
+
+    ``command.txt`` holds ``shlex.join([sys.executable, *argv])``; pass ``sys.argv``. Both files
+    are written atomically; ``run_dir`` is created if needed and returned.
+    """
+    folder = Path(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "config.yaml", dump_yaml(cfg))
+    atomic_write_text(folder / "command.txt", shlex.join([sys.executable, *argv]) + "\n")
+    logger.info("wrote %s and %s", folder / "config.yaml", folder / "command.txt")
+    return folder
+
+
+class CsvLogger:
+    """Append metric rows (dicts) to a CSV file with a fixed header, flushing after each row.
+
+    An existing file with the same header is appended to (resume); an incomplete last line (a
+    kill mid-write) is dropped first. A different header raises :class:`ValueError`. Use as a
+    context manager or call :meth:`close`.
+    """
+
+    def __init__(self, path: str | Path, fieldnames: Sequence[str]) -> None:
+        self.path = Path(path)
+        self.fieldnames = tuple(fieldnames)
+        if not self.fieldnames or len(set(self.fieldnames)) != len(self.fieldnames):
+            raise ValueError(
+                f"CsvLogger({str(self.path)!r}): fieldnames must be non-empty and unique, "
+                f"got {list(self.fieldnames)}"
+            )
+        self._file: IO[str] | None = None
+        self._writer: csv.DictWriter[str] | None = None
+        if self.path.exists() and self.path.stat().st_size > 0:
+            self._check_existing()
+            logger.info("appending to existing %s", self.path)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.path, self._render([]))
+        self._open()
+
+    def _render(self, rows: Sequence[Mapping[str, Any]]) -> str:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=self.fieldnames, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return buf.getvalue()
+
+    def _check_existing(self) -> None:
+        text = self.path.read_text(encoding="utf-8")
+        header = next(csv.reader(io.StringIO(text)), [])
+        if header != list(self.fieldnames):
+            raise ValueError(
+                f"{self.path}: existing CSV header {header} differs from the expected "
+                f"{list(self.fieldnames)}; log to a new run folder or move the old file away"
+            )
+        if not text.endswith("\n"):
+            logger.warning("%s: dropping an incomplete last line", self.path)
+            atomic_write_text(self.path, text[: text.rfind("\n") + 1] or self._render([]))
+
+    def _open(self) -> None:
+        self._file = self.path.open("a", newline="", encoding="utf-8")
+        self._writer = csv.DictWriter(
+            self._file, fieldnames=self.fieldnames, restval="", lineterminator="\n"
+        )
+
+    def log(self, row: Mapping[str, Any]) -> None:
+        """Append one row; missing fields are left empty, unknown fields raise ValueError."""
+        if self._file is None or self._writer is None:
+            raise ValueError(f"{self.path}: CsvLogger is closed; create a new one to log again")
+        unknown = sorted(set(row) - set(self.fieldnames))
+        if unknown:
+            raise ValueError(
+                f"{self.path}: row keys {unknown} are not in the header {list(self.fieldnames)};"
+                " drop them or start a new file with these fieldnames"
+            )
+        self._writer.writerow(row)
+        self._file.flush()
+
+    def truncate_after(self, step_field: str, step: int) -> int:
+        """Rewrite the file keeping only rows whose ``step_field`` is <= ``step``.
+
+        Used on resume to drop rows logged after the last checkpoint. Returns the number of
+        rows dropped.
+        """
+        if step_field not in self.fieldnames:
+            raise ValueError(
+                f"{self.path}: step_field {step_field!r} is not a column; "
+                f"choose one of {list(self.fieldnames)}"
+            )
+        reopen = self._file is not None
+        self.close()
+        with self.path.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        kept = []
+        for line, row in enumerate(rows, start=2):
+            raw = row.get(step_field)
+            try:
+                value = float(raw or "")
+            except ValueError:
+                raise ValueError(
+                    f"{self.path} row {line}: {step_field}={raw!r} is not a number; "
+                    "fix or delete that row"
+                ) from None
+            if value <= step:
+                kept.append(row)
+        atomic_write_text(self.path, self._render(kept))
+        if len(kept) != len(rows):
+            logger.info(
+                "%s: dropped %d rows after %s=%d",
+                self.path,
+                len(rows) - len(kept),
+                step_field,
+                step,
+            )
+        if reopen:
+            self._open()
+        return len(rows) - len(kept)
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        if self._file is not None:
+            self._file.close()
+        self._file = None
+        self._writer = None
+
+    def __enter__(self) -> CsvLogger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def rows(self) -> Iterator[dict[str, str]]:
+        """Iterate over the logged rows (as strings), e.g. to inspect a resumed log."""
+        with self.path.open(newline="", encoding="utf-8") as fh:
+            yield from csv.DictReader(fh)

@@ -1,0 +1,496 @@
+"""Differentiable, hardware-aware architecture search over SR cells.
+
+Run ``python searchers/darts.py`` (the embedded default data, about 5 minutes on 2 CPU cores) or
+``python searchers/darts.py --config configs/darts_t91.yaml search.steps=2000``. Any config key
+can be overridden as ``key=value`` (dotted keys). ``--resume`` continues a killed run.
+
+The run folder (``run.dir``/``run.name``) holds the resolved config and the exact command,
+``log.csv``, ``checkpoint.pt`` (written atomically every ``run.checkpoint_every`` steps),
+``genotype.json`` and the ``top_k/`` alternatives, ``alphas.html`` and ``losses.html``, and
+``profile.md``/``profile.json``: the derived net next to the zoo, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import shlex
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+if __package__ in (None, ""):  # run as a script: make the repo root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from search_space.genotype import ACTIVATIONS, ATTENTIONS, CELL_TYPES, CONV_OPS
+from search_space.zoo import YARDSTICK
+from searchers.config import (
+    ConfigError,
+    CsvLogger,
+    atomic_torch_save,
+    atomic_write_text,
+    dump_yaml,
+    load_config,
+    save_run_config,
+)
+
+logger = logging.getLogger("searchers.darts")
+
+
+# --------------------------------------------------------------------------------------------
+# Config
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DataConfig:
+    """Where the patches come from. ``default:train``/``default:val`` or HR folders."""
+
+    train: str = "default:train"
+    val: str = "default:val"
+    patch_size: int = 48
+    batch_size: int = 8
+    downsampler: Literal["torch", "matlab"] = "torch"
+
+    def __post_init__(self) -> None:
+        for name in ("patch_size", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: got {getattr(self, name)}; must be >= 1")
+
+
+@dataclass
+class SpaceConfig:
+    """The searched space (see :class:`searchers.supernet.SupernetSpec`)."""
+
+    scale: Literal[2, 3, 4] = 4
+    width: int = 24
+    num_cells: int = 4
+    cell_types: list[str] = field(default_factory=lambda: ["rfdb", "erb"])
+    conv_candidates: list[str] = field(default_factory=lambda: list(CONV_OPS))
+    attention_candidates: list[str] = field(default_factory=lambda: list(ATTENTIONS))
+    act_candidates: list[str] = field(default_factory=lambda: ["lrelu0.05"])
+    fusion: bool = True
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("cell_types", CELL_TYPES), ("conv_candidates", CONV_OPS),
+                              ("attention_candidates", ATTENTIONS),
+                              ("act_candidates", ACTIVATIONS)):
+            bad = [v for v in getattr(self, name) if v not in allowed]
+            if bad:
+                raise ValueError(f"{name}: got unknown {bad}; valid names: {', '.join(allowed)}")
+        if self.width < 4 or self.num_cells < 1:
+            raise ValueError(f"width >= 4 and num_cells >= 1 needed; got {self.width}, "
+                             f"{self.num_cells}")
+
+
+@dataclass
+class SearchConfig:
+    """The bilevel optimisation."""
+
+    steps: int = 300
+    warmup_steps: int = 50
+    lr: float = 1e-3
+    lr_min: float = 1e-5
+    arch_lr: float = 3e-3
+    arch_weight_decay: float = 1e-3
+    order: Literal["first", "second"] = "first"
+    guard: Literal["none", "anneal", "fair"] = "anneal"
+    temperature_start: float = 2.0
+    temperature_end: float = 0.2
+    zero_one_weight: float = 1.0
+    memory_mode: Literal["full", "sample"] = "full"
+    sample_k: int = 2
+    grad_clip: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.warmup_steps < 0:
+            raise ValueError(f"steps >= 1 and warmup_steps >= 0 needed; got {self.steps}, "
+                             f"{self.warmup_steps}")
+        for name in ("lr", "arch_lr", "temperature_start", "temperature_end"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: got {getattr(self, name)}; must be > 0")
+        if self.zero_one_weight < 0:
+            raise ValueError(f"zero_one_weight: got {self.zero_one_weight}; a loss weight "
+                             "must be >= 0")
+        if self.sample_k < 1:
+            raise ValueError(f"sample_k: got {self.sample_k}; must be >= 1")
+
+
+@dataclass
+class LossConfig:
+    """The hardware terms of the architecture loss (see ``HardwarePenalty``)."""
+
+    latency_weight: float = 0.2
+    memory_weight: float = 0.05
+    params_weight: float = 0.0
+    mode: Literal["weighted", "budget"] = "weighted"
+    latency_target_ms: float | None = None
+    memory_target_mib: float | None = None
+    params_target: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("latency_weight", "memory_weight", "params_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: got {getattr(self, name)}; a loss weight must be "
+                                 ">= 0 (0 switches the term off)")
+
+
+@dataclass
+class HardwareConfig:
+    """How the latency/memory lookup table is measured (and where it is cached)."""
+
+    device: str = "auto"
+    size: int = 64
+    runs: int = 10
+    warmup: int = 3
+    threads: int | None = 1
+    cache_dir: str = "runs/hardware_cache"
+
+
+@dataclass
+class ProfileConfig:
+    """The final comparison of the derived net with the zoo, measured in the same run."""
+
+    enabled: bool = True
+    size: int = 128
+    rounds: int = 3
+    runs_per_round: int = 2
+    warmup: int = 1
+    threads: int | None = 1
+    yardstick: list[str] = field(default_factory=lambda: list(YARDSTICK))
+
+
+@dataclass
+class RunConfig:
+    dir: str = "runs/darts"
+    name: str = "default"
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 50
+    log_every: int = 10
+    top_k: int = 5
+    plots: bool = True
+
+
+@dataclass
+class DartsConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+class SearchDiverged(RuntimeError):
+    """The search loss became NaN or infinite."""
+
+
+# --------------------------------------------------------------------------------------------
+# Search
+# --------------------------------------------------------------------------------------------
+
+
+def temperature_at(cfg: SearchConfig, step: int) -> float:
+    """Exponential annealing from ``temperature_start`` to ``temperature_end`` (guard anneal)."""
+    if cfg.guard != "anneal":
+        return 1.0
+    t = min(step / max(cfg.steps - 1, 1), 1.0)
+    return cfg.temperature_start * (cfg.temperature_end / cfg.temperature_start) ** t
+
+
+def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "numpy": rng.bit_generator.state,
+            "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng_state(rng: np.random.Generator, state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    rng.bit_generator.state = state["numpy"]
+    random.setstate(state["python"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class DartsSearch:
+    """One search run: data, supernet, hardware table, optimisers, run folder."""
+
+    def __init__(self, cfg: DartsConfig, run_dir: Path) -> None:
+        from proxies.data import dataset_from_spec
+        from proxies.latency import resolve_device
+        from searchers.architect import Architect, HardwarePenalty
+        from searchers.hardware import HardwareTable, TableSettings, fill_supernet_costs
+        from searchers.supernet import ArchState, SuperNet, SupernetSpec
+
+        self.cfg, self.run_dir = cfg, run_dir
+        self.device = resolve_device(cfg.run.device)
+        torch.manual_seed(cfg.run.seed)
+        random.seed(cfg.run.seed)
+        self.rng = np.random.default_rng(cfg.run.seed)
+        s, d = cfg.space.scale, cfg.data
+        self.train = dataset_from_spec(d.train, s, patch_size=d.patch_size,
+                                       downsampler=d.downsampler)
+        self.val = dataset_from_spec(d.val, s, patch_size=d.patch_size, downsampler=d.downsampler)
+        self.spec = SupernetSpec(
+            scale=s, width=cfg.space.width, num_cells=cfg.space.num_cells,
+            cell_types=tuple(cfg.space.cell_types),
+            conv_candidates=tuple(cfg.space.conv_candidates),
+            attention_candidates=tuple(cfg.space.attention_candidates),
+            act_candidates=tuple(cfg.space.act_candidates), fusion=cfg.space.fusion,
+        )
+        sc = cfg.search
+        state = ArchState(mode="sigmoid" if sc.guard == "fair" else "softmax",
+                          sample_k=sc.sample_k if sc.memory_mode == "sample" else 0)
+        self.net = SuperNet(self.spec, state).to(self.device)
+        hw = cfg.hardware
+        self.table = HardwareTable(
+            TableSettings(device=hw.device, size=(hw.size, hw.size), runs=hw.runs,
+                          warmup=hw.warmup, threads=hw.threads), hw.cache_dir)
+        fill_supernet_costs(self.net, self.table, progress=True)
+        self.net.to(self.device)
+        self.architect = Architect(
+            self.net, loss_fn=F.l1_loss, penalty=HardwarePenalty(**asdict(cfg.loss)),
+            lr=sc.arch_lr, weight_decay=sc.arch_weight_decay, second_order=sc.order == "second",
+            unroll_lr=sc.lr, zero_one_weight=sc.zero_one_weight if sc.guard == "fair" else 0.0,
+        )
+        self.optimizer = torch.optim.Adam(self.net.weight_parameters(), lr=sc.lr)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.optimizer, T_max=sc.steps, eta_min=sc.lr_min)
+        self.step = 0
+        self.ckpt_path = run_dir / "checkpoint.pt"
+        self.log: CsvLogger | None = None
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def save_checkpoint(self) -> None:
+        atomic_torch_save({
+            "step": self.step,
+            "model": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "arch_optimizer": self.architect.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "reference": self.architect.reference,
+            "rng": _rng_state(self.rng),
+        }, self.ckpt_path)
+
+    def load_checkpoint(self) -> None:
+        ckpt = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
+        self.net.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.architect.optimizer.load_state_dict(ckpt["arch_optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.architect.reference = ckpt["reference"]
+        _set_rng_state(self.rng, ckpt["rng"])
+        self.step = int(ckpt["step"])
+        logger.info("resumed %s at step %d", self.ckpt_path, self.step)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def _batch(self, data: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        lr, hr = data.random_patches(self.cfg.data.batch_size, self.cfg.data.patch_size,
+                                     self.rng)
+        return lr.to(self.device), hr.to(self.device)
+
+    def _log_columns(self) -> list[str]:
+        cols = ["step", "loss_train", "loss_val", "loss_hardware", "loss_latency_ms",
+                "loss_memory_mib", "loss_params", "loss_zero_one", "expected_latency_ms",
+                "expected_memory_mib", "expected_params_m", "temperature", "lr"]
+        for slot, dist in self.net.slot_distributions().items():
+            cols += [f"alpha/{slot}/{c}" for c in dist]
+        return cols
+
+    def run(self, resume: bool = False, stop_after: int | None = None) -> None:
+        from tqdm import tqdm
+
+        cfg, sc = self.cfg, self.cfg.search
+        if resume:
+            self.load_checkpoint()
+        else:
+            self.architect.set_reference()
+        self.log = CsvLogger(self.run_dir / "log.csv", self._log_columns())
+        if resume:
+            self.log.truncate_after("step", self.step)
+        bar = tqdm(total=sc.steps, initial=self.step, desc="darts", unit="step",
+                   dynamic_ncols=True)
+        arch_out: dict[str, float] = {}
+        while self.step < sc.steps:
+            self.net.state.temperature = temperature_at(sc, self.step)
+            train = self._batch(self.train)
+            val = self._batch(self.val)
+            self.net.train()
+            if self.step >= sc.warmup_steps:
+                arch_out = self.architect.step(train, val)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = F.l1_loss(self.net(train[0]), train[1])
+            if not torch.isfinite(loss) or not all(
+                    math.isfinite(v) for v in arch_out.values()):
+                raise SearchDiverged(
+                    f"the loss became {float(loss)} at step {self.step} (arch: {arch_out}); the "
+                    f"last good checkpoint is kept in {self.ckpt_path}. Lower search.lr "
+                    f"({sc.lr}) or search.arch_lr ({sc.arch_lr}) and resume with --resume.")
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.net.weight_parameters(), sc.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.step += 1
+            if self.step % cfg.run.log_every == 0 or self.step == sc.steps:
+                self._log_row(float(loss.detach()), arch_out)
+            if self.step % cfg.run.checkpoint_every == 0 or self.step == sc.steps:
+                self.save_checkpoint()
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}",
+                            lat_ms=f"{arch_out.get('expected_latency_ms', float('nan')):.2f}",
+                            T=f"{self.net.state.temperature:.2f}")
+            if stop_after is not None and self.step >= stop_after:
+                logger.warning("stopping at step %d (--stop-after)", self.step)
+                break
+        bar.close()
+
+    def _log_row(self, loss: float, arch_out: dict[str, float]) -> None:
+        assert self.log is not None
+        with torch.no_grad():
+            cost = {k: float(v) for k, v in self.net.expected_cost().items()}
+        row: dict[str, Any] = {"step": self.step, "loss_train": loss,
+                               "temperature": self.net.state.temperature,
+                               "lr": self.optimizer.param_groups[0]["lr"],
+                               "expected_latency_ms": cost["latency_ms"],
+                               "expected_memory_mib": cost["memory_mib"],
+                               "expected_params_m": cost["params"] / 1e6}
+        row.update({k: v for k, v in arch_out.items() if k.startswith("loss_")})
+        for slot, dist in self.net.slot_distributions().items():
+            row.update({f"alpha/{slot}/{c}": p for c, p in dist.items()})
+        self.log.log(row)
+
+    @property
+    def finished(self) -> bool:
+        return self.step >= self.cfg.search.steps
+
+    # -- results ----------------------------------------------------------------------------
+
+    def write_results(self) -> None:
+        from searchers.hardware import predict_genotype
+
+        genotype = self.net.derive()
+        genotype.save(self.run_dir / "genotype.json")
+        summary = []
+        for k, (g, logp) in enumerate(self.net.top_k(self.cfg.run.top_k)):
+            g.save(self.run_dir / "top_k" / f"genotype_{k}.json")
+            predicted = predict_genotype(self.net, g)
+            summary.append({"rank": k, "log_prob": logp, "predicted": predicted})
+        atomic_write_text(self.run_dir / "top_k" / "summary.json", json.dumps(summary, indent=2))
+        logger.info("derived genotype written to %s", self.run_dir / "genotype.json")
+        if self.cfg.run.plots:
+            from results.plots import write_run_plots
+
+            write_run_plots(self.run_dir / "log.csv", self.run_dir)
+        if self.cfg.profile.enabled:
+            self._profile(genotype)
+
+    def _profile(self, genotype: Any) -> None:
+        from proxies.profile import ProfileSettings, format_table, machine_info, profile_model
+        from search_space import build_model
+        from search_space.zoo import REFERENCE_NET, ZOO, at_scale
+
+        p = self.cfg.profile
+        settings = ProfileSettings(device=str(self.device), lr_size=(p.size, p.size),
+                                   rounds=p.rounds, runs_per_round=p.runs_per_round,
+                                   warmup=p.warmup, threads=p.threads)
+        scale = genotype.scale
+        reference = build_model(at_scale(ZOO[REFERENCE_NET], scale)).eval()
+        nets = [("derived (darts)", genotype)]
+        nets += [(name, at_scale(ZOO[name], scale)) for name in p.yardstick]
+        rows = []
+        for name, g in nets:
+            logger.info("profiling %s", name)
+            rows.append(profile_model(name, build_model(g).eval(), settings, reference))
+        table = format_table(rows, markdown=True)
+        info = machine_info(self.device)
+        footer = (f"\n\n{info['date']}, torch {info['torch']}, {info.get('gpu', info['cpu'])}, "
+                  f"device {info['device']}, threads {p.threads}, LR {p.size}x{p.size}, "
+                  f"x{scale}; complexity at 256x256; x ref = latency / {REFERENCE_NET}'s, "
+                  "timed interleaved.\n")
+        atomic_write_text(self.run_dir / "profile.md", table + footer)
+        atomic_write_text(self.run_dir / "profile.json", json.dumps(
+            {"machine": info, "settings": asdict(settings), "reference": REFERENCE_NET,
+             "rows": [r.to_dict() for r in rows]}, indent=2))
+        print(table + footer)
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python searchers/darts.py",
+        description="Differentiable hardware-aware search over SR cells. Overrides: key=value "
+        "with dotted keys, e.g. search.steps=1000 data.train=../shared/datasets/T91/HR.",
+    )
+    p.add_argument("--config", help="YAML config (default: the built-in defaults, which equal "
+                   "configs/darts.yaml)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in run.dir/run.name from its last checkpoint")
+    p.add_argument("--stop-after", type=int, metavar="STEP",
+                   help="stop after this step as if the run were killed (resume with --resume)")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    return p
+
+
+def run_search(cfg: DartsConfig, run_dir: Path, resume: bool, argv: list[str],
+               stop_after: int | None = None) -> DartsSearch:
+    ckpt = run_dir / "checkpoint.pt"
+    if resume and not ckpt.exists():
+        raise ConfigError(f"--resume: no checkpoint in {run_dir}; run without --resume to start "
+                          "it, or point run.dir/run.name at the run to continue")
+    if not resume and ckpt.exists():
+        raise ConfigError(f"{run_dir} already holds a run (checkpoint.pt); pass --resume to "
+                          "continue it, or choose another run.name=...")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if resume:  # keep the original command; add how it was resumed
+        previous = (run_dir / "command.txt").read_text() if (run_dir / "command.txt").exists() \
+            else ""
+        resumed = shlex.join([sys.executable, *argv])
+        atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
+        atomic_write_text(run_dir / "command.txt", f"{previous}# resumed with:\n{resumed}\n")
+    else:
+        save_run_config(run_dir, cfg, argv)
+    search = DartsSearch(cfg, run_dir)
+    search.run(resume=resume, stop_after=stop_after)
+    if search.finished:
+        search.write_results()
+    return search
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s", datefmt="%H:%M:%S")
+    try:
+        cfg = load_config(DartsConfig, args.config, args.overrides)
+        run_dir = Path(cfg.run.dir) / cfg.run.name
+        if args.resume and (run_dir / "config.yaml").exists():
+            cfg = load_config(DartsConfig, run_dir / "config.yaml", args.overrides)
+        run_search(cfg, run_dir, args.resume, [sys.argv[0], *argv], args.stop_after)
+    except SearchDiverged as exc:
+        logger.error("%s", exc)
+        return 3
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        logger.error("%s", exc)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

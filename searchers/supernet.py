@@ -1,0 +1,436 @@
+"""The DARTS supernet, built from the same op table and cells as every derived net.
+
+Each conv slot of each cell is a :class:`MixedOp` over the candidate conv ops, each attention
+slot a mixed op over the attention choices, and optionally each cell's activation and each
+position's cell type are mixed choices too. Architecture weights are registered
+``nn.Parameter`` s named ``alpha`` (so they are saved in ``state_dict()`` and resume works),
+reachable through :meth:`SuperNet.arch_parameters` and kept apart from
+:meth:`SuperNet.weight_parameters`.
+
+Two ways to mix (``ArchState.mode``): ``softmax`` (DARTS; divided by a temperature that the
+searcher may anneal) and ``sigmoid`` (FairDARTS: independent weights, pushed towards 0 or 1 by
+a zero-one loss). With ``ArchState.sample_k > 0`` only ``k`` candidates per slot, drawn from
+the mixing distribution, are computed in a training step (the memory-efficient mode).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from search_space.cells import CELLS, DEFAULT_BUILDER, SlotBuilder
+from search_space.genotype import (
+    ACTIVATIONS,
+    ATTENTIONS,
+    CELL_SLOTS,
+    CELL_TYPES,
+    CONV_OPS,
+    Attention,
+    CellGene,
+    Genotype,
+)
+from search_space.ops import ACTIVATION_OPS, add_residual
+
+
+@dataclass
+class ArchState:
+    """Mixing settings shared by every mixed op of one supernet (a plain object, not a module)."""
+
+    mode: Literal["softmax", "sigmoid"] = "softmax"
+    temperature: float = 1.0
+    sample_k: int = 0
+
+    def weights(self, alpha: torch.Tensor) -> torch.Tensor:
+        if self.mode == "sigmoid":
+            return torch.sigmoid(alpha)
+        return F.softmax(alpha / self.temperature, dim=-1)
+
+
+@dataclass(frozen=True)
+class SlotCost:
+    """What the hardware tables need to know about one candidate of one slot."""
+
+    kind: Literal["conv", "attention", "act", "cell"]
+    name: str
+    c_in: int
+    c_out: int
+
+
+class MixedOp(nn.Module):
+    """A weighted sum over candidate modules, weighted by its own ``alpha``.
+
+    Args:
+        slot: the slot name (``"cells.2.conv1"``).
+        candidates: candidate names, in order.
+        modules: one module per candidate.
+        state: the supernet's shared :class:`ArchState`.
+        costs: the hardware-table key of each candidate.
+    """
+
+    def __init__(self, slot: str, candidates: Sequence[str], modules: Sequence[nn.Module],
+                 state: ArchState, costs: Sequence[SlotCost]) -> None:
+        super().__init__()
+        self.slot = slot
+        self.candidates = tuple(candidates)
+        self.ops = nn.ModuleList(modules)
+        self.alpha = nn.Parameter(1e-3 * torch.randn(len(self.candidates)))
+        self.costs = tuple(costs)
+        object.__setattr__(self, "state", state)  # shared plain object, not a submodule
+        # Filled from the hardware tables; not saved (the tables have their own cache).
+        self.register_buffer("latency_ms", torch.zeros(len(self.candidates)), persistent=False)
+        self.register_buffer("memory_mib", torch.zeros(len(self.candidates)), persistent=False)
+        self.register_buffer("params", torch.zeros(len(self.candidates)), persistent=False)
+
+    state: ArchState
+    latency_ms: torch.Tensor
+    memory_mib: torch.Tensor
+    params: torch.Tensor
+
+    def weights(self) -> torch.Tensor:
+        if len(self.candidates) == 1:  # a fixed choice: weight 1 in every mode
+            return torch.ones_like(self.alpha)
+        return self.state.weights(self.alpha)
+
+    def _active(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(indices, weights) of the candidates computed in this forward pass."""
+        w = self.weights()
+        k = self.state.sample_k
+        if not self.training or k <= 0 or k >= len(self.candidates):
+            return torch.arange(len(self.candidates)), w
+        probs = w.detach() / w.detach().sum()
+        idx = torch.multinomial(probs, k, replacement=False)
+        if self.state.mode == "sigmoid":
+            return idx, w[idx]
+        return idx, F.softmax(self.alpha[idx] / self.state.temperature, dim=-1)
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        idx, w = self._active()
+        out: torch.Tensor | None = None
+        for j, i in enumerate(idx.tolist()):
+            y = self.ops[i](*args) * w[j]
+            out = y if out is None else add_residual(y, out)
+        assert out is not None
+        return out
+
+    def expected(self, table: torch.Tensor) -> torch.Tensor:
+        """The mixing-weighted cost, differentiable in ``alpha``."""
+        return (self.weights() * table).sum()
+
+    def best(self) -> str:
+        return self.candidates[int(self.alpha.detach().argmax())]
+
+
+class _Skeleton(nn.Module):
+    """A (nearly) free stand-in for a slot, used to time a cell's fixed part."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.c_out = c_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] >= self.c_out:
+            return x[:, : self.c_out]
+        return F.pad(x, (0, 0, 0, 0, 0, self.c_out - x.shape[1]))
+
+
+class SkeletonBuilder(SlotBuilder):
+    """Builds a cell whose slots cost nothing: what remains is the cell's fixed part.
+
+    Args:
+        free_acts: make the activations free too (when they are searched slots themselves).
+    """
+
+    def __init__(self, free_acts: bool = False) -> None:
+        self.free_acts = free_acts
+
+    def act(self, slot: str, name: str, channels: int) -> nn.Module:
+        return nn.Identity() if self.free_acts else super().act(slot, name, channels)
+
+    def stateless_act(self, slot: str, name: str, channels: int) -> nn.Module:
+        return nn.Identity() if self.free_acts else super().stateless_act(slot, name, channels)
+
+    def conv(self, slot: str, op: str, c_in: int, c_out: int) -> nn.Module:
+        return _Skeleton(c_in, c_out)
+
+    def attention(self, slot: str, spec: Attention, channels: int, act: str) -> nn.Module:
+        return nn.Identity()
+
+
+class MixedBuilder(SlotBuilder):
+    """Builds mixed ops for every searchable slot of a cell (see :class:`SupernetSpec`)."""
+
+    def __init__(self, spec: SupernetSpec, state: ArchState) -> None:
+        self.spec, self.state = spec, state
+        self.shared_act: dict[str, nn.Parameter] = {}
+
+    def conv(self, slot: str, op: str, c_in: int, c_out: int) -> nn.Module:
+        cands = self.spec.conv_candidates
+        mods = [DEFAULT_BUILDER.conv(slot, c, c_in, c_out) for c in cands]
+        costs = [SlotCost("conv", c, c_in, c_out) for c in cands]
+        return MixedOp(slot, cands, mods, self.state, costs)
+
+    def attention(self, slot: str, spec: Attention, channels: int, act: str) -> nn.Module:
+        cands = self.spec.attention_candidates
+        mods = [DEFAULT_BUILDER.attention(slot, Attention(c), channels, act) for c in cands]
+        costs = [SlotCost("attention", c, channels, channels) for c in cands]
+        return MixedOp(slot, cands, mods, self.state, costs)
+
+    def _mixed_act(self, slot: str, channels: int, make: Callable[[str], nn.Module]) -> nn.Module:
+        cands = self.spec.act_candidates
+        if len(cands) == 1:
+            return make(cands[0])
+        costs = [SlotCost("act", c, channels, channels) for c in cands]
+        op = MixedOp(slot, cands, [make(c) for c in cands], self.state, costs)
+        # Every activation of one cell shares the cell's one activation choice.
+        if slot in self.shared_act:
+            op.alpha = self.shared_act[slot]
+        else:
+            self.shared_act[slot] = op.alpha
+        return op
+
+    def act(self, slot: str, name: str, channels: int) -> nn.Module:
+        return self._mixed_act(slot, channels, lambda c: ACTIVATION_OPS[c](channels))
+
+    def stateless_act(self, slot: str, name: str, channels: int) -> nn.Module:
+        return self._mixed_act(slot, channels,
+                               lambda c: DEFAULT_BUILDER.stateless_act(slot, c, channels))
+
+
+@dataclass(frozen=True)
+class SupernetSpec:
+    """The searched space: fixed skeleton plus the candidates of every mixed slot.
+
+    Args:
+        scale: upscaling factor.
+        width: trunk channels.
+        cell_types: the cell type candidates at every position (one = fixed type).
+        num_cells: positions.
+        conv_candidates: candidates of every conv slot.
+        attention_candidates: candidates of every attention slot.
+        act_candidates: activation candidates (one = fixed activation).
+        fusion: RFDN-style multi-cell fusion.
+        data_range: value range the derived nets work in.
+        shallow_residual: RFDB's shallow residual in derived genotypes.
+        block_residual: per cell type, the block residual in derived genotypes.
+    """
+
+    scale: int = 4
+    width: int = 32
+    num_cells: int = 4
+    cell_types: tuple[str, ...] = ("rfdb", "erb")
+    conv_candidates: tuple[str, ...] = CONV_OPS
+    attention_candidates: tuple[str, ...] = ATTENTIONS
+    act_candidates: tuple[str, ...] = ("lrelu0.05",)
+    fusion: bool = True
+    data_range: float = 1.0
+    shallow_residual: bool = True
+    block_residual: tuple[tuple[str, bool], ...] = (
+        ("rfdb", False), ("rlfb", True), ("erb", True), ("imdb", True)
+    )
+    _checked: bool = field(default=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for name, values, allowed in (
+            ("cell_types", self.cell_types, CELL_TYPES),
+            ("conv_candidates", self.conv_candidates, CONV_OPS),
+            ("attention_candidates", self.attention_candidates, ATTENTIONS),
+            ("act_candidates", self.act_candidates, ACTIVATIONS),
+        ):
+            if not values:
+                raise ValueError(f"{name}: got an empty list; give at least one of "
+                                 f"{', '.join(allowed)}")
+            bad = [v for v in values if v not in allowed]
+            if bad:
+                raise ValueError(f"{name}: got unknown {bad}; valid: {', '.join(allowed)}")
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name}: got duplicates in {list(values)}")
+        # A genotype with the first candidates everywhere validates the rest of the fields.
+        self.template_genotype()
+
+    def slot_prefix(self, position: int, cell_type: str) -> str:
+        """``cells.2.`` with one cell type, ``cells.2.rfdb.`` when the type is searched."""
+        if len(self.cell_types) == 1:
+            return f"cells.{position}."
+        return f"cells.{position}.{cell_type}."
+
+    def template_gene(self, cell_type: str) -> CellGene:
+        slots = CELL_SLOTS[cell_type][0]
+        return CellGene(
+            cell_type, (self.conv_candidates[0],) * slots, Attention(self.attention_candidates[0]),
+            self.act_candidates[0],
+            shallow_residual=self.shallow_residual and cell_type == "rfdb",
+            block_residual=dict(self.block_residual).get(cell_type, False),
+        )
+
+    def template_genotype(self) -> Genotype:
+        cells = tuple(self.template_gene(self.cell_types[0]) for _ in range(self.num_cells))
+        return Genotype(scale=self.scale, width=self.width, cells=cells, fusion=self.fusion,
+                        data_range=self.data_range)
+
+
+class MixedCell(nn.Module):
+    """One position: a mixed choice over cell types (one type = a fixed choice of weight 1).
+
+    The mixed op's cost buffers hold each type's *fixed part* (everything but its slots).
+    """
+
+    def __init__(self, slot: str, cells: dict[str, nn.Module], state: ArchState,
+                 width: int) -> None:
+        super().__init__()
+        costs = [SlotCost("cell", t, width, width) for t in cells]
+        self.mixed = MixedOp(slot, list(cells), list(cells.values()), state, costs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mixed(x)
+
+
+class SuperNet(nn.Module):
+    """The supernet of a :class:`SupernetSpec`: the SRNet skeleton with mixed cells.
+
+    The head, fusion, LR conv and upsampler are the same modules :class:`SRNet` uses.
+    """
+
+    def __init__(self, spec: SupernetSpec, state: ArchState | None = None) -> None:
+        super().__init__()
+        self.spec = spec
+        self.state = state or ArchState()
+        w, s = spec.width, spec.scale
+        builder = MixedBuilder(spec, self.state)
+        self.head = nn.Conv2d(3, w, 3, padding=1)
+        cells: list[nn.Module] = []
+        for i in range(spec.num_cells):
+            per_type = {t: CELLS[t](spec.template_gene(t), w, builder, spec.slot_prefix(i, t))
+                        for t in spec.cell_types}
+            cells.append(MixedCell(f"cells.{i}.type", per_type, self.state, w))
+        self.cells = nn.ModuleList(cells)
+        self.base_cost = (0.0, 0.0, 0.0)  # (latency_ms, memory_mib, params) of the rest
+        self.fusion: nn.Module | None = None
+        if spec.fusion:
+            self.fusion = nn.Sequential(
+                nn.Conv2d(w * spec.num_cells, w, 1), ACTIVATION_OPS["lrelu0.05"](w)
+            )
+        self.lr_conv = nn.Conv2d(w, w, 3, padding=1)
+        self.upsampler = nn.Sequential(nn.Conv2d(w, 3 * s * s, 3, padding=1), nn.PixelShuffle(s))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feat = self.head(x)
+        h, outs = feat, []
+        for cell in self.cells:
+            h = cell(h)
+            outs.append(h)
+        if self.fusion is not None:
+            h = self.fusion(torch.cat(outs, dim=1))
+        return self.upsampler(add_residual(self.lr_conv(h), feat))
+
+    # -- parameters -------------------------------------------------------------------------
+
+    def mixed_ops(self) -> Iterator[MixedOp]:
+        """Every mixed op, outermost first (a shared activation alpha appears once per op)."""
+        for m in self.modules():
+            if isinstance(m, MixedOp):
+                yield m
+
+    def named_arch_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """Architecture weights by slot name, each once (shared activation weights included)."""
+        seen: dict[int, tuple[str, nn.Parameter]] = {}
+        for op in self.mixed_ops():
+            seen.setdefault(id(op.alpha), (op.slot, op.alpha))
+        return list(seen.values())
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [p for _, p in self.named_arch_parameters()]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        arch = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.parameters() if id(p) not in arch]
+
+    # -- hardware cost ----------------------------------------------------------------------
+
+    def expected_cost(self) -> dict[str, torch.Tensor]:
+        """Expected latency (ms), peak memory (MiB) and parameters under the mixing weights.
+
+        Latency and parameters add up over the net: the fixed rest, each cell type's fixed
+        part, and every slot's ``weights @ table``. Peak memory does not add up; its proxy is
+        the largest expected slot or fixed part, so its gradient reaches the slot that sets
+        the peak. All three are differentiable in the architecture weights.
+        """
+        lat0, mem0, par0 = self.base_cost
+        device = self.head.weight.device
+        lat = torch.tensor(lat0, device=device)
+        par = torch.tensor(par0, device=device)
+        mems = [torch.tensor(mem0, device=device)]
+        for cell in self.cells:
+            assert isinstance(cell, MixedCell)
+            mixed = cell.mixed
+            w = mixed.weights()
+            for j, sub in enumerate(mixed.ops):
+                slots = [m for m in sub.modules() if isinstance(m, MixedOp)]
+                lat = lat + w[j] * (mixed.latency_ms[j] + sum(
+                    (m.expected(m.latency_ms) for m in slots), torch.zeros((), device=device)))
+                par = par + w[j] * (mixed.params[j] + sum(
+                    (m.expected(m.params) for m in slots), torch.zeros((), device=device)))
+                sub_mem = torch.stack([mixed.memory_mib[j],
+                                       *(m.expected(m.memory_mib) for m in slots)]).max()
+                mems.append(w[j] * sub_mem)
+        return {"latency_ms": lat, "memory_mib": torch.stack(mems).max(), "params": par}
+
+    # -- derivation -------------------------------------------------------------------------
+
+    def slot_distributions(self) -> dict[str, dict[str, float]]:
+        """Slot name -> {candidate: mixing weight} of every searched slot (fixed ones left out)."""
+        out: dict[str, dict[str, float]] = {}
+        for op in self.mixed_ops():
+            if op.slot not in out and len(op.candidates) > 1:
+                w = op.weights().detach().cpu().tolist()
+                out[op.slot] = dict(zip(op.candidates, w, strict=True))
+        return out
+
+    def derive(self, choice: dict[str, str] | None = None) -> Genotype:
+        """The genotype with the given choice per slot (default: the argmax of every slot)."""
+        choice = dict(choice or {})
+        for slot, dist in self.slot_distributions().items():
+            choice.setdefault(slot, max(dist, key=dist.__getitem__))
+        for op in self.mixed_ops():
+            choice.setdefault(op.slot, op.candidates[0])
+        spec, cells = self.spec, []
+        for i in range(spec.num_cells):
+            cell_type = choice.get(f"cells.{i}.type", spec.cell_types[0])
+            p = spec.slot_prefix(i, cell_type)
+            base = spec.template_gene(cell_type)
+            ops = tuple(choice[f"{p}conv{j}"] for j in range(len(base.ops)))
+            cells.append(CellGene(
+                cell_type, ops, Attention(choice[f"{p}attention"]),
+                choice.get(f"{p}act", spec.act_candidates[0]),
+                shallow_residual=base.shallow_residual, block_residual=base.block_residual,
+            ))
+        return Genotype(scale=spec.scale, width=spec.width, cells=tuple(cells),
+                        fusion=spec.fusion, data_range=spec.data_range)
+
+    def top_k(self, k: int) -> list[tuple[Genotype, float]]:
+        """The ``k`` most probable genotypes with their log-probabilities.
+
+        Slots are independent, so keeping the ``k`` best partial choices slot by slot is exact.
+        Slots of cell types that a choice does not use still count; with a mixed cell type,
+        duplicates after derivation are dropped.
+        """
+        beams: list[tuple[float, dict[str, str]]] = [(0.0, {})]
+        for slot, dist in self.slot_distributions().items():
+            total = sum(dist.values())
+            scored = [(lp + math.log(max(p / total, 1e-12)), {**c, slot: name})
+                      for lp, c in beams for name, p in dist.items()]
+            scored.sort(key=lambda t: -t[0])
+            beams = scored[: max(k * 4, k)]
+        out: list[tuple[Genotype, float]] = []
+        for lp, c in beams:
+            g = self.derive(c)
+            if all(g != h for h, _ in out):
+                out.append((g, lp))
+            if len(out) == k:
+                break
+        return out

@@ -1,0 +1,247 @@
+"""DARTS: the hardware gradient reaches alpha, resume is exact, bad input is refused."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from search_space import Genotype, build_model
+from searchers.architect import Architect, HardwarePenalty
+from searchers.darts import DartsConfig, DartsSearch, main
+from searchers.hardware import (
+    HardwareTable,
+    TableSettings,
+    fill_supernet_costs,
+    predict_genotype,
+    random_genotypes,
+)
+from searchers.supernet import ArchState, MixedOp, SuperNet, SupernetSpec
+
+TINY = SupernetSpec(scale=2, width=8, num_cells=2, cell_types=("rfdb", "erb"),
+                    conv_candidates=("conv3x3", "sep_conv3x3", "rep_conv3x3"),
+                    attention_candidates=("none", "pa", "esa"))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    settings = TableSettings(size=(16, 16), runs=2, warmup=1, threads=1)
+    return HardwareTable(settings, tmp_path_factory.mktemp("lut"))
+
+
+def _net(table, spec=TINY, **state):
+    net = SuperNet(spec, ArchState(**state))
+    fill_supernet_costs(net, table)
+    return net
+
+
+def test_arch_and_weight_parameters_are_apart_and_saved(table):
+    net = _net(table)
+    arch = {id(p) for p in net.arch_parameters()}
+    weights = {id(p) for p in net.weight_parameters()}
+    assert arch and weights and not arch & weights
+    assert len(arch) + len(weights) == len({id(p) for p in net.parameters()})
+    keys = [k for k in net.state_dict() if k.endswith(".alpha")]
+    assert len(keys) >= len(arch)  # alphas are in checkpoints
+
+
+def test_every_alpha_and_every_candidate_gets_a_gradient(table):
+    net = _net(table)
+    F.l1_loss(net(torch.rand(1, 3, 16, 16)), torch.rand(1, 3, 32, 32)).backward()
+    for name, p in net.named_arch_parameters():
+        assert p.grad is not None and float(p.grad.abs().sum()) > 0, name
+    for op in net.mixed_ops():
+        for cand, mod in zip(op.candidates, op.ops, strict=True):
+            grads = [q.grad for q in mod.parameters()]
+            assert all(g is not None for g in grads), f"{op.slot}/{cand} got no gradient"
+
+
+def test_expected_latency_gradient_is_the_softmax_jacobian(table):
+    net = _net(table, temperature=0.7)
+    op = next(m for m in net.mixed_ops() if m.slot.endswith("conv1"))
+    op.alpha.data = torch.tensor([0.3, -0.2, 0.5])
+    t = op.latency_ms.clone()
+    assert t.min() > 0 and len(set(t.tolist())) == 3
+    op.expected(op.latency_ms).backward()
+    w = torch.softmax(op.alpha.detach() / 0.7, 0)
+    expected = w * (t - (w * t).sum()) / 0.7
+    torch.testing.assert_close(op.alpha.grad, expected)
+
+
+def test_hardware_penalty_gradient_reaches_alpha_through_the_architect(table):
+    net = _net(table)
+    arch = Architect(net, loss_fn=F.l1_loss, penalty=HardwarePenalty(latency_weight=1.0,
+                                                                     memory_weight=1.0))
+    arch.set_reference()
+    hw, terms, cost = arch.hardware_loss()
+    assert set(terms) == {"latency_ms", "memory_mib"} and hw.requires_grad
+    assert math.isclose(float(terms["latency_ms"]), 1.0, rel_tol=1e-5)  # normalised at start
+    hw.backward()
+    grads = [p.grad for p in net.arch_parameters()]
+    assert sum(float(g.abs().sum()) for g in grads if g is not None) > 0
+    # Descending the latency term alone moves every conv slot towards its cheapest op.
+    before = float(net.expected_cost()["latency_ms"])
+    for _ in range(30):
+        arch.optimizer.zero_grad()
+        arch.penalty.terms(net.expected_cost(), arch.reference)["latency_ms"].backward()
+        arch.optimizer.step()
+    assert float(net.expected_cost()["latency_ms"]) < before
+
+
+def test_budget_mode_penalises_only_above_the_target(table):
+    net = _net(table)
+    lat = float(net.expected_cost()["latency_ms"])
+    for target, active in ((lat * 2, False), (lat / 2, True)):
+        pen = HardwarePenalty(latency_weight=1.0, mode="budget", latency_target_ms=target)
+        term = pen.terms(net.expected_cost(), {})["latency_ms"]
+        net.zero_grad()
+        term.backward()
+        g = sum(float(p.grad.abs().sum()) for p in net.arch_parameters() if p.grad is not None)
+        assert (g > 0) is active and (float(term) > 0) is active
+
+
+@pytest.mark.parametrize("kw", [dict(latency_weight=-0.1), dict(mode="soft"),
+                                dict(memory_target_mib=0.0)])
+def test_bad_penalty_settings(kw):
+    with pytest.raises(ValueError, match=next(iter(kw))):
+        HardwarePenalty(**kw)
+
+
+@pytest.mark.parametrize("order", ["first", "second"])
+@pytest.mark.parametrize("mode, k", [("softmax", 0), ("softmax", 1), ("sigmoid", 0)])
+def test_architect_step_moves_alpha(table, order, mode, k):
+    net = _net(table, mode=mode, sample_k=k)
+    arch = Architect(net, loss_fn=F.l1_loss, penalty=HardwarePenalty(latency_weight=0.1),
+                     second_order=order == "second", zero_one_weight=1.0)
+    arch.set_reference()
+    before = [p.detach().clone() for p in net.arch_parameters()]
+    batch = (torch.rand(2, 3, 16, 16), torch.rand(2, 3, 32, 32))
+    out = arch.step(batch, batch)
+    assert math.isfinite(out["loss_val"]) and "expected_latency_ms" in out
+    assert any(not torch.equal(b, p) for b, p in zip(before, net.arch_parameters(), strict=True))
+
+
+def test_sampling_mode_computes_only_k_paths():
+    calls = []
+    ops = [torch.nn.Identity() for _ in range(4)]
+    for i, o in enumerate(ops):
+        o.register_forward_hook(lambda m, a, r, i=i: calls.append(i))
+    from searchers.supernet import SlotCost
+
+    op = MixedOp("s", list("abcd"), ops, ArchState(sample_k=2),
+                 [SlotCost("conv", c, 1, 1) for c in "abcd"])
+    op.train()
+    op(torch.ones(1, 1, 2, 2))
+    assert len(calls) == 2
+    op.eval()
+    calls.clear()
+    op(torch.ones(1, 1, 2, 2))
+    assert len(calls) == 4
+
+
+def test_derive_and_top_k(table):
+    net = _net(table)
+    for p in net.arch_parameters():
+        p.data.normal_()
+    g = net.derive()
+    assert isinstance(g, Genotype) and build_model(g)(torch.rand(1, 3, 12, 12)).shape[-1] == 24
+    top = net.top_k(4)
+    assert top[0][0] == g and len({t[0] for t in top}) == 4
+    assert [lp for _, lp in top] == sorted((lp for _, lp in top), reverse=True)
+
+
+def test_table_is_cached_and_predicts_derived_nets(table):
+    net = _net(table)
+    assert fill_supernet_costs(SuperNet(TINY), table) == 0  # everything cached
+    reloaded = HardwareTable(table.settings, table.path.parent)
+    assert reloaded.entries == table.entries
+    for g in random_genotypes(net, 3):
+        pred = predict_genotype(net, g)
+        assert pred["latency_ms"] > 0
+        assert pred["params"] == sum(p.numel() for p in build_model(g).parameters())
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+def _args(tmp_path, *extra):
+    return [f"run.dir={tmp_path}", "space.scale=2", "space.width=8", "space.num_cells=2",
+            "space.conv_candidates=[conv3x3,sep_conv3x3,rep_conv3x3]",
+            "space.attention_candidates=[none,pa]", "data.patch_size=16", "data.batch_size=2",
+            "search.steps=6", "search.warmup_steps=1", "run.checkpoint_every=2",
+            "run.log_every=1", "hardware.size=16", "hardware.runs=2", "hardware.warmup=0",
+            f"hardware.cache_dir={tmp_path}/lut", "profile.enabled=false", "run.plots=false",
+            *extra]
+
+
+def _alphas(path):
+    state = torch.load(path, weights_only=False)["model"]
+    return {k: v for k, v in state.items() if k.endswith(".alpha")}
+
+
+def test_resume_reaches_the_same_architecture_as_an_uninterrupted_run(tmp_path):
+    assert main(_args(tmp_path, "run.name=full")) == 0
+    assert main(["--stop-after", "3", *_args(tmp_path, "run.name=cut")]) == 0
+    assert not (tmp_path / "cut" / "genotype.json").exists()
+    assert main(_args(tmp_path, "run.name=cut")) == 2  # exists: needs --resume
+    assert main(["--resume", *_args(tmp_path, "run.name=cut")]) == 0
+    full, cut = _alphas(tmp_path / "full/checkpoint.pt"), _alphas(tmp_path / "cut/checkpoint.pt")
+    assert full.keys() == cut.keys()
+    for k in full:
+        assert torch.equal(full[k], cut[k]), k
+    g1 = Genotype.load(tmp_path / "full/genotype.json")
+    assert g1 == Genotype.load(tmp_path / "cut/genotype.json")
+    with open(tmp_path / "cut/log.csv") as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f)]
+    assert steps == [1, 2, 3, 4, 5, 6]  # the row after the last checkpoint was re-logged once
+    for name in ("config.yaml", "command.txt", "top_k/genotype_0.json"):
+        assert (tmp_path / "cut" / name).exists()
+    command = (tmp_path / "cut" / "command.txt").read_text()
+    assert "--stop-after 3" in command and "resumed with" in command and "--resume" in command
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, caplog):
+    original = DartsSearch._batch
+
+    def poisoned(self, data):
+        lr, hr = original(self, data)
+        return (lr * float("nan"), hr) if self.step >= 3 else (lr, hr)
+
+    monkeypatch.setattr(DartsSearch, "_batch", poisoned)
+    assert main(_args(tmp_path, "run.name=nan")) == 3
+    assert "last good checkpoint" in caplog.text and "step 3" in caplog.text
+    ckpt = torch.load(tmp_path / "nan/checkpoint.pt", weights_only=False)
+    assert ckpt["step"] == 2
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["data.train=/no/such/folder"], "/no/such/folder"),
+        (["space.conv_candidates=[conv3x3,conv9x9]"], "conv9x9"),
+        (["loss.latency_weight=-1"], "latency_weight"),
+        (["data.patch_size=4000"], "patch_size"),
+        (["search.stepz=3"], "search.steps"),
+    ],
+)
+def test_bad_input_gives_a_clear_error(tmp_path, caplog, extra, message):
+    assert main(_args(tmp_path, *extra)) == 2
+    assert message in caplog.text
+
+
+def test_default_config_file_equals_the_built_in_defaults():
+    from pathlib import Path
+
+    from searchers.config import load_config
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "darts.yaml"
+    assert load_config(DartsConfig, path) == DartsConfig()

@@ -1,0 +1,328 @@
+"""Run plots: alpha/loss data extraction, Plotly figures and offline, atomic HTML output."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from results import plots
+from results.plots import (
+    UNIT_Y_RANGE,
+    alpha_figure,
+    alpha_history,
+    candidate_styles,
+    loss_columns,
+    loss_figure,
+    write_html,
+    write_run_plots,
+)
+
+STEPS = [0, 10, 20, 30, 40]
+# slot -> candidates, in CSV column order (deliberately not sorted)
+SLOTS = {
+    "cells.0.conv0": ["sep_conv3x3", "conv3x3", "rep_conv3x3"],
+    "cells.1.attention": ["none", "esa", "cca", "esa_lite"],
+    "gate": ["conv3x3", "skip"],
+}
+
+
+def _weights(n_candidates: int, seed: int) -> np.ndarray:
+    w = np.random.default_rng(seed).random((len(STEPS), n_candidates)) + 0.1
+    return w / w.sum(axis=1, keepdims=True)
+
+
+def make_log() -> pd.DataFrame:
+    """A small DARTS-like log: 5 steps, 3 slots (one dotted), losses and expected costs."""
+    columns: dict[str, object] = {
+        "step": STEPS,
+        "epoch": [0, 0, 1, 1, 2],
+        "loss_train": [2.0, 1.5, 1.0, 0.8, 0.7],
+        "expected_latency_ms": [12.0, 11.0, 10.5, 10.0, 9.5],
+        "loss_val": [2.1, 1.6, 1.2, 0.9, 0.85],
+        "loss_latency": [0.3, 0.1, 0.0, -0.1, -0.2],
+        "temperature": [1.0, 0.9, 0.8, 0.7, 0.6],
+        "lr": [1e-3] * 5,
+        "expected_params_m": [0.5, 0.45, 0.4, 0.38, 0.37],
+    }
+    for seed, (slot, candidates) in enumerate(SLOTS.items()):
+        w = _weights(len(candidates), seed)
+        for j, candidate in enumerate(candidates):
+            columns[f"alpha/{slot}/{candidate}"] = w[:, j]
+    return pd.DataFrame(columns)
+
+
+@pytest.fixture()
+def log() -> pd.DataFrame:
+    return make_log()
+
+
+# --------------------------------------------------------------------------- data
+
+
+def test_alpha_history_groups_by_slot_in_csv_order(log):
+    history = alpha_history(log)
+    assert list(history) == list(SLOTS)
+    for slot, candidates in SLOTS.items():
+        frame = history[slot]
+        assert list(frame.columns) == candidates
+        assert frame.shape == (len(STEPS), len(candidates))
+        assert frame.index.name == "step"
+        assert list(frame.index) == STEPS
+        for candidate in candidates:
+            np.testing.assert_allclose(
+                frame[candidate].to_numpy(), log[f"alpha/{slot}/{candidate}"].to_numpy()
+            )
+        np.testing.assert_allclose(frame.sum(axis=1).to_numpy(), 1.0)
+
+
+def test_alpha_history_drops_rows_without_that_slot(log):
+    log.loc[1, [c for c in log.columns if c.startswith("alpha/gate/")]] = np.nan
+    log.loc[3, "alpha/cells.0.conv0/conv3x3"] = np.nan  # partial: row is kept
+    history = alpha_history(log)
+    assert list(history["gate"].index) == [0, 20, 30, 40]
+    assert list(history["cells.0.conv0"].index) == STEPS
+    assert np.isnan(history["cells.0.conv0"].loc[30, "conv3x3"])
+
+
+def test_alpha_history_needs_step_column(log):
+    with pytest.raises(ValueError, match="'step'.*columns found.*loss_train"):
+        alpha_history(log.drop(columns="step"))
+
+
+def test_alpha_history_needs_alpha_columns(log):
+    no_alpha = log[[c for c in log.columns if not c.startswith("alpha/")]]
+    with pytest.raises(ValueError, match=r"alpha/.*columns found.*'loss_val'"):
+        alpha_history(no_alpha)
+
+
+def test_alpha_history_rejects_malformed_alpha_column(log):
+    log["alpha/orphan"] = 0.5
+    with pytest.raises(ValueError, match="alpha/orphan"):
+        alpha_history(log)
+
+
+def test_loss_columns(log):
+    assert loss_columns(log) == [
+        "loss_train",
+        "loss_val",
+        "loss_latency",
+        "expected_latency_ms",
+        "expected_params_m",
+    ]
+    log["expected_memory_mib"] = 100.0
+    log["expected_flops_g"] = 1.0  # not one of the plotted expected costs
+    log["myloss_x"] = 1.0
+    assert loss_columns(log)[-3:] == [
+        "expected_latency_ms",
+        "expected_params_m",
+        "expected_memory_mib",
+    ]
+    assert "expected_flops_g" not in loss_columns(log)
+    assert "myloss_x" not in loss_columns(log)
+
+
+def test_candidate_styles_depend_only_on_the_set_of_names():
+    a = candidate_styles(["skip", "conv3x3", "esa", "conv3x3"])
+    b = candidate_styles(["esa", "skip", "conv3x3"])
+    assert a == b
+    assert list(a) == ["conv3x3", "esa", "skip"]
+    assert len({s.color for s in a.values()}) == 3
+    many = candidate_styles(f"op{i:02d}" for i in range(len(plots.PALETTE) + 1))
+    assert len(set(many.values())) == len(many)  # wrap-around changes the dash pattern
+
+
+def test_subplot_grid():
+    assert plots.subplot_grid(1) == (1, 1)
+    assert plots.subplot_grid(3) == (1, 3)
+    assert plots.subplot_grid(4) == (2, 3)
+    assert plots.subplot_grid(40) == (14, 3)
+    with pytest.raises(ValueError):
+        plots.subplot_grid(0)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def test_alpha_figure_traces_colours_legend_and_titles(log):
+    history = alpha_history(log)
+    fig = alpha_figure(history, title="run 7")
+    assert fig.layout.title.text == "run 7"
+    assert [a.text for a in fig.layout.annotations] == list(SLOTS)
+
+    expected = [(slot, c) for slot, cands in SLOTS.items() for c in cands]
+    assert len(fig.data) == len(expected)
+    styles = candidate_styles(c for cands in SLOTS.values() for c in cands)
+    axes_by_slot: dict[str, set[tuple[str, str]]] = {}
+    for trace, (slot, candidate) in zip(fig.data, expected, strict=True):
+        assert trace.name == candidate
+        assert trace.line.color == styles[candidate].color
+        assert list(trace.x) == STEPS
+        np.testing.assert_allclose(trace.y, history[slot][candidate].to_numpy())
+        axes_by_slot.setdefault(slot, set()).add((trace.xaxis, trace.yaxis))
+    # every slot on exactly one subplot, and different slots on different subplots
+    assert all(len(axes) == 1 for axes in axes_by_slot.values())
+    assert len({next(iter(a)) for a in axes_by_slot.values()}) == len(SLOTS)
+
+    # conv3x3 appears in two slots: same colour, one legend entry
+    conv = [t for t in fig.data if t.name == "conv3x3"]
+    assert len(conv) == 2 and conv[0].line.color == conv[1].line.color
+    assert [t.showlegend for t in conv] == [True, False]
+    legend = [t.name for t in fig.data if t.showlegend]
+    assert sorted(legend) == sorted({c for cands in SLOTS.values() for c in cands})
+    assert len({t.line.color for t in fig.data if t.showlegend}) == len(legend)
+
+
+def test_alpha_figure_y_range_only_for_unit_weights(log):
+    log["alpha/gate/skip"] = log["alpha/gate/skip"] * 3  # gate leaves [0, 1]
+    fig = alpha_figure(alpha_history(log))
+    ranges = {}
+    for trace in fig.data:
+        axis = fig.layout["yaxis" + trace.yaxis[1:]]
+        ranges[trace.yaxis] = axis.range
+    assert [tuple(r) if r is not None else None for r in ranges.values()] == [
+        UNIT_Y_RANGE,
+        UNIT_Y_RANGE,
+        None,
+    ]
+
+
+def test_alpha_figure_grows_with_many_slots():
+    steps = np.arange(3)
+    many = {
+        f"cells.{i}.conv0": pd.DataFrame({"a": steps / 3, "b": 1 - steps / 3}) for i in range(40)
+    }
+    small = alpha_figure(dict(list(many.items())[:3]))
+    big = alpha_figure(many)
+    assert len(big.data) == 80
+    assert len(big.layout.annotations) == 40
+    assert big.layout.height > 10 * small.layout.height
+    assert sum(t.showlegend for t in big.data) == 2
+
+
+def test_loss_figure_log_axes_only_for_positive_losses(log):
+    log.loc[2, "loss_val"] = np.nan  # skipped, does not break the log axis
+    columns = loss_columns(log)
+    fig = loss_figure(log, columns)
+    assert [a.text for a in fig.layout.annotations] == columns
+    assert [t.name for t in fig.data] == columns
+    types = {t.name: fig.layout["yaxis" + t.yaxis[1:]].type for t in fig.data}
+    assert types == {
+        "loss_train": "log",
+        "loss_val": "log",
+        "loss_latency": None,  # has zero and negative values
+        "expected_latency_ms": None,  # positive but not a loss
+        "expected_params_m": None,
+    }
+    val = fig.data[columns.index("loss_val")]
+    assert list(val.x) == [0, 10, 30, 40]
+    # shared step axis: all x axes match the bottom one
+    bottom = fig.data[-1].xaxis
+    assert all(fig.layout["xaxis" + t.xaxis[1:]].matches == bottom for t in fig.data[:-1])
+
+
+def test_loss_figure_rejects_unknown_columns(log):
+    with pytest.raises(ValueError, match="loss_nope"):
+        loss_figure(log, ["loss_train", "loss_nope"])
+    with pytest.raises(ValueError):
+        loss_figure(log, [])
+
+
+def test_rendering_without_plotly_explains(monkeypatch, log):
+    for name in ("plotly", "plotly.graph_objects", "plotly.subplots"):
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(ImportError, match="pip install plotly"):
+        alpha_figure(alpha_history(log))
+
+
+# --------------------------------------------------------------------------- HTML output
+
+_SCRIPT_SRC = re.compile(r"<script\b[^>]*\bsrc\s*=", re.IGNORECASE)
+
+
+def _assert_offline_html(path: Path) -> str:
+    html = path.read_text(encoding="utf-8")
+    assert len(html) > 1_000_000, "plotly.js is not embedded"
+    assert "plotly.js v" in html  # the library's own banner
+    assert "Plotly.newPlot" in html
+    assert not _SCRIPT_SRC.search(html), "external script tag"
+    return html
+
+
+def test_write_run_plots_writes_offline_html(tmp_path, log):
+    csv = tmp_path / "run_3" / "log.csv"
+    csv.parent.mkdir()
+    log.to_csv(csv, index=False)
+    out = tmp_path / "a" / "b"  # created on demand
+    paths = write_run_plots(csv, out)
+    assert paths == [out / "alphas.html", out / "losses.html"]
+    alphas = _assert_offline_html(paths[0])
+    losses = _assert_offline_html(paths[1])
+    assert "cells.1.attention" in alphas and "sep_conv3x3" in alphas
+    assert "loss_latency" in losses and "expected_params_m" in losses
+    assert sorted(p.name for p in out.iterdir()) == ["alphas.html", "losses.html"]
+
+
+class _StubFigure:
+    """Stands in for a figure in the atomic-write tests (no 4 MB HTML)."""
+
+    def __init__(self, html: str) -> None:
+        self.html = html
+        self.kwargs: dict[str, object] = {}
+
+    def to_html(self, **kwargs: object) -> str:
+        self.kwargs = kwargs
+        return self.html
+
+
+def test_write_html_embeds_plotlyjs_and_replaces(tmp_path):
+    target = tmp_path / "new" / "fig.html"
+    fig = _StubFigure("<html>first</html>")
+    assert write_html(fig, target) == target
+    assert fig.kwargs.get("include_plotlyjs") is True
+    assert target.read_text(encoding="utf-8") == "<html>first</html>"
+    write_html(_StubFigure("<html>second</html>"), str(target))
+    assert target.read_text(encoding="utf-8") == "<html>second</html>"
+    assert [p.name for p in target.parent.iterdir()] == ["fig.html"]
+
+
+def test_write_html_failure_keeps_old_file_and_no_temp(tmp_path, monkeypatch):
+    target = tmp_path / "fig.html"
+    target.write_text("old", encoding="utf-8")
+
+    seen: list[Path] = []
+
+    def boom(src: object, dst: object) -> None:
+        seen.append(Path(str(src)))
+        raise OSError("disk full")
+
+    monkeypatch.setattr(plots.os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write_html(_StubFigure("<html>new</html>"), target)
+    assert len(seen) == 1 and seen[0].parent == tmp_path  # temp file in the target's folder
+    assert target.read_text(encoding="utf-8") == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["fig.html"]
+
+
+def test_write_run_plots_rejects_empty_logs(tmp_path, log):
+    header_only = tmp_path / "header_only.csv"
+    log.iloc[:0].to_csv(header_only, index=False)
+    with pytest.raises(ValueError, match="header_only.csv"):
+        write_run_plots(header_only, tmp_path / "out")
+    blank = tmp_path / "blank.csv"
+    blank.write_text("", encoding="utf-8")
+    with pytest.raises(ValueError, match="blank.csv"):
+        write_run_plots(blank, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_write_run_plots_needs_alpha_columns(tmp_path, log):
+    csv = tmp_path / "log.csv"
+    log[["step", "loss_train"]].to_csv(csv, index=False)
+    with pytest.raises(ValueError, match="alpha/"):
+        write_run_plots(csv, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
