@@ -53,7 +53,7 @@ from proxies.latency import (
     resolve_device,
 )
 
-__all__ = ["MemoryResult", "measure_peak_memory"]
+__all__ = ["MemoryResult", "measure_callable_peak_mib", "measure_peak_memory"]
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +141,23 @@ def measure_peak_memory(
     return result
 
 
+def measure_callable_peak_mib(fn: Callable[[], object],
+                              device: str | torch.device | None = "cpu") -> float:
+    """Peak memory (MiB) allocated while ``fn()`` runs, above what was allocated before.
+
+    For work other than one inference forward, e.g. a training step (forward + backward): the
+    same methods as :func:`measure_peak_memory` (CUDA max-allocated over a reset baseline; CPU
+    profiler allocation events). ``fn`` runs twice; the first call is an unmeasured warm-up.
+    """
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        with torch.cuda.device(dev):
+            peak, _ = _cuda_peak_of(fn, dev)
+    else:
+        peak, _ = _cpu_profiler_peak_of(fn)
+    return peak / MIB
+
+
 def _tensor_bytes(obj: object) -> int:
     """Bytes of the distinct tensors in a (nested tuple/list/dict) model output."""
     sizes: dict[int, int] = {}
@@ -162,13 +179,17 @@ def _tensor_bytes(obj: object) -> int:
 
 def _cuda_peak(net: nn.Module, x: torch.Tensor, device: torch.device) -> tuple[int, int]:
     """(peak bytes above baseline, output bytes) of one forward on CUDA, after a warm-up."""
-    out = net(x)  # warm-up: handles, persistent workspaces, cudnn.benchmark search
+    return _cuda_peak_of(lambda: net(x), device)
+
+
+def _cuda_peak_of(fn: Callable[[], object], device: torch.device) -> tuple[int, int]:
+    out = fn()  # warm-up: handles, persistent workspaces, cudnn.benchmark search
     del out
     torch.cuda.synchronize(device)
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(device)
     baseline = torch.cuda.memory_allocated(device)
-    out = net(x)
+    out = fn()
     torch.cuda.synchronize(device)
     peak = torch.cuda.max_memory_allocated(device) - baseline
     return max(peak, 0), _tensor_bytes(out)
@@ -176,14 +197,18 @@ def _cuda_peak(net: nn.Module, x: torch.Tensor, device: torch.device) -> tuple[i
 
 def _cpu_profiler_peak(net: nn.Module, x: torch.Tensor) -> tuple[int, int]:
     """(peak bytes of the running allocation sum, output bytes) of one profiled CPU forward."""
-    out = net(x)  # warm-up outside the profiler: lazy init, oneDNN primitive cache
+    return _cpu_profiler_peak_of(lambda: net(x))
+
+
+def _cpu_profiler_peak_of(fn: Callable[[], object]) -> tuple[int, int]:
+    out = fn()  # warm-up outside the profiler: lazy init, oneDNN primitive cache
     del out
     gc.collect()
     gc_was_enabled = gc.isenabled()
     gc.disable()  # no collection may free pre-existing tensors inside the window
     try:
         with _stderr_to_log(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as p:
-            out = net(x)
+            out = fn()
     finally:
         if gc_was_enabled:
             gc.enable()

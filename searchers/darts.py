@@ -128,8 +128,8 @@ class SearchConfig:
 class LossConfig:
     """The hardware terms of the architecture loss (see ``HardwarePenalty``)."""
 
-    latency_weight: float = 0.2
-    memory_weight: float = 0.05
+    latency_weight: float = 0.02
+    memory_weight: float = 0.01
     params_weight: float = 0.0
     mode: Literal["weighted", "budget"] = "weighted"
     latency_target_ms: float | None = None
@@ -474,7 +474,7 @@ def run_search(cfg: DartsConfig, run_dir: Path, resume: bool, argv: list[str],
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s", datefmt="%H:%M:%S")
     try:

@@ -245,3 +245,25 @@ def test_default_config_file_equals_the_built_in_defaults():
 
     path = Path(__file__).resolve().parents[1] / "configs" / "darts.yaml"
     assert load_config(DartsConfig, path) == DartsConfig()
+
+
+def test_t91_config_loads_and_points_at_the_shared_folders():
+    from pathlib import Path
+
+    from searchers.config import load_config
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(DartsConfig, root / "configs" / "darts_t91.yaml")
+    assert cfg.data.train.endswith("T91/HR") and cfg.data.val.endswith("Set5/HR")
+    assert cfg.search.steps == 2000 and cfg.run.name == "t91_set5"
+
+
+def test_benchmark_commands_run(capsys, tmp_path):
+    from searchers.benchmark import main as bench
+
+    args = [a for a in _args(tmp_path) if not a.startswith("run.dir")]
+    assert bench(["step", "--runs", "1", *args]) == 0
+    out = capsys.readouterr().out
+    assert "| full |" in out and "| sample |" in out
+    assert bench(["lut", "--samples", "3", *args]) == 0
+    assert "Spearman" in capsys.readouterr().out

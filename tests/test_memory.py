@@ -221,3 +221,20 @@ def test_cuda_model_on_device_stays_there() -> None:
     measure_peak_memory(model, (1, 3, 32, 32), device="cuda")
     assert model.calls and all(c == (False, True) for c in model.calls)
     assert model.training and all(p.device.type == "cuda" for p in model.parameters())
+
+
+def test_callable_peak_sees_a_training_step():
+    from proxies.memory import measure_callable_peak_mib
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(16, 3, 3, padding=1))
+    x = torch.rand(1, 3, 64, 64)
+
+    def step():
+        net.zero_grad(set_to_none=True)
+        net(x).square().mean().backward()
+
+    train_peak = measure_callable_peak_mib(step)
+    with torch.inference_mode():
+        infer_peak = measure_callable_peak_mib(lambda: net(x))
+    assert train_peak > infer_peak >= 16 * 64 * 64 * 4 / 2**20  # backward keeps activations

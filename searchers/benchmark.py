@@ -1,0 +1,156 @@
+"""Search benchmarks: ``python -m searchers.benchmark {lut,step} [--config FILE] [key=value ...]``.
+
+* ``lut``: table-predicted vs measured latency over random derived nets (Spearman, MAPE).
+* ``step``: search time per 100 steps in the full and the sampling (memory-efficient) mode, the
+  peak memory of one search step in each, and the supernet's weight step against the summed
+  isolated forward+backward times of its candidate ops (the framework overhead).
+
+Both use the DARTS config (same defaults, same overrides) and print Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from searchers.config import load_config
+from searchers.darts import DartsConfig, DartsSearch
+
+logger = logging.getLogger(__name__)
+
+
+def _median_ms(fn: Callable[[], object], runs: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def _search(cfg: DartsConfig, tmp: str) -> DartsSearch:
+    from pathlib import Path
+
+    return DartsSearch(cfg, Path(tmp))
+
+
+def bench_lut(cfg: DartsConfig, samples: int) -> str:
+    import tempfile
+
+    from searchers.hardware import validate_table
+
+    with tempfile.TemporaryDirectory() as tmp:
+        search = _search(cfg, tmp)
+        r = validate_table(search.net, search.table, samples=samples, seed=cfg.run.seed)
+    size = cfg.hardware.size
+    return (
+        "| nets | LR size | threads | Spearman | MAPE [%] | measured median [ms] |\n"
+        "|---|---|---|---|---|---|\n"
+        f"| {r['samples']} | {size}x{size} | {cfg.hardware.threads} | {r['spearman']:.3f} | "
+        f"{r['mape_percent']:.1f} | {statistics.median(r['measured_ms']):.2f} |"
+    )
+
+
+def _isolated_ms(search: DartsSearch, runs: int) -> float:
+    """Sum over candidate ops of their isolated forward+backward time at their input shape."""
+    from searchers.supernet import MixedOp
+
+    shapes: dict[int, tuple[int, ...]] = {}
+
+    def record(mod: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        shapes.setdefault(id(mod), tuple(args[0].shape))
+
+    hooks = [m.register_forward_pre_hook(record) for m in search.net.mixed_ops()
+             if m.costs[0].kind != "cell"]
+    lr, _ = search._batch(search.train)
+    with torch.no_grad():
+        search.net(lr)
+    for h in hooks:
+        h.remove()
+    total = 0.0
+    for m in search.net.mixed_ops():
+        if not isinstance(m, MixedOp) or id(m) not in shapes:
+            continue
+        for op in m.ops:
+            x = torch.rand(shapes[id(m)], device=search.device, requires_grad=True)
+
+            def fwd_bwd(op: torch.nn.Module = op, x: torch.Tensor = x) -> None:
+                op(x).sum().backward()
+
+            total += _median_ms(fwd_bwd, runs)
+    return total
+
+
+def bench_step(cfg: DartsConfig, runs: int) -> str:
+    import tempfile
+
+    from proxies.memory import measure_callable_peak_mib
+
+    rows = []
+    for mode in ("full", "sample"):
+        mcfg = replace(cfg, search=replace(cfg.search, memory_mode=mode))
+        with tempfile.TemporaryDirectory() as tmp:
+            s = _search(mcfg, tmp)
+            s.architect.set_reference()
+            s.net.train()
+            train, val = s._batch(s.train), s._batch(s.val)
+
+            def weight_step(s: DartsSearch = s, train: Any = train) -> None:
+                s.optimizer.zero_grad(set_to_none=True)
+                F.l1_loss(s.net(train[0]), train[1]).backward()
+                s.optimizer.step()
+
+            def search_step(s: DartsSearch = s, train: Any = train, val: Any = val) -> None:
+                s.architect.step(train, val)
+                weight_step()
+
+            w_ms = _median_ms(weight_step, runs)
+            step_ms = _median_ms(search_step, runs)
+            peak = measure_callable_peak_mib(search_step, s.device)
+            iso = _isolated_ms(s, max(3, runs // 2)) if mode == "full" else float("nan")
+            rows.append((mode, step_ms, w_ms, iso, peak))
+    c = cfg
+    head = (f"width {c.space.width}, {c.space.num_cells} cells of {'/'.join(c.space.cell_types)}, "
+            f"{len(c.space.conv_candidates)} conv x {len(c.space.attention_candidates)} "
+            f"attention candidates, batch {c.data.batch_size} x {c.data.patch_size}px HR, "
+            f"x{c.space.scale}, sample_k {c.search.sample_k}\n\n")
+    table = ("| mode | search step [ms] | s / 100 steps | weight step [ms] | "
+             "sum of isolated candidate ops fwd+bwd [ms] | overhead x | peak step memory "
+             "[MiB] |\n|---|---|---|---|---|---|---|\n")
+    for mode, step_ms, w_ms, iso, peak in rows:
+        over = f"{w_ms / iso:.2f}" if iso == iso else "-"
+        iso_s = f"{iso:.1f}" if iso == iso else "-"
+        table += (f"| {mode} | {step_ms:.1f} | {step_ms / 10:.1f} | {w_ms:.1f} | {iso_s} | "
+                  f"{over} | {peak:.1f} |\n")
+    return head + table
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m searchers.benchmark", description=__doc__)
+    p.add_argument("what", choices=("lut", "step"))
+    p.add_argument("--config")
+    p.add_argument("--samples", type=int, default=30, help="random nets for 'lut'")
+    p.add_argument("--runs", type=int, default=10, help="timed runs for 'step'")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    args = p.parse_intermixed_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cfg = load_config(DartsConfig, args.config, args.overrides)
+    torch.manual_seed(cfg.run.seed)
+    out = bench_lut(cfg, args.samples) if args.what == "lut" else bench_step(cfg, args.runs)
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
