@@ -12,42 +12,33 @@ from search_space.genotype import Genotype
 from search_space.ops import ACTIVATION_OPS, add_residual
 
 
-class SRNet(nn.Module):
+class SRSkeleton(nn.Module):
     """head conv3x3 -> cells -> [fusion] -> LR conv3x3 + head -> conv3x3 -> PixelShuffle.
 
-    Args:
-        genotype: the architecture. It is kept as ``self.genotype`` (a plain value, so it
-            travels with the module but not in ``state_dict()``).
+    The frame every net of the space shares: derived nets (:class:`SRNet`), the DARTS supernet
+    and the NNI model space differ only in the cells they put in it.
 
-    The net works on inputs in ``[0, genotype.data_range]`` and returns outputs in that range,
-    as the published nets do (RFDN, RLFN and FMEN take [0, 255]; IMDN takes [0, 1]).
+    Args:
+        scale: upscaling factor.
+        width: trunk channels.
+        cells: the cell modules, in order (each maps ``width`` to ``width`` channels).
+        fusion: RFDN-style fusion (concat of every cell output, 1x1, activation).
+        fusion_act: the fusion's activation.
     """
 
-    def __init__(self, genotype: Genotype) -> None:
+    def __init__(self, scale: int, width: int, cells: list[nn.Module], fusion: bool = False,
+                 fusion_act: str = "lrelu0.05") -> None:
         super().__init__()
-        if not isinstance(genotype, Genotype):
-            raise TypeError(f"genotype: got {type(genotype).__name__}; expected a Genotype "
-                            "(load one with Genotype.load(path) or search_space.zoo.ZOO[name])")
-        self.genotype = genotype
-        w, s = genotype.width, genotype.scale
+        w, s = width, scale
         self.head = nn.Conv2d(3, w, 3, padding=1)
-        self.cells = nn.ModuleList(CELLS[c.type](c, w, prefix=f"cells.{i}.")
-                                   for i, c in enumerate(genotype.cells))
+        self.cells = nn.ModuleList(cells)
         self.fusion: nn.Module | None = None
-        if genotype.fusion:
+        if fusion:
             self.fusion = nn.Sequential(
-                nn.Conv2d(w * genotype.num_cells, w, 1), ACTIVATION_OPS[genotype.fusion_act](w)
+                nn.Conv2d(w * len(cells), w, 1), ACTIVATION_OPS[fusion_act](w)
             )
         self.lr_conv = nn.Conv2d(w, w, 3, padding=1)
         self.upsampler = nn.Sequential(nn.Conv2d(w, 3 * s * s, 3, padding=1), nn.PixelShuffle(s))
-
-    @property
-    def scale(self) -> int:
-        return self.genotype.scale
-
-    @property
-    def data_range(self) -> float:
-        return self.genotype.data_range
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feat = self.head(x)
@@ -58,6 +49,35 @@ class SRNet(nn.Module):
         if self.fusion is not None:
             h = self.fusion(torch.cat(outs, dim=1))
         return self.upsampler(add_residual(self.lr_conv(h), feat))
+
+
+class SRNet(SRSkeleton):
+    """The network of a genotype.
+
+    Args:
+        genotype: the architecture. It is kept as ``self.genotype`` (a plain value, so it
+            travels with the module but not in ``state_dict()``).
+
+    The net works on inputs in ``[0, genotype.data_range]`` and returns outputs in that range,
+    as the published nets do (RFDN, RLFN and FMEN take [0, 255]; IMDN takes [0, 1]).
+    """
+
+    def __init__(self, genotype: Genotype) -> None:
+        if not isinstance(genotype, Genotype):
+            raise TypeError(f"genotype: got {type(genotype).__name__}; expected a Genotype "
+                            "(load one with Genotype.load(path) or search_space.zoo.ZOO[name])")
+        w = genotype.width
+        cells = [CELLS[c.type](c, w, prefix=f"cells.{i}.") for i, c in enumerate(genotype.cells)]
+        super().__init__(genotype.scale, w, cells, genotype.fusion, genotype.fusion_act)
+        self.genotype = genotype
+
+    @property
+    def scale(self) -> int:
+        return self.genotype.scale
+
+    @property
+    def data_range(self) -> float:
+        return self.genotype.data_range
 
 
 def build_model(genotype: Genotype) -> SRNet:

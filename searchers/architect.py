@@ -154,15 +154,16 @@ class Architect:
                             val: tuple[torch.Tensor, torch.Tensor]) -> float:
         net = self.net
         arch = net.arch_parameters()
-        arch_ids = {id(p) for p in arch}
-        names = [n for n, p in net.named_parameters() if id(p) not in arch_ids]
-        weights = [p for n, p in net.named_parameters() if id(p) not in arch_ids]
+        weight_ids = {id(p) for p in net.weight_parameters()}
+        names = [n for n, p in net.named_parameters() if id(p) in weight_ids]
+        weights = [p for n, p in net.named_parameters() if id(p) in weight_ids]
+        others = {n: p for n, p in net.named_parameters() if id(p) not in weight_ids}
         buffers = dict(net.named_buffers())
 
         def loss_with(ws: Sequence[torch.Tensor], batch: tuple[torch.Tensor, torch.Tensor]
                       ) -> torch.Tensor:
             params = dict(zip(names, ws, strict=True))
-            params.update({n: p for n, p in net.named_parameters() if id(p) in arch_ids})
+            params.update(others)
             sr = functional_call(net, {**params, **buffers}, (batch[0],))
             return self.loss_fn(sr, batch[1])
 

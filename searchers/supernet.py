@@ -35,6 +35,7 @@ from search_space.genotype import (
     CellGene,
     Genotype,
 )
+from search_space.network import SRSkeleton
 from search_space.ops import ACTIVATION_OPS, add_residual
 
 
@@ -79,7 +80,9 @@ class MixedOp(nn.Module):
         self.slot = slot
         self.candidates = tuple(candidates)
         self.ops = nn.ModuleList(modules)
-        self.alpha = nn.Parameter(1e-3 * torch.randn(len(self.candidates)))
+        # A single candidate is a fixed choice: its alpha is frozen and not an arch parameter.
+        self.alpha = nn.Parameter(1e-3 * torch.randn(len(self.candidates)),
+                                  requires_grad=len(self.candidates) > 1)
         self.costs = tuple(costs)
         object.__setattr__(self, "state", state)  # shared plain object, not a submodule
         # Filled from the hardware tables; not saved (the tables have their own cache).
@@ -268,6 +271,24 @@ class SupernetSpec:
             block_residual=dict(self.block_residual).get(cell_type, False),
         )
 
+    def genotype_from_choice(self, choice: dict[str, str]) -> Genotype:
+        """The genotype of one choice per slot; slots left out take their first candidate."""
+        cells = []
+        for i in range(self.num_cells):
+            cell_type = choice.get(f"cells.{i}.type", self.cell_types[0])
+            p = self.slot_prefix(i, cell_type)
+            base = self.template_gene(cell_type)
+            ops = tuple(choice.get(f"{p}conv{j}", self.conv_candidates[0])
+                        for j in range(len(base.ops)))
+            cells.append(CellGene(
+                cell_type, ops, Attention(choice.get(f"{p}attention",
+                                                     self.attention_candidates[0])),
+                choice.get(f"{p}act", self.act_candidates[0]),
+                shallow_residual=base.shallow_residual, block_residual=base.block_residual,
+            ))
+        return Genotype(scale=self.scale, width=self.width, cells=tuple(cells),
+                        fusion=self.fusion, data_range=self.data_range)
+
     def template_genotype(self) -> Genotype:
         cells = tuple(self.template_gene(self.cell_types[0]) for _ in range(self.num_cells))
         return Genotype(scale=self.scale, width=self.width, cells=cells, fusion=self.fusion,
@@ -290,43 +311,21 @@ class MixedCell(nn.Module):
         return self.mixed(x)
 
 
-class SuperNet(nn.Module):
-    """The supernet of a :class:`SupernetSpec`: the SRNet skeleton with mixed cells.
-
-    The head, fusion, LR conv and upsampler are the same modules :class:`SRNet` uses.
-    """
+class SuperNet(SRSkeleton):
+    """The supernet of a :class:`SupernetSpec`: the SRNet skeleton with mixed cells."""
 
     def __init__(self, spec: SupernetSpec, state: ArchState | None = None) -> None:
-        super().__init__()
-        self.spec = spec
-        self.state = state or ArchState()
-        w, s = spec.width, spec.scale
-        builder = MixedBuilder(spec, self.state)
-        self.head = nn.Conv2d(3, w, 3, padding=1)
+        state = state or ArchState()
+        builder = MixedBuilder(spec, state)
         cells: list[nn.Module] = []
         for i in range(spec.num_cells):
-            per_type = {t: CELLS[t](spec.template_gene(t), w, builder, spec.slot_prefix(i, t))
-                        for t in spec.cell_types}
-            cells.append(MixedCell(f"cells.{i}.type", per_type, self.state, w))
-        self.cells = nn.ModuleList(cells)
+            per_type = {t: CELLS[t](spec.template_gene(t), spec.width, builder,
+                                    spec.slot_prefix(i, t)) for t in spec.cell_types}
+            cells.append(MixedCell(f"cells.{i}.type", per_type, state, spec.width))
+        super().__init__(spec.scale, spec.width, cells, spec.fusion, "lrelu0.05")
+        self.spec = spec
+        self.state = state
         self.base_cost = (0.0, 0.0, 0.0)  # (latency_ms, memory_mib, params) of the rest
-        self.fusion: nn.Module | None = None
-        if spec.fusion:
-            self.fusion = nn.Sequential(
-                nn.Conv2d(w * spec.num_cells, w, 1), ACTIVATION_OPS["lrelu0.05"](w)
-            )
-        self.lr_conv = nn.Conv2d(w, w, 3, padding=1)
-        self.upsampler = nn.Sequential(nn.Conv2d(w, 3 * s * s, 3, padding=1), nn.PixelShuffle(s))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feat = self.head(x)
-        h, outs = feat, []
-        for cell in self.cells:
-            h = cell(h)
-            outs.append(h)
-        if self.fusion is not None:
-            h = self.fusion(torch.cat(outs, dim=1))
-        return self.upsampler(add_residual(self.lr_conv(h), feat))
 
     # -- parameters -------------------------------------------------------------------------
 
@@ -340,15 +339,16 @@ class SuperNet(nn.Module):
         """Architecture weights by slot name, each once (shared activation weights included)."""
         seen: dict[int, tuple[str, nn.Parameter]] = {}
         for op in self.mixed_ops():
-            seen.setdefault(id(op.alpha), (op.slot, op.alpha))
+            if len(op.candidates) > 1:
+                seen.setdefault(id(op.alpha), (op.slot, op.alpha))
         return list(seen.values())
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return [p for _, p in self.named_arch_parameters()]
 
     def weight_parameters(self) -> list[nn.Parameter]:
-        arch = {id(p) for p in self.arch_parameters()}
-        return [p for p in self.parameters() if id(p) not in arch]
+        alphas = {id(op.alpha) for op in self.mixed_ops()}
+        return [p for p in self.parameters() if id(p) not in alphas]
 
     # -- hardware cost ----------------------------------------------------------------------
 
@@ -396,21 +396,7 @@ class SuperNet(nn.Module):
         choice = dict(choice or {})
         for slot, dist in self.slot_distributions().items():
             choice.setdefault(slot, max(dist, key=dist.__getitem__))
-        for op in self.mixed_ops():
-            choice.setdefault(op.slot, op.candidates[0])
-        spec, cells = self.spec, []
-        for i in range(spec.num_cells):
-            cell_type = choice.get(f"cells.{i}.type", spec.cell_types[0])
-            p = spec.slot_prefix(i, cell_type)
-            base = spec.template_gene(cell_type)
-            ops = tuple(choice[f"{p}conv{j}"] for j in range(len(base.ops)))
-            cells.append(CellGene(
-                cell_type, ops, Attention(choice[f"{p}attention"]),
-                choice.get(f"{p}act", spec.act_candidates[0]),
-                shallow_residual=base.shallow_residual, block_residual=base.block_residual,
-            ))
-        return Genotype(scale=spec.scale, width=spec.width, cells=tuple(cells),
-                        fusion=spec.fusion, data_range=spec.data_range)
+        return self.spec.genotype_from_choice(choice)
 
     def top_k(self, k: int) -> list[tuple[Genotype, float]]:
         """The ``k`` most probable genotypes with their log-probabilities.

@@ -48,7 +48,8 @@ def test_arch_and_weight_parameters_are_apart_and_saved(table):
     arch = {id(p) for p in net.arch_parameters()}
     weights = {id(p) for p in net.weight_parameters()}
     assert arch and weights and not arch & weights
-    assert len(arch) + len(weights) == len({id(p) for p in net.parameters()})
+    fixed = {id(op.alpha) for op in net.mixed_ops() if len(op.candidates) == 1}
+    assert len(arch) + len(weights) + len(fixed) == len({id(p) for p in net.parameters()})
     keys = [k for k in net.state_dict() if k.endswith(".alpha")]
     assert len(keys) >= len(arch)  # alphas are in checkpoints
 
@@ -126,6 +127,17 @@ def test_architect_step_moves_alpha(table, order, mode, k):
     batch = (torch.rand(2, 3, 16, 16), torch.rand(2, 3, 32, 32))
     out = arch.step(batch, batch)
     assert math.isfinite(out["loss_val"]) and "expected_latency_ms" in out
+    assert any(not torch.equal(b, p) for b, p in zip(before, net.arch_parameters(), strict=True))
+
+
+def test_second_order_with_fixed_choices(table):
+    spec = SupernetSpec(scale=2, width=8, num_cells=1, cell_types=("erb",),
+                        conv_candidates=("conv3x3", "conv1x1"), attention_candidates=("none",))
+    net = _net(table, spec)
+    arch = Architect(net, loss_fn=F.l1_loss, penalty=HardwarePenalty(), second_order=True)
+    batch = (torch.rand(1, 3, 8, 8), torch.rand(1, 3, 16, 16))
+    before = [p.detach().clone() for p in net.arch_parameters()]
+    arch.step(batch, batch)
     assert any(not torch.equal(b, p) for b, p in zip(before, net.arch_parameters(), strict=True))
 
 
@@ -236,6 +248,26 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
 def test_bad_input_gives_a_clear_error(tmp_path, caplog, extra, message):
     assert main(_args(tmp_path, *extra)) == 2
     assert message in caplog.text
+
+
+def test_empty_data_folder_is_refused(tmp_path, caplog):
+    (tmp_path / "empty").mkdir()
+    assert main(_args(tmp_path, f"data.val={tmp_path}/empty")) == 2
+    assert "empty" in caplog.text and "no image" in caplog.text.lower()
+
+
+def test_mixed_activation_is_one_shared_choice_per_cell(table):
+    spec = SupernetSpec(scale=2, width=8, num_cells=1, cell_types=("rlfb",),
+                        conv_candidates=("conv3x3",), attention_candidates=("none",),
+                        act_candidates=("relu", "gelu", "prelu"))
+    net = _net(table, spec)
+    acts = [op for op in net.mixed_ops() if op.slot == "cells.0.act"]
+    assert len(acts) == 3 and len({id(op.alpha) for op in acts}) == 1
+    assert [n for n, _ in net.named_arch_parameters()] == ["cells.0.act"]
+    acts[0].alpha.data = torch.tensor([0.0, 0.0, 5.0])
+    assert net.derive().cells[0].act == "prelu"
+    F.l1_loss(net(torch.rand(1, 3, 8, 8)), torch.rand(1, 3, 16, 16)).backward()
+    assert acts[0].alpha.grad is not None and float(acts[0].alpha.grad.abs().sum()) > 0
 
 
 def test_default_config_file_equals_the_built_in_defaults():
