@@ -140,7 +140,7 @@ class Architect:
             arch = self.net.arch_parameters()
             grads = torch.autograd.grad(loss, arch, allow_unused=True)
             _accumulate(arch, grads)
-            val_loss = float(loss)
+            val_loss = float(loss.detach())
         hw, terms, cost = self.hardware_loss()
         if hw.requires_grad:
             hw.backward()
@@ -189,7 +189,7 @@ class Architect:
         final = [None if d is None else d - self.unroll_lr * (h if h is not None else 0.0)
                  for d, h in zip(d_alpha, hess, strict=True)]
         _accumulate(arch, final)
-        return float(val_loss)
+        return float(val_loss.detach())
 
 
 def _accumulate(params: list[nn.Parameter], grads: tuple[torch.Tensor | None, ...] | list
