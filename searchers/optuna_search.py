@@ -1,0 +1,255 @@
+"""Multi-objective architecture trials with Optuna: ``python searchers/optuna_search.py``.
+
+Each trial samples one architecture (or takes a zoo net: the yardstick is enqueued as the first
+trials of every study), measures latency and peak memory on this device and trains it briefly
+for a proxy PSNR (see :mod:`searchers.trials`). NSGA-II by default (``study.sampler=tpe`` for
+TPE). The storage defaults to a SQLite file in the run folder, with a heartbeat and retries of
+failed trials; any Optuna storage URL works (``postgresql://...`` for several hosts) and
+``journal:///path/to/file.log`` gives a journal file for NFS. Re-running the same command
+resumes the study; ``run.workers=N`` runs N worker processes on it; more hosts join by running
+the same command with the same storage URL. Point ``optuna-dashboard STORAGE_URL`` at the
+storage to watch it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import multiprocessing
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+
+from searchers.config import ConfigError, load_config, save_run_config
+from searchers.trials import (
+    DEFAULT_ZOO,
+    DIRECTIONS,
+    OBJECTIVE_NAMES,
+    ConstraintConfig,
+    MeasureConfig,
+    ProxyConfig,
+    SampleSpace,
+    evaluate_genotype,
+    sample_genotype,
+    zoo_genotype,
+)
+
+logger = logging.getLogger("searchers.optuna_search")
+
+STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql", "journal")
+
+
+@dataclass
+class StudyConfig:
+    name: str = "srnas"
+    n_trials: int = 24
+    sampler: Literal["nsga2", "tpe"] = "nsga2"
+    population_size: int = 8
+    seed: int = 0
+    storage: str | None = None  # default: sqlite:///<run folder>/study.db
+    heartbeat_s: int = 60
+    grace_s: int = 180
+    retries: int = 1
+    enqueue_zoo: bool = True
+    zoo: list[str] = field(default_factory=lambda: list(DEFAULT_ZOO))
+
+    def __post_init__(self) -> None:
+        if self.n_trials < 1 or self.population_size < 2:
+            raise ValueError(f"n_trials >= 1 and population_size >= 2 needed; got "
+                             f"{self.n_trials}, {self.population_size}")
+
+
+@dataclass
+class RunSection:
+    dir: str = "runs/optuna"
+    name: str = "default"
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"workers: got {self.workers}; must be >= 1")
+
+
+@dataclass
+class OptunaConfig:
+    space: SampleSpace = field(default_factory=SampleSpace)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+    constraints: ConstraintConfig = field(default_factory=ConstraintConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
+    run: RunSection = field(default_factory=RunSection)
+
+
+def make_storage(url: str, cfg: StudyConfig) -> Any:
+    """An Optuna storage for ``url``: RDB (heartbeat + retry) or a journal file."""
+    import warnings
+
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    scheme = url.split(":", 1)[0].split("+", 1)[0] if ":" in url else ""
+    if scheme not in STORAGE_SCHEMES:
+        raise ConfigError(f"study.storage: got {url!r} (scheme {scheme!r}); supported schemes: "
+                          f"{', '.join(STORAGE_SCHEMES)}, e.g. sqlite:///runs/study.db, "
+                          "postgresql://user@host/db, journal:///shared/study.log")
+    if scheme == "journal":
+        from optuna.storages.journal import JournalFileBackend
+
+        path = url.split(":", 1)[1].lstrip("/")
+        path = "/" + path if url.startswith("journal:///") else path
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(path))
+    with warnings.catch_warnings():  # the retry callback is marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = RetryHeartbeatStaleTrialCallback(max_retry=cfg.retries)
+    # A worker killed mid-trial stops its heartbeat; after the grace period the trial is
+    # marked FAIL and re-enqueued (up to study.retries times) for another worker.
+    return optuna.storages.RDBStorage(
+        url, heartbeat_interval=cfg.heartbeat_s, grace_period=cfg.grace_s,
+        heartbeat_stale_trial_callback=retry,
+        engine_kwargs={"connect_args": {"timeout": 60}} if scheme == "sqlite" else None,
+    )
+
+
+def make_sampler(cfg: StudyConfig) -> Any:
+    import optuna
+
+    if cfg.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=cfg.seed, multivariate=True, group=True)
+    return optuna.samplers.NSGAIISampler(population_size=cfg.population_size, seed=cfg.seed)
+
+
+def open_study(cfg: OptunaConfig, storage_url: str) -> Any:
+    """Create or load the study; refuse one whose objectives differ; enqueue the zoo once."""
+    import optuna
+
+    storage = make_storage(storage_url, cfg.study)
+    names = optuna.get_all_study_names(storage)
+    if cfg.study.name in names:
+        existing = optuna.load_study(study_name=cfg.study.name, storage=storage)
+        dirs = tuple(d.name.lower() for d in existing.directions)
+        metrics = tuple(existing.metric_names or ())
+        if dirs != DIRECTIONS or metrics != OBJECTIVE_NAMES:
+            raise ConfigError(
+                f"study {cfg.study.name!r} in {storage_url} has objectives {metrics or '?'} "
+                f"with directions {dirs}; this search needs {OBJECTIVE_NAMES} {DIRECTIONS}. "
+                "Choose another study.name or storage.")
+    study = optuna.create_study(study_name=cfg.study.name, storage=storage,
+                                directions=list(DIRECTIONS),  # type: ignore[arg-type]
+                                sampler=make_sampler(cfg.study),
+                                load_if_exists=True)
+    if cfg.study.name not in names:
+        study.set_metric_names(list(OBJECTIVE_NAMES))
+        if cfg.study.enqueue_zoo:
+            for name in cfg.study.zoo:
+                zoo_genotype(name, cfg.space.scale)  # validates the name
+                study.enqueue_trial({}, user_attrs={"zoo": name})
+    return study
+
+
+def objective(trial: Any, cfg: OptunaConfig) -> tuple[float, float, float]:
+    """One trial: a zoo net (enqueued) or a sampled architecture, measured and trained."""
+    zoo = trial.user_attrs.get("zoo")
+    genotype = zoo_genotype(zoo, cfg.space.scale) if zoo else sample_genotype(trial, cfg.space)
+    trial.set_user_attr("name", zoo or f"trial_{trial.number}")
+    trial.set_user_attr("is_zoo", bool(zoo))
+    trial.set_user_attr("genotype", genotype.to_json(indent=None))
+    try:
+        result = evaluate_genotype(genotype, cfg.proxy, cfg.measure, cfg.constraints)
+    except Exception as exc:  # recorded as FAIL with its reason; the study goes on
+        trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:1000])
+        raise
+    for key, value in result.attrs().items():
+        trial.set_user_attr(key, value)
+    if not math.isfinite(result.psnr_db):
+        trial.set_user_attr("fail_reason", "the proxy training diverged (NaN loss)")
+        return result.values  # Optuna records NaN values as FAIL
+    for key, value in result.constraints.items():
+        trial.set_constraint(key, value)
+    return result.values
+
+
+def run_worker(cfg: OptunaConfig, storage_url: str, worker: int) -> None:
+    """Run trials on the shared study until it holds ``study.n_trials`` finished trials."""
+    import optuna
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+
+    if cfg.measure.threads:
+        torch.set_num_threads(cfg.measure.threads)
+    study = optuna.load_study(study_name=cfg.study.name,
+                              storage=make_storage(storage_url, cfg.study),
+                              sampler=make_sampler(cfg.study))
+    done = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+    remaining = cfg.study.n_trials - len(study.get_trials(deepcopy=False, states=done))
+    if remaining <= 0:
+        logger.info("worker %d: the study already holds %d trials", worker, cfg.study.n_trials)
+        return
+    study.optimize(
+        lambda t: objective(t, cfg), n_trials=remaining, catch=(Exception,),
+        callbacks=[MaxTrialsCallback(cfg.study.n_trials, states=done)],
+        show_progress_bar=worker == 0,
+    )
+
+
+def _worker_entry(cfg: OptunaConfig, storage_url: str, worker: int) -> None:
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s w{worker} %(levelname)s "
+                        "%(name)s: %(message)s", datefmt="%H:%M:%S")
+    run_worker(cfg, storage_url, worker)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(prog="python searchers/optuna_search.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    args = p.parse_intermixed_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s", datefmt="%H:%M:%S")
+    try:
+        cfg = load_config(OptunaConfig, args.config, args.overrides)
+        run_dir = Path(cfg.run.dir) / cfg.run.name
+        storage_url = cfg.study.storage or f"sqlite:///{run_dir.resolve() / 'study.db'}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_run_config(run_dir, cfg, [sys.argv[0], *argv])
+        open_study(cfg, storage_url)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        logger.error("%s", exc)
+        return 2
+    logger.info("study %r on %s, %d worker(s)", cfg.study.name, storage_url, cfg.run.workers)
+    if cfg.run.workers == 1:
+        run_worker(cfg, storage_url, 0)
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        procs = [ctx.Process(target=_worker_entry, args=(cfg, storage_url, w))
+                 for w in range(cfg.run.workers)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join()
+        if any(proc.exitcode for proc in procs):
+            logger.error("a worker failed (exit codes %s)", [proc.exitcode for proc in procs])
+            return 1
+    from results.table import from_optuna
+
+    table = from_optuna(make_storage(storage_url, cfg.study), cfg.study.name)
+    table.to_csv(run_dir / "trials.csv", index=False)
+    logger.info("%d trials; table in %s; report: python -m results --storage %s --out %s",
+                len(table), run_dir / "trials.csv", storage_url, run_dir / "report")
+    return 0
+
+
+if __name__ == "__main__":
+    # Run the importable module's main, so that Ray/multiprocessing workers unpickle its
+    # classes from "searchers.optuna_search", not from this script's "__main__".
+    from searchers.optuna_search import main as _main
+
+    raise SystemExit(_main())

@@ -1,0 +1,35 @@
+"""Tune's OptunaSearch with Optuna constraints passed through (imports Ray at import time).
+
+Kept apart from ``searchers/ray_tune.py`` so that the command can explain a missing Ray, and
+at module level so that Tune can pickle the searcher by reference.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ray.tune.search.optuna import OptunaSearch
+
+from searchers.trials import OBJECTIVE_NAMES
+
+
+class ConstrainedOptunaSearch(OptunaSearch):
+    """OptunaSearch that passes each trial's constraints on to the Optuna trial.
+
+    Tune's OptunaSearch only tells Optuna the objective values; constraints set by the
+    objective would be lost, so NSGA-II could not prefer feasible trials.
+    """
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                          error: bool = False) -> None:
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is not None and result:
+            for key, value in (result.get("constraints") or {}).items():
+                ot_trial.set_constraint(key, float(value))
+            if result.get("fail_reason"):
+                ot_trial.set_user_attr("fail_reason", str(result["fail_reason"]))
+            if not all(math.isfinite(float(result.get(k, math.nan))) for k in OBJECTIVE_NAMES):
+                # A failed or diverged trial is a FAIL for Optuna (telling NaN values would
+                # raise inside Tune and leave the Optuna trial RUNNING forever).
+                result, error = None, True
+        super().on_trial_complete(trial_id, result, error)

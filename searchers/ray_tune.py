@@ -1,0 +1,204 @@
+"""The same multi-objective trials as Ray Tune trials: ``python searchers/ray_tune.py``.
+
+Tune's ``OptunaSearch`` drives the same define-by-run space and objective as
+``searchers/optuna_search.py`` (NSGA-II by default, three objectives). Tune drops Optuna's
+constraints, so :class:`ConstrainedOptunaSearch` passes them through. Actors are reused;
+resources per trial come from the config (a trial that times latency on a GPU takes a whole
+GPU). The zoo nets are the first trials.
+
+Cluster: start the head with ``ray start --head``, each worker host with
+``ray start --address=HEAD_IP:6379``, then run this with ``--address HEAD_IP:6379`` (or
+``--address auto`` on a cluster node). Without ``--address`` a fresh local instance is used.
+After the driver dies, re-running the same command resumes the experiment (``Tuner.restore``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from searchers.config import ConfigError, from_dict, load_config, save_run_config
+from searchers.optuna_search import OptunaConfig, make_sampler
+from searchers.trials import (
+    DIRECTIONS,
+    OBJECTIVE_NAMES,
+    evaluate_genotype,
+    sample_genotype,
+    zoo_genotype,
+)
+
+logger = logging.getLogger("searchers.ray_tune")
+
+MODES = ["max" if d == "maximize" else "min" for d in DIRECTIONS]
+
+
+@dataclass
+class Resources:
+    cpu: float = 1.0
+    gpu: float = 0.0
+    max_concurrent: int = 1
+
+
+@dataclass
+class RayConfig(OptunaConfig):
+    resources: Resources = field(default_factory=Resources)
+
+    def __post_init__(self) -> None:
+        if self.resources.max_concurrent < 1:
+            raise ValueError(f"resources.max_concurrent: got {self.resources.max_concurrent}; "
+                             "must be >= 1")
+
+
+def require_ray() -> Any:
+    try:
+        import ray
+        from ray import tune  # noqa: F401
+        from ray.tune.search.optuna import OptunaSearch  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            f"searchers/ray_tune.py needs Ray Tune ({exc}); install it with "
+            "`pip install \"ray[tune]\"` (it is part of this project's core install: "
+            "pip install -e .)") from exc
+    return ray
+
+
+class _Fixed:
+    """Replays a sampled Optuna parameter dict through :func:`sample_genotype`."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        return self.params[name]
+
+    def suggest_int(self, name: str, low: int, high: int) -> int:
+        return int(self.params[name])
+
+
+class DefineSpace:
+    """The define-by-run space: the zoo nets first, then sampled architectures.
+
+    A picklable object (Tune checkpoints the searcher with it).
+    """
+
+    def __init__(self, cfg: OptunaConfig) -> None:
+        self.cfg = cfg
+
+    def __call__(self, trial: Any) -> dict[str, Any] | None:
+        zoo = self.cfg.study.zoo if self.cfg.study.enqueue_zoo else []
+        if trial.number < len(zoo):
+            return {"zoo": zoo[trial.number]}
+        sample_genotype(trial, self.cfg.space)
+        return None
+
+
+def trainable(config: dict[str, Any]) -> None:
+    """One Tune trial: rebuild the genotype from the sampled parameters and evaluate it."""
+    from ray import tune
+
+    cfg = from_dict(RayConfig, config["_cfg"])
+    params = {k: v for k, v in config.items() if k not in ("_cfg", "zoo")}
+    zoo = config.get("zoo")
+    genotype = zoo_genotype(zoo, cfg.space.scale) if zoo else sample_genotype(_Fixed(params),
+                                                                                cfg.space)
+    name = zoo or f"trial_{tune.get_context().get_trial_id()}"
+    report: dict[str, Any] = {"name": name, "is_zoo": bool(zoo),
+                              "genotype": genotype.to_json(indent=None)}
+    try:
+        result = evaluate_genotype(genotype, cfg.proxy, cfg.measure, cfg.constraints)
+    except Exception as exc:  # reported as a failed trial with its reason; Tune goes on
+        report.update({k: math.nan for k in OBJECTIVE_NAMES})
+        report["fail_reason"] = f"{type(exc).__name__}: {exc}"[:1000]
+        tune.report(report)
+        return
+    report.update(asdict(result))
+    if not math.isfinite(result.psnr_db):
+        report["fail_reason"] = "the proxy training diverged (NaN loss)"
+    tune.report(report)
+
+
+def run(cfg: RayConfig, run_dir: Path, address: str | None) -> Any:
+    ray = require_ray()
+    from ray import tune
+
+    run_dir = run_dir.resolve()
+    if not ray.is_initialized():
+        ray.init(address=address or "local", include_dashboard=False,
+                 logging_level=logging.WARNING)
+    resources = {"cpu": cfg.resources.cpu, "gpu": cfg.resources.gpu}
+    if cfg.measure.device.startswith("cuda") and cfg.resources.gpu < 1:
+        resources["gpu"] = 1.0  # a trial that times latency owns its GPU
+    fn = tune.with_resources(trainable, resources)
+    exp_dir = run_dir / "tune"
+    if tune.Tuner.can_restore(str(exp_dir)):
+        logger.info("resuming %s", exp_dir)
+        tuner = tune.Tuner.restore(str(exp_dir), trainable=fn, resume_errored=True)
+    else:
+        from searchers.ray_search import ConstrainedOptunaSearch
+
+        search = ConstrainedOptunaSearch(
+            space=DefineSpace(cfg), metric=list(OBJECTIVE_NAMES), mode=MODES,
+            sampler=make_sampler(cfg.study), seed=cfg.study.seed)
+        tuner = tune.Tuner(
+            fn,
+            param_space={"_cfg": _plain(cfg)},
+            tune_config=tune.TuneConfig(
+                search_alg=search, num_samples=cfg.study.n_trials, reuse_actors=True,
+                max_concurrent_trials=cfg.resources.max_concurrent),
+            run_config=tune.RunConfig(name="tune", storage_path=str(run_dir), verbose=1),
+        )
+    return tuner.fit()
+
+
+def _plain(cfg: Any) -> dict[str, Any]:
+    from searchers.config import to_dict
+
+    return to_dict(cfg)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(prog="python searchers/ray_tune.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config")
+    p.add_argument("--address", help="Ray cluster address (default: a fresh local instance)")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    args = p.parse_intermixed_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s", datefmt="%H:%M:%S")
+    try:
+        require_ray()
+        overrides = list(args.overrides)
+        if not any(o.startswith("run.dir=") for o in overrides):
+            overrides.append("run.dir=runs/ray")
+        cfg = load_config(RayConfig, args.config, overrides)
+        run_dir = Path(cfg.run.dir) / cfg.run.name
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_run_config(run_dir, cfg, [sys.argv[0], *argv])
+    except ImportError as exc:
+        logger.error("%s", exc)
+        return 2
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        logger.error("%s", exc)
+        return 2
+    grid = run(cfg, run_dir, args.address)
+    errors = sum(1 for r in grid if r.error is not None)
+    logger.info("%d trials (%d crashed) in %s; report: python -m results --ray %s --out %s",
+                len(grid), errors, run_dir / "tune", run_dir / "tune", run_dir / "report")
+    return 0
+
+
+if __name__ == "__main__":
+    # Run the importable module's main, so that Ray/multiprocessing workers unpickle its
+    # classes from "searchers.ray_tune", not from this script's "__main__".
+    from searchers.ray_tune import main as _main
+
+    raise SystemExit(_main())

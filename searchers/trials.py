@@ -1,0 +1,372 @@
+"""One multi-objective trial, shared by the Optuna and Ray Tune searchers.
+
+A trial samples one discrete architecture define-by-run (:func:`sample_genotype`), or takes a
+zoo net, then :func:`evaluate_genotype` builds it, measures its latency and peak memory with
+the proxies on the trial's device, and trains it briefly from scratch (fixed steps, schedule
+and seed) to get a proxy PSNR on the validation images, unless a DARTS supernet checkpoint is
+given, whose weights it then inherits. Objectives: ``psnr_db`` (max), ``latency_ms`` (min),
+``memory_mib`` (min); params, FLOPs and activations are recorded beside them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from search_space.genotype import (
+    ACTIVATIONS,
+    ATTENTIONS,
+    CELL_SLOTS,
+    CELL_TYPES,
+    CONV_OPS,
+    Attention,
+    CellGene,
+    Genotype,
+)
+from search_space.zoo import YARDSTICK
+
+logger = logging.getLogger(__name__)
+
+OBJECTIVE_NAMES = ("psnr_db", "latency_ms", "memory_mib")
+DIRECTIONS = ("maximize", "minimize", "minimize")
+
+
+# --------------------------------------------------------------------------------------------
+# Config
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SampleSpace:
+    """Bounds and candidate lists of the sampled space."""
+
+    scale: Literal[2, 3, 4] = 4
+    widths: list[int] = field(default_factory=lambda: [16, 24, 32])
+    cells_min: int = 2
+    cells_max: int = 4
+    cell_types: list[str] = field(default_factory=lambda: list(CELL_TYPES))
+    conv_candidates: list[str] = field(default_factory=lambda: list(CONV_OPS))
+    attention_candidates: list[str] = field(default_factory=lambda: list(ATTENTIONS))
+    act_candidates: list[str] = field(default_factory=lambda: ["lrelu0.05", "relu", "gelu"])
+    fusion: list[bool] = field(default_factory=lambda: [False, True])
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("cell_types", CELL_TYPES), ("conv_candidates", CONV_OPS),
+                              ("attention_candidates", ATTENTIONS),
+                              ("act_candidates", ACTIVATIONS)):
+            values = getattr(self, name)
+            if not values:
+                raise ValueError(f"{name}: got an empty list; allowed: {', '.join(allowed)}")
+            bad = [v for v in values if v not in allowed]
+            if bad:
+                raise ValueError(f"{name}: got unknown {bad}; valid names: {', '.join(allowed)}")
+        if not self.widths or min(self.widths) < 4:
+            raise ValueError(f"widths: got {self.widths}; give widths >= 4, e.g. [16, 24, 32]")
+        if not 1 <= self.cells_min <= self.cells_max:
+            raise ValueError(f"cells_min/cells_max: got {self.cells_min}/{self.cells_max}; "
+                             "need 1 <= cells_min <= cells_max")
+        if not self.fusion:
+            raise ValueError("fusion: got an empty list; use [false], [true] or [false, true]")
+
+
+@dataclass
+class ProxyConfig:
+    """The short training that gives the proxy PSNR (fixed steps, schedule and seed)."""
+
+    train: str = "default:train"
+    val: str = "default:val"
+    steps: int = 100
+    batch_size: int = 8
+    patch_size: int = 48
+    lr: float = 1e-3
+    seed: int = 0
+    val_max_side: int = 192
+    supernet: str | None = None  # a DARTS run folder: inherit weights instead of training
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.batch_size < 1 or self.patch_size < 1 or self.lr <= 0:
+            raise ValueError(f"steps >= 0, batch_size >= 1, patch_size >= 1 and lr > 0 needed; "
+                             f"got {self.steps}, {self.batch_size}, {self.patch_size}, {self.lr}")
+
+
+@dataclass
+class MeasureConfig:
+    """How latency and memory are measured on the trial's device."""
+
+    device: str = "auto"
+    lr_size: int = 64
+    runs: int = 10
+    warmup: int = 2
+    threads: int | None = 1
+
+
+@dataclass
+class ConstraintConfig:
+    """Feasibility constraints (``trial.set_constraint``); null switches one off."""
+
+    psnr_floor_db: float | None = None
+    max_params_m: float | None = None
+    max_latency_ms: float | None = None
+    max_memory_mib: float | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Sampling
+# --------------------------------------------------------------------------------------------
+
+
+class Suggester(Protocol):
+    """What sampling needs of a trial (an ``optuna.Trial`` fits)."""
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any: ...
+
+    def suggest_int(self, name: str, low: int, high: int) -> int: ...
+
+
+def sample_genotype(trial: Suggester, space: SampleSpace) -> Genotype:
+    """Sample one valid genotype define-by-run: width, depth, fusion, activation, then per
+    cell its type and, conditionally on the type, one op per slot and the attention."""
+    width = int(trial.suggest_categorical("width", list(space.widths)))
+    n = trial.suggest_int("num_cells", space.cells_min, space.cells_max)
+    fusion = bool(trial.suggest_categorical("fusion", list(space.fusion)))
+    act = str(trial.suggest_categorical("act", list(space.act_candidates)))
+    cells = []
+    for i in range(n):
+        t = str(trial.suggest_categorical(f"cells.{i}.type", list(space.cell_types)))
+        slots = CELL_SLOTS[t][0]
+        ops = tuple(str(trial.suggest_categorical(f"cells.{i}.{t}.conv{j}",
+                                                  list(space.conv_candidates)))
+                    for j in range(slots))
+        att = str(trial.suggest_categorical(f"cells.{i}.{t}.attention",
+                                            list(space.attention_candidates)))
+        cells.append(CellGene(t, ops, Attention(att), act, shallow_residual=t == "rfdb",
+                              block_residual=t != "rfdb"))
+    return Genotype(scale=space.scale, width=width, cells=tuple(cells), fusion=fusion)
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrialResult:
+    """Everything a trial records (objectives + attributes)."""
+
+    psnr_db: float
+    latency_ms: float
+    memory_mib: float
+    params_m: float
+    flops_g: float
+    macs_g: float
+    activations_m: float
+    num_conv: int
+    device: str
+    duration_s: float
+    genotype: str
+    constraints: dict[str, float]
+
+    @property
+    def values(self) -> tuple[float, float, float]:
+        return self.psnr_db, self.latency_ms, self.memory_mib
+
+    def attrs(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in OBJECTIVE_NAMES}
+
+
+_DATA_CACHE: dict[tuple[str, int, int], Any] = {}
+
+
+def _dataset(spec: str, scale: int, patch: int | None) -> Any:
+    from proxies.data import dataset_from_spec
+
+    key = (spec, scale, patch or 0)
+    if key not in _DATA_CACHE:
+        _DATA_CACHE[key] = dataset_from_spec(spec, scale, patch_size=patch)
+    return _DATA_CACHE[key]
+
+
+def proxy_psnr(model: torch.nn.Module, genotype: Genotype, proxy: ProxyConfig,
+               device: torch.device) -> float:
+    """Train ``model`` for ``proxy.steps`` (cosine schedule, seed ``proxy.seed``), then the mean
+    Y-PSNR on the validation images (each centre-cropped to ``proxy.val_max_side`` HR px)."""
+    from proxies.quality import evaluate_pair
+
+    scale, rng_range = genotype.scale, genotype.data_range
+    torch.manual_seed(proxy.seed)
+    rng = np.random.default_rng(proxy.seed)
+    model = model.to(device)
+    if proxy.steps > 0:
+        train = _dataset(proxy.train, scale, proxy.patch_size)
+        opt = torch.optim.Adam(model.parameters(), lr=proxy.lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=proxy.steps,
+                                                           eta_min=proxy.lr * 0.01)
+        model.train()
+        for _ in range(proxy.steps):
+            lr, hr = train.random_patches(proxy.batch_size, proxy.patch_size, rng)
+            lr, hr = lr.to(device), hr.to(device)
+            loss = F.l1_loss(model(lr * rng_range) / rng_range, hr)
+            if not torch.isfinite(loss):
+                return math.nan
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    val = _dataset(proxy.val, scale, None)
+    model.eval()
+    scores = []
+    side = proxy.val_max_side // scale
+    with torch.inference_mode():
+        for _, lr, hr in val:
+            h, w = lr.shape[-2:]
+            top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+            lr = lr[..., top:top + side, left:left + side]
+            hr = hr[..., top * scale:(top + side) * scale, left * scale:(left + side) * scale]
+            sr = model(lr.to(device) * rng_range).cpu()
+            scores.append(evaluate_pair(sr, hr * rng_range, scale=scale,
+                                        data_range=rng_range).psnr_y_db)
+    return float(np.mean(scores))
+
+
+def constraint_values(result_like: dict[str, float], cfg: ConstraintConfig) -> dict[str, float]:
+    """Constraint values (feasible when <= 0) of a measured trial."""
+    out = {}
+    if cfg.psnr_floor_db is not None:
+        out["psnr_floor"] = cfg.psnr_floor_db - result_like["psnr_db"]
+    if cfg.max_params_m is not None:
+        out["params"] = result_like["params_m"] - cfg.max_params_m
+    if cfg.max_latency_ms is not None:
+        out["latency"] = result_like["latency_ms"] - cfg.max_latency_ms
+    if cfg.max_memory_mib is not None:
+        out["memory"] = result_like["memory_mib"] - cfg.max_memory_mib
+    return out
+
+
+def evaluate_genotype(genotype: Genotype, proxy: ProxyConfig, measure: MeasureConfig,
+                      constraints: ConstraintConfig) -> TrialResult:
+    """Build, measure and briefly train one net. NaN PSNR means the training diverged."""
+    from proxies.complexity import measure_complexity
+    from proxies.latency import measure_latency, resolve_device
+    from proxies.memory import measure_peak_memory
+    from search_space import build_model
+
+    start = time.perf_counter()
+    device = resolve_device(measure.device)
+    torch.manual_seed(proxy.seed)
+    model = build_model(genotype)
+    if proxy.supernet:
+        inherit_supernet_weights(model, Path(proxy.supernet))
+    cplx = measure_complexity(model)
+    shape = (1, 3, measure.lr_size, measure.lr_size)
+    lat = measure_latency(model, shape, device=device, runs=measure.runs, warmup=measure.warmup,
+                          threads=measure.threads)
+    mem = measure_peak_memory(model, shape, device=device)
+    steps = 0 if proxy.supernet else proxy.steps
+    psnr = proxy_psnr(model, genotype, _with_steps(proxy, steps), device)
+    measured = {"psnr_db": psnr, "params_m": cplx.params_m, "latency_ms": lat.median_ms,
+                "memory_mib": mem.peak_memory_mib}
+    return TrialResult(
+        psnr_db=psnr, latency_ms=lat.median_ms, memory_mib=mem.peak_memory_mib,
+        params_m=cplx.params_m, flops_g=cplx.ntire_flops_g, macs_g=cplx.macs_g,
+        activations_m=cplx.ntire_activations_m, num_conv=cplx.ntire_num_conv,
+        device=str(device), duration_s=time.perf_counter() - start,
+        genotype=genotype.to_json(indent=None),
+        constraints=constraint_values(measured, constraints) if math.isfinite(psnr) else {},
+    )
+
+
+def _with_steps(proxy: ProxyConfig, steps: int) -> ProxyConfig:
+    from dataclasses import replace
+
+    return replace(proxy, steps=steps)
+
+
+def zoo_genotype(name: str, scale: int) -> Genotype:
+    from search_space.zoo import ZOO, at_scale
+
+    if name not in ZOO:
+        raise ValueError(f"zoo net: got {name!r}; valid names: {', '.join(ZOO)}")
+    return at_scale(ZOO[name], scale)
+
+
+DEFAULT_ZOO = list(YARDSTICK)
+
+
+# --------------------------------------------------------------------------------------------
+# Weight inheritance from a DARTS supernet
+# --------------------------------------------------------------------------------------------
+
+
+def inherit_supernet_weights(model: torch.nn.Module, run_dir: Path) -> None:
+    """Copy the weights of the chosen candidates from a DARTS run's supernet checkpoint.
+
+    The genotype must lie in the supernet's space (same scale, width, cell count and
+    candidates); otherwise a ValueError says which field differs.
+    """
+    from searchers.config import load_config
+    from searchers.darts import DartsConfig
+    from searchers.supernet import MixedCell, MixedOp, SuperNet, SupernetSpec
+
+    ckpt_path = run_dir / "checkpoint.pt"
+    if not ckpt_path.exists():
+        raise FileNotFoundError(f"proxy.supernet: no checkpoint.pt in {run_dir}; give the run "
+                                "folder of a DARTS search (e.g. runs/darts/default)")
+    cfg = load_config(DartsConfig, run_dir / "config.yaml")
+    sp = cfg.space
+    spec = SupernetSpec(scale=sp.scale, width=sp.width, num_cells=sp.num_cells,
+                        cell_types=tuple(sp.cell_types),
+                        conv_candidates=tuple(sp.conv_candidates),
+                        attention_candidates=tuple(sp.attention_candidates),
+                        act_candidates=tuple(sp.act_candidates), fusion=sp.fusion)
+    g: Genotype = model.genotype  # type: ignore[assignment]
+    for field_name, ours, theirs in (("scale", g.scale, spec.scale),
+                                     ("width", g.width, spec.width),
+                                     ("num_cells", g.num_cells, spec.num_cells),
+                                     ("fusion", g.fusion, spec.fusion)):
+        if ours != theirs:
+            raise ValueError(f"proxy.supernet: the genotype's {field_name} is {ours} but the "
+                             f"supernet's is {theirs}; sample within the supernet's space")
+    net = SuperNet(spec)
+    net.load_state_dict(torch.load(ckpt_path, map_location="cpu", weights_only=False)["model"])
+    choice: dict[str, str] = {}
+    for i, cell in enumerate(g.cells):
+        p = spec.slot_prefix(i, cell.type)
+        choice[f"cells.{i}.type"] = cell.type
+        choice.update({f"{p}conv{j}": op for j, op in enumerate(cell.ops)})
+        choice[f"{p}attention"] = cell.attention.type
+        choice[f"{p}act"] = cell.act
+
+    def copy(dst: torch.nn.Module, src: torch.nn.Module) -> None:
+        if isinstance(src, MixedOp):
+            if src.slot not in choice or choice[src.slot] not in src.candidates:
+                raise ValueError(f"proxy.supernet: {src.slot}={choice.get(src.slot)!r} is not "
+                                 f"among the supernet's candidates {list(src.candidates)}")
+            src = src.ops[src.candidates.index(choice[src.slot])]
+        own: dict[str, torch.Tensor] = dict(src.named_parameters(recurse=False))
+        own.update(dict(src.named_buffers(recurse=False)))
+        with torch.no_grad():
+            for k, v in dst.named_parameters(recurse=False):
+                v.copy_(own[k])
+        for name, child in dst.named_children():
+            copy(child, src._modules[name])  # type: ignore[arg-type]
+
+    with torch.no_grad():
+        for name in ("head", "lr_conv", "upsampler", "fusion"):
+            d, s = getattr(model, name), getattr(net, name)
+            if d is not None and s is not None:
+                d.load_state_dict(s.state_dict())
+        cells = list(model.cells)  # type: ignore[arg-type]
+        for dst_cell, src_cell, gene in zip(cells, net.cells, g.cells, strict=True):
+            assert isinstance(src_cell, MixedCell)
+            mixed = src_cell.mixed
+            copy(dst_cell, mixed.ops[mixed.candidates.index(gene.type)])
+
+

@@ -1,0 +1,143 @@
+"""The Optuna search command: zoo first, failures recorded, resume, workers, storages."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import optuna
+import pytest
+
+from searchers import optuna_search
+from searchers.optuna_search import main
+from searchers.trials import TrialResult
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _args(tmp_path, *extra):
+    return [f"run.dir={tmp_path}", "space.scale=2", "space.widths=[8]", "space.cells_min=1",
+            "space.cells_max=2", "space.conv_candidates=[conv3x3,sep_conv3x3]",
+            "space.attention_candidates=[none,pa]", "proxy.steps=2", "proxy.batch_size=2",
+            "proxy.patch_size=16", "proxy.val_max_side=24", "measure.lr_size=16",
+            "measure.runs=1", "measure.warmup=0", "study.zoo=[rlfn_ntire,fmen_s]",
+            "study.population_size=2", *extra]
+
+
+def _study(tmp_path, name="default"):
+    url = f"sqlite:///{tmp_path / name / 'study.db'}"
+    return optuna.load_study(study_name="srnas", storage=url)
+
+
+def test_zoo_first_then_samples_and_resume(tmp_path):
+    assert main(_args(tmp_path, "study.n_trials=3")) == 0
+    study = _study(tmp_path)
+    trials = study.get_trials()
+    assert [t.user_attrs["name"] for t in trials[:2]] == ["rlfn_ntire", "fmen_s"]
+    assert trials[0].user_attrs["is_zoo"] and not trials[2].user_attrs["is_zoo"]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert study.metric_names == ["psnr_db", "latency_ms", "memory_mib"]
+    assert json.loads(trials[0].user_attrs["genotype"])["width"] == 46
+    for key in ("params_m", "flops_g", "activations_m", "num_conv"):
+        assert key in trials[2].user_attrs
+    # re-running the same command resumes the study: 2 more trials, the zoo is not re-added
+    assert main(_args(tmp_path, "study.n_trials=5")) == 0
+    names = [t.user_attrs["name"] for t in _study(tmp_path).get_trials()]
+    assert len(names) == 5 and names.count("rlfn_ntire") == 1
+    assert (tmp_path / "default" / "trials.csv").exists()
+    assert (tmp_path / "default" / "config.yaml").exists()
+
+
+def test_failed_and_nan_trials_are_recorded_and_the_study_goes_on(tmp_path, monkeypatch):
+    real = optuna_search.evaluate_genotype
+    calls = {"n": 0}
+
+    def flaky(genotype, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        result = real(genotype, *a, **kw)
+        if calls["n"] == 3:
+            return TrialResult(**{**result.__dict__, "psnr_db": math.nan})
+        return result
+
+    monkeypatch.setattr(optuna_search, "evaluate_genotype", flaky)
+    assert main(_args(tmp_path, "study.n_trials=4", "study.enqueue_zoo=false")) == 0
+    trials = _study(tmp_path).get_trials()
+    states = [t.state.name for t in trials]
+    assert states == ["COMPLETE", "FAIL", "FAIL", "COMPLETE"]
+    assert "out of memory" in trials[1].user_attrs["fail_reason"]
+    assert "diverged" in trials[2].user_attrs["fail_reason"]
+
+
+def test_constraints_are_set_on_the_trial(tmp_path):
+    assert main(_args(tmp_path, "study.n_trials=1", "study.zoo=[fmen_s]",
+                      "constraints.max_params_m=0.1", "constraints.psnr_floor_db=5")) == 0
+    from search_space import build_model
+    from search_space.zoo import ZOO, at_scale
+
+    params_m = sum(p.numel() for p in build_model(at_scale(ZOO["fmen_s"], 2)).parameters()) / 1e6
+    t = _study(tmp_path).get_trials()[0]
+    assert t.system_attrs["constraints:params"] == pytest.approx(params_m - 0.1, abs=1e-6)
+    assert t.system_attrs["constraints:psnr_floor"] < 0
+    assert t.user_attrs["constraints"]["params"] > 0
+
+
+def test_two_worker_processes_share_the_study(tmp_path):
+    assert main(_args(tmp_path, "study.n_trials=4", "run.workers=2",
+                      "study.enqueue_zoo=false")) == 0
+    trials = _study(tmp_path).get_trials()
+    assert len(trials) >= 4 and sum(t.state.name == "COMPLETE" for t in trials) >= 4
+
+
+def test_journal_storage(tmp_path):
+    url = f"journal:///{tmp_path}/j/study.log"
+    assert main(_args(tmp_path, "study.n_trials=1", f"study.storage={url}",
+                      "study.zoo=[fmen_s]")) == 0
+    from searchers.optuna_search import StudyConfig, make_storage
+
+    study = optuna.load_study(study_name="srnas", storage=make_storage(url, StudyConfig()))
+    assert len(study.trials) == 1
+
+
+def test_bad_storage_and_conflicting_study(tmp_path, caplog):
+    assert main(_args(tmp_path, "study.storage=redis://localhost/0")) == 2
+    assert "supported schemes: sqlite, postgresql, mysql, journal" in caplog.text
+    url = f"sqlite:///{tmp_path}/other.db"
+    optuna.create_study(study_name="srnas", storage=url, directions=["minimize"])
+    assert main(_args(tmp_path, f"study.storage={url}")) == 2
+    assert "needs ('psnr_db', 'latency_ms', 'memory_mib')" in caplog.text
+
+
+def test_malformed_config_is_refused(tmp_path, caplog):
+    assert main(_args(tmp_path, "space.cell_types=[rrdb]")) == 2
+    assert "rrdb" in caplog.text and "valid names" in caplog.text
+    assert main(_args(tmp_path, "study.sampler=cmaes")) == 2
+    assert "nsga2" in caplog.text
+
+
+def test_postgresql_with_two_workers(tmp_path):
+    from pg_server import start_or_skip_reason
+
+    server, reason = start_or_skip_reason()
+    if server is None:
+        pytest.skip(reason)
+    try:
+        assert main(_args(tmp_path, "study.n_trials=4", "run.workers=2",
+                          f"study.storage={server.url}", "study.enqueue_zoo=false")) == 0
+        study = optuna.load_study(study_name="srnas", storage=server.url)
+        assert sum(t.state.name == "COMPLETE" for t in study.trials) >= 4
+    finally:
+        server.stop()
+
+
+def test_config_files():
+    from pathlib import Path
+
+    from searchers.config import load_config
+    from searchers.optuna_search import OptunaConfig
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    assert load_config(OptunaConfig, root / "optuna.yaml") == OptunaConfig()
+    t91 = load_config(OptunaConfig, root / "optuna_t91.yaml")
+    assert t91.proxy.train.endswith("T91/HR") and t91.study.n_trials == 40

@@ -1,0 +1,75 @@
+"""Ray Tune runs the same trials on a local Ray instance; constraints pass through."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="ray[tune] is a core dependency; install the project")
+
+from searchers.ray_tune import main  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _shutdown_ray():
+    yield
+    ray.shutdown()
+
+
+def _args(tmp_path, *extra):
+    return [f"run.dir={tmp_path}", "space.scale=2", "space.widths=[8]", "space.cells_min=1",
+            "space.cells_max=1", "space.conv_candidates=[conv3x3,sep_conv3x3]",
+            "space.attention_candidates=[none,pa]", "proxy.steps=2", "proxy.batch_size=2",
+            "proxy.patch_size=16", "proxy.val_max_side=24", "measure.lr_size=16",
+            "measure.runs=1", "measure.warmup=0", "study.zoo=[rlfn_ntire,fmen_s]",
+            "study.population_size=2", "study.n_trials=3", "constraints.max_params_m=0.2",
+            *extra]
+
+
+def test_local_ray_runs_the_zoo_and_samples_and_restores(tmp_path):
+    from results.table import from_ray
+
+    assert main(_args(tmp_path)) == 0
+    table = from_ray(tmp_path / "default" / "tune")
+    assert len(table) == 3 and set(table["state"]) == {"COMPLETE"}
+    assert {"rlfn_ntire", "fmen_s"} <= set(table["name"])
+    assert table["is_zoo"].sum() == 2 and table["name"].is_unique
+    assert (table["psnr_db"] > 5).all() and (table["latency_ms"] > 0).all()
+    # a re-run restores the finished experiment instead of starting over
+    assert main(_args(tmp_path)) == 0
+    assert len(from_ray(tmp_path / "default" / "tune")) == 3
+
+
+def test_constraints_reach_the_optuna_trial():
+    from searchers.ray_search import ConstrainedOptunaSearch
+
+    def space(trial):
+        trial.suggest_float("x", 0, 1)
+
+    search = ConstrainedOptunaSearch(space=space, metric=["psnr_db", "latency_ms", "memory_mib"],
+                                     mode=["max", "min", "min"], seed=0)
+    search.suggest("t1")
+    search.suggest("t2")
+    search.on_trial_complete("t1", {"psnr_db": 30.0, "latency_ms": 1.0, "memory_mib": 2.0,
+                                    "constraints": {"params": 0.5}})
+    search.on_trial_complete("t2", {"psnr_db": math.nan, "latency_ms": math.nan,
+                                    "memory_mib": math.nan, "fail_reason": "x"})
+    trials = search._ot_study.trials
+    assert trials[0].system_attrs["constraints:params"] == 0.5
+    assert trials[0].state.name == "COMPLETE" and trials[1].state.name == "FAIL"
+
+
+def test_missing_ray_is_explained(monkeypatch, caplog):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    assert main(["study.n_trials=1"]) == 2
+    assert 'pip install "ray[tune]"' in caplog.text

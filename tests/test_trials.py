@@ -1,0 +1,106 @@
+"""Trials shared by Optuna and Ray Tune: sampling, evaluation, constraints, weight inheritance."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+import torch
+
+from search_space import Genotype, build_model
+from searchers.trials import (
+    ConstraintConfig,
+    MeasureConfig,
+    ProxyConfig,
+    SampleSpace,
+    constraint_values,
+    evaluate_genotype,
+    sample_genotype,
+)
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+TINY_PROXY = ProxyConfig(steps=3, batch_size=2, patch_size=16, val_max_side=32)
+TINY_MEASURE = MeasureConfig(device="cpu", lr_size=16, runs=1, warmup=0)
+
+
+def test_every_sample_is_a_valid_genotype_within_bounds():
+    space = SampleSpace(scale=3, widths=[8, 12], cells_min=1, cells_max=3)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen_types = set()
+    for _ in range(40):
+        trial = study.ask()
+        g = sample_genotype(trial, space)
+        study.tell(trial, 0.0)
+        assert isinstance(g, Genotype) and g.scale == 3 and g.width in (8, 12)
+        assert 1 <= g.num_cells <= 3
+        seen_types |= {c.type for c in g.cells}
+        assert Genotype.from_json(g.to_json()) == g
+    assert seen_types == {"rfdb", "rlfb", "erb", "imdb"}
+    model = build_model(g)
+    assert model(torch.rand(1, 3, 8, 8)).shape == (1, 3, 24, 24)
+
+
+@pytest.mark.parametrize("kw, key", [(dict(widths=[]), "widths"),
+                                     (dict(cell_types=["rrdb"]), "rrdb"),
+                                     (dict(cells_min=3, cells_max=2), "cells_min"),
+                                     (dict(conv_candidates=[]), "conv_candidates")])
+def test_malformed_space_is_refused(kw, key):
+    with pytest.raises(ValueError, match=key):
+        SampleSpace(**kw)
+
+
+def test_evaluate_measures_trains_and_records():
+    g = Genotype.from_dict({"scale": 2, "width": 8, "cells": [
+        {"type": "erb", "ops": ["conv3x3", "conv3x3"], "attention": "pa"}]})
+    r = evaluate_genotype(g, TINY_PROXY, TINY_MEASURE, ConstraintConfig(psnr_floor_db=100.0,
+                                                                        max_params_m=1.0))
+    assert 5 < r.psnr_db < 60 and r.latency_ms > 0 and r.memory_mib > 0
+    assert r.params_m == pytest.approx(sum(p.numel() for p in build_model(g).parameters()) / 1e6)
+    assert r.constraints["psnr_floor"] > 0 and r.constraints["params"] < 0
+    assert Genotype.from_json(r.genotype) == g
+    # the proxy is deterministic: same seed, same PSNR
+    again = evaluate_genotype(g, TINY_PROXY, TINY_MEASURE, ConstraintConfig())
+    assert again.psnr_db == pytest.approx(r.psnr_db, abs=1e-6) and again.constraints == {}
+
+
+def test_constraint_values_sign_convention():
+    row = {"psnr_db": 30.0, "params_m": 0.5, "latency_ms": 10.0, "memory_mib": 20.0}
+    c = constraint_values(row, ConstraintConfig(psnr_floor_db=29.0, max_params_m=0.4,
+                                                max_latency_ms=12.0, max_memory_mib=20.0))
+    assert c == pytest.approx({"psnr_floor": -1.0, "params": 0.1, "latency": -2.0,
+                               "memory": 0.0})
+
+
+def test_weights_are_inherited_from_a_darts_supernet(tmp_path):
+    from searchers.darts import main as darts_main
+    from searchers.supernet import SuperNet
+
+    args = [f"run.dir={tmp_path}", "space.scale=2", "space.width=8", "space.num_cells=1",
+            "space.cell_types=[erb]", "space.conv_candidates=[conv3x3,sep_conv3x3]",
+            "space.attention_candidates=[none,pa]", "data.patch_size=16", "data.batch_size=2",
+            "search.steps=2", "search.warmup_steps=0", "hardware.size=16", "hardware.runs=1",
+            "hardware.warmup=0", f"hardware.cache_dir={tmp_path}/lut", "profile.enabled=false",
+            "run.plots=false"]
+    assert darts_main(args) == 0
+    run = tmp_path / "default"
+    from searchers.trials import inherit_supernet_weights
+
+    g = Genotype.from_dict({"scale": 2, "width": 8, "fusion": True, "cells": [
+        {"type": "erb", "ops": ["sep_conv3x3", "conv3x3"], "attention": "pa",
+         "block_residual": True}]})
+    model = build_model(g)
+    inherit_supernet_weights(model, run)
+    state = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
+    assert torch.equal(model.head.weight, state["head.weight"])
+    src = [k for k in state if k.endswith("convs.0.ops.1.pointwise.weight")]
+    assert len(src) == 1
+    assert torch.equal(model.cells[0].body.convs[0].pointwise.weight, state[src[0]])
+    wrong = Genotype.from_dict({"scale": 2, "width": 16, "fusion": True, "cells": [
+        {"type": "erb", "ops": ["conv3x3", "conv3x3"], "attention": "pa"}]})
+    with pytest.raises(ValueError, match="width is 16 but the supernet's is 8"):
+        inherit_supernet_weights(build_model(wrong), run)
+    r = evaluate_genotype(g, ProxyConfig(supernet=str(run), val_max_side=32), TINY_MEASURE,
+                          ConstraintConfig())
+    assert math.isfinite(r.psnr_db)
+    assert isinstance(SuperNet, type)
