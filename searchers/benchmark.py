@@ -1,11 +1,20 @@
-"""Search benchmarks: ``python -m searchers.benchmark {lut,step} [--config FILE] [key=value ...]``.
+"""Search benchmarks: ``python -m searchers.benchmark WHAT [--config FILE] [key=value ...]``.
+
+DARTS (the DARTS config, same defaults and overrides):
 
 * ``lut``: table-predicted vs measured latency over random derived nets (Spearman, MAPE).
 * ``step``: search time per 100 steps in the full and the sampling (memory-efficient) mode, the
   peak memory of one search step in each, and the supernet's weight step against the summed
   isolated forward+backward times of its candidate ops (the framework overhead).
 
-Both use the DARTS config (same defaults, same overrides) and print Markdown.
+Trials (the Optuna config):
+
+* ``overhead``: per-trial overhead of sampling, the sampler and the storage, without training
+  or measurement (the evaluation is replaced by a constant).
+* ``proxy-rank``: rank correlation between the proxy PSNR after K steps and after 20 K steps
+  over random architectures (how far the proxy can be trusted).
+
+All print Markdown.
 """
 
 from __future__ import annotations
@@ -136,15 +145,94 @@ def bench_step(cfg: DartsConfig, runs: int) -> str:
     return head + table
 
 
+def bench_overhead(cfg: Any, trials: int, tmp: str) -> str:
+    """Per-trial overhead with the evaluation replaced by a constant (SQLite storage)."""
+    import optuna
+
+    from searchers import optuna_search
+    from searchers.trials import TrialResult
+
+    def constant(genotype: Any, *args: Any, **kwargs: Any) -> TrialResult:
+        return TrialResult(30.0, 1.0, 1.0, 0.1, 1.0, 1.0, 1.0, 10, "cpu", 0.0,
+                           genotype.to_json(indent=None), {})
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    real = optuna_search.evaluate_genotype
+    optuna_search.evaluate_genotype = constant
+    try:
+        url = f"sqlite:///{tmp}/overhead.db"
+        cfg = replace(cfg, study=replace(cfg.study, n_trials=trials, enqueue_zoo=False))
+        optuna_search.open_study(cfg, url)
+        t0 = time.perf_counter()
+        optuna_search.run_worker(cfg, url, worker=1)
+        total = time.perf_counter() - t0
+    finally:
+        optuna_search.evaluate_genotype = real
+    return ("| sampler | storage | trials | per-trial overhead [ms] |\n|---|---|---|---|\n"
+            f"| {cfg.study.sampler} (population {cfg.study.population_size}) | SQLite | "
+            f"{trials} | {total / trials * 1e3:.1f} |")
+
+
+def bench_proxy_rank(cfg: Any, archs: int, factor: int) -> str:
+    """Spearman of proxy PSNR after K steps vs after factor*K steps over random nets."""
+    import optuna
+
+    from proxies.latency import resolve_device
+    from search_space import build_model
+    from searchers.hardware import spearman
+    from searchers.trials import proxy_psnr, sample_genotype
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=cfg.study.seed))
+    device = resolve_device(cfg.measure.device)
+    k = cfg.proxy.steps
+    rows = []
+    for i in range(archs):
+        trial = study.ask()
+        g = sample_genotype(trial, cfg.space)
+        study.tell(trial, 0.0)
+        short = proxy_psnr(build_model(g), g, replace(cfg.proxy, steps=k), device)
+        long = proxy_psnr(build_model(g), g, replace(cfg.proxy, steps=k * factor), device)
+        rows.append((i, g, short, long))
+        logger.info("arch %d: %.3f dB after %d steps, %.3f dB after %d", i, short, k, long,
+                    k * factor)
+    rho = spearman([r[2] for r in rows], [r[3] for r in rows])
+    out = (f"Spearman over {archs} nets: **{rho:.3f}** (K = {k}, {factor} K = {k * factor})\n\n"
+           f"| net | width | cells | PSNR after K [dB] | PSNR after {factor} K [dB] |\n"
+           "|---|---|---|---|---|\n")
+    for i, g, short, long in rows:
+        cells = "/".join(c.type for c in g.cells)
+        out += f"| {i} | {g.width} | {cells} | {short:.3f} | {long:.3f} |\n"
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m searchers.benchmark", description=__doc__)
-    p.add_argument("what", choices=("lut", "step"))
+    p = argparse.ArgumentParser(prog="python -m searchers.benchmark", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=("lut", "step", "overhead", "proxy-rank"))
     p.add_argument("--config")
     p.add_argument("--samples", type=int, default=30, help="random nets for 'lut'")
     p.add_argument("--runs", type=int, default=10, help="timed runs for 'step'")
+    p.add_argument("--trials", type=int, default=200, help="trials for 'overhead'")
+    p.add_argument("--archs", type=int, default=12, help="architectures for 'proxy-rank'")
+    p.add_argument("--factor", type=int, default=20, help="long/short steps for 'proxy-rank'")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     args = p.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.what in ("overhead", "proxy-rank"):
+        import tempfile
+
+        from searchers.optuna_search import OptunaConfig
+
+        ocfg = load_config(OptunaConfig, args.config, args.overrides)
+        if ocfg.measure.threads:
+            torch.set_num_threads(ocfg.measure.threads)
+        if args.what == "overhead":
+            with tempfile.TemporaryDirectory() as tmp:
+                print(bench_overhead(ocfg, args.trials, tmp))
+        else:
+            print(bench_proxy_rank(ocfg, args.archs, args.factor))
+        return 0
     cfg = load_config(DartsConfig, args.config, args.overrides)
     torch.manual_seed(cfg.run.seed)
     out = bench_lut(cfg, args.samples) if args.what == "lut" else bench_step(cfg, args.runs)

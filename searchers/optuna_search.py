@@ -177,9 +177,14 @@ def objective(trial: Any, cfg: OptunaConfig) -> tuple[float, float, float]:
 
 
 def run_worker(cfg: OptunaConfig, storage_url: str, worker: int) -> None:
-    """Run trials on the shared study until it holds ``study.n_trials`` finished trials."""
+    """Run trials on the shared study until it holds ``study.n_trials`` finished trials.
+
+    One trial per ``optimize`` call, re-reading the study in between, so that workers on
+    several processes or hosts stop together. SQLite cannot lock a waiting (enqueued) trial, so
+    two workers may occasionally pop the same one; the second one's result is then dropped with
+    a warning (PostgreSQL and MySQL lock the row, so it does not happen there).
+    """
     import optuna
-    from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
     if cfg.measure.threads:
@@ -188,15 +193,27 @@ def run_worker(cfg: OptunaConfig, storage_url: str, worker: int) -> None:
                               storage=make_storage(storage_url, cfg.study),
                               sampler=make_sampler(cfg.study))
     done = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
-    remaining = cfg.study.n_trials - len(study.get_trials(deepcopy=False, states=done))
-    if remaining <= 0:
-        logger.info("worker %d: the study already holds %d trials", worker, cfg.study.n_trials)
-        return
-    study.optimize(
-        lambda t: objective(t, cfg), n_trials=remaining, catch=(Exception,),
-        callbacks=[MaxTrialsCallback(cfg.study.n_trials, states=done)],
-        show_progress_bar=worker == 0,
-    )
+    bar = None
+    for _ in range(3 * cfg.study.n_trials):  # a cap: each pass runs (or loses) one trial
+        finished = len(study.get_trials(deepcopy=False, states=done))
+        if finished >= cfg.study.n_trials:
+            break
+        if bar is None and worker == 0:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.study.n_trials, initial=finished, desc="trials", unit="trial")
+        try:
+            study.optimize(lambda t: objective(t, cfg), n_trials=1, catch=(Exception,))
+        except ValueError as exc:
+            if "Cannot tell a" not in str(exc):
+                raise
+            logger.warning("worker %d: another worker finished the same trial first (%s)",
+                           worker, exc)
+        if bar is not None:
+            bar.n = min(len(study.get_trials(deepcopy=False, states=done)), cfg.study.n_trials)
+            bar.refresh()
+    if bar is not None:
+        bar.close()
 
 
 def _worker_entry(cfg: OptunaConfig, storage_url: str, worker: int) -> None:

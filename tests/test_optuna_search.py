@@ -141,3 +141,13 @@ def test_config_files():
     assert load_config(OptunaConfig, root / "optuna.yaml") == OptunaConfig()
     t91 = load_config(OptunaConfig, root / "optuna_t91.yaml")
     assert t91.proxy.train.endswith("T91/HR") and t91.study.n_trials == 40
+
+
+def test_trial_benchmarks_run(capsys):
+    from searchers.benchmark import main as bench
+
+    args = [a for a in _args("unused") if not a.startswith("run.dir")]
+    assert bench(["overhead", "--trials", "3", *args]) == 0
+    assert "per-trial overhead" in capsys.readouterr().out
+    assert bench(["proxy-rank", "--archs", "3", "--factor", "2", *args]) == 0
+    assert "Spearman over 3 nets" in capsys.readouterr().out
