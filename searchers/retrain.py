@@ -1,0 +1,380 @@
+"""Retrain a derived (or zoo) net: ``python searchers/retrain.py GENOTYPE.json [key=value ...]``.
+
+L1 loss (L2 and Charbonnier as options), Adam with a linear warm-up then a cosine or step
+schedule, an optional EMA of the weights, mixed precision on GPU, checkpoints with
+``--resume``, a progress bar, validation Y-PSNR every ``run.val_every`` iterations, and the
+training curves in Plotly. At the end the net is re-parameterised into its deployed form, which
+is checked against the trained form on the validation images.
+
+The run folder (``run.dir``/``run.name``, the name defaulting to the genotype's) holds
+``config.yaml``, ``command.txt``, ``genotype.json``, ``log.csv``, ``checkpoint.pt``,
+``model.pt`` (final weights, the EMA where enabled), ``deployed.pt`` and
+``deployed_genotype.json``, ``deploy.json`` (the equivalence check) and ``training.html``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from searchers.config import (
+    ConfigError,
+    CsvLogger,
+    atomic_torch_save,
+    atomic_write_text,
+    dump_yaml,
+    load_config,
+    save_run_config,
+)
+
+logger = logging.getLogger("searchers.retrain")
+
+
+@dataclass
+class RetrainData:
+    train: str = "default:train"
+    val: str = "default:val"
+    scale: int | None = None  # default: the genotype's; a different value is refused
+    patch_size: int = 64
+    batch_size: int = 16
+    val_max_side: int | None = 256  # validation images centre-cropped to this HR side
+
+    def __post_init__(self) -> None:
+        if self.patch_size < 1 or self.batch_size < 1:
+            raise ValueError(f"patch_size and batch_size must be >= 1; got {self.patch_size}, "
+                             f"{self.batch_size}")
+
+
+@dataclass
+class RetrainOptim:
+    iterations: int = 1000
+    lr: float = 5e-4
+    schedule: Literal["cosine", "step"] = "cosine"
+    warmup_iterations: int = 50
+    step_size: int = 400
+    gamma: float = 0.5
+    loss: Literal["l1", "l2", "charbonnier"] = "l1"
+    charbonnier_eps: float = 1e-3
+    ema: float | None = 0.999
+    amp: bool = True
+    grad_clip: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1 or self.lr <= 0 or self.warmup_iterations < 0:
+            raise ValueError(f"iterations >= 1, lr > 0 and warmup_iterations >= 0 needed; got "
+                             f"{self.iterations}, {self.lr}, {self.warmup_iterations}")
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise ValueError(f"ema: got {self.ema}; a decay in (0, 1), or null to switch it off")
+
+
+@dataclass
+class RetrainRun:
+    dir: str = "runs/retrain"
+    name: str | None = None
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 200
+    val_every: int = 200
+    log_every: int = 20
+
+
+@dataclass
+class RetrainConfig:
+    data: RetrainData = field(default_factory=RetrainData)
+    optim: RetrainOptim = field(default_factory=RetrainOptim)
+    run: RetrainRun = field(default_factory=RetrainRun)
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def loss_fn(kind: str, eps: float) -> Any:
+    if kind == "l2":
+        return F.mse_loss
+    if kind == "charbonnier":
+        return lambda sr, hr: torch.sqrt((sr - hr).pow(2) + eps * eps).mean()
+    return F.l1_loss
+
+
+def lr_lambda(cfg: RetrainOptim) -> Any:
+    """Linear warm-up, then cosine to 1 % or step decay."""
+
+    def factor(it: int) -> float:
+        if it < cfg.warmup_iterations:
+            return (it + 1) / cfg.warmup_iterations
+        if cfg.schedule == "step":
+            return cfg.gamma ** ((it - cfg.warmup_iterations) // cfg.step_size)
+        t = (it - cfg.warmup_iterations) / max(cfg.iterations - cfg.warmup_iterations, 1)
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+    return factor
+
+
+def _crop(lr: torch.Tensor, hr: torch.Tensor, scale: int, side: int | None
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    if side is None:
+        return lr, hr
+    s = side // scale
+    h, w = lr.shape[-2:]
+    top, left = max(0, (h - s) // 2), max(0, (w - s) // 2)
+    return (lr[..., top:top + s, left:left + s],
+            hr[..., top * scale:(top + s) * scale, left * scale:(left + s) * scale])
+
+
+@torch.inference_mode()
+def validate(model: torch.nn.Module, data: Any, scale: int, data_range: float,
+             device: torch.device, side: int | None) -> float:
+    """Mean Y-PSNR (dB) over the validation images."""
+    from proxies.quality import evaluate_pair
+
+    model.eval()
+    scores = []
+    for _, lr, hr in data:
+        lr, hr = _crop(lr, hr, scale, side)
+        sr = model(lr.to(device) * data_range).float().cpu()
+        scores.append(evaluate_pair(sr, hr * data_range, scale=scale,
+                                    data_range=data_range).psnr_y_db)
+    return float(np.mean(scores))
+
+
+class Retrainer:
+    """One retraining run."""
+
+    def __init__(self, cfg: RetrainConfig, genotype: Any, run_dir: Path) -> None:
+        from proxies.data import dataset_from_spec
+        from proxies.latency import resolve_device
+        from search_space import build_model
+
+        self.cfg, self.genotype, self.run_dir = cfg, genotype, run_dir
+        scale = genotype.scale
+        if cfg.data.scale is not None and cfg.data.scale != scale:
+            raise ConfigError(f"data.scale is {cfg.data.scale} but the genotype is x{scale}; "
+                              "retrain at the genotype's scale (drop data.scale) or use a "
+                              f"genotype built for x{cfg.data.scale}")
+        self.device = resolve_device(cfg.run.device)
+        torch.manual_seed(cfg.run.seed)
+        random.seed(cfg.run.seed)
+        self.rng = np.random.default_rng(cfg.run.seed)
+        self.train = dataset_from_spec(cfg.data.train, scale, patch_size=cfg.data.patch_size)
+        self.val = dataset_from_spec(cfg.data.val, scale)
+        self.model = build_model(genotype).to(self.device)
+        o = cfg.optim
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=o.lr)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(o))
+        self.ema = None
+        if o.ema is not None:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(o.ema),
+                                     use_buffers=True)
+        self.amp = o.amp and self.device.type == "cuda"
+        if o.amp and not self.amp:
+            logger.info("optim.amp: mixed precision is used on CUDA only; training in float32")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.loss = loss_fn(o.loss, o.charbonnier_eps)
+        self.step = 0
+        self.best_psnr = -math.inf
+        self.ckpt_path = run_dir / "checkpoint.pt"
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+    def save_checkpoint(self) -> None:
+        atomic_torch_save({
+            "step": self.step, "genotype": self.genotype.to_json(indent=None),
+            "model": self.model.state_dict(),
+            "ema": None if self.ema is None else self.ema.module.state_dict(),
+            "ema_state": None if self.ema is None else self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(), "best_psnr": self.best_psnr,
+            "rng": {"torch": torch.get_rng_state(), "numpy": self.rng.bit_generator.state,
+                    "python": random.getstate()},
+        }, self.ckpt_path)
+
+    def load_checkpoint(self) -> None:
+        from search_space import Genotype
+
+        ckpt = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
+        theirs = Genotype.from_json(ckpt["genotype"])
+        if theirs != self.genotype:
+            raise ConfigError(
+                f"checkpoint {self.ckpt_path} was trained for genotype {ckpt['genotype']}, not "
+                f"for {self.genotype.to_json(indent=None)}; start a new run.name or resume "
+                "with the genotype it was trained for")
+        self.model.load_state_dict(ckpt["model"])
+        if self.ema is not None and ckpt.get("ema_state") is not None:
+            self.ema.load_state_dict(ckpt["ema_state"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.best_psnr = ckpt["best_psnr"]
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        self.rng.bit_generator.state = ckpt["rng"]["numpy"]
+        random.setstate(ckpt["rng"]["python"])
+        self.step = int(ckpt["step"])
+        logger.info("resumed %s at iteration %d", self.ckpt_path, self.step)
+
+    def run(self, resume: bool = False, stop_after: int | None = None) -> None:
+        from tqdm import tqdm
+
+        cfg, o = self.cfg, self.cfg.optim
+        if resume:
+            self.load_checkpoint()
+        log = CsvLogger(self.run_dir / "log.csv", ["step", "loss_train", "lr", "val_psnr_y_db"])
+        if resume:
+            log.truncate_after("step", self.step)
+        g, rng_range = self.genotype, self.genotype.data_range
+        bar = tqdm(total=o.iterations, initial=self.step, desc="retrain", unit="it",
+                   dynamic_ncols=True)
+        while self.step < o.iterations:
+            self.model.train()
+            lr, hr = self.train.random_patches(cfg.data.batch_size, cfg.data.patch_size, self.rng)
+            lr, hr = lr.to(self.device), hr.to(self.device)
+            with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
+                loss = self.loss(self.model(lr * rng_range) / rng_range, hr)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"the loss became {float(loss.detach())} at iteration {self.step}; the last "
+                    f"good checkpoint is kept in {self.ckpt_path}. Lower optim.lr ({o.lr}) and "
+                    "resume with --resume.")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if o.grad_clip:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), o.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
+            self.step += 1
+            row: dict[str, Any] = {}
+            if self.step % cfg.run.val_every == 0 or self.step == o.iterations:
+                psnr = validate(self.eval_model, self.val, g.scale, rng_range, self.device,
+                                cfg.data.val_max_side)
+                self.best_psnr = max(self.best_psnr, psnr)
+                row["val_psnr_y_db"] = psnr
+                bar.set_postfix(val_psnr=f"{psnr:.3f}")
+            if row or self.step % cfg.run.log_every == 0:
+                log.log({"step": self.step, "loss_train": float(loss.detach()),
+                         "lr": self.optimizer.param_groups[0]["lr"], **row})
+            if self.step % cfg.run.checkpoint_every == 0 or self.step == o.iterations:
+                self.save_checkpoint()
+            bar.update(1)
+            if stop_after is not None and self.step >= stop_after:
+                logger.warning("stopping at iteration %d (--stop-after)", self.step)
+                break
+        bar.close()
+        log.close()
+
+    def finish(self) -> dict[str, Any]:
+        """Final weights, deployment form and its equivalence check, training curves."""
+        from search_space import reparameterize
+
+        model = self.eval_model.eval()
+        atomic_torch_save(model.state_dict(), self.run_dir / "model.pt")
+        deployed = reparameterize(model)  # type: ignore[arg-type]
+        atomic_torch_save(deployed.state_dict(), self.run_dir / "deployed.pt")
+        deployed.genotype.save(self.run_dir / "deployed_genotype.json")
+        max_diff = 0.0
+        r = self.genotype.data_range
+        with torch.inference_mode():
+            for _, lr, _hr in self.val:
+                lr, _ = _crop(lr, _hr, self.genotype.scale, self.cfg.data.val_max_side)
+                x = lr.to(self.device) * r
+                max_diff = max(max_diff, float((model(x) - deployed(x)).abs().max()) / r)
+        psnr_trained = validate(model, self.val, self.genotype.scale, r, self.device,
+                                self.cfg.data.val_max_side)
+        psnr_deployed = validate(deployed, self.val, self.genotype.scale, r, self.device,
+                                 self.cfg.data.val_max_side)
+        report = {"max_abs_diff_0_1": max_diff, "psnr_y_db_trained": psnr_trained,
+                  "psnr_y_db_deployed": psnr_deployed, "equivalent": max_diff <= 1e-4,
+                  "iterations": self.step}
+        atomic_write_text(self.run_dir / "deploy.json", json.dumps(report, indent=2))
+        if not report["equivalent"]:
+            logger.warning("the deployed form differs from the trained one by %.2e", max_diff)
+        try:
+            import pandas as pd
+
+            from results.plots import loss_figure, write_html
+
+            df = pd.read_csv(self.run_dir / "log.csv")
+            cols = [c for c in ("loss_train", "lr", "val_psnr_y_db") if df[c].notna().any()]
+            write_html(loss_figure(df, cols, title="retraining"), self.run_dir / "training.html")
+        except (ImportError, ValueError) as exc:
+            logger.warning("training curves not written: %s", exc)
+        logger.info("val Y-PSNR %.3f dB (deployed %.3f dB, max diff %.1e); results in %s",
+                    psnr_trained, psnr_deployed, max_diff, self.run_dir)
+        return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    from search_space.genotype import GenotypeError
+    from search_space.zoo import resolve_genotype
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(prog="python searchers/retrain.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("genotype", help="a genotype JSON file or a zoo name")
+    p.add_argument("--config")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--stop-after", type=int, metavar="IT",
+                   help="stop after this iteration as if killed (resume with --resume)")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    args = p.parse_intermixed_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s", datefmt="%H:%M:%S")
+    try:
+        label, genotype = resolve_genotype(args.genotype)
+        cfg = load_config(RetrainConfig, args.config, args.overrides)
+        run_dir = Path(cfg.run.dir) / (cfg.run.name or label)
+        ckpt = run_dir / "checkpoint.pt"
+        if args.resume and not ckpt.exists():
+            raise ConfigError(f"--resume: no checkpoint in {run_dir}")
+        if not args.resume and ckpt.exists():
+            raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or "
+                              "choose another run.name=...")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if args.resume:
+            prev = (run_dir / "command.txt").read_text() if (run_dir / "command.txt").exists() \
+                else ""
+            atomic_write_text(run_dir / "command.txt", prev + "# resumed with:\n" + shlex.join(
+                [sys.executable, sys.argv[0], *argv]) + "\n")
+            atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
+        else:
+            save_run_config(run_dir, cfg, [sys.argv[0], *argv])
+        genotype.save(run_dir / "genotype.json")
+        trainer = Retrainer(cfg, genotype, run_dir)
+        trainer.run(resume=args.resume, stop_after=args.stop_after)
+        if trainer.step >= cfg.optim.iterations:
+            trainer.finish()
+    except TrainingDiverged as exc:
+        logger.error("%s", exc)
+        return 3
+    except (ConfigError, GenotypeError, ValueError, FileNotFoundError) as exc:
+        logger.error("%s", exc)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    from searchers.retrain import main as _main
+
+    raise SystemExit(_main())
