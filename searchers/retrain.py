@@ -70,7 +70,9 @@ class RetrainOptim:
     gamma: float = 0.5
     loss: Literal["l1", "l2", "charbonnier"] = "l1"
     charbonnier_eps: float = 1e-3
-    ema: float | None = 0.999
+    # EMA of the weights: off by default. With decay d the average needs ~1/(1-d) iterations to
+    # forget the initialisation (1000 for 0.999), so enable it for long runs only.
+    ema: float | None = None
     amp: bool = True
     grad_clip: float | None = None
 

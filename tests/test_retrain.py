@@ -18,7 +18,8 @@ TINY = {"scale": 2, "width": 8, "cells": [
 def _args(tmp_path, genotype, *extra):
     return [str(genotype), f"run.dir={tmp_path}", "optim.iterations=6", "optim.warmup_iterations=2",
             "data.batch_size=2", "data.patch_size=16", "data.val_max_side=32",
-            "run.checkpoint_every=2", "run.val_every=3", "run.log_every=1", *extra]
+            "run.checkpoint_every=2", "run.val_every=3", "run.log_every=1", "optim.ema=0.9",
+            *extra]
 
 
 @pytest.fixture
