@@ -272,6 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = build_model(genotype).eval()
         rows.append(profile_model(name, model, settings, reference))
     info = machine_info(device)
+    if args.threads:
+        info["threads"] = args.threads  # what the measurements used
     if args.json:
         payload = {
             "machine": info,
