@@ -77,14 +77,15 @@ def machine_info(device: torch.device) -> dict[str, Any]:
         "python": platform.python_version(),
         "device": str(device),
         "threads": torch.get_num_threads(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU model name (Linux /proc/cpuinfo, else platform)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

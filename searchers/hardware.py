@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -31,6 +30,7 @@ from torch import nn
 from proxies.complexity import count_params
 from proxies.latency import measure_latency, resolve_device
 from proxies.memory import measure_peak_memory
+from proxies.profile import cpu_name
 from search_space.attention import ATTENTION_OPS
 from search_space.cells import CELLS
 from search_space.genotype import Attention, Genotype
@@ -71,19 +71,8 @@ class Entry:
 
 def device_tag(device: torch.device) -> str:
     """A file-name-safe name of the device (GPU model or CPU model)."""
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return re.sub(r"[^A-Za-z0-9]+", "-", f"{device.type}-{name}").strip("-").lower()
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 class HardwareTable:
