@@ -527,48 +527,20 @@ def export_pt2(
 # --------------------------------------------------------------------------------------------
 
 
-def _is_state_dict(obj: object) -> bool:
-    return (isinstance(obj, Mapping) and bool(obj)
-            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()))
-
-
 def load_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str, str | None]:
     """The weights in a checkpoint: ``(state_dict, where, genotype_json)``.
 
-    Accepts a plain state_dict, or a dict with ``"ema"`` (preferred when not None),
-    ``"model"`` or ``"state_dict"`` (the retraining checkpoint and ``model.pt`` /
-    ``deployed.pt`` of :mod:`searchers.retrain` all qualify). ``where`` names the entry used
-    (``"state_dict"`` for a plain file); ``genotype_json`` is the checkpoint's ``"genotype"``
-    when it records one. The file is read with ``torch.load(weights_only=True)``. A
-    ``module.`` prefix (``torch.optim.swa_utils.AveragedModel``) is stripped.
+    Read with :func:`results.evaluate.read_state_dict` (a plain state_dict, or a training
+    checkpoint's ``"ema"``, else ``"model"``); ``genotype_json`` is the checkpoint's
+    ``"genotype"`` when it records one. A ``module.`` prefix
+    (``torch.optim.swa_utils.AveragedModel``) is stripped.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights: checkpoint {str(path)!r} does not exist or is not a "
-                                "file; pass the path of a .pt file saved with torch.save")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, ValueError, EOFError) as err:
-        raise ValueError(
-            f"weights: cannot read {str(path)!r} with torch.load(weights_only=True): {err}. "
-            "Pass a checkpoint that holds tensors, dicts and plain values only."
-        ) from err
-    genotype = obj.get("genotype") if isinstance(obj, Mapping) else None
-    if _is_state_dict(obj):
-        state, where = dict(obj), "state_dict"
-    else:
-        found = [k for k in ("ema", "model", "state_dict")
-                 if isinstance(obj, Mapping) and _is_state_dict(obj.get(k))]
-        if not found:
-            keys = sorted(map(str, obj)) if isinstance(obj, Mapping) else type(obj).__name__
-            raise ValueError(
-                f"weights: {str(path)!r} holds {keys}; allowed: a state_dict (name -> tensor) or "
-                "a dict with a state_dict under 'ema', 'model' or 'state_dict'"
-            )
-        where = found[0]
-        state = dict(obj[where])
+    from results.evaluate import read_state_dict
+
+    state, where, ckpt = read_state_dict(path)
     if state and all(k.startswith("module.") or k == "n_averaged" for k in state):
         state = {k[len("module."):]: v for k, v in state.items() if k != "n_averaged"}
+    genotype = ckpt.get("genotype")
     return state, where, genotype if isinstance(genotype, str) else None
 
 

@@ -74,6 +74,18 @@ def _check_name(where: str, value: Any, names: Iterable[str]) -> None:
         raise _fail(where, value, ", ".join(names))
 
 
+def check_names(where: str, values: Iterable[str], allowed: Iterable[str]) -> None:
+    """A non-empty list of known names without duplicates (candidate lists of searches)."""
+    values, allowed = list(values), tuple(allowed)
+    if not values:
+        raise _fail(where, values, "a non-empty list of " + ", ".join(allowed))
+    bad = [v for v in values if v not in allowed]
+    if bad:
+        raise GenotypeError(f"{where}: got unknown {bad}; valid names: {', '.join(allowed)}")
+    if len(set(values)) != len(values):
+        raise GenotypeError(f"{where}: got duplicates in {values}; list each name once")
+
+
 def _check_int(where: str, value: Any, lo: int, hi: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < lo:
         raise _fail(where, value, f"an integer >= {lo}" + (f" and <= {hi}" if hi else ""))

@@ -477,6 +477,23 @@ def save_run_config(run_dir: str | Path, cfg: Any, argv: Sequence[str]) -> Path:
     return folder
 
 
+def record_run(run_dir: str | Path, cfg: Any, argv: Sequence[str], *, resume: bool) -> Path:
+    """Write the run folder's ``config.yaml`` and ``command.txt``.
+
+    A new run gets both (:func:`save_run_config`). A resumed run rewrites ``config.yaml`` and
+    keeps the original command, appending the command that resumed it.
+    """
+    folder = Path(run_dir)
+    if not resume:
+        return save_run_config(folder, cfg, argv)
+    command = folder / "command.txt"
+    previous = command.read_text(encoding="utf-8") if command.exists() else ""
+    atomic_write_text(folder / "config.yaml", dump_yaml(cfg))
+    atomic_write_text(command, f"{previous}# resumed with:\n"
+                               f"{shlex.join([sys.executable, *argv])}\n")
+    return folder
+
+
 class CsvLogger:
     """Append metric rows (dicts) to a CSV file with a fixed header, flushing after each row.
 

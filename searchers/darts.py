@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import random
-import shlex
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,16 +29,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from search_space.genotype import ACTIVATIONS, ATTENTIONS, CELL_TYPES, CONV_OPS
+from search_space.genotype import ACTIVATIONS, ATTENTIONS, CELL_TYPES, CONV_OPS, check_names
 from search_space.zoo import YARDSTICK
 from searchers.config import (
     ConfigError,
     CsvLogger,
     atomic_torch_save,
     atomic_write_text,
-    dump_yaml,
     load_config,
-    save_run_config,
+    record_run,
 )
 
 logger = logging.getLogger("searchers.darts")
@@ -83,9 +81,7 @@ class SpaceConfig:
         for name, allowed in (("cell_types", CELL_TYPES), ("conv_candidates", CONV_OPS),
                               ("attention_candidates", ATTENTIONS),
                               ("act_candidates", ACTIVATIONS)):
-            bad = [v for v in getattr(self, name) if v not in allowed]
-            if bad:
-                raise ValueError(f"{name}: got unknown {bad}; valid names: {', '.join(allowed)}")
+            check_names(name, getattr(self, name), allowed)
         if self.width < 4 or self.num_cells < 1:
             raise ValueError(f"width >= 4 and num_cells >= 1 needed; got {self.width}, "
                              f"{self.num_cells}")
@@ -457,14 +453,7 @@ def run_search(cfg: DartsConfig, run_dir: Path, resume: bool, argv: list[str],
         raise ConfigError(f"{run_dir} already holds a run (checkpoint.pt); pass --resume to "
                           "continue it, or choose another run.name=...")
     run_dir.mkdir(parents=True, exist_ok=True)
-    if resume:  # keep the original command; add how it was resumed
-        previous = (run_dir / "command.txt").read_text() if (run_dir / "command.txt").exists() \
-            else ""
-        resumed = shlex.join([sys.executable, *argv])
-        atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
-        atomic_write_text(run_dir / "command.txt", f"{previous}# resumed with:\n{resumed}\n")
-    else:
-        save_run_config(run_dir, cfg, argv)
+    record_run(run_dir, cfg, argv, resume=resume)
     search = DartsSearch(cfg, run_dir)
     search.run(resume=resume, stop_after=stop_after)
     if search.finished:

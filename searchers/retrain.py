@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import random
-import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +36,8 @@ from searchers.config import (
     CsvLogger,
     atomic_torch_save,
     atomic_write_text,
-    dump_yaml,
     load_config,
-    save_run_config,
+    record_run,
 )
 
 logger = logging.getLogger("searchers.retrain")
@@ -354,14 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or "
                               "choose another run.name=...")
         run_dir.mkdir(parents=True, exist_ok=True)
-        if args.resume:
-            prev = (run_dir / "command.txt").read_text() if (run_dir / "command.txt").exists() \
-                else ""
-            atomic_write_text(run_dir / "command.txt", prev + "# resumed with:\n" + shlex.join(
-                [sys.executable, sys.argv[0], *argv]) + "\n")
-            atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
-        else:
-            save_run_config(run_dir, cfg, [sys.argv[0], *argv])
+        record_run(run_dir, cfg, [sys.argv[0], *argv], resume=args.resume)
         genotype.save(run_dir / "genotype.json")
         trainer = Retrainer(cfg, genotype, run_dir)
         trainer.run(resume=args.resume, stop_after=args.stop_after)

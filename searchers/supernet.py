@@ -34,6 +34,7 @@ from search_space.genotype import (
     Attention,
     CellGene,
     Genotype,
+    check_names,
 )
 from search_space.network import SRSkeleton
 from search_space.ops import ACTIVATION_OPS, add_residual
@@ -245,14 +246,7 @@ class SupernetSpec:
             ("attention_candidates", self.attention_candidates, ATTENTIONS),
             ("act_candidates", self.act_candidates, ACTIVATIONS),
         ):
-            if not values:
-                raise ValueError(f"{name}: got an empty list; give at least one of "
-                                 f"{', '.join(allowed)}")
-            bad = [v for v in values if v not in allowed]
-            if bad:
-                raise ValueError(f"{name}: got unknown {bad}; valid: {', '.join(allowed)}")
-            if len(set(values)) != len(values):
-                raise ValueError(f"{name}: got duplicates in {list(values)}")
+            check_names(name, values, allowed)
         # A genotype with the first candidates everywhere validates the rest of the fields.
         self.template_genotype()
 

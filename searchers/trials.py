@@ -30,6 +30,7 @@ from search_space.genotype import (
     Attention,
     CellGene,
     Genotype,
+    check_names,
 )
 from search_space.zoo import YARDSTICK
 
@@ -62,12 +63,7 @@ class SampleSpace:
         for name, allowed in (("cell_types", CELL_TYPES), ("conv_candidates", CONV_OPS),
                               ("attention_candidates", ATTENTIONS),
                               ("act_candidates", ACTIVATIONS)):
-            values = getattr(self, name)
-            if not values:
-                raise ValueError(f"{name}: got an empty list; allowed: {', '.join(allowed)}")
-            bad = [v for v in values if v not in allowed]
-            if bad:
-                raise ValueError(f"{name}: got unknown {bad}; valid names: {', '.join(allowed)}")
+            check_names(name, getattr(self, name), allowed)
         if not self.widths or min(self.widths) < 4:
             raise ValueError(f"widths: got {self.widths}; give widths >= 4, e.g. [16, 24, 32]")
         if not 1 <= self.cells_min <= self.cells_max:

@@ -385,8 +385,8 @@ def test_cli_rejects_weights_of_another_net(tmp_path: Path,
                str(tmp_path / "other.pt"), "--out", str(tmp_path / "o")])
     assert rc == 2
     assert "does not fit the genotype" in capsys.readouterr().err
-    torch.save({"genotype": NETS["imdb_cca"].to_json(), "model": {}}, tmp_path / "bad.pt")
-    with pytest.raises(ValueError, match="allowed: a state_dict"):
+    torch.save({"genotype": NETS["imdb_cca"].to_json(), "model": 3}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="not a state_dict"):
         load_state_dict(tmp_path / "bad.pt")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -116,3 +117,13 @@ def test_resolve_genotype(tmp_path):
         resolve_genotype("rlfn")
     with pytest.raises(FileNotFoundError, match="nope.json"):
         resolve_genotype(str(tmp_path / "nope.json"))
+
+
+def test_check_names_for_candidate_lists():
+    from search_space.genotype import CONV_OPS, check_names
+
+    check_names("conv_candidates", ["conv3x3", "ecb3x3"], CONV_OPS)
+    for values, text in (([], "non-empty"), (["conv9x9"], "unknown ['conv9x9']"),
+                         (["conv3x3", "conv3x3"], "duplicates")):
+        with pytest.raises(GenotypeError, match=re.escape(text)):
+            check_names("conv_candidates", values, CONV_OPS)
