@@ -77,6 +77,7 @@ __all__ = [
     "subplot_grid",
     "write_figures_html",
     "write_html",
+    "write_page_html",
     "write_pareto_report",
     "write_run_plots",
 ]
@@ -789,31 +790,59 @@ def parallel_coordinates_figure(df: pd.DataFrame, title: str | None = None) -> g
     return fig
 
 
+def write_page_html(
+    blocks: Sequence[go.Figure | str],
+    path: str | os.PathLike[str],
+    title: str,
+    style: str = "",
+) -> Path:
+    """Write figures and HTML fragments into ONE standalone, offline HTML page; returns the path.
+
+    ``blocks`` are shown in order, each in a ``<section>``: a Plotly figure is rendered as a div
+    (plotly.js is embedded once, with the first figure), a string is inserted as it is (the
+    caller escapes it). ``style`` is CSS for the page's ``<style>`` element. Written atomically
+    like :func:`write_html`.
+
+    Raises:
+        ValueError: ``blocks`` is empty.
+    """
+    if not blocks:
+        raise ValueError("blocks is empty: pass at least one figure or HTML fragment")
+    parts = []
+    embedded = False
+    for i, block in enumerate(blocks):
+        if isinstance(block, str):
+            body = block
+        else:
+            body = block.to_html(include_plotlyjs=not embedded, full_html=False,
+                                 div_id=f"figure-{i}")
+            embedded = True
+        parts.append(f'<section id="section-{i}">\n{body}\n</section>')
+    css = f"<style>\n{style}\n</style>\n" if style else ""
+    page = (
+        '<!DOCTYPE html>\n<html>\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n{css}</head>\n<body>\n"
+        f'<h1 style="font-family: sans-serif">{html.escape(title)}</h1>\n'
+        + "\n".join(parts)
+        + "\n</body>\n</html>\n"
+    )
+    return _write_text_atomic(page, path)
+
+
 def write_figures_html(
     figures: Sequence[go.Figure], path: str | os.PathLike[str], title: str = "Figures"
 ) -> Path:
     """Write several figures into ONE standalone, offline HTML page; returns the path.
 
     plotly.js is embedded once, with the first figure; the figures follow one another, each in
-    a ``<section>`` titled by its layout title. Written atomically like :func:`write_html`.
+    a ``<section>`` titled by its layout title (:func:`write_page_html`).
 
     Raises:
         ValueError: ``figures`` is empty.
     """
     if not figures:
         raise ValueError("figures is empty: pass at least one figure")
-    parts = []
-    for i, fig in enumerate(figures):
-        div = fig.to_html(include_plotlyjs=i == 0, full_html=False, div_id=f"figure-{i}")
-        parts.append(f'<section id="section-{i}">\n{div}\n</section>')
-    page = (
-        '<!DOCTYPE html>\n<html>\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html.escape(title)}</title>\n</head>\n<body>\n"
-        f'<h1 style="font-family: sans-serif">{html.escape(title)}</h1>\n'
-        + "\n".join(parts)
-        + "\n</body>\n</html>\n"
-    )
-    return _write_text_atomic(page, path)
+    return write_page_html(list(figures), path, title)
 
 
 def write_pareto_report(

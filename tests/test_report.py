@@ -1,0 +1,187 @@
+"""The per-run report: end to end on tiny retrained runs, the aim verdict, bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from PIL import Image
+
+from proxies.data import default_images
+from results import plots
+from results.report import (
+    ReportError,
+    aim_verdict,
+    budget_differences,
+    load_run,
+    main,
+    pick_crop,
+    search_points,
+    zoo_match,
+)
+from search_space import Genotype
+from search_space.zoo import ZOO
+from searchers.retrain import main as retrain
+
+DERIVED = {"scale": 4, "width": 8, "cells": [
+    {"type": "rfdb", "ops": ["conv3x3", "rep_conv3x3", "sep_conv3x3", "conv1x1"],
+     "attention": {"type": "cca"}}]}
+TRAIN = ["optim.iterations=2", "optim.warmup_iterations=1", "data.batch_size=2",
+         "data.patch_size=32", "data.val_max_side=32", "run.val_every=2", "run.log_every=1"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """Three finished retrain runs (a derived net, rlfn_ntire, fmen_s), 2 iterations each,
+    a folder of two HR images and an Optuna study holding the zoo and two searched nets."""
+    root = tmp_path_factory.mktemp("report")
+    derived = Genotype.from_dict(DERIVED).save(root / "derived.json")
+    for spec in (str(derived), "rlfn_ntire", "fmen_s"):
+        assert retrain([spec, f"run.dir={root / 'runs'}", *TRAIN]) == 0
+    images = root / "images"
+    images.mkdir()
+    for name, hr in default_images()[:2]:
+        crop = (np.asarray(hr)[:64, :64] * 255).round().astype(np.uint8)
+        Image.fromarray(crop).save(images / f"{name}.png")
+    study = optuna.create_study(storage=f"sqlite:///{root}/s.db", study_name="s",
+                                directions=["maximize", "minimize", "minimize"])
+    study.set_metric_names(["psnr_db", "latency_ms", "memory_mib"])
+    trials = [("rlfn_ntire", True, [27.5, 18.0, 6.0]), ("fmen_s", True, [28.1, 29.0, 7.6]),
+              ("trial_2", False, [27.6, 12.0, 5.0]), ("trial_3", False, [26.0, 20.0, 8.0])]
+    for name, is_zoo, values in trials:
+        genotype = ZOO[name] if is_zoo else Genotype.from_dict(DERIVED)
+        attrs = {"genotype": genotype.to_json(indent=None), "name": name, "is_zoo": is_zoo,
+                 "params_m": 0.3, "flops_g": 20.0, "macs_g": 10.0, "activations_m": 80.0,
+                 "num_conv": 30, "device": "cpu", "duration_s": 1.0, "constraints": {}}
+        study.add_trial(optuna.trial.create_trial(values=values, user_attrs=attrs))
+    return {"root": root, "derived": root / "runs" / "derived",
+            "rlfn": root / "runs" / "rlfn_ntire", "fmen": root / "runs" / "fmen_s",
+            "images": images, "storage": f"sqlite:///{root}/s.db"}
+
+
+def _args(runs, out, *extra):
+    return [str(runs["derived"]), str(runs["rlfn"]), str(runs["fmen"]), "--out", str(out),
+            "--sets", str(runs["images"]), "--size", "32", "--rounds", "1", "--crop-size", "32",
+            *extra]
+
+
+def test_report_end_to_end(runs, tmp_path, caplog, capsys):
+    out = tmp_path / "report"
+    assert main(_args(runs, out, "--storage", runs["storage"])) == 0
+    page = (out / "report.html").read_text()
+    assert page.count("plotly.js v") == 1  # plotly.js embedded once, no external script
+    assert not re.search(r"<script[^>]*\bsrc=", page) and "data:image/png;base64," in page
+    for text in ("Search front and retrained nets", "NTIRE-style table", "Crops", "bicubic",
+                 "HR", "retrained derived", "search front", "training_budget"):
+        assert text in page, text
+    table = pd.read_csv(out / "table.csv")
+    assert table["name"].tolist() == ["derived", "rlfn_ntire", "fmen_s"]
+    assert table["kind"].tolist() == ["derived", "zoo", "zoo"]
+    label = runs["images"].name
+    assert table[f"psnr_y_{label}"].between(5, 60).all()
+    assert (table["latency_ms"] > 0).all() and (table["peak_memory_mib"] > 0).all()
+    assert table.loc[1, "params_m"] == pytest.approx(0.317, abs=1e-3)  # rlfn_ntire, exactly
+    report = json.loads((out / "report.json").read_text())
+    assert report["aim"]["available"] and set(report["aim"]["nets"]) == {"derived"}
+    assert report["search"]["trials"] == 4
+    assert report["training_budget"]["optim"]["iterations"] == 2
+    assert sorted(p.name for p in (out / "crops").iterdir()) == sorted(
+        ["bicubic.png", "derived.png", "rlfn_ntire.png", "fmen_s.png", "HR.png"])
+    assert table["search_trial"].tolist() == ["trial_2", "rlfn_ntire", "fmen_s"]
+    assert "| derived (trial_2) | derived |" in (out / "table.md").read_text()
+    assert "retrained, as searched" in page
+    assert "aim" in capsys.readouterr().out
+    # a second run reuses the per-image evaluation of unchanged weights
+    caplog.clear()
+    with caplog.at_level("INFO", logger="results.report"):
+        assert main(_args(runs, out)) == 0
+    assert caplog.text.count("reusing") == 3
+
+
+def test_zoo_match_and_budgets(runs):
+    assert zoo_match(ZOO["fmen_s_train"]) == "fmen_s"
+    assert zoo_match(ZOO["rlfn_ntire"]) == "rlfn_ntire"
+    assert zoo_match(Genotype.from_dict(DERIVED)) is None
+    loaded = [load_run(runs[k]) for k in ("derived", "rlfn", "fmen")]
+    assert [r.kind for r in loaded] == ["derived", "zoo", "zoo"]
+    assert budget_differences(loaded) == {}
+
+
+def _table(psnr, ratio, mem):
+    rows = [("d", "derived", None, psnr, ratio, mem), ("r", "zoo", "rlfn_ntire", 28.0, 1.0, 25.0),
+            ("f", "zoo", "fmen_s", 28.2, 1.4, 30.0)]
+    return pd.DataFrame([{"name": n, "kind": k, "zoo_name": z, "psnr_y_Set5": p,
+                          "ssim_y_Set5": 0.8, "latency_ratio": r, "peak_memory_mib": m}
+                         for n, k, z, p, r, m in rows])
+
+
+def test_aim_verdict():
+    met = aim_verdict(_table(28.1, 0.5, 20.0))
+    assert met["met_by"] == ["d"]
+    assert met["nets"]["d"]["psnr_margin_db"]["Set5"] == pytest.approx(0.1)
+    slow = aim_verdict(_table(28.1, 1.1, 20.0))["nets"]["d"]
+    assert not slow["met"] and not slow["faster"] and slow["reaches_psnr"]
+    weak = aim_verdict(_table(27.9, 0.5, 31.0))["nets"]["d"]
+    assert not weak["reaches_psnr"] and not weak["within_memory"]
+    missing = aim_verdict(_table(28.1, 0.5, 20.0).iloc[:2])
+    assert not missing["available"] and "fmen_s" in missing["reason"]
+
+
+def test_pick_crop_finds_the_detail():
+    img = np.zeros((64, 80, 3))
+    img[40:56, 8:24] = np.indices((16, 16)).sum(0)[..., None] % 2
+    top, left, _ = pick_crop(img, 16)
+    assert (top, left) == (40, 8)
+    with pytest.raises(ReportError, match="crop size 99"):
+        pick_crop(img, 99)
+
+
+def test_search_points_need_the_reference(runs):
+    from results.table import from_optuna
+
+    points = search_points(from_optuna(runs["storage"]))
+    assert points.loc[points["name"] == "rlfn_ntire", "latency_x"].item() == 1.0
+    assert points.loc[points["name"] == "trial_2", "on_front_latency"].item()
+    with pytest.raises(ReportError, match="no complete 'imdn_ntire' trial"):
+        search_points(from_optuna(runs["storage"]), "imdn_ntire")
+
+
+def test_bad_input(runs, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "nope"), "--out", str(out)]) == 2
+    assert "nope" in capsys.readouterr().err
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(runs["derived"], unfinished)
+    (unfinished / "deployed.pt").unlink()
+    assert main([str(unfinished), "--out", str(out)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    other = tmp_path / "other"
+    shutil.copytree(runs["rlfn"], other)
+    cfg = (other / "config.yaml").read_text().replace("iterations: 2", "iterations: 3")
+    (other / "config.yaml").write_text(cfg)
+    assert main([str(runs["derived"]), str(other), "--out", str(out)]) == 2
+    assert "optim.iterations" in capsys.readouterr().err
+    assert main([*_args(runs, out)[:5], "--sets", str(tmp_path / "no_set")]) == 2
+    assert "no_set" in capsys.readouterr().err
+    assert main([*_args(runs, out), "--storage", runs["storage"], "--reference",
+                 "imdn_ntire"]) == 2
+    assert "imdn_ntire" in capsys.readouterr().err
+
+
+def test_page_mixes_figures_and_html(tmp_path):
+    import plotly.graph_objects as go
+
+    with pytest.raises(ValueError, match="blocks is empty"):
+        plots.write_page_html([], tmp_path / "x.html", "t")
+    figs = [go.Figure(go.Scatter(x=[1], y=[2])), "<p id='mid'>text</p>",
+            go.Figure(go.Bar(x=[1], y=[2]))]
+    page = plots.write_page_html(figs, tmp_path / "p.html", "T", style="p {color: red}")
+    text = page.read_text()
+    assert "<p id='mid'>text</p>" in text and "p {color: red}" in text
+    assert text.count("figure-0") >= 1 and text.count("figure-2") >= 1
