@@ -10,7 +10,8 @@ Loads the trial table of an Optuna study or a Ray Tune experiment folder and wri
   without a genotype are skipped);
 * ``summary.json``: :func:`results.pareto.front_summary` (hypervolumes against the zoo reference
   point, dominated zoo nets), or the counts and an ``error`` when the table has no complete zoo
-  net;
+  net; and ``aim_candidates`` (:func:`results.pareto.aim_candidates`): the searched front nets
+  faster than ``rlfn_ntire`` within ``fmen_s``'s memory, best proxy PSNR first;
 * the Plotly report (:func:`results.plots.write_pareto_report`).
 
 It prints a short summary; exit status 2 for a missing storage / folder or a bad study.
@@ -29,7 +30,7 @@ from typing import Any
 
 import pandas as pd
 
-from results.pareto import front_summary, pareto_mask
+from results.pareto import aim_candidates, front_summary, pareto_mask
 from results.plots import write_pareto_report
 from results.table import from_optuna, from_ray, to_csv, validate_table
 
@@ -104,7 +105,7 @@ def write_front_genotypes(front: pd.DataFrame, folder: Path) -> list[Path]:
 
 def _summary(df: pd.DataFrame, margin: float) -> dict[str, Any]:
     try:
-        return front_summary(df, margin=margin)
+        summary = front_summary(df, margin=margin)
     except ValueError as err:
         logger.warning("no front summary: %s", err)
         return {
@@ -113,6 +114,16 @@ def _summary(df: pd.DataFrame, margin: float) -> dict[str, Any]:
             "n_complete": int((df["state"] == "COMPLETE").sum()),
             "n_failed": int((df["state"] == "FAIL").sum()),
         }
+    try:
+        candidates = aim_candidates(df)
+    except ValueError as err:
+        summary["aim_candidates"] = {"error": str(err)}
+    else:
+        summary["aim_candidates"] = {
+            str(r["name"]): {k: float(r[k]) for k in ("psnr_db", "latency_ms", "memory_mib")}
+            for r in candidates.to_dict("records")
+        }
+    return summary
 
 
 def _print_summary(
@@ -137,6 +148,11 @@ def _print_summary(
             print(f"  {zoo_name} dominated by {', '.join(by)}")
         if summary["zoo_not_dominated"]:
             print(f"  not dominated: {', '.join(summary['zoo_not_dominated'])}")
+    aim = summary.get("aim_candidates", {})
+    if aim and "error" not in aim:
+        listing = ", ".join(f"{name} ({v['psnr_db']:.2f} dB)" for name, v in aim.items())
+        print(f"retrain first (front, faster than rlfn_ntire, within fmen_s's memory, best "
+              f"proxy PSNR first): {listing}")
     print(f"written to {out}")
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "eligible_mask",
     "front_summary",
     "hypervolume",
+    "aim_candidates",
     "pareto_mask",
     "zoo_reference_point",
 ]
@@ -222,6 +223,33 @@ def zoo_reference_point(
     worst = (values * signs).max(axis=0) * signs
     result: np.ndarray = worst + signs * margin * np.abs(worst)
     return result
+
+
+def aim_candidates(
+    df: pd.DataFrame, latency_reference: str = "rlfn_ntire", memory_reference: str = "fmen_s"
+) -> pd.DataFrame:
+    """Searched front rows worth retraining first for the benchmark's aim, best proxy PSNR first.
+
+    The aim is a net with ``latency_reference``'s PSNR at lower latency and no more memory than
+    ``memory_reference``. Candidates are the non-zoo rows on the 3-objective front
+    (:func:`pareto_mask`) measured faster than ``latency_reference`` and with no more memory
+    than ``memory_reference`` in the same study.
+
+    Raises:
+        ValueError: a reference net has no complete zoo row with finite objectives.
+    """
+    zoo = df.loc[_zoo_rows(df, OBJECTIVES)].drop_duplicates("name").set_index("name")
+    absent = [n for n in (latency_reference, memory_reference) if n not in zoo.index]
+    if absent:
+        raise ValueError(
+            f"no complete zoo row for {absent} in the table (zoo rows: {sorted(zoo.index)}); "
+            "enqueue them into the study to rank the candidates"
+        )
+    lat = float(zoo.loc[latency_reference, "latency_ms"])
+    mem = float(zoo.loc[memory_reference, "memory_mib"])
+    keep = (pareto_mask(df) & ~df["is_zoo"].astype(bool) & (df["latency_ms"] < lat)
+            & (df["memory_mib"] <= mem))
+    return df.loc[keep].sort_values("psnr_db", ascending=False, kind="stable")
 
 
 def _names(df: pd.DataFrame, mask: pd.Series) -> list[str]:

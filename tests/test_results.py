@@ -19,6 +19,7 @@ import pytest
 from results import plots
 from results.__main__ import main
 from results.pareto import (
+    aim_candidates,
     eligible_mask,
     front_summary,
     hypervolume,
@@ -109,6 +110,22 @@ SUMMARY_ROWS = [
     point("s6", 30.5, 15.0, 15.0),  # dominated by s1
     point("s7", 31.0, 11.5, 11.0),
 ]
+
+
+def test_aim_candidates_are_front_nets_faster_and_leaner_than_the_references():
+    df = make_table([
+        point("rlfn_ntire", 30.0, 10.0, 8.0, is_zoo=True),
+        point("fmen_s", 30.5, 14.0, 9.0, is_zoo=True),
+        point("fast", 29.0, 5.0, 5.0),
+        point("better", 29.5, 9.0, 8.5),
+        point("hungry", 31.0, 9.5, 9.5),  # on the front, but more memory than fmen_s
+        point("slow", 32.0, 12.0, 4.0),  # on the front, but slower than rlfn_ntire
+        point("dominated", 28.0, 9.0, 8.5),
+        point("infeasible", 33.0, 1.0, 1.0, feasible=False),
+    ])
+    assert aim_candidates(df)["name"].tolist() == ["better", "fast"]
+    with pytest.raises(ValueError, match="imdn_ntire"):
+        aim_candidates(df, latency_reference="imdn_ntire")
 
 
 @pytest.fixture()
