@@ -85,6 +85,7 @@ __all__ = [
     "budget_differences",
     "build_parser",
     "build_table",
+    "link_search_trials",
     "load_run",
     "main",
     "pick_crop",
@@ -459,7 +460,8 @@ def search_points(df: pd.DataFrame, reference: str = REFERENCE_NET) -> pd.DataFr
 
 
 def link_search_trials(points: pd.DataFrame, runs: Sequence[RetrainedRun]) -> dict[str, str]:
-    """``{run name: search trial name}`` for the runs whose trained genotype is a trial's."""
+    """``{run name: search trial name}`` for the runs whose trained (else deployed) genotype is
+    a trial's."""
     by_genotype: dict[Genotype, str] = {}
     for name, text in zip(points["name"], points["genotype"], strict=True):
         if isinstance(text, str):
@@ -467,7 +469,13 @@ def link_search_trials(points: pd.DataFrame, runs: Sequence[RetrainedRun]) -> di
                 by_genotype.setdefault(Genotype.from_json(text), str(name))
             except (GenotypeError, ValueError):
                 continue  # not a genotype of this space (e.g. a foreign trial)
-    return {run.name: by_genotype[run.genotype] for run in runs if run.genotype in by_genotype}
+    links = {}
+    for run in runs:
+        for genotype in (run.genotype, run.deployed):  # fmen_s_train was searched as fmen_s
+            if genotype in by_genotype:
+                links[run.name] = by_genotype[genotype]
+                break
+    return links
 
 
 def _retrained_traces(table: pd.DataFrame, x: str, y: str, yaxis: str | None,
@@ -668,6 +676,15 @@ def _fmt(value: Any, spec: str) -> str:
     return "-" if number is None else format(number, spec)
 
 
+def _kind_label(rec: Mapping[str, Any]) -> str:
+    """``derived`` (with the search trial it is) or ``zoo`` (with the zoo net it deploys to)."""
+    if rec["kind"] == "zoo":
+        zoo = rec.get("zoo_name")
+        return "zoo" if zoo in (None, rec["name"]) else f"zoo: {zoo}"
+    trial = rec.get("search_trial")
+    return f"derived: {trial}" if isinstance(trial, str) else "derived"
+
+
 def _table_cells(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     sets = set_labels(table)
     header = ["Net", "Kind", *(f"{s} PSNR-Y / SSIM" for s in sets), "Params [M]",
@@ -676,9 +693,7 @@ def _table_cells(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     body = []
     for rec in table.to_dict("records"):
         body.append([
-            str(rec["name"]) + (f" ({rec['search_trial']})"
-                                if isinstance(rec.get("search_trial"), str) else ""),
-            str(rec["kind"]),
+            str(rec["name"]), _kind_label(rec),
             *(f"{_fmt(rec[f'psnr_y_{s}'], '.2f')} / {_fmt(rec[f'ssim_y_{s}'], '.4f')}"
               for s in sets),
             _fmt(rec["params_m"], ".3f"), _fmt(rec["ntire_flops_g"], ".4f"),

@@ -17,8 +17,10 @@ from proxies.data import default_images
 from results import plots
 from results.report import (
     ReportError,
+    RetrainedRun,
     aim_verdict,
     budget_differences,
+    link_search_trials,
     load_run,
     main,
     pick_crop,
@@ -83,6 +85,7 @@ def test_report_end_to_end(runs, tmp_path, caplog, capsys):
     table = pd.read_csv(out / "table.csv")
     assert table["name"].tolist() == ["derived", "rlfn_ntire", "fmen_s"]
     assert table["kind"].tolist() == ["derived", "zoo", "zoo"]
+    assert "| fmen_s | zoo |" in (out / "table.md").read_text()
     label = runs["images"].name
     assert table[f"psnr_y_{label}"].between(5, 60).all()
     assert (table["latency_ms"] > 0).all() and (table["peak_memory_mib"] > 0).all()
@@ -94,7 +97,7 @@ def test_report_end_to_end(runs, tmp_path, caplog, capsys):
     assert sorted(p.name for p in (out / "crops").iterdir()) == sorted(
         ["bicubic.png", "derived.png", "rlfn_ntire.png", "fmen_s.png", "HR.png"])
     assert table["search_trial"].tolist() == ["trial_2", "rlfn_ntire", "fmen_s"]
-    assert "| derived (trial_2) | derived |" in (out / "table.md").read_text()
+    assert "| derived | derived: trial_2 |" in (out / "table.md").read_text()
     assert "retrained, as searched" in page
     assert "aim" in capsys.readouterr().out
     # a second run reuses the per-image evaluation of unchanged weights
@@ -148,6 +151,10 @@ def test_search_points_need_the_reference(runs):
     points = search_points(from_optuna(runs["storage"]))
     assert points.loc[points["name"] == "rlfn_ntire", "latency_x"].item() == 1.0
     assert points.loc[points["name"] == "trial_2", "on_front_latency"].item()
+    fmen = RetrainedRun(name="fmen_s_train", run_dir=Path("."), genotype=ZOO["fmen_s_train"],
+                        deployed=ZOO["fmen_s"], zoo_name="fmen_s", budget={}, deploy_check={},
+                        command="")
+    assert link_search_trials(points, [fmen]) == {"fmen_s_train": "fmen_s"}
     with pytest.raises(ReportError, match="no complete 'imdn_ntire' trial"):
         search_points(from_optuna(runs["storage"]), "imdn_ntire")
 
