@@ -561,11 +561,12 @@ def retrained_figure(table: pd.DataFrame, front_set: str) -> go.Figure:
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("latency", "peak memory"))
     y = f"psnr_y_{front_set}"
-    for col, (x, unit) in enumerate((("latency_ms", "ms"), ("peak_memory_mib", "MiB")), 1):
+    axes = (("latency_ms", "latency", "ms"), ("peak_memory_mib", "peak memory", "MiB"))
+    for col, (x, label, unit) in enumerate(axes, 1):
         for trace in _retrained_traces(table, x, y, None, unit):
             trace.showlegend = col == 1
             fig.add_trace(trace, row=1, col=col)
-        fig.update_xaxes(title_text=f"{x.split('_')[0]} [{unit}]", row=1, col=col)
+        fig.update_xaxes(title_text=f"{label} [{unit}]", row=1, col=col)
         fig.update_yaxes(title_text=f"Y-PSNR on {front_set} [dB]", row=1, col=col)
     fig.update_layout(title=f"Retrained nets on {front_set}: PSNR vs measured cost",
                       height=520, template="plotly_white")
