@@ -372,19 +372,24 @@ def aim_verdict(
     """Does a derived net reach ``psnr_reference``'s Y-PSNR on every set, at lower latency,
     with no more peak memory than ``memory_reference``?
 
-    Returns ``{"available": bool, "reason": str | None, "met_by": [names], "nets": {name:
+    Returns ``{"available": bool, "reason": str | None, "met_by": [names], "reference_runs":
+    {zoo name: runs}, "nets": {name:
     {"psnr_margin_db": {set: dB}, "latency_ratio": x, "memory_margin_mib": MiB,
     "reaches_psnr": bool, "faster": bool, "within_memory": bool, "met": bool}}}``. Latency is
     compared through the ratios to the reference net timed interleaved with each net; margins
-    are net minus reference (PSNR) and reference minus net (memory).
+    are net minus reference (PSNR) and reference minus net (memory). A reference retrained
+    several times (seeds) counts with the mean of its runs; ``"reference_runs"`` gives how many.
     """
-    zoo = table.loc[table["kind"] == "zoo"].set_index("zoo_name")
+    zoo_rows = table.loc[table["kind"] == "zoo"]
+    zoo = zoo_rows.groupby("zoo_name").mean(numeric_only=True)  # several seeds: their mean
     absent = [n for n in (psnr_reference, memory_reference) if n not in zoo.index]
     if absent:
-        return {"available": False, "met_by": [], "nets": {},
+        return {"available": False, "met_by": [], "nets": {}, "reference_runs": {},
                 "reason": f"the runs hold no retrained {absent}: retrain them on the same budget "
                           "to judge the aim"}
     ref, mem_ref = zoo.loc[psnr_reference], zoo.loc[memory_reference]
+    counts = zoo_rows["zoo_name"].value_counts()
+    reference_runs = {n: int(counts[n]) for n in dict.fromkeys((psnr_reference, memory_reference))}
     nets: dict[str, Any] = {}
     for rec in table.loc[table["kind"] == "derived"].to_dict("records"):
         margins = {s: float(rec[f"psnr_y_{s}"] - ref[f"psnr_y_{s}"]) for s in set_labels(table)}
@@ -400,7 +405,7 @@ def aim_verdict(
         }
         verdict["met"] = verdict["reaches_psnr"] and verdict["faster"] and verdict["within_memory"]
         nets[rec["name"]] = verdict
-    return {"available": True, "reason": None, "nets": nets,
+    return {"available": True, "reason": None, "nets": nets, "reference_runs": reference_runs,
             "met_by": [name for name, v in nets.items() if v["met"]]}
 
 
@@ -738,6 +743,9 @@ def _aim_html(aim: Mapping[str, Any]) -> str:
             f"{REFERENCE_NET}'s; memory headroom under {MEMORY_REFERENCE}: {mem})</li>")
     met = aim["met_by"]
     head = (f"met by {', '.join(met)}" if met else "not met by any derived net")
+    several = [f"{n}: mean of {k} runs" for n, k in aim.get("reference_runs", {}).items() if k > 1]
+    if several:
+        head += f" ({'; '.join(several)})"
     return (f"<p><b>Aim</b> (the Y-PSNR of {REFERENCE_NET} on every set, at lower latency, "
             f"with no more peak memory than {MEMORY_REFERENCE}): <b>{html.escape(head)}</b>.</p>"
             f"<ul>{''.join(items)}</ul>")

@@ -132,6 +132,12 @@ def test_aim_verdict():
     assert not slow["met"] and not slow["faster"] and slow["reaches_psnr"]
     weak = aim_verdict(_table(27.9, 0.5, 31.0))["nets"]["d"]
     assert not weak["reaches_psnr"] and not weak["within_memory"]
+    seeds = _table(28.1, 0.5, 20.0)
+    seeds = pd.concat([seeds, seeds.iloc[[1]].assign(name="r2", psnr_y_Set5=28.4)])
+    two = aim_verdict(seeds)  # rlfn_ntire twice: their mean, 28.2 dB, is the bar
+    assert two["reference_runs"] == {"rlfn_ntire": 2, "fmen_s": 1}
+    assert two["nets"]["d"]["psnr_margin_db"]["Set5"] == pytest.approx(-0.1)
+    assert not two["nets"]["d"]["met"]
     missing = aim_verdict(_table(28.1, 0.5, 20.0).iloc[:2])
     assert not missing["available"] and "fmen_s" in missing["reason"]
 
