@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from proxies.latency import resolve_device
 from proxies.profile import ProfileRow, ProfileSettings, machine_info, profile_model
 from proxies.quality import psnr, tensor_to_uint8
 from results.evaluate import (
@@ -793,7 +794,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datasets-root", type=Path, help="folder holding <set>/HR")
     p.add_argument("--reference", default=REFERENCE_NET,
                    help=f"zoo net latency ratios are taken to (default {REFERENCE_NET})")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA when available), cpu, cuda or cuda:N (default auto)")
     p.add_argument("--size", type=int, default=128, help="LR side of the timing input")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads while timing (default 1; 0 keeps torch's setting)")
@@ -838,7 +840,10 @@ def run_report(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
 
         table = from_ray(args.ray) if args.ray else from_optuna(args.storage, args.study)
         search = search_points(table, args.reference)
-    device = torch.device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except RuntimeError as exc:  # CUDA asked for but not available
+        raise ReportError(f"--device {args.device}: {exc}") from exc
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
 

@@ -182,6 +182,8 @@ def test_bad_input(runs, tmp_path, capsys):
     assert "optim.iterations" in capsys.readouterr().err
     assert main([*_args(runs, out)[:5], "--sets", str(tmp_path / "no_set")]) == 2
     assert "no_set" in capsys.readouterr().err
+    assert main([*_args(runs, out), "--device", "tpu"]) == 2
+    assert "device='tpu'" in capsys.readouterr().err
     assert main([*_args(runs, out), "--storage", runs["storage"], "--reference",
                  "imdn_ntire"]) == 2
     assert "imdn_ntire" in capsys.readouterr().err
