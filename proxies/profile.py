@@ -158,7 +158,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _cells(row: ProfileRow) -> list[str]:
+def table_cells(row: ProfileRow) -> list[str]:
+    """The cells of ``row`` under :data:`COLUMNS` (``-`` where a value was not measured)."""
     lat = (f"{_fmt(row.latency_ms, '.1f')} ({_fmt(row.latency_p10_ms, '.1f')}-"
            f"{_fmt(row.latency_p90_ms, '.1f')})" if row.latency_ms is not None else "-")
     ratio = (f"{row.latency_ratio:.2f} ({_fmt(row.latency_ratio_p10, '.2f')}-"
@@ -178,7 +179,7 @@ def _cells(row: ProfileRow) -> list[str]:
 
 def format_table(rows: Sequence[ProfileRow], markdown: bool = False) -> str:
     header = [c[0] for c in COLUMNS]
-    body = [_cells(r) for r in rows]
+    body = [table_cells(r) for r in rows]
     if any(r.thop_macs_g is not None for r in rows):
         header.append("thop MACs [G]")
         for cells, r in zip(body, rows, strict=True):

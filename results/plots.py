@@ -505,6 +505,9 @@ _COST_DIRECTIONS: dict[str, str] = {
     "macs_g": "min",
     "activations_m": "min",
     "num_conv": "min",
+    # latency / memory as ratios to a reference net of the same study (results.report)
+    "latency_x": "min",
+    "memory_x": "min",
 }
 _AXIS_LABELS: dict[str, str] = {
     "psnr_db": "PSNR (dB)",
@@ -515,6 +518,8 @@ _AXIS_LABELS: dict[str, str] = {
     "macs_g": "MACs (G)",
     "activations_m": "activations (M)",
     "num_conv": "convolutions",
+    "latency_x": "latency / reference's",
+    "memory_x": "memory / reference's",
 }
 _POINT_COLUMNS: tuple[str, ...] = ("name", "is_zoo", "feasible", "params_m", "flops_g")
 

@@ -43,7 +43,7 @@ import math
 import shlex
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +54,15 @@ import torch.nn.functional as F
 import yaml
 
 from proxies.latency import resolve_device
-from proxies.profile import ProfileRow, ProfileSettings, machine_info, profile_model
+from proxies.memory import measure_peak_memory
+from proxies.profile import COLUMNS as PROFILE_COLUMNS
+from proxies.profile import (
+    ProfileRow,
+    ProfileSettings,
+    machine_info,
+    profile_model,
+    table_cells,
+)
 from proxies.quality import psnr, tensor_to_uint8
 from results.evaluate import (
     DEFAULT_SETS,
@@ -66,7 +74,6 @@ from results.evaluate import (
     sr_forward,
     summarise,
 )
-from results.pareto import pareto_mask
 from results.plots import _write_text_atomic, write_page_html
 from search_space import Genotype, GenotypeError
 from search_space.zoo import REFERENCE_NET, ZOO
@@ -109,8 +116,6 @@ MEMORY_REFERENCE = "fmen_s"
 
 _DERIVED_COLOR = "#2ca02c"
 _ZOO_COLOR = "#1f77b4"
-_TRIAL_COLOR = "#b0b0b0"
-_FRONT_COLOR = "#d62728"
 _CSS = """
 body { font-family: sans-serif; margin: 1.5em; }
 table.ntire { border-collapse: collapse; font-size: 0.9em; }
@@ -434,9 +439,8 @@ def _difference(a: Any, b: Any) -> float | None:
 
 
 def search_points(df: pd.DataFrame, reference: str = REFERENCE_NET) -> pd.DataFrame:
-    """The complete trials of a search table with latency and memory as ratios to the
-    reference zoo trial of the same study (``latency_x``, ``memory_x``) and ``on_front_latency``
-    / ``on_front_memory`` (2-D fronts of proxy PSNR against each ratio).
+    """The complete trials of a search table, with latency and memory as ratios to the
+    reference zoo trial of the same study (columns ``latency_x`` and ``memory_x``).
 
     Raises:
         ReportError: the table has no complete ``reference`` zoo trial.
@@ -450,13 +454,9 @@ def search_points(df: pd.DataFrame, reference: str = REFERENCE_NET) -> pd.DataFr
             f"as ratios (its zoo trials: {zoo}); run the search with the zoo enqueued, or pass "
             "--reference with one of its zoo nets"
         )
-    lat, mem = float(ref["latency_ms"].iloc[0]), float(ref["memory_mib"].iloc[0])
     points = df.loc[df["state"] == "COMPLETE"].copy()
-    points["latency_x"] = points["latency_ms"] / lat
-    points["memory_x"] = points["memory_mib"] / mem
-    for axis in ("latency", "memory"):
-        mask = pareto_mask(points, {f"{axis}_x": "min", "psnr_db": "max"})
-        points[f"on_front_{axis}"] = mask.to_numpy(dtype=bool)
+    points["latency_x"] = points["latency_ms"] / float(ref["latency_ms"].iloc[0])
+    points["memory_x"] = points["memory_mib"] / float(ref["memory_mib"].iloc[0])
     return points
 
 
@@ -506,34 +506,19 @@ def _retrained_traces(table: pd.DataFrame, x: str, y: str, yaxis: str | None,
 
 def search_figure(points: pd.DataFrame, table: pd.DataFrame, axis: str, reference: str,
                   front_set: str) -> go.Figure:
-    """Search trials, their 2-D front and the zoo trials (proxy PSNR, left axis) with the
-    retrained nets (benchmark Y-PSNR on ``front_set``, right axis), against latency or memory
-    as a ratio to ``reference``."""
+    """The search's Pareto figure (:func:`results.plots.pareto_figure_2d`: trials, front and
+    zoo, proxy PSNR on the left axis) against latency or memory as a ratio to ``reference``,
+    with the retrained nets added (benchmark Y-PSNR on ``front_set``, right axis)."""
     import plotly.graph_objects as go
 
+    from results.plots import pareto_figure_2d
+
     x = f"{axis}_x"
-    ratio_col = "latency_ratio" if axis == "latency" else "memory_ratio"
-    searched = points.loc[~points["is_zoo"].astype(bool)]
-    front = points.loc[points[f"on_front_{axis}"]].sort_values(x)
-    zoo = points.loc[points["is_zoo"].astype(bool)]
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(
-        x=searched[x], y=searched["psnr_db"], mode="markers", name="search trials",
-        text=searched["name"], marker={"color": _TRIAL_COLOR, "size": 7},
-        hovertemplate="<b>%{text}</b><br>%{x:.3g}x<br>proxy %{y:.2f} dB<extra></extra>",
-    ))
-    fig.add_trace(go.Scatter(
-        x=front[x], y=front["psnr_db"], mode="lines+markers", name="search front",
-        text=front["name"], line={"color": _FRONT_COLOR, "shape": "hv"},
-        marker={"color": _FRONT_COLOR, "size": 9},
-        hovertemplate="<b>%{text}</b><br>%{x:.3g}x<br>proxy %{y:.2f} dB<extra></extra>",
-    ))
-    fig.add_trace(go.Scatter(
-        x=zoo[x], y=zoo["psnr_db"], mode="markers+text", name="zoo (search proxy)",
-        text=zoo["name"], textposition="top center",
-        marker={"color": _ZOO_COLOR, "size": 10, "symbol": "diamond-open"},
-        hovertemplate="<b>%{text}</b><br>%{x:.3g}x<br>proxy %{y:.2f} dB<extra></extra>",
-    ))
+    label = "latency" if axis == "latency" else "peak memory"
+    fig = pareto_figure_2d(
+        points, x=x, y="psnr_db",
+        title=f"Search front and retrained nets: PSNR vs {label} (x {reference})",
+    )
     derived = table.loc[table["kind"] == "derived"]
     linked = points.drop_duplicates("name").set_index("name").reindex(
         derived.get("search_trial", pd.Series(dtype=object)).dropna().tolist())
@@ -546,17 +531,16 @@ def search_figure(points: pd.DataFrame, table: pd.DataFrame, axis: str, referenc
             hovertemplate="<b>%{text}</b> (retrained)<br>%{x:.3g}x<br>proxy %{y:.2f} dB"
                           "<extra></extra>",
         ))
+    ratio_col = "latency_ratio" if axis == "latency" else "memory_ratio"
     for trace in _retrained_traces(table, ratio_col, f"psnr_y_{front_set}", "y2", "x"):
         fig.add_trace(trace)
-    label = "latency" if axis == "latency" else "peak memory"
     fig.update_layout(
-        title=f"Search front and retrained nets: PSNR vs {label} (x {reference})",
         xaxis={"title": f"{label} / {reference}'s (search: its own measurement; retrained: "
                         "measured here)"},
         yaxis={"title": "search proxy PSNR [dB]"},
         yaxis2={"title": f"retrained Y-PSNR on {front_set} [dB]", "overlaying": "y",
                 "side": "right", "showgrid": False},
-        legend={"orientation": "h", "y": -0.2}, height=600, template="plotly_white",
+        legend={"orientation": "h", "y": -0.2},
     )
     return fig
 
@@ -678,11 +662,6 @@ def make_crops(
 # --------------------------------------------------------------------------------------------
 
 
-def _fmt(value: Any, spec: str) -> str:
-    number = _finite(value)
-    return "-" if number is None else format(number, spec)
-
-
 def _kind_label(rec: Mapping[str, Any]) -> str:
     """``derived`` (with the search trial it is) or ``zoo`` (with the zoo net it deploys to)."""
     if rec["kind"] == "zoo":
@@ -693,21 +672,21 @@ def _kind_label(rec: Mapping[str, Any]) -> str:
 
 
 def _table_cells(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: net, kind, PSNR-Y / SSIM per set, then the profile table's columns
+    (:data:`proxies.profile.COLUMNS`, formatted by :func:`proxies.profile.table_cells`)."""
     sets = set_labels(table)
-    header = ["Net", "Kind", *(f"{s} PSNR-Y / SSIM" for s in sets), "Params [M]",
-              "FLOPs [G] (NTIRE)", "Acts [M]", "#Conv", "Latency [ms] (p10-p90)", "x ref",
-              "Peak mem [MiB]"]
+    header = ["Net", "Kind", *(f"{s} PSNR-Y / SSIM" for s in sets),
+              *(title for title, _ in PROFILE_COLUMNS[1:])]
+    names = [f.name for f in fields(ProfileRow)]
     body = []
     for rec in table.to_dict("records"):
+        values: dict[str, Any] = {k: None if isinstance(v, float) and math.isnan(v) else v
+                                  for k, v in rec.items() if k in names}
+        row = ProfileRow(**values)
         body.append([
             str(rec["name"]), _kind_label(rec),
-            *(f"{_fmt(rec[f'psnr_y_{s}'], '.2f')} / {_fmt(rec[f'ssim_y_{s}'], '.4f')}"
-              for s in sets),
-            _fmt(rec["params_m"], ".3f"), _fmt(rec["ntire_flops_g"], ".4f"),
-            _fmt(rec["ntire_activations_m"], ".2f"), str(rec["ntire_num_conv"]),
-            f"{_fmt(rec['latency_ms'], '.1f')} ({_fmt(rec['latency_p10_ms'], '.1f')}-"
-            f"{_fmt(rec['latency_p90_ms'], '.1f')})",
-            _fmt(rec["latency_ratio"], ".2f"), _fmt(rec["peak_memory_mib"], ".1f"),
+            *(f"{rec[f'psnr_y_{s}']:.2f} / {rec[f'ssim_y_{s}']:.4f}" for s in sets),
+            *table_cells(row)[1:],
         ])
     return header, body
 
@@ -860,8 +839,8 @@ def run_report(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     torch.manual_seed(0)
     profiles = {run.name: profile_model(run.name, models[run.name], settings, reference)
                 for run in tqdm(runs, desc="profiling", unit="net", file=sys.stderr)}
-    ref_memory = profile_model(args.reference, reference, ProfileSettings(
-        device=str(device), lr_size=(args.size, args.size), latency=False)).peak_memory_mib
+    ref_memory = measure_peak_memory(reference, (1, 3, args.size, args.size),
+                                     device=device).peak_memory_mib
     table = build_table(runs, summaries, profiles)
     table["memory_ratio"] = table["peak_memory_mib"] / ref_memory if ref_memory else math.nan
     links = {} if search is None else link_search_trials(search, runs)

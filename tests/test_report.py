@@ -80,7 +80,7 @@ def test_report_end_to_end(runs, tmp_path, caplog, capsys):
     assert page.count("plotly.js v") == 1  # plotly.js embedded once, no external script
     assert not re.search(r"<script[^>]*\bsrc=", page) and "data:image/png;base64," in page
     for text in ("Search front and retrained nets", "NTIRE-style table", "Crops", "bicubic",
-                 "HR", "retrained derived", "search front", "training_budget"):
+                 "HR", "retrained derived", "Pareto front", "training_budget"):
         assert text in page, text
     table = pd.read_csv(out / "table.csv")
     assert table["name"].tolist() == ["derived", "rlfn_ntire", "fmen_s"]
@@ -156,7 +156,9 @@ def test_search_points_need_the_reference(runs):
 
     points = search_points(from_optuna(runs["storage"]))
     assert points.loc[points["name"] == "rlfn_ntire", "latency_x"].item() == 1.0
-    assert points.loc[points["name"] == "trial_2", "on_front_latency"].item()
+    assert points.loc[points["name"] == "trial_2", "memory_x"].item() == pytest.approx(5 / 6)
+    front = plots.pareto_data(points, x="latency_x", y="psnr_db").front  # ratio axes plot
+    assert front["name"].tolist() == ["trial_2", "fmen_s"]
     fmen = RetrainedRun(name="fmen_s_train", run_dir=Path("."), genotype=ZOO["fmen_s_train"],
                         deployed=ZOO["fmen_s"], zoo_name="fmen_s", budget={}, deploy_check={},
                         command="")
