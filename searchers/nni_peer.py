@@ -133,6 +133,8 @@ def run_nni_darts(cfg: Any, out_dir: Path) -> Genotype:
     from torch.utils.data import TensorDataset
 
     from proxies.data import dataset_from_spec
+    from searchers.darts import DEFAULT_PATCH
+    from searchers.training import training_patch_size
 
     d, sc, sp = cfg.data, cfg.search, cfg.space
     spec = SupernetSpec(scale=sp.scale, width=sp.width, num_cells=sp.num_cells,
@@ -142,17 +144,21 @@ def run_nni_darts(cfg: Any, out_dir: Path) -> Genotype:
                         act_candidates=tuple(sp.act_candidates), fusion=sp.fusion)
     torch.manual_seed(cfg.run.seed)
     rng = np.random.default_rng(cfg.run.seed)
-    train = dataset_from_spec(d.train, sp.scale, patch_size=d.patch_size)
-    val = dataset_from_spec(d.val, sp.scale, patch_size=d.patch_size)
+    patch = training_patch_size(d.patch_size, sp.attention_candidates, sp.scale,
+                                default=DEFAULT_PATCH, where="data.patch_size")
+    train = dataset_from_spec(d.train, sp.scale, patch_size=patch)
+    val = dataset_from_spec(d.val, sp.scale, patch_size=patch)
     n = sc.steps * d.batch_size
-    train_ds = TensorDataset(*_patch_tensors(train, n, d.patch_size, rng))
-    val_ds = TensorDataset(*_patch_tensors(val, n, d.patch_size, rng))
+    train_ds = TensorDataset(*_patch_tensors(train, n, patch, rng))
+    val_ds = TensorDataset(*_patch_tensors(val, n, patch, rng))
     evaluator = Regression(
         criterion=nn.L1Loss, learning_rate=sc.lr, weight_decay=0.0,
         train_dataloaders=DataLoader(train_ds, batch_size=d.batch_size, shuffle=True),
         val_dataloaders=DataLoader(val_ds, batch_size=d.batch_size),
         max_epochs=1, accelerator="cpu" if cfg.run.device in ("cpu", "auto")
         and not torch.cuda.is_available() else "auto",
+        # Lightning's logs and checkpoints go inside the run folder, never into the cwd.
+        default_root_dir=str(out_dir / "lightning"),
     )
     space = build_model_space(spec)
     exp = NasExperiment(space, evaluator, DARTS(arc_learning_rate=sc.arch_lr))
