@@ -6,7 +6,7 @@ loads the weights, re-parameterises the net (:func:`search_space.reparameterize`
 * ``DIR/model.onnx``: :func:`export_onnx`, input ``lr`` (N, 3, H, W) and output ``sr``
   (N, 3, scale*H, scale*W), batch, height and width dynamic, float32 in
   ``[0, genotype.data_range]``; checked with ``onnx.checker`` and against PyTorch with ONNX
-  Runtime (CPU) at two input sizes;
+  Runtime (CPU) at two input sizes and at the smallest one the graph records (1x1 px);
 * ``DIR/model.pt2``: :func:`export_pt2`, a ``torch.export`` program with the same dynamic
   dimensions, loadable with ``torch.export.load(path).module()`` in a process that has only
   torch (no code of this repository);
@@ -14,22 +14,25 @@ loads the weights, re-parameterises the net (:func:`search_space.reparameterize`
 
 Exporters. ONNX uses the default exporter of torch 2.13 (``torch.onnx.export(dynamo=True)``,
 which needs ``onnxscript``): it exports these nets with dynamic height and width, including
-ESA's size-dependent pooling, and reports the sizes the graph is valid for. The second file
+ESA's pooling, and reports the sizes the graph is valid for. The second file
 is a ``torch.export`` program rather than TorchScript because ``torch.jit.trace`` /
 ``torch.jit.load`` are deprecated in torch 2.13 (they warn at every call); ``torch.export``
 is their successor and keeps the input size symbolic instead of baking the trace example in.
 
-Minimum input size. ESA and ESA-lite pool with ``kernel_size=min(7, h, w)`` (see
-``search_space.attention._pool``) after a stride-2 3x3 conv. Both exporters resolve the
-``min`` for the symbolic size and keep the 7x7 window, which is what the PyTorch net does for
-every input of at least 15x15 px; the exported files are valid for inputs of at least 15 px on
-each side (the graph records this range, see ``min_input_hw`` in the results). Smaller inputs
-make the ``.pt2`` program fail its size check, while ONNX Runtime either fails or returns a
-wrong result without an error (seen at 14 px), so the minimum is also written into the ONNX
-metadata (``srnas.min_input_height`` / ``srnas.min_input_width``). Nets without ESA accept
-any size. ``torch.onnx.export(dynamo=False)`` would instead bake the window in with only a
-TracerWarning. ONNX's MaxPool takes a fixed window, so a graph exact below 15 px would need
-``_pool`` to branch on the size (``torch.cond``, exported as ONNX ``If``); not done here.
+Input size. Every net, ESA and ESA-lite included, is exported valid for any input from 1x1 px
+(``min_input_hw`` in the results, also written into the ONNX metadata as
+``srnas.min_input_height`` / ``srnas.min_input_width`` and into the ``.pt2`` archive). ESA
+pools with a fixed 7x7 window, stride 3, after a stride-2 3x3 conv; a dimension of the conv's
+output under 7 px is padded with the dtype's lowest value up to 7 (the window takes the
+global max over it), and the conv's input is edge-padded up to 3 px (see ``_pool`` and
+``_reduce`` in ``search_space.attention``). The pad amounts are symbolic (``torch.sym_max``),
+so both exporters keep height and width dynamic and ONNX's fixed-window MaxPool computes what
+PyTorch does at every size; from 15 px on each side nothing is padded (the official RFDN/RLFN
+computation). The minimum is read from the exported program's range constraints (1x1 for
+every net here), and both export functions check their file at exactly that size too. Were a
+net's graph bounded below, the ``.pt2`` program would refuse smaller inputs with its own size
+check; ONNX Runtime reads no metadata, so a caller of the ``.onnx`` file would have to check
+``srnas.min_input_height`` / ``_width`` itself.
 
 In-place ops. Exports run under ``torch.no_grad()``, so ``add_residual`` / ``sigmoid_gate``
 take their in-place inference path (as deployed PyTorch inference does); ``torch.export``
@@ -84,7 +87,8 @@ DEFAULT_ATOL = 1e-4
 DEFAULT_CROP = 128
 
 _EXPORT_HW = (32, 40)
-"""Height and width of the tracing input of :func:`export_onnx` (any size >= 15 px works)."""
+"""Height and width of the tracing input of :func:`export_onnx` (any size works, 1x1 too: the
+graph keeps both symbolic, see :func:`_size_oblivious`)."""
 _REPO_PACKAGES = ("search_space", "proxies", "results", "searchers")
 
 
@@ -151,8 +155,9 @@ def _inference(model: nn.Module) -> Iterator[None]:
 def _size_oblivious() -> contextlib.AbstractContextManager[Any]:
     """Let ``torch.export`` keep sizes 0/1 symbolic (what ``torch.onnx.export`` also does).
 
-    Without it, an intermediate map of size 1 (ESA's pooled map at 15-20 px) would specialise
-    the program to inputs whose pooled map has the same size-1-ness as the tracing example.
+    Without it, a size of 1 in the example (a batch of one, a 1-px height or width) or in an
+    intermediate map (ESA's pooled map below 21 px) would specialise the program to inputs
+    with the same size-1-ness as the tracing example, or make the export fail.
     """
     cfg = getattr(getattr(torch.fx, "experimental", None), "_config", None)
     if cfg is not None and hasattr(cfg, "backed_size_oblivious") and hasattr(cfg, "patch"):
@@ -203,8 +208,9 @@ def _check_dynamic(fn: str, hw: list[list[int | None]], example: Sequence[int]) 
             raise ValueError(
                 f"{fn}: example: got shape {list(example)}; the graph traced from it accepts "
                 f"input {name}s in [{lo}, {hi}] only; allowed: a tracing input that leaves the "
-                f"{name} unbounded. Trace with a larger input (at least 15x15 px for nets with "
-                f"ESA, whose pooling window shrinks below that; the {name} was {size})."
+                f"{name} unbounded (the {name} was {size}). The net's forward branches on the "
+                "input size; trace with another size, or make the branch symbolic "
+                "(torch.sym_max / torch.cond)."
             )
 
 
@@ -222,6 +228,14 @@ def _second_input(x: torch.Tensor, hw: list[list[int | None]]) -> torch.Tensor:
     y = x[:1, :, : min(h, h2), : min(w, w2)]
     y = torch.nn.functional.pad(y, (0, max(0, w2 - w), 0, max(0, h2 - h)), mode="replicate")
     return torch.cat([y, y.flip(-1)], dim=0).contiguous()
+
+
+def _smallest_input(x: torch.Tensor, min_hw: Sequence[int]) -> torch.Tensor | None:
+    """The top-left ``min_hw`` crop of ``x``'s first image (None: ``x`` is that size)."""
+    h, w = min_hw
+    if tuple(x.shape[-2:]) == (h, w):
+        return None
+    return x[:1, :, :h, :w].contiguous()
 
 
 def _synthetic(shape: Sequence[int], data_range: float, seed: int) -> torch.Tensor:
@@ -302,17 +316,18 @@ def export_onnx(
     The graph has one input ``lr`` (N, 3, H, W) and one output ``sr``, with batch, height and
     width dynamic; it is exported in eval mode without autograd (the module's mode is restored
     afterwards). The file is checked with ``onnx.checker.check_model(full_check=True)`` and run
-    with ONNX Runtime's CPU provider on two inputs: ``check_image`` (HxWx3 in [0, 1], scaled to
-    the model's ``data_range``; a seeded random 20x24 input when None), then a batch of two of a
-    different height and width (a crop or edge-padded copy, and its mirror).
+    with ONNX Runtime's CPU provider on three inputs: ``check_image`` (HxWx3 in [0, 1], scaled
+    to the model's ``data_range``; a seeded random 20x24 input when None), a batch of two of a
+    different height and width (a crop or edge-padded copy, and its mirror), and a crop of the
+    first at the smallest size the graph records (``min_input_hw``, 1x1 px for these nets).
 
     Args:
         model: the net, typically ``reparameterize(build_model(genotype))`` with trained weights.
         path: the ``.onnx`` file to write (parent folders are created).
         opset: ONNX opset, >= 17 (18, the default, is the lowest torch 2.13 exports natively;
             17 goes through the ONNX version converter).
-        check_image: a real image to check on; it must be at least ``min_input_hw`` (15x15 px
-            for nets with ESA).
+        check_image: a real image to check on, of any size the graph accepts (every size from
+            1x1 px for the nets of this repository, ESA included).
         atol: allowed max abs difference, relative to the data range (the bound applied is
             ``atol * data_range``).
 
@@ -324,7 +339,8 @@ def export_onnx(
 
     Raises:
         ExportCheckError: ONNX Runtime's output differs from PyTorch's by more than the bound.
-        ValueError: a bad argument, or a ``check_image`` below the graph's minimum size.
+        ValueError: a bad argument, a graph that accepts only a bounded size range, or a
+            ``check_image`` outside the sizes the graph accepts.
     """
     fn = "export_onnx"
     onnx, ort = _onnx_modules()
@@ -377,12 +393,14 @@ def export_onnx(
     if not _in_range(hw, *first.shape[-2:]):
         raise ValueError(
             f"{fn}: check_image: got {first.shape[-2]}x{first.shape[-1]} px; allowed: at least "
-            f"{min_hw[0]}x{min_hw[1]} px for this net (ESA pools with a 7x7 window). "
-            "Pass a larger image."
+            f"{min_hw[0]}x{min_hw[1]} px, the smallest input the exported graph of this net "
+            "accepts. Pass a larger image."
         )
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     checks = []
-    for x in (first, _second_input(first, hw)):
+    for x in (first, _second_input(first, hw), _smallest_input(first, min_hw)):
+        if x is None:
+            continue
         got = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
         checks.append(_compare(fn, "ONNX Runtime", x, _eager(model, x), got, tol))
     result = {
@@ -446,14 +464,15 @@ def export_pt2(
     ``[0, data_range]``. The archive also holds ``srnas_meta.json`` (genotype, scale, data
     range, minimum input size), readable with ``torch.export.load(path, extra_files=...)``.
 
-    The saved file is loaded back and checked against the eager net on ``example`` and on a
-    batch of two of a different height and width.
+    The saved file is loaded back and checked against the eager net on ``example``, on a
+    batch of two of a different height and width, and on a crop of ``example`` at the
+    smallest size the program accepts (``min_input_hw``).
 
     Args:
         model: the net (exported in eval mode without autograd; its mode is restored).
         path: the file to write, conventionally ``*.pt2``.
-        example: an (N, 3, H, W) float tensor in the net's range, at least 15x15 px for nets
-            with ESA (a smaller one traces ESA's pooling for small maps only and is refused).
+        example: an (N, 3, H, W) float tensor in the net's range, of any size (1x1 px too;
+            the program is not specialised to it).
         atol: allowed max abs difference, relative to the data range.
 
     Returns:
@@ -501,7 +520,9 @@ def export_pt2(
 
     loaded = torch.export.load(path).module()
     checks = []
-    for x in (example, _second_input(example, hw)):
+    for x in (example, _second_input(example, hw), _smallest_input(example, min_hw)):
+        if x is None:
+            continue
         with torch.no_grad():
             got = loaded(x.clone()).numpy()
         checks.append(_compare(fn, "the loaded program's", x, _eager(model, x), got, tol))

@@ -28,11 +28,42 @@ from search_space.rep import bias_of, bn_scale_shift, pad_with
 ATTENTION_OPS: Registry[Callable[[int, Attention, str], nn.Module]] = Registry("attention")
 
 
+_POOL = 7
+"""Window of ESA's max-pool (stride 3), as in RFDN/RLFN."""
+
+
+def _pad_to(x: torch.Tensor, size: int, mode: str, value: float = 0.0) -> torch.Tensor:
+    """``x`` padded at the bottom and right up to ``size`` px in each spatial dim.
+
+    The amounts are ``torch.sym_max(0, size - n)``: plain ints in eager mode (no copy when
+    nothing is padded), symbolic under ``torch.export`` / ``torch.onnx.export(dynamo=True)``,
+    so the graph keeps height and width dynamic instead of specialising on the example.
+    """
+    pad_h = torch.sym_max(0, size - x.shape[-2])
+    pad_w = torch.sym_max(0, size - x.shape[-1])
+    if isinstance(pad_h, int) and isinstance(pad_w, int) and pad_h == pad_w == 0:
+        return x
+    if mode == "constant":
+        return F.pad(x, (0, pad_w, 0, pad_h), mode="constant", value=value)
+    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+
 def _pool(x: torch.Tensor) -> torch.Tensor:
-    # RFDN/RLFN pool with a 7x7 window, stride 3. Below 7 px the window shrinks to the map,
-    # so the ops also run on small training patches (the reference code would fail there).
-    k = min(7, x.shape[-2], x.shape[-1])
-    return F.max_pool2d(x, kernel_size=k, stride=3)
+    # RFDN/RLFN max-pool: 7x7 window, stride 3. A dim under 7 px is padded with the dtype's
+    # lowest value (the max's identity; finite, so fp16/AMP cannot make NaN) up to 7, so the
+    # window takes its global max: the same fixed window at every size, which ONNX's MaxPool
+    # can express. Square maps under 7 px pool as with a window shrunk to the map (what this
+    # op did before); a map under 7 px in one dim only takes the max over all of that dim,
+    # 7-px windows along the other. At 7 px and more in both dims (inputs of 15 px and more)
+    # nothing is padded: the official computation, bit for bit.
+    x = _pad_to(x, _POOL, "constant", torch.finfo(x.dtype).min)
+    return F.max_pool2d(x, kernel_size=_POOL, stride=3)
+
+
+def _reduce(conv2: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    # ESA's 3x3 stride-2 unpadded conv; inputs under 3 px (1x1, 2x2 patches) are first
+    # edge-padded to 3 px. From 3 px on nothing is padded.
+    return conv2(_pad_to(x, 3, "replicate"))
 
 
 class ESA(nn.Module):
@@ -51,7 +82,7 @@ class ESA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c1_ = self.conv1(x)
-        v = _pool(self.conv2(c1_))
+        v = _pool(_reduce(self.conv2, c1_))
         v = self.relu(self.conv_max(v))
         c3 = self.conv3_(self.relu(self.conv3(v)))
         c3 = F.interpolate(c3, size=x.shape[-2:], mode="bilinear", align_corners=False)
@@ -71,7 +102,7 @@ class ESALite(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c1_ = self.conv1(x)
-        c3 = self.conv3(_pool(self.conv2(c1_)))
+        c3 = self.conv3(_pool(_reduce(self.conv2, c1_)))
         c3 = F.interpolate(c3, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return sigmoid_gate(x, self.conv4(add_residual(c3, self.conv_f(c1_))))
 

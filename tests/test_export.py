@@ -22,6 +22,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
@@ -36,6 +37,7 @@ from results.export import (
     main,
 )
 from search_space import Attention, CellGene, Genotype, SRNet, build_model, reparameterize
+from search_space.attention import ESA, ESALite
 from search_space.rep import ECB, RRRB
 from search_space.zoo import ZOO
 
@@ -150,9 +152,10 @@ def exported(request: pytest.FixtureRequest,
 def test_onnx_matches_pytorch_at_two_sizes(exported: dict[str, Any], photo: np.ndarray) -> None:
     net, res = exported["net"], exported["onnx"]
     tol = ATOL * net.data_range
-    first, second = (c["input_shape"] for c in res["checks"])
+    first, second, smallest = (c["input_shape"] for c in res["checks"])
     assert first == [1, 3, 33, 17]
     assert second[:2] == [2, 3] and second[2] != 33 and second[3] != 17  # dynamic axes
+    assert smallest == [1, 3, 1, 1]  # the recorded minimum, checked too
     assert res["max_abs_diff"] <= tol and res["opset"] == 18 and res["file_bytes"] > 0
     # Independently: ONNX Runtime at another batch and size, on a real photo crop.
     session = ort.InferenceSession(res["path"], providers=["CPUExecutionProvider"])
@@ -168,8 +171,7 @@ def test_onnx_matches_pytorch_at_two_sizes(exported: dict[str, Any], photo: np.n
         assert [bool(d.dim_param) for d in dims] == [True, False, True, True]
         assert dims[1].dim_value == 3
     meta = {p.key: p.value for p in proto.metadata_props}
-    min_hw = "15" if exported["name"] in HAS_ESA else "1"
-    assert meta["srnas.min_input_height"] == meta["srnas.min_input_width"] == min_hw
+    assert meta["srnas.min_input_height"] == meta["srnas.min_input_width"] == "1"  # ESA too
     assert Genotype.from_json(meta["srnas.genotype"]) == net.genotype
 
 
@@ -179,6 +181,7 @@ def test_pt2_matches_pytorch_at_another_size(exported: dict[str, Any], photo: np
     assert res["checks"][0]["input_shape"] == [1, 3, 20, 24]
     assert res["checks"][1]["input_shape"][:2] == [2, 3]
     assert res["checks"][1]["input_shape"][2:] != [20, 24]
+    assert res["checks"][2]["input_shape"] == [1, 3, 1, 1]
     assert res["max_abs_diff"] <= tol
     program = torch.export.load(res["path"]).module()
     x = as_input(photo[50:83, 60:77], net.data_range, batch=3)  # 33x17, not the example size
@@ -186,22 +189,123 @@ def test_pt2_matches_pytorch_at_another_size(exported: dict[str, Any], photo: np
         got = program(x.clone()).numpy()
     assert got.shape == (3, 3, 33 * net.scale, 17 * net.scale)
     assert max_diff(got, eager(net, x)) <= tol
-    assert res["min_input_hw"] == ([15, 15] if exported["name"] in HAS_ESA else [1, 1])
+    assert res["min_input_hw"] == [1, 1]  # ESA nets too
 
 
-def test_esa_programs_refuse_inputs_below_15_px(
+# ------------------------------------------------------------------ ESA at every input size
+
+# Below 15 px ESA pads its maps (see search_space.attention._pool): sizes that used to crash
+# ONNX Runtime (SIGFPE at 5, 7, 9, 10 px) or to differ from PyTorch (non-square under 15 px).
+SMALL_HW = [(7, 7), (1, 1), (2, 2), (5, 5), (10, 10), (14, 20), (9, 13), (20, 14), (1, 6)]
+
+_ORT_RUN = textwrap.dedent("""
+    import numpy as np, onnxruntime as ort
+    session = ort.InferenceSession("m.onnx", providers=["CPUExecutionProvider"])
+    inputs = np.load("inputs.npz")
+    np.savez("outputs.npz", **{k: session.run(["sr"], {"lr": v})[0] for k, v in inputs.items()})
+""")
+
+
+@pytest.mark.parametrize("name", sorted(HAS_ESA))
+def test_esa_onnx_matches_pytorch_below_15_px(
+    name: str, export_of: Callable[[str], dict[str, Any]], tmp_path: Path
+) -> None:
+    exp = export_of(name)
+    net = exp["net"]
+    shutil.copy(exp["onnx"]["path"], tmp_path / "m.onnx")
+    gen = torch.Generator().manual_seed(5)
+    inputs = {f"{h}x{w}": torch.rand(2, 3, h, w, generator=gen) * net.data_range
+              for h, w in SMALL_HW}
+    np.savez(tmp_path / "inputs.npz", **{k: v.numpy() for k, v in inputs.items()})
+    # In a child process: an ONNX Runtime crash (SIGFPE) fails this test, not the whole run.
+    proc = subprocess.run([sys.executable, "-c", _ORT_RUN], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 0, f"ONNX Runtime failed ({proc.returncode}): {proc.stderr[-2000:]}"
+    outputs = np.load(tmp_path / "outputs.npz")
+    program = torch.export.load(exp["pt2"]["path"]).module()
+    tol = ATOL * net.data_range  # 1e-4 of the data range (0.0255 here); measured <= 2.2e-4
+    for key, x in inputs.items():
+        expected = eager(net, x)
+        assert expected.shape == (2, 3, x.shape[2] * net.scale, x.shape[3] * net.scale)
+        assert np.isfinite(expected).all(), key
+        assert max_diff(outputs[key], expected) <= tol, key
+        with torch.no_grad():
+            assert max_diff(program(x.clone()).numpy(), expected) <= tol, key
+
+
+def test_esa_programs_accept_small_inputs_and_small_tracing_inputs(
     export_of: Callable[[str], dict[str, Any]], tmp_path: Path
 ) -> None:
-    exp = export_of("rlfb_esa_lite")
-    net = exp["net"]
-    program = torch.export.load(exp["pt2"]["path"]).module()
+    net = export_of("rlfb_esa_lite")["net"]
+    # Traced at 1x3 px (batch 1): the program is still not specialised to that size.
+    res = export_pt2(net, tmp_path / "small.pt2", example=torch.rand(1, 3, 1, 3) * 255.0)
+    assert res["min_input_hw"] == [1, 1] and res["max_abs_diff"] <= ATOL * 255.0
+    program = torch.export.load(res["path"]).module()
+    for h, w in ((14, 20), (2, 1), (37, 29)):
+        x = torch.rand(3, 3, h, w) * 255.0
+        with torch.no_grad():
+            assert max_diff(program(x.clone()).numpy(), eager(net, x)) <= ATOL * 255.0
+
+
+def _official_esa(m: ESA, x: torch.Tensor) -> torch.Tensor:
+    """RFDN's ESA.forward (Liu et al., ECCVW 2020), out of place. The pool window is
+    ``min(7, map)``: 7, the official one, from 15 px on; the map itself for square inputs
+    under 15 px (what this repository has always computed there)."""
+    c1_ = m.conv1(x)
+    c1 = m.conv2(c1_)
+    v_max = F.max_pool2d(c1, kernel_size=min(7, c1.shape[-2], c1.shape[-1]), stride=3)
+    v_range = m.relu(m.conv_max(v_max))
+    c3 = m.conv3_(m.relu(m.conv3(v_range)))
+    c3 = F.interpolate(c3, (x.size(2), x.size(3)), mode="bilinear", align_corners=False)
+    return x * torch.sigmoid(m.conv4(c3 + m.conv_f(c1_)))
+
+
+def _official_esa_lite(m: ESALite, x: torch.Tensor) -> torch.Tensor:
+    """RLFN's ESA.forward (Kong et al., CVPRW 2022), out of place; window as above."""
+    c1_ = m.conv1(x)
+    c1 = m.conv2(c1_)
+    v_max = F.max_pool2d(c1, kernel_size=min(7, c1.shape[-2], c1.shape[-1]), stride=3)
+    c3 = F.interpolate(m.conv3(v_max), (x.size(2), x.size(3)), mode="bilinear",
+                       align_corners=False)
+    return x * torch.sigmoid(m.conv4(c3 + m.conv_f(c1_)))
+
+
+OFFICIAL_HW = [(15, 15), (15, 16), (16, 15), (15, 40), (21, 22), (33, 47)]
+
+
+@pytest.mark.parametrize("cls, reference", [(ESA, _official_esa), (ESALite, _official_esa_lite)])
+def test_esa_is_the_official_computation_from_15_px(cls: type[nn.Module],
+                                                    reference: Callable[..., torch.Tensor]
+                                                    ) -> None:
+    torch.manual_seed(0)
+    m = cls(12, 6).eval()
+    squares = [(n, n) for n in (3, 4, 5, 8, 13, 14)]  # padded, the same as the shrunk window
+    for h, w in OFFICIAL_HW + squares:
+        x = torch.randn(2, 12, h, w)
+        with torch.no_grad():
+            expected = reference(m, x)
+            assert torch.equal(m(x.clone()), expected), (h, w)  # in-place inference path
+        if (h, w) in OFFICIAL_HW[:3]:
+            assert torch.equal(m(x.clone().requires_grad_()).detach(), expected), (h, w)
+
+
+@pytest.mark.parametrize("cls", [ESA, ESALite])
+def test_esa_is_defined_at_every_size(cls: type[nn.Module]) -> None:
+    torch.manual_seed(0)
+    m = cls(8, 4).eval()
     with torch.no_grad():
-        program(torch.rand(1, 3, 15, 15))  # the smallest size with ESA's 7x7 window
-        with pytest.raises(AssertionError, match="15"):
-            program(torch.rand(1, 3, 14, 20))  # the PyTorch net would pool 6x6 here
-    # A tracing input below 15 px traces the small-map pooling: refused, not baked in.
-    with pytest.raises(ValueError, match=r"example|tracing input"):
-        export_pt2(net, tmp_path / "small.pt2", example=torch.rand(1, 3, 12, 12))
+        for h in range(1, 16):
+            for w in (1, 2, 3, 6, 7, 13, 16):
+                y = m(torch.randn(1, 8, h, w))
+                assert y.shape == (1, 8, h, w) and torch.isfinite(y).all(), (h, w)
+    for h, w in ((1, 1), (2, 5), (6, 14)):  # training patches: gradients reach the input
+        x = torch.randn(1, 8, h, w, requires_grad=True)
+        m(x).square().sum().backward()
+        assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.any(), (h, w)
+    half = m.half()  # the max-pool's padding value is finite: no NaN in fp16 either
+    with torch.no_grad():
+        for h, w in ((1, 1), (5, 9), (14, 20)):
+            assert torch.isfinite(half(torch.randn(1, 8, h, w).half())).all(), (h, w)
 
 
 class _ExportOnlyOffset(nn.Module):
@@ -304,7 +408,7 @@ def test_pt2_loads_in_a_fresh_process_without_the_repo(
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["shape"] == [2, 3, 74, 58]
     assert result["diff"] <= ATOL * 255.0
-    assert result["meta"]["min_input_hw"] == [15, 15] and result["meta"]["scale"] == 2
+    assert result["meta"]["min_input_hw"] == [1, 1] and result["meta"]["scale"] == 2
 
 
 # ------------------------------------------------------------------------------------- CLI
