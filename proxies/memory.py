@@ -23,7 +23,8 @@ input (reported separately as ``weights_mib`` and ``input_mib``).
   anything else the process does at the same time all show up in it.
 
 The caller's model is never moved or cast (a deep copy is measured if needed; see
-:func:`proxies.latency.model_for_measurement`).
+:func:`proxies.latency.model_for_measurement`). The measured work holds the host-wide
+:func:`proxies.isolation.measuring` lock, like the latency proxy.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from torch import nn
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
+from proxies.isolation import measuring
 from proxies.latency import (
     DEFAULT_INPUT_SHAPE,
     check_dtype,
@@ -110,6 +112,7 @@ def measure_peak_memory(
     check_dtype(dtype)
     rss_delta_mib: float | None = None
     with contextlib.ExitStack() as stack:
+        stack.enter_context(measuring())  # no other srnas process trains or measures meanwhile
         net = stack.enter_context(model_for_measurement(model, dev, dtype))
         stack.enter_context(torch.inference_mode())
         if dev.type == "cuda":
