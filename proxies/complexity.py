@@ -192,7 +192,11 @@ class Complexity:
 def measure_complexity(
     model: nn.Module, input_shape: tuple[int, ...] = NTIRE_INPUT_SHAPE
 ) -> Complexity:
-    """Parameters, true MACs and the NTIRE 2022 counters of ``model`` at ``input_shape``."""
+    """Parameters, true MACs and the NTIRE 2022 counters of the deployed form of ``model``
+    (:func:`search_space.network.deployed_form`) at ``input_shape``."""
+    from search_space.network import deployed_form
+
+    model = deployed_form(model)
     ntire = count_ntire2022(model, input_shape)
     return Complexity(
         params=count_params(model),

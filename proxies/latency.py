@@ -23,6 +23,9 @@ Timing protocol (both entry points share one timing helper, :func:`_time_runs`):
   ``torch.backends.cudnn.benchmark`` is left as the caller set it: with ``True`` cuDNN picks
   its algorithms during the warm-up runs (give enough ``warmup``); with ``False`` it uses its
   heuristics. Either way the setting applies to every model timed in the process.
+* Host-wide: the measured work holds :func:`proxies.isolation.measuring`, so no other srnas
+  process on the host measures or runs a training section meanwhile (``SRNAS_ISOLATION=off``
+  switches this off).
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from proxies.isolation import measuring
 
 __all__ = [
     "LatencyRatioResult",
@@ -188,16 +193,22 @@ def _fits(model: nn.Module, device: torch.device, dtype: torch.dtype) -> bool:
 def model_for_measurement(
     model: nn.Module, device: torch.device, dtype: torch.dtype
 ) -> Iterator[nn.Module]:
-    """Yield ``model`` (or a moved/cast deep copy) in eval mode; restore every module's flag.
+    """Yield the deployed form of ``model`` (or a moved/cast deep copy) in eval mode; restore
+    every module's flag.
 
-    The caller's model is used as given when it already lives on ``device`` in ``dtype``;
-    otherwise a deep copy is made, so the caller's model is never moved or cast.
+    Every proxy measures the deployed form (:func:`search_space.network.deployed_form`):
+    re-parameterisable ops merged, batch norms folded. A training-form module is never timed
+    or measured. The caller's model is used as given when it is already deployed and lives on
+    ``device`` in ``dtype``; otherwise a copy is made, so the caller's model is never changed.
     """
+    from search_space.network import deployed_form
+
     if not isinstance(model, nn.Module):
         raise TypeError(
             f"model must be a torch.nn.Module, got {type(model).__name__}; "
             "wrap the callable in an nn.Module subclass."
         )
+    model = deployed_form(model)
     if _fits(model, device, dtype):
         target = model
     else:
@@ -346,7 +357,11 @@ def measure_latency(
             f"max_seconds must be a finite number > 0 or None, got {max_seconds!r}; "
             "pass e.g. max_seconds=10.0, or None for no cap."
         )
-    with model_for_measurement(model, dev, dtype) as net, _runtime(dev, threads) as used:
+    with (
+        measuring(),  # no other srnas process on the host trains or measures meanwhile
+        model_for_measurement(model, dev, dtype) as net,
+        _runtime(dev, threads) as used,
+    ):
         x = make_input(shape, dev, dtype)
         _time_runs(lambda: net(x), dev, warmup)
         times_ms = _time_runs(lambda: net(x), dev, runs, max_seconds)
@@ -390,6 +405,7 @@ def measure_latency_ratio(
     times_ms: dict[str, list[float]] = {"model": [], "reference": []}
     round_ratios: list[float] = []
     with (
+        measuring(),  # no other srnas process on the host trains or measures meanwhile
         model_for_measurement(model, dev, dtype) as net,
         model_for_measurement(reference, dev, dtype) as ref,
         _runtime(dev, threads) as used,

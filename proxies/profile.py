@@ -102,7 +102,12 @@ def profile_model(
     settings: ProfileSettings,
     reference: nn.Module | None = None,
 ) -> ProfileRow:
-    """Measure one model. ``reference`` (timed interleaved) gives the latency ratio."""
+    """Measure the deployed form of one model. ``reference`` (timed interleaved) gives the
+    latency ratio."""
+    from search_space.network import deployed_form
+
+    model, reference = deployed_form(model), None if reference is None else deployed_form(
+        reference)
     scale = int(getattr(model, "scale", 0))
     cplx = measure_complexity(model, (1, 3, *settings.complexity_size))
     row: dict[str, Any] = dict(

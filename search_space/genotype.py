@@ -44,6 +44,15 @@ REPARAM_OPS: Mapping[str, str] = {"rep_conv3x3": "conv3x3", "ecb3x3": "conv3x3"}
 """Training-form ops and the op each merges into at deployment."""
 
 ATTENTIONS: tuple[str, ...] = ("esa", "esa_lite", "cca", "hfab", "pa", "none")
+
+ATTENTION_MIN_INPUT: Mapping[str, int] = {"esa": 27, "esa_lite": 27}
+"""The smallest LR side (px) on which an attention op works as designed; 1 for those not listed.
+
+ESA and RLFN's ESA-lite pool a stride-2 3x3 conv's output with a 7x7 window of stride 3. On
+27 px the pooled map is 3x3; below it the map shrinks to 2x2 or 1x1 and the "spatial" gate
+becomes a global, per-channel one: a net trained on such patches learns a channel gate and is
+tested as a spatial one. Training patches are checked against this (:func:`min_patch_size`).
+"""
 ACTIVATIONS: tuple[str, ...] = ("relu", "lrelu0.05", "lrelu0.1", "prelu", "silu", "gelu")
 
 CELL_SLOTS: Mapping[str, tuple[int, ...]] = {
@@ -61,6 +70,32 @@ DATA_RANGES: tuple[float, ...] = (1.0, 255.0)
 
 class GenotypeError(ValueError):
     """A genotype field holds a value that is not allowed."""
+
+
+def min_patch_size(attentions: Iterable[str], scale: int) -> int:
+    """The smallest HR training patch on which none of ``attentions`` degenerates.
+
+    The LR side must reach every op's :data:`ATTENTION_MIN_INPUT`; the HR side is that times
+    ``scale`` (x4 with ESA: 27 * 4 = 108 px).
+    """
+    lr = max((ATTENTION_MIN_INPUT.get(a, 1) for a in attentions), default=1)
+    return lr * scale
+
+
+def check_patch_size(patch_size: int, attentions: Iterable[str], scale: int,
+                     where: str = "patch_size") -> None:
+    """Refuse a training patch on which an attention op would degenerate (see
+    :data:`ATTENTION_MIN_INPUT`), naming the op, the patch and the smallest patch that works."""
+    attentions = tuple(attentions)
+    need = min_patch_size(attentions, scale)
+    if patch_size < need:
+        worst = max(attentions, key=lambda a: ATTENTION_MIN_INPUT.get(a, 1))
+        lr_min = ATTENTION_MIN_INPUT[worst]
+        raise GenotypeError(
+            f"{where}: got {patch_size} (LR {patch_size // scale} px at x{scale}); allowed: >= "
+            f"{need}. On LR patches under {lr_min} px the '{worst}' attention pools to less than "
+            f"3x3 and degenerates into a global gate in training. Set {where}={need} or more, "
+            "or leave it unset to get the smallest patch that works.")
 
 
 def _fail(where: str, got: Any, allowed: str, fix: str = "") -> GenotypeError:
@@ -304,6 +339,11 @@ class Genotype:
             return replace(cell, ops=ops, attention=att)
 
         return replace(self, cells=tuple(deploy_cell(c) for c in self.cells))
+
+    @property
+    def attentions(self) -> tuple[str, ...]:
+        """The attention types the cells use (each once, in order)."""
+        return tuple(dict.fromkeys(c.attention.type for c in self.cells))
 
     @property
     def is_deployed(self) -> bool:

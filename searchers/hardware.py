@@ -33,8 +33,8 @@ from proxies.memory import measure_peak_memory
 from proxies.profile import cpu_name
 from search_space.attention import ATTENTION_OPS
 from search_space.cells import CELLS
-from search_space.genotype import Attention, Genotype
-from search_space.network import SRNet
+from search_space.genotype import REPARAM_OPS, Attention, Genotype
+from search_space.network import SRNet, deployed_form
 from search_space.ops import ACTIVATION_OPS, OPS
 from searchers.supernet import (
     MixedCell,
@@ -47,7 +47,9 @@ from searchers.supernet import (
 
 logger = logging.getLogger(__name__)
 
-TABLE_VERSION = 1
+TABLE_VERSION = 2
+"""2: entries are costs of the deployed form (re-parameterisable ops as the 3x3 they merge
+into); version 1 tables held training-form costs and are ignored."""
 
 
 @dataclass(frozen=True)
@@ -126,8 +128,11 @@ class HardwareTable:
         tmp.replace(self.path)
 
     def key(self, cost: SlotCost, detail: str = "") -> str:
+        """The entry of a slot candidate. A re-parameterisable op shares the entry of the op it
+        deploys as (``rep_conv3x3`` and ``ecb3x3`` cost exactly what ``conv3x3`` costs)."""
         h, w = self.settings.size
-        return f"{cost.kind}:{cost.name}:{cost.c_in}x{cost.c_out}@{h}x{w}{detail}"
+        name = REPARAM_OPS.get(cost.name, cost.name) if cost.kind == "conv" else cost.name
+        return f"{cost.kind}:{name}:{cost.c_in}x{cost.c_out}@{h}x{w}{detail}"
 
     def measure(self, key: str, module: nn.Module, channels: int) -> Entry:
         """The entry for ``key``, measuring ``module`` on a ``channels``-channel input if new."""
@@ -135,7 +140,7 @@ class HardwareTable:
             return self.entries[key]
         shape = (1, channels, *self.settings.size)
         dtype = getattr(torch, self.settings.dtype)
-        module = module.to(self.device, dtype).eval()
+        module = deployed_form(module.eval()).to(self.device, dtype).eval()
         lat = measure_latency(module, shape, device=self.device, runs=self.settings.runs,
                               warmup=self.settings.warmup, threads=self.settings.threads,
                               dtype=dtype)
@@ -147,9 +152,10 @@ class HardwareTable:
 
 
 def cost_module(cost: SlotCost, spec: SupernetSpec) -> nn.Module:
-    """The module whose cost a table entry records (built from the same op tables)."""
+    """The module whose cost a table entry records (built from the same op tables), in its
+    deployed form: a re-parameterisable op is measured as the conv it merges into."""
     if cost.kind == "conv":
-        return OPS[cost.name](cost.c_in, cost.c_out)
+        return deployed_form(OPS[cost.name](cost.c_in, cost.c_out))
     if cost.kind == "attention":
         return ATTENTION_OPS[cost.name](cost.c_in, Attention(cost.name), spec.act_candidates[0])
     if cost.kind == "act":

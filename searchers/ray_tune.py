@@ -6,6 +6,12 @@ constraints, so :class:`ConstrainedOptunaSearch` passes them through. Actors are
 resources per trial come from the config (a trial that times latency on a GPU takes a whole
 GPU). The zoo nets are the first trials.
 
+GPU measurement: a trial whose ``measure.device`` is ``cuda``/``cuda:N``, or ``auto`` on a
+cluster with GPUs (``ray.cluster_resources()``), requests at least one GPU whatever
+``resources.gpu`` says (see :func:`trial_resources`), and fails with a clear reason if its
+worker has no GPU (:func:`check_trial_device`) instead of timing on the CPU. Set
+``measure.device=cpu`` to measure on CPUs on a GPU cluster.
+
 Cluster: start the head with ``ray start --head``, each worker host with
 ``ray start --address=HEAD_IP:6379``, then run this with ``--address HEAD_IP:6379`` (or
 ``--address auto`` on a cluster node). Without ``--address`` a fresh local instance is used.
@@ -17,6 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +39,7 @@ from searchers.trials import (
     OBJECTIVE_NAMES,
     evaluate_genotype,
     sample_genotype,
+    study_patch_size,
     zoo_genotype,
 )
 
@@ -100,12 +108,55 @@ class DefineSpace:
         return None
 
 
+def measure_wants_cuda(device: str, cluster_gpus: float) -> bool:
+    """True if trials measure on CUDA: ``measure.device`` is ``cuda``/``cuda:N``, or ``auto``
+    while the cluster has GPUs (``cluster_gpus``, the cluster's total ``GPU`` resource)."""
+    d = device.strip().lower()
+    return cluster_gpus > 0 if d == "auto" else d.startswith("cuda")
+
+
+def trial_resources(cfg: RayConfig, cluster_gpus: float) -> dict[str, float]:
+    """Tune resources of one trial: ``resources.cpu``/``resources.gpu``, but at least one
+    whole GPU when the trial measures on CUDA (:func:`measure_wants_cuda`)."""
+    resources = {"cpu": float(cfg.resources.cpu), "gpu": float(cfg.resources.gpu)}
+    if measure_wants_cuda(cfg.measure.device, cluster_gpus) and resources["gpu"] < 1:
+        logger.info("measure.device=%s with %g GPU(s) in the cluster: each trial requests 1 GPU "
+                    "(resources.gpu=%g), so that latency is timed on a GPU it owns; set "
+                    "measure.device=cpu to measure on CPUs", cfg.measure.device, cluster_gpus,
+                    cfg.resources.gpu)
+        resources["gpu"] = 1.0
+    return resources
+
+
+def check_trial_device(device: str, wants_cuda: bool) -> None:
+    """Inside a trial: raise if measurement asked for CUDA but this worker has none.
+
+    ``wants_cuda`` is the driver's :func:`measure_wants_cuda` (``device=auto`` on a GPU
+    cluster means CUDA); an explicit ``cuda``/``cuda:N`` always does.
+
+    Raises:
+        RuntimeError: CUDA wanted and ``torch.cuda.is_available()`` is False.
+    """
+    import torch
+
+    explicit = device.strip().lower().startswith("cuda")
+    if (wants_cuda or explicit) and not torch.cuda.is_available():
+        meant = "" if explicit else " (auto, and the cluster has GPUs)"
+        raise RuntimeError(
+            f"measure.device={device}{meant} means cuda, but this Ray worker has no GPU "
+            f"(torch.cuda.is_available() is False; torch {torch.__version__}, CUDA "
+            f"{torch.version.cuda}, CUDA_VISIBLE_DEVICES="
+            f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r}); latency is not timed on the CPU "
+            "instead. Give trials a GPU (resources.gpu=1, a CUDA build of torch on every "
+            "worker) or set measure.device=cpu.")
+
+
 def trainable(config: dict[str, Any]) -> None:
     """One Tune trial: rebuild the genotype from the sampled parameters and evaluate it."""
     from ray import tune
 
     cfg = from_dict(RayConfig, config["_cfg"])
-    params = {k: v for k, v in config.items() if k not in ("_cfg", "zoo")}
+    params = {k: v for k, v in config.items() if k not in ("_cfg", "_measure_cuda", "zoo")}
     zoo = config.get("zoo")
     genotype = zoo_genotype(zoo, cfg.space.scale) if zoo else sample_genotype(_Fixed(params),
                                                                                 cfg.space)
@@ -113,7 +164,10 @@ def trainable(config: dict[str, Any]) -> None:
     report: dict[str, Any] = {"name": name, "is_zoo": bool(zoo),
                               "genotype": genotype.to_json(indent=None)}
     try:
-        result = evaluate_genotype(genotype, cfg.proxy, cfg.measure, cfg.constraints)
+        check_trial_device(cfg.measure.device, bool(config.get("_measure_cuda", False)))
+        patch = study_patch_size(cfg.space, cfg.proxy,
+                                 cfg.study.zoo if cfg.study.enqueue_zoo else [])
+        result = evaluate_genotype(genotype, cfg.proxy, cfg.measure, cfg.constraints, patch)
     except Exception as exc:  # reported as a failed trial with its reason; Tune goes on
         report.update({k: math.nan for k in OBJECTIVE_NAMES})
         report["fail_reason"] = f"{type(exc).__name__}: {exc}"[:1000]
@@ -133,9 +187,8 @@ def run(cfg: RayConfig, run_dir: Path, address: str | None) -> Any:
     if not ray.is_initialized():
         ray.init(address=address or "local", include_dashboard=False,
                  logging_level=logging.WARNING)
-    resources = {"cpu": cfg.resources.cpu, "gpu": cfg.resources.gpu}
-    if cfg.measure.device.startswith("cuda") and cfg.resources.gpu < 1:
-        resources["gpu"] = 1.0  # a trial that times latency owns its GPU
+    cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
+    resources = trial_resources(cfg, cluster_gpus)  # a trial that times on CUDA owns a GPU
     fn = tune.with_resources(trainable, resources)
     exp_dir = run_dir / "tune"
     if tune.Tuner.can_restore(str(exp_dir)):
@@ -149,7 +202,8 @@ def run(cfg: RayConfig, run_dir: Path, address: str | None) -> Any:
             sampler=make_sampler(cfg.study), seed=cfg.study.seed)
         tuner = tune.Tuner(
             fn,
-            param_space={"_cfg": _plain(cfg)},
+            param_space={"_cfg": _plain(cfg),
+                         "_measure_cuda": measure_wants_cuda(cfg.measure.device, cluster_gpus)},
             tune_config=tune.TuneConfig(
                 search_alg=search, num_samples=cfg.study.n_trials, reuse_actors=True,
                 max_concurrent_trials=cfg.resources.max_concurrent),
@@ -180,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         if not any(o.startswith("run.dir=") for o in overrides):
             overrides.append("run.dir=runs/ray")
         cfg = load_config(RayConfig, args.config, overrides)
+        study_patch_size(cfg.space, cfg.proxy, cfg.study.zoo if cfg.study.enqueue_zoo else [])
         run_dir = Path(cfg.run.dir) / cfg.run.name
         run_dir.mkdir(parents=True, exist_ok=True)
         save_run_config(run_dir, cfg, [sys.argv[0], *argv])

@@ -130,6 +130,11 @@ class MixedOp(nn.Module):
         return self.candidates[int(self.alpha.detach().argmax())]
 
 
+def _normalised(w: torch.Tensor) -> torch.Tensor:
+    """Mixing weights as a distribution (softmax weights already are; sigmoid ones are not)."""
+    return w / w.sum()
+
+
 class _Skeleton(nn.Module):
     """A (nearly) free stand-in for a slot, used to time a cell's fixed part."""
 
@@ -350,15 +355,16 @@ class SuperNet(SRSkeleton):
         """Expected latency (ms), peak memory (MiB) and parameters under the mixing weights.
 
         Latency and parameters add up over the net: the fixed rest, each cell type's fixed
-        part, and every slot's ``weights @ table``. Peak memory does not add up; its proxy is
-        the largest expected slot or fixed part, so its gradient reaches the slot that sets
-        the peak. All three are differentiable in the architecture weights.
+        part, and every slot's ``weights @ table``. Peak memory does not add up: a derived
+        net's peak is the largest of its parts (as :func:`searchers.hardware.predict_genotype`
+        predicts it), so the memory term is the exact expectation of that maximum over the
+        product distribution of the slots' choices (:meth:`expected_peak_memory`). All three
+        are differentiable in the architecture weights.
         """
-        lat0, mem0, par0 = self.base_cost
+        lat0, _, par0 = self.base_cost
         device = self.head.weight.device
         lat = torch.tensor(lat0, device=device)
         par = torch.tensor(par0, device=device)
-        mems = [torch.tensor(mem0, device=device)]
         for cell in self.cells:
             assert isinstance(cell, MixedCell)
             mixed = cell.mixed
@@ -369,10 +375,55 @@ class SuperNet(SRSkeleton):
                     (m.expected(m.latency_ms) for m in slots), torch.zeros((), device=device)))
                 par = par + w[j] * (mixed.params[j] + sum(
                     (m.expected(m.params) for m in slots), torch.zeros((), device=device)))
-                sub_mem = torch.stack([mixed.memory_mib[j],
-                                       *(m.expected(m.memory_mib) for m in slots)]).max()
-                mems.append(w[j] * sub_mem)
-        return {"latency_ms": lat, "memory_mib": torch.stack(mems).max(), "params": par}
+        return {"latency_ms": lat, "memory_mib": self.expected_peak_memory(), "params": par}
+
+    def expected_peak_memory(self) -> torch.Tensor:
+        """``E[max(parts' peak memory)]`` over the slots' choices, exactly.
+
+        Each choice is an independent categorical (the normalised mixing weights; slots that
+        share one ``alpha``, like a cell's activations, are one choice). With ``F(t)`` the
+        probability that every part stays at or under ``t``,
+
+        ``F(t) = [base <= t] * prod_cells sum_types w_type [fixed_type <= t]
+        * prod_choices_of_type sum_c p_c [max_slots mem_slot[c] <= t]``
+
+        and ``E[max] = sum_k v_k (F(v_k) - F(v_{k-1}))`` over the sorted distinct values
+        ``v_k`` the peak can take. The gradient reaches every weight whose candidates differ in
+        memory around the peak, base term included.
+        """
+        _, mem0, _ = self.base_cost
+        device = self.head.weight.device
+        base = torch.tensor(float(mem0), device=device)
+        values = [base.view(1)]
+        cell_parts: list[list[tuple[torch.Tensor, torch.Tensor, list[tuple[torch.Tensor,
+                                                                            torch.Tensor]]]]] = []
+        for cell in self.cells:
+            assert isinstance(cell, MixedCell)
+            mixed = cell.mixed
+            p_type = _normalised(mixed.weights())
+            per_type = []
+            for j, sub in enumerate(mixed.ops):
+                groups: dict[int, tuple[torch.Tensor, list[torch.Tensor]]] = {}
+                for m in sub.modules():
+                    if isinstance(m, MixedOp):
+                        groups.setdefault(id(m.alpha), (_normalised(m.weights()), []))[1].append(
+                            m.memory_mib)
+                choices = [(p, torch.stack(mems).amax(dim=0)) for p, mems in groups.values()]
+                values += [mixed.memory_mib[j].view(1), *(v for _, v in choices)]
+                per_type.append((p_type[j], mixed.memory_mib[j], choices))
+            cell_parts.append(per_type)
+        t = torch.unique(torch.cat(values).detach())  # sorted
+        cdf = (base <= t).to(t.dtype)
+        for per_type in cell_parts:
+            cell_cdf = torch.zeros_like(t)
+            for p, fixed, choices in per_type:
+                term = p * (fixed <= t).to(t.dtype)
+                for q, v in choices:
+                    term = term * (q[:, None] * (v[:, None] <= t[None, :])).sum(dim=0)
+                cell_cdf = cell_cdf + term
+            cdf = cdf * cell_cdf
+        pmf = torch.diff(cdf, prepend=torch.zeros(1, device=device, dtype=cdf.dtype))
+        return (pmf * t).sum()
 
     # -- derivation -------------------------------------------------------------------------
 

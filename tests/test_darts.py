@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from search_space import Genotype, build_model
+from search_space.network import deployed_form
 from searchers.architect import Architect, HardwarePenalty
 from searchers.darts import DartsConfig, DartsSearch, main
 from searchers.hardware import (
@@ -70,11 +71,109 @@ def test_expected_latency_gradient_is_the_softmax_jacobian(table):
     op = next(m for m in net.mixed_ops() if m.slot.endswith("conv1"))
     op.alpha.data = torch.tensor([0.3, -0.2, 0.5])
     t = op.latency_ms.clone()
-    assert t.min() > 0 and len(set(t.tolist())) == 3
+    # rep_conv3x3 costs what it deploys as, conv3x3; sep_conv3x3 differs.
+    assert t.min() > 0 and t[0] == t[2] and t[0] != t[1]
     op.expected(op.latency_ms).backward()
     w = torch.softmax(op.alpha.detach() / 0.7, 0)
     expected = w * (t - (w * t).sum()) / 0.7
     torch.testing.assert_close(op.alpha.grad, expected)
+
+
+def test_a_training_form_cost_never_reaches_a_search(table):
+    from proxies.complexity import measure_complexity
+    from proxies.memory import measure_peak_memory
+    from search_space.genotype import Attention, CellGene
+    from searchers.hardware import cost_module
+    from searchers.supernet import SlotCost
+    from searchers.trials import ConstraintConfig, MeasureConfig, ProxyConfig, evaluate_genotype
+
+    # The lookup table: rep and ECB share conv3x3's entry, measured on a single 3x3 conv.
+    for op in ("rep_conv3x3", "ecb3x3"):
+        cost = SlotCost("conv", op, 8, 8)
+        assert table.key(cost) == table.key(SlotCost("conv", "conv3x3", 8, 8))
+        assert sum(p.numel() for p in cost_module(cost, TINY).parameters()) == 8 * 8 * 9 + 8
+    net = _net(table)
+    for m in net.mixed_ops():
+        if "rep_conv3x3" in m.candidates:
+            i, j = m.candidates.index("rep_conv3x3"), m.candidates.index("conv3x3")
+            assert float(m.params[i]) == float(m.params[j])
+            assert float(m.latency_ms[i]) == float(m.latency_ms[j])
+            assert float(m.memory_mib[i]) == float(m.memory_mib[j])
+
+    def genotype(op: str) -> Genotype:
+        cells = (CellGene("rfdb", (op,) * 4, Attention("none"), shallow_residual=True),
+                 CellGene("erb", (op, op), Attention("pa"), block_residual=True))
+        return Genotype(scale=2, width=8, cells=cells)
+
+    plain, rep, ecb = genotype("conv3x3"), genotype("rep_conv3x3"), genotype("ecb3x3")
+    # Proxies: params, FLOPs, #conv and peak memory of a rep genotype are the conv3x3 one's.
+    base = measure_complexity(build_model(plain))
+    for g in (rep, ecb):
+        trained = build_model(g)
+        assert sum(p.numel() for p in trained.parameters()) > base.params  # the training form
+        c = measure_complexity(trained)
+        assert (c.params, c.macs, c.ntire_num_conv) == (base.params, base.macs,
+                                                        base.ntire_num_conv)
+        assert measure_peak_memory(trained, (1, 3, 16, 16)).peak_memory_mib == \
+            measure_peak_memory(build_model(plain), (1, 3, 16, 16)).peak_memory_mib
+    # Trials: the recorded params (what constraints.max_params_m checks) are deployed ones.
+    measure = MeasureConfig(device="cpu", lr_size=16, runs=1, warmup=0)
+    proxy = ProxyConfig(steps=0, val_max_side=48)
+    results = [evaluate_genotype(g, proxy, measure, ConstraintConfig(max_params_m=0.0))
+               for g in (plain, rep)]
+    assert results[0].params_m == results[1].params_m
+    assert results[0].constraints == results[1].constraints
+
+
+def _brute_force_expected_peak(net: SuperNet) -> float:
+    import itertools
+
+    groups: dict[int, tuple[str, list[str], torch.Tensor]] = {}
+    for op in net.mixed_ops():
+        if len(op.candidates) > 1:
+            w = op.weights().detach()
+            groups.setdefault(id(op.alpha), (op.slot, list(op.candidates), w / w.sum()))
+    slots = list(groups.values())
+    total = 0.0
+    for pick in itertools.product(*(range(len(c)) for _, c, _ in slots)):
+        prob = math.prod(float(p[i]) for (_, _, p), i in zip(slots, pick, strict=True))
+        choice = {slot: c[i] for (slot, c, _), i in zip(slots, pick, strict=True)}
+        total += prob * predict_genotype(net, net.derive(choice))["memory_mib"]
+    return total
+
+
+@pytest.mark.parametrize("mode", ["softmax", "sigmoid"])
+def test_expected_peak_memory_is_the_exact_expectation_with_a_gradient(mode):
+    # One position, two cell types: 11 binary choices, 2,048 genotypes to enumerate.
+    spec = SupernetSpec(scale=2, width=8, num_cells=1, cell_types=("rfdb", "erb"),
+                        conv_candidates=("conv1x1", "conv3x3"),
+                        attention_candidates=("none", "pa"),
+                        act_candidates=("relu", "gelu"))
+    net = SuperNet(spec, ArchState(mode=mode))
+    gen = torch.Generator().manual_seed(3)
+    for op in net.mixed_ops():  # memory tables with ties and a spread of values
+        n = len(op.candidates)
+        op.memory_mib.copy_(torch.randint(1, 6, (n,), generator=gen).float())
+        op.alpha.data = torch.randn(n, generator=gen)
+    net.base_cost = (0.0, 2.5, 0.0)
+    expected = net.expected_cost()["memory_mib"]
+    assert float(expected) == pytest.approx(_brute_force_expected_peak(net), rel=1e-5)
+    expected.backward()
+    grads = [p.grad for p in net.arch_parameters()]
+    assert sum(float(g.abs().sum()) for g in grads if g is not None) > 0
+    # The gradient is that of the expectation: a finite difference on one alpha agrees.
+    op = next(m for m in net.mixed_ops() if m.slot.endswith("attention"))
+    eps = 2e-2  # float32 tables: a larger step, central difference error O(eps^2)
+    with torch.no_grad():
+        op.alpha[1] += eps
+        up = float(net.expected_cost()["memory_mib"])
+        op.alpha[1] -= 2 * eps
+        down = float(net.expected_cost()["memory_mib"])
+        op.alpha[1] += eps
+    assert float(op.alpha.grad[1]) == pytest.approx((up - down) / (2 * eps), rel=2e-2, abs=2e-5)
+    # The base term counts: raising it above every part makes the peak the base, exactly.
+    net.base_cost = (0.0, 100.0, 0.0)
+    assert float(net.expected_cost()["memory_mib"]) == pytest.approx(100.0)
 
 
 def test_hardware_penalty_gradient_reaches_alpha_through_the_architect(table):
@@ -178,7 +277,8 @@ def test_table_is_cached_and_predicts_derived_nets(table):
     for g in random_genotypes(net, 3):
         pred = predict_genotype(net, g)
         assert pred["latency_ms"] > 0
-        assert pred["params"] == sum(p.numel() for p in build_model(g).parameters())
+        deployed = deployed_form(build_model(g))  # the table holds deployed costs
+        assert pred["params"] == sum(p.numel() for p in deployed.parameters())
 
 
 # -- the command ------------------------------------------------------------------------------
@@ -286,7 +386,8 @@ def test_t91_config_loads_and_points_at_the_shared_folders():
 
     root = Path(__file__).resolve().parents[1]
     cfg = load_config(DartsConfig, root / "configs" / "darts_t91.yaml")
-    assert cfg.data.train.endswith("T91/HR") and cfg.data.val.endswith("Set5/HR")
+    # Selection on T91's hold-out, never on a set the report uses.
+    assert cfg.data.train.endswith("T91/HR::train") and cfg.data.val.endswith("T91/HR::holdout")
     assert cfg.search.steps == 2000 and cfg.run.name == "t91_set5"
 
 

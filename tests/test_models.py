@@ -18,6 +18,7 @@ from search_space import (
     reparameterize,
 )
 from search_space.attention import ATTENTION_OPS, HFAB
+from search_space.network import super_resolve
 from search_space.ops import ACTIVATION_OPS, OPS
 from search_space.registry import UnknownNameError
 from search_space.zoo import ZOO
@@ -188,9 +189,61 @@ def test_fmen_train_reparameterizes_into_fmen_s():
     target = build_model(ZOO["fmen_s"])
     target.load_state_dict(deployed.state_dict())
     assert sum(p.numel() for p in deployed.parameters()) == 341_066
+    assert train.data_range == 1.0 and target.data_range == 255.0  # the loaded buffer
     x = torch.rand(1, 3, 20, 20) * 255
     with torch.no_grad():
-        torch.testing.assert_close(target(x), train(x), atol=1e-3, rtol=1e-5)
+        torch.testing.assert_close(target(x), train(x / 255) * 255, atol=1e-3, rtol=1e-5)
+
+
+def _conv_calls(model: nn.Module, x: torch.Tensor) -> list[nn.Conv2d]:
+    calls: list[nn.Conv2d] = []
+    hooks = [m.register_forward_hook(lambda mod, i, o: calls.append(mod))
+             for m in model.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return calls
+
+
+@pytest.mark.parametrize("name", ["rlfn_ntire", "rfdn_aim2020", "fmen_s", "imdn_ntire"])
+def test_training_form_is_on_0_1_and_deployed_form_on_the_official_range(name):
+    g = ZOO[name]
+    model = build_model(g).eval()
+    assert model.data_range == 1.0
+    for p in model.parameters():
+        p.data.add_(torch.randn_like(p) * 0.01)
+    deployed = reparameterize(model)
+    assert deployed.data_range == g.data_range and deployed.is_deployed
+    assert reparameterize(deployed).data_range == g.data_range  # folded once, not twice
+    x = torch.rand(1, 3, 30, 28)
+    with torch.no_grad():
+        ref = model(x)
+        out = deployed(x * g.data_range) / g.data_range
+        torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(super_resolve(deployed, x), super_resolve(model, x),
+                                   atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["rlfn_ntire", "rfdn_aim2020", "fmen_s"])
+def test_official_weights_copied_conv_by_conv_reproduce_the_official_net(name):
+    # The official net is the published structure run on [0, 255] with its own weights: the
+    # raw module of the genotype called on 0-255 values. Its weights, copied conv by conv in
+    # call order into the deployed form, must give the same outputs on the same input.
+    official = build_model(ZOO[name]).eval()
+    for p in official.parameters():
+        p.data.add_(torch.randn_like(p) * 0.01)
+    deployed = reparameterize(build_model(ZOO[name]))
+    x = torch.rand(1, 3, 30, 32) * 255
+    src, dst = _conv_calls(official, x), _conv_calls(deployed, x)
+    assert len(src) == len(dst)
+    with torch.no_grad():
+        for a, b in zip(src, dst, strict=True):
+            assert a.weight.shape == b.weight.shape
+            b.weight.copy_(a.weight)
+            if a.bias is not None:
+                b.bias.copy_(a.bias)
+        torch.testing.assert_close(deployed(x), official(x), atol=1e-4, rtol=1e-5)
 
 
 def test_build_model_rejects_non_genotype():
