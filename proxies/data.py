@@ -34,7 +34,7 @@ import warnings
 import zlib
 from collections.abc import Hashable, Iterator, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -417,12 +417,15 @@ class SRImageSet:
         patch_size: int | None = None,
         downsampler: str = "torch",
         max_images: int | None = None,
+        split: str | None = None,
     ) -> SRImageSet:
         """Load every image file directly inside ``path`` (sorted by name; not recursive).
 
         Files whose suffix is in :data:`IMAGE_EXTENSIONS` count as images; hidden files (names
         starting with ``.``) are ignored. ``max_images`` keeps only the first N files. With
-        ``patch_size``, images smaller than the patch are skipped with a warning.
+        ``patch_size``, images smaller than the patch are skipped with a warning. ``split``
+        (``"train"`` or ``"holdout"``) keeps one side of the folder's fixed hold-out split
+        (:func:`holdout_split`).
         """
         scale = _check_scale(scale)
         downsampler = _check_downsampler(downsampler)
@@ -455,6 +458,8 @@ class SRImageSet:
                 f"case: {', '.join(IMAGE_EXTENSIONS)}).{extra} Point it at a folder of images, "
                 f"{hint}."
             )
+        if split is not None:
+            files = holdout_split([f.name for f in files], split, str(folder), files)
         if max_images is not None:
             files = files[:max_images]
         sources = []
@@ -670,20 +675,64 @@ def default_split(
     return _build(sources, scale, patch_size, downsampler, f"default split {split!r}")
 
 
+HOLDOUT_EVERY = 9
+"""Every 9th image of a folder, sorted by file name, starting with the 5th, is held out."""
+
+SPLIT_SEPARATOR = "::"
+SPLITS = ("train", "holdout")
+
+
+def holdout_split(names: Sequence[str], split: str, origin: str,
+                  items: Sequence[Any] | None = None) -> list[Any]:
+    """One side of the fixed hold-out split of a folder's images.
+
+    Sorted by file name, the images at positions 4, 13, 22, ... (every :data:`HOLDOUT_EVERY`-th,
+    starting with the 5th) form ``"holdout"``, the others ``"train"``. The rule is fixed and
+    needs no file beside the data: T91's 91 images give 10 held out (``t13``, ``t21``, ``t3``,
+    ``t38``, ``t47``, ``t55``, ``t63``, ``tt12``, ``tt20``, ``tt4``) and 81 to train on. Search
+    and proxy validation select on ``"holdout"``; Set5, Set14 and B100 stay for the report.
+
+    Returns the ``items`` (default: the names) on that side, in order.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split of {origin}: got {split!r}; allowed: {', '.join(SPLITS)} "
+                         f"(e.g. '{origin}{SPLIT_SEPARATOR}holdout')")
+    order = sorted(range(len(names)), key=lambda i: names[i])
+    held = {order[k] for k in range(4, len(order), HOLDOUT_EVERY)}
+    if not held:
+        raise ValueError(f"split of {origin}: {len(names)} images are too few for a hold-out "
+                         f"(it needs at least 5); validate on another folder")
+    keep = [i for i in range(len(names)) if (i in held) == (split == "holdout")]
+    src = list(names if items is None else items)
+    return [src[i] for i in keep]
+
+
+def split_spec(spec: str) -> tuple[str, str | None]:
+    """``"PATH::holdout"`` -> ``("PATH", "holdout")``; without a split, ``(spec, None)``."""
+    if SPLIT_SEPARATOR in spec and not spec.startswith(_DEFAULT_PREFIX):
+        path, _, split = spec.rpartition(SPLIT_SEPARATOR)
+        return path, split
+    return spec, None
+
+
 def dataset_from_spec(
     spec: str, scale: int, *, patch_size: int | None = None, downsampler: str = "torch"
 ) -> SRImageSet:
-    """Resolve a data-set spec: ``"default:train"`` / ``"default:val"`` or a folder path."""
+    """Resolve a data-set spec: ``"default:train"`` / ``"default:val"``, a folder path, or one
+    side of a folder's fixed hold-out split, ``"PATH::train"`` / ``"PATH::holdout"``
+    (:func:`holdout_split`)."""
     if not isinstance(spec, str | os.PathLike):
         raise TypeError(
             f"spec must be a string, got {type(spec).__name__}; "
-            "use 'default:train', 'default:val' or a folder path."
+            "use 'default:train', 'default:val', a folder path or 'FOLDER::holdout'."
         )
     spec = os.fspath(spec)
     if spec.startswith(_DEFAULT_PREFIX):
         split = spec[len(_DEFAULT_PREFIX) :]
         return default_split(split, scale, patch_size=patch_size, downsampler=downsampler)
-    return SRImageSet.from_folder(spec, scale, patch_size=patch_size, downsampler=downsampler)
+    path, side = split_spec(spec)
+    return SRImageSet.from_folder(path, scale, patch_size=patch_size, downsampler=downsampler,
+                                  split=side)
 
 
 # --------------------------------------------------------------------------------------------

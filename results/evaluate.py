@@ -820,7 +820,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             load_checkpoint(model, args.weights, genotype_name=args.genotype,
                             prefer_ema=not args.no_ema)
         df = evaluate_model(
-            model, args.sets, scale=genotype.scale, data_range=genotype.data_range, device=dev,
+            model, args.sets, scale=genotype.scale, data_range=model.data_range, device=dev,
             tile=args.tile, overlap=args.overlap, save_dir=args.save_images,
             datasets_root=args.datasets_root,
         )

@@ -297,6 +297,34 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def selection_overlaps(runs: Sequence[RetrainedRun], sets: Sequence[str],
+                       datasets_root: str | Path | None) -> dict[str, list[str]]:
+    """Run name -> the reported sets its selection (validation) data came from.
+
+    A run's selection set is its config's ``data.val`` (a folder, or one side of a folder's
+    hold-out split, ``FOLDER::holdout``). Selecting on a set that the report then scores is
+    selection on the test set; the report flags every such run.
+    """
+    from proxies.data import split_spec
+
+    reported = {}
+    for spec in sets:
+        try:
+            reported[spec] = resolve_set(spec, datasets_root).resolve()
+        except FileNotFoundError:
+            continue
+    out: dict[str, list[str]] = {}
+    for run in runs:
+        val = run.budget.get("data", {}).get("val")
+        if not isinstance(val, str) or val.startswith("default:"):
+            continue
+        folder = Path(split_spec(val)[0]).expanduser().resolve()
+        hits = [name for name, f in reported.items() if f == folder]
+        if hits:
+            out[run.name] = hits
+    return out
+
+
 def build_deployed(run: RetrainedRun, device: torch.device) -> nn.Module:
     """The run's deployed net with its weights, in eval mode on ``device``."""
     from search_space import build_model
@@ -826,6 +854,10 @@ def run_report(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
 
+    overlaps = selection_overlaps(runs, args.sets, args.datasets_root)
+    for name, hits in overlaps.items():
+        logger.warning("%s was validated (selected) on %s, which this report also scores: its "
+                       "figures there are not test figures", name, ", ".join(hits))
     models = {run.name: build_deployed(run, device) for run in runs}
     summaries: dict[str, pd.DataFrame] = {}
     for run in tqdm(runs, desc="evaluating", unit="net", file=sys.stderr):
@@ -861,6 +893,7 @@ def run_report(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         "profile_settings": asdict(settings),
         "latency_reference": args.reference,
         "training_budget": budget,
+        "selected_on_reported_sets": overlaps,
         "runs": {r.name: {"folder": str(r.run_dir), "command": r.command,
                           "deploy_check": r.deploy_check} for r in runs},
     }
@@ -873,6 +906,11 @@ def run_report(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
                   f"this process: LR {args.size}x{args.size} timing input, x ref = latency / "
                   f"{html.escape(args.reference)}'s timed interleaved; complexity at 256x256."
                   "</p>" + _table_html(table))
+    if overlaps:
+        blocks.append("<p><b>Selected on a reported set:</b> " + "; ".join(
+            f"{html.escape(n)} (validated on {html.escape(', '.join(h))})"
+            for n, h in overlaps.items()) + ". Its figures on those sets are not test figures."
+            "</p>")
     blocks.append(_aim_html(aim))
     blocks.append(_crops_html(crops, out))
     blocks.append(_provenance_html(provenance))

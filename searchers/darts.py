@@ -39,6 +39,13 @@ from searchers.config import (
     load_config,
     record_run,
 )
+from searchers.training import (
+    TrainingDiverged,
+    TrainStep,
+    sample_batch,
+    training_patch_size,
+    training_section,
+)
 
 logger = logging.getLogger("searchers.darts")
 
@@ -48,20 +55,28 @@ logger = logging.getLogger("searchers.darts")
 # --------------------------------------------------------------------------------------------
 
 
+DEFAULT_PATCH = 48
+"""The HR patch when ``data.patch_size`` is unset, raised to what the attention candidates need
+(ESA: 108 at x4)."""
+
+
 @dataclass
 class DataConfig:
-    """Where the patches come from. ``default:train``/``default:val`` or HR folders."""
+    """Where the patches come from. ``default:train``/``default:val``, HR folders, or the two
+    sides of a folder's fixed hold-out split (``FOLDER::train``, ``FOLDER::holdout``). ``val``
+    is the selection set: never a set the final report is computed on."""
 
     train: str = "default:train"
     val: str = "default:val"
-    patch_size: int = 48
-    batch_size: int = 8
+    patch_size: int | None = None  # null: 48, or the smallest patch the attention needs
+    batch_size: int = 2
     downsampler: Literal["torch", "matlab"] = "torch"
 
     def __post_init__(self) -> None:
-        for name in ("patch_size", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: got {getattr(self, name)}; must be >= 1")
+        if self.patch_size is not None and self.patch_size < 1:
+            raise ValueError(f"patch_size: got {self.patch_size}; must be >= 1, or null")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size: got {self.batch_size}; must be >= 1")
 
 
 @dataclass
@@ -234,9 +249,12 @@ class DartsSearch:
         random.seed(cfg.run.seed)
         self.rng = np.random.default_rng(cfg.run.seed)
         s, d = cfg.space.scale, cfg.data
-        self.train = dataset_from_spec(d.train, s, patch_size=d.patch_size,
+        self.patch_size = training_patch_size(d.patch_size, cfg.space.attention_candidates, s,
+                                              default=DEFAULT_PATCH, where="data.patch_size")
+        self.train = dataset_from_spec(d.train, s, patch_size=self.patch_size,
                                        downsampler=d.downsampler)
-        self.val = dataset_from_spec(d.val, s, patch_size=d.patch_size, downsampler=d.downsampler)
+        self.val = dataset_from_spec(d.val, s, patch_size=self.patch_size,
+                                     downsampler=d.downsampler)
         self.spec = SupernetSpec(
             scale=s, width=cfg.space.width, num_cells=cfg.space.num_cells,
             cell_types=tuple(cfg.space.cell_types),
@@ -262,6 +280,9 @@ class DartsSearch:
         self.optimizer = torch.optim.Adam(self.net.weight_parameters(), lr=sc.lr)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizer, T_max=sc.steps, eta_min=sc.lr_min)
+        self.weight_step = TrainStep(self.net, self.optimizer, loss=F.l1_loss,
+                                     params=self.net.weight_parameters(), grad_clip=sc.grad_clip,
+                                     scheduler=self.scheduler)
         self.step = 0
         self.ckpt_path = run_dir / "checkpoint.pt"
         self.log: CsvLogger | None = None
@@ -293,9 +314,8 @@ class DartsSearch:
     # -- the loop ---------------------------------------------------------------------------
 
     def _batch(self, data: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        lr, hr = data.random_patches(self.cfg.data.batch_size, self.cfg.data.patch_size,
-                                     self.rng)
-        return lr.to(self.device), hr.to(self.device)
+        return sample_batch(data, self.cfg.data.batch_size, self.patch_size, self.rng,
+                            self.device)
 
     def _log_columns(self) -> list[str]:
         cols = ["step", "loss_train", "loss_val", "loss_hardware", "loss_latency_ms",
@@ -325,26 +345,24 @@ class DartsSearch:
             val = self._batch(self.val)
             self.net.train()
             if self.step >= sc.warmup_steps:
-                arch_out = self.architect.step(train, val)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss = F.l1_loss(self.net(train[0]), train[1])
-            if not torch.isfinite(loss) or not all(
-                    math.isfinite(v) for v in arch_out.values()):
-                raise SearchDiverged(
-                    f"the loss became {float(loss)} at step {self.step} (arch: {arch_out}); the "
-                    f"last good checkpoint is kept in {self.ckpt_path}. Lower search.lr "
-                    f"({sc.lr}) or search.arch_lr ({sc.arch_lr}) and resume with --resume.")
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.net.weight_parameters(), sc.grad_clip)
-            self.optimizer.step()
-            self.scheduler.step()
+                with training_section():
+                    arch_out = self.architect.step(train, val)
+            diverged = (f" at step {self.step} (arch: {arch_out}); the last good checkpoint is "
+                        f"kept in {self.ckpt_path}. Lower search.lr ({sc.lr}) or search.arch_lr "
+                        f"({sc.arch_lr}) and resume with --resume.")
+            if not all(math.isfinite(v) for v in arch_out.values()):
+                raise SearchDiverged(f"the architecture loss became non-finite{diverged}")
+            try:
+                loss = self.weight_step(*train)
+            except TrainingDiverged as exc:
+                raise SearchDiverged(f"{exc}{diverged}") from exc
             self.step += 1
             if self.step % cfg.run.log_every == 0 or self.step == sc.steps:
-                self._log_row(float(loss.detach()), arch_out)
+                self._log_row(loss, arch_out)
             if self.step % cfg.run.checkpoint_every == 0 or self.step == sc.steps:
                 self.save_checkpoint()
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}",
+            bar.set_postfix(loss=f"{loss:.4f}",
                             lat_ms=f"{arch_out.get('expected_latency_ms', float('nan')):.2f}",
                             T=f"{self.net.state.temperature:.2f}")
             if stop_after is not None and self.step >= stop_after:

@@ -38,6 +38,7 @@ from searchers.trials import (
     SampleSpace,
     evaluate_genotype,
     sample_genotype,
+    study_patch_size,
     zoo_genotype,
 )
 
@@ -162,7 +163,9 @@ def objective(trial: Any, cfg: OptunaConfig) -> tuple[float, float, float]:
     trial.set_user_attr("is_zoo", bool(zoo))
     trial.set_user_attr("genotype", genotype.to_json(indent=None))
     try:
-        result = evaluate_genotype(genotype, cfg.proxy, cfg.measure, cfg.constraints)
+        patch = study_patch_size(cfg.space, cfg.proxy,
+                                 cfg.study.zoo if cfg.study.enqueue_zoo else [])
+        result = evaluate_genotype(genotype, cfg.proxy, cfg.measure, cfg.constraints, patch)
     except Exception as exc:  # recorded as FAIL with its reason; the study goes on
         trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:1000])
         raise
@@ -233,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
                         "%(message)s", datefmt="%H:%M:%S")
     try:
         cfg = load_config(OptunaConfig, args.config, args.overrides)
+        patch = study_patch_size(cfg.space, cfg.proxy,
+                                 cfg.study.zoo if cfg.study.enqueue_zoo else [])
+        logger.info("every trial trains on %d px HR patches; selection on %s", patch,
+                    cfg.proxy.val)
         run_dir = Path(cfg.run.dir) / cfg.run.name
         storage_url = cfg.study.storage or f"sqlite:///{run_dir.resolve() / 'study.db'}"
         run_dir.mkdir(parents=True, exist_ok=True)

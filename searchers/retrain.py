@@ -29,8 +29,8 @@ if __package__ in (None, ""):
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from search_space.network import super_resolve
 from searchers.config import (
     ConfigError,
     CsvLogger,
@@ -39,8 +39,21 @@ from searchers.config import (
     load_config,
     record_run,
 )
+from searchers.training import (
+    TrainingDiverged,
+    TrainStep,
+    centre_crop,
+    loss_fn,
+    sample_batch,
+    training_patch_size,
+    validate,
+)
 
 logger = logging.getLogger("searchers.retrain")
+
+
+DEFAULT_PATCH = 64
+"""The HR patch when ``data.patch_size`` is unset, raised to what the net's attention needs."""
 
 
 @dataclass
@@ -48,12 +61,14 @@ class RetrainData:
     train: str = "default:train"
     val: str = "default:val"
     scale: int | None = None  # default: the genotype's; a different value is refused
-    patch_size: int = 64
+    # HR patch side; null: 64, or the smallest patch on which the net's attention works
+    # (ESA: 108 at x4). A smaller explicit patch is refused for nets with ESA.
+    patch_size: int | None = None
     batch_size: int = 16
     val_max_side: int | None = 256  # validation images centre-cropped to this HR side
 
     def __post_init__(self) -> None:
-        if self.patch_size < 1 or self.batch_size < 1:
+        if (self.patch_size is not None and self.patch_size < 1) or self.batch_size < 1:
             raise ValueError(f"patch_size and batch_size must be >= 1; got {self.patch_size}, "
                              f"{self.batch_size}")
 
@@ -100,18 +115,6 @@ class RetrainConfig:
     run: RetrainRun = field(default_factory=RetrainRun)
 
 
-class TrainingDiverged(RuntimeError):
-    """The training loss became NaN or infinite."""
-
-
-def loss_fn(kind: str, eps: float) -> Any:
-    if kind == "l2":
-        return F.mse_loss
-    if kind == "charbonnier":
-        return lambda sr, hr: torch.sqrt((sr - hr).pow(2) + eps * eps).mean()
-    return F.l1_loss
-
-
 def lr_lambda(cfg: RetrainOptim) -> Any:
     """Linear warm-up, then cosine to 1 % or step decay."""
 
@@ -124,33 +127,6 @@ def lr_lambda(cfg: RetrainOptim) -> Any:
         return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
 
     return factor
-
-
-def _crop(lr: torch.Tensor, hr: torch.Tensor, scale: int, side: int | None
-          ) -> tuple[torch.Tensor, torch.Tensor]:
-    if side is None:
-        return lr, hr
-    s = side // scale
-    h, w = lr.shape[-2:]
-    top, left = max(0, (h - s) // 2), max(0, (w - s) // 2)
-    return (lr[..., top:top + s, left:left + s],
-            hr[..., top * scale:(top + s) * scale, left * scale:(left + s) * scale])
-
-
-@torch.inference_mode()
-def validate(model: torch.nn.Module, data: Any, scale: int, data_range: float,
-             device: torch.device, side: int | None) -> float:
-    """Mean Y-PSNR (dB) over the validation images."""
-    from proxies.quality import evaluate_pair
-
-    model.eval()
-    scores = []
-    for _, lr, hr in data:
-        lr, hr = _crop(lr, hr, scale, side)
-        sr = model(lr.to(device) * data_range).float().cpu()
-        scores.append(evaluate_pair(sr, hr * data_range, scale=scale,
-                                    data_range=data_range).psnr_y_db)
-    return float(np.mean(scores))
 
 
 class Retrainer:
@@ -171,7 +147,9 @@ class Retrainer:
         torch.manual_seed(cfg.run.seed)
         random.seed(cfg.run.seed)
         self.rng = np.random.default_rng(cfg.run.seed)
-        self.train = dataset_from_spec(cfg.data.train, scale, patch_size=cfg.data.patch_size)
+        self.patch_size = training_patch_size(cfg.data.patch_size, genotype.attentions, scale,
+                                              default=DEFAULT_PATCH, where="data.patch_size")
+        self.train = dataset_from_spec(cfg.data.train, scale, patch_size=self.patch_size)
         self.val = dataset_from_spec(cfg.data.val, scale)
         self.model = build_model(genotype).to(self.device)
         o = cfg.optim
@@ -187,7 +165,10 @@ class Retrainer:
         if o.amp and not self.amp:
             logger.info("optim.amp: mixed precision is used on CUDA only; training in float32")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.loss = loss_fn(o.loss, o.charbonnier_eps)
+        self.train_step = TrainStep(self.model, self.optimizer,
+                                    loss=loss_fn(o.loss, o.charbonnier_eps),
+                                    grad_clip=o.grad_clip, scheduler=self.scheduler,
+                                    amp=self.amp, scaler=self.scaler)
         self.step = 0
         self.best_psnr = -math.inf
         self.ckpt_path = run_dir / "checkpoint.pt"
@@ -240,40 +221,27 @@ class Retrainer:
         log = CsvLogger(self.run_dir / "log.csv", ["step", "loss_train", "lr", "val_psnr_y_db"])
         if resume:
             log.truncate_after("step", self.step)
-        g, rng_range = self.genotype, self.genotype.data_range
+        g = self.genotype
         bar = tqdm(total=o.iterations, initial=self.step, desc="retrain", unit="it",
                    dynamic_ncols=True)
         while self.step < o.iterations:
-            self.model.train()
-            lr, hr = self.train.random_patches(cfg.data.batch_size, cfg.data.patch_size, self.rng)
-            lr, hr = lr.to(self.device), hr.to(self.device)
-            with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
-                loss = self.loss(self.model(lr * rng_range) / rng_range, hr)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    f"the loss became {float(loss.detach())} at iteration {self.step}; the last "
-                    f"good checkpoint is kept in {self.ckpt_path}. Lower optim.lr ({o.lr}) and "
-                    "resume with --resume.")
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if o.grad_clip:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), o.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.scheduler.step()
+            lr, hr = sample_batch(self.train, cfg.data.batch_size, self.patch_size, self.rng,
+                                  self.device)
+            loss = self.train_step(lr, hr, where=(
+                f" at iteration {self.step}; the last good checkpoint is kept in "
+                f"{self.ckpt_path}. Lower optim.lr ({o.lr}) and resume with --resume."))
             if self.ema is not None:
                 self.ema.update_parameters(self.model)
             self.step += 1
             row: dict[str, Any] = {}
             if self.step % cfg.run.val_every == 0 or self.step == o.iterations:
-                psnr = validate(self.eval_model, self.val, g.scale, rng_range, self.device,
-                                cfg.data.val_max_side)
+                psnr = validate(self.eval_model, self.val, scale=g.scale, device=self.device,
+                                side=cfg.data.val_max_side)
                 self.best_psnr = max(self.best_psnr, psnr)
                 row["val_psnr_y_db"] = psnr
                 bar.set_postfix(val_psnr=f"{psnr:.3f}")
             if row or self.step % cfg.run.log_every == 0:
-                log.log({"step": self.step, "loss_train": float(loss.detach()),
+                log.log({"step": self.step, "loss_train": loss,
                          "lr": self.optimizer.param_groups[0]["lr"], **row})
             if self.step % cfg.run.checkpoint_every == 0 or self.step == o.iterations:
                 self.save_checkpoint()
@@ -294,19 +262,18 @@ class Retrainer:
         atomic_torch_save(deployed.state_dict(), self.run_dir / "deployed.pt")
         deployed.genotype.save(self.run_dir / "deployed_genotype.json")
         max_diff = 0.0
-        r = self.genotype.data_range
+        scale, side = self.genotype.scale, self.cfg.data.val_max_side
         with torch.inference_mode():
             for _, lr, _hr in self.val:
-                lr, _ = _crop(lr, _hr, self.genotype.scale, self.cfg.data.val_max_side)
-                x = lr.to(self.device) * r
-                max_diff = max(max_diff, float((model(x) - deployed(x)).abs().max()) / r)
-        psnr_trained = validate(model, self.val, self.genotype.scale, r, self.device,
-                                self.cfg.data.val_max_side)
-        psnr_deployed = validate(deployed, self.val, self.genotype.scale, r, self.device,
-                                 self.cfg.data.val_max_side)
+                lr, _ = centre_crop(lr, _hr, scale, side)
+                x = lr.to(self.device)
+                diff = super_resolve(model, x) - super_resolve(deployed, x)
+                max_diff = max(max_diff, float(diff.abs().max()))
+        psnr_trained = validate(model, self.val, scale=scale, device=self.device, side=side)
+        psnr_deployed = validate(deployed, self.val, scale=scale, device=self.device, side=side)
         report = {"max_abs_diff_0_1": max_diff, "psnr_y_db_trained": psnr_trained,
                   "psnr_y_db_deployed": psnr_deployed, "equivalent": max_diff <= 1e-4,
-                  "iterations": self.step}
+                  "iterations": self.step, "deployed_value_range": deployed.data_range}
         atomic_write_text(self.run_dir / "deploy.json", json.dumps(report, indent=2))
         if not report["equivalent"]:
             logger.warning("the deployed form differs from the trained one by %.2e", max_diff)

@@ -33,6 +33,13 @@ from search_space.genotype import (
     check_names,
 )
 from search_space.zoo import YARDSTICK
+from searchers.training import (
+    TrainingDiverged,
+    TrainStep,
+    sample_batch,
+    training_patch_size,
+    validate,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -73,22 +80,32 @@ class SampleSpace:
             raise ValueError("fusion: got an empty list; use [false], [true] or [false, true]")
 
 
+DEFAULT_PROXY_PATCH = 48
+"""The HR patch when ``proxy.patch_size`` is unset, raised to what the sampled attention
+candidates need (ESA: 108 at x4), so every trial trains on the same patch."""
+
+
 @dataclass
 class ProxyConfig:
-    """The short training that gives the proxy PSNR (fixed steps, schedule and seed)."""
+    """The short training that gives the proxy PSNR (fixed steps, schedule and seed).
+
+    ``val`` is the selection set: a split of the training images (``FOLDER::holdout``) or the
+    embedded ``default:val``, never a set the final report is computed on.
+    """
 
     train: str = "default:train"
     val: str = "default:val"
     steps: int = 100
-    batch_size: int = 8
-    patch_size: int = 48
+    batch_size: int = 2
+    patch_size: int | None = None  # null: 48 raised to what the space's attention needs
     lr: float = 1e-3
     seed: int = 0
     val_max_side: int = 192
     supernet: str | None = None  # a DARTS run folder: inherit weights instead of training
 
     def __post_init__(self) -> None:
-        if self.steps < 0 or self.batch_size < 1 or self.patch_size < 1 or self.lr <= 0:
+        patch_bad = self.patch_size is not None and self.patch_size < 1
+        if self.steps < 0 or self.batch_size < 1 or patch_bad or self.lr <= 0:
             raise ValueError(f"steps >= 0, batch_size >= 1, patch_size >= 1 and lr > 0 needed; "
                              f"got {self.steps}, {self.batch_size}, {self.patch_size}, {self.lr}")
 
@@ -190,46 +207,45 @@ def _dataset(spec: str, scale: int, patch: int | None) -> Any:
     return _DATA_CACHE[key]
 
 
-def proxy_psnr(model: torch.nn.Module, genotype: Genotype, proxy: ProxyConfig,
-               device: torch.device) -> float:
-    """Train ``model`` for ``proxy.steps`` (cosine schedule, seed ``proxy.seed``), then the mean
-    Y-PSNR on the validation images (each centre-cropped to ``proxy.val_max_side`` HR px)."""
-    from proxies.quality import evaluate_pair
+def proxy_patch_size(proxy: ProxyConfig, attentions: list[str], scale: int) -> int:
+    """The proxy's HR training patch for a space with these attention candidates (checked)."""
+    return training_patch_size(proxy.patch_size, attentions, scale,
+                               default=DEFAULT_PROXY_PATCH, where="proxy.patch_size")
 
-    scale, rng_range = genotype.scale, genotype.data_range
+
+def study_patch_size(space: SampleSpace, proxy: ProxyConfig, zoo: list[str]) -> int:
+    """The one training patch of every trial of a study: large enough for every attention the
+    space samples and every enqueued zoo net uses (checked; see :func:`proxy_patch_size`)."""
+    attentions = list(space.attention_candidates)
+    for name in zoo:
+        attentions += zoo_genotype(name, space.scale).attentions
+    return proxy_patch_size(proxy, attentions, space.scale)
+
+
+def proxy_psnr(model: torch.nn.Module, genotype: Genotype, proxy: ProxyConfig,
+               device: torch.device, patch_size: int | None = None) -> float:
+    """Train ``model`` for ``proxy.steps`` (cosine schedule, seed ``proxy.seed``) with the
+    shared training step, then the mean Y-PSNR on the validation images (each centre-cropped
+    to ``proxy.val_max_side`` HR px). ``patch_size`` defaults to what the genotype's own
+    attention needs (:func:`proxy_patch_size`); a study passes the space's."""
+    scale = genotype.scale
     torch.manual_seed(proxy.seed)
     rng = np.random.default_rng(proxy.seed)
     model = model.to(device)
     if proxy.steps > 0:
-        train = _dataset(proxy.train, scale, proxy.patch_size)
+        patch = patch_size or proxy_patch_size(proxy, list(genotype.attentions), scale)
+        train = _dataset(proxy.train, scale, patch)
         opt = torch.optim.Adam(model.parameters(), lr=proxy.lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=proxy.steps,
                                                            eta_min=proxy.lr * 0.01)
-        model.train()
+        step = TrainStep(model, opt, loss=F.l1_loss, scheduler=sched)
         for _ in range(proxy.steps):
-            lr, hr = train.random_patches(proxy.batch_size, proxy.patch_size, rng)
-            lr, hr = lr.to(device), hr.to(device)
-            loss = F.l1_loss(model(lr * rng_range) / rng_range, hr)
-            if not torch.isfinite(loss):
+            try:
+                step(*sample_batch(train, proxy.batch_size, patch, rng, device))
+            except TrainingDiverged:
                 return math.nan
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
     val = _dataset(proxy.val, scale, None)
-    model.eval()
-    scores = []
-    side = proxy.val_max_side // scale
-    with torch.inference_mode():
-        for _, lr, hr in val:
-            h, w = lr.shape[-2:]
-            top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
-            lr = lr[..., top:top + side, left:left + side]
-            hr = hr[..., top * scale:(top + side) * scale, left * scale:(left + side) * scale]
-            sr = model(lr.to(device) * rng_range).cpu()
-            scores.append(evaluate_pair(sr, hr * rng_range, scale=scale,
-                                        data_range=rng_range).psnr_y_db)
-    return float(np.mean(scores))
+    return validate(model, val, scale=scale, device=device, side=proxy.val_max_side)
 
 
 def constraint_values(result_like: dict[str, float], cfg: ConstraintConfig) -> dict[str, float]:
@@ -247,8 +263,10 @@ def constraint_values(result_like: dict[str, float], cfg: ConstraintConfig) -> d
 
 
 def evaluate_genotype(genotype: Genotype, proxy: ProxyConfig, measure: MeasureConfig,
-                      constraints: ConstraintConfig) -> TrialResult:
-    """Build, measure and briefly train one net. NaN PSNR means the training diverged."""
+                      constraints: ConstraintConfig, patch_size: int | None = None
+                      ) -> TrialResult:
+    """Build, measure (in its deployed form) and briefly train one net. NaN PSNR means the
+    training diverged. ``patch_size``: the study's training patch (see :func:`proxy_psnr`)."""
     from proxies.complexity import measure_complexity
     from proxies.latency import measure_latency, resolve_device
     from proxies.memory import measure_peak_memory
@@ -266,7 +284,7 @@ def evaluate_genotype(genotype: Genotype, proxy: ProxyConfig, measure: MeasureCo
                           threads=measure.threads)
     mem = measure_peak_memory(model, shape, device=device)
     steps = 0 if proxy.supernet else proxy.steps
-    psnr = proxy_psnr(model, genotype, _with_steps(proxy, steps), device)
+    psnr = proxy_psnr(model, genotype, _with_steps(proxy, steps), device, patch_size)
     measured = {"psnr_db": psnr, "params_m": cplx.params_m, "latency_ms": lat.median_ms,
                 "memory_mib": mem.peak_memory_mib}
     return TrialResult(

@@ -19,7 +19,7 @@ def _args(tmp_path, *extra):
     return [f"run.dir={tmp_path}", "space.scale=2", "space.widths=[8]", "space.cells_min=1",
             "space.cells_max=2", "space.conv_candidates=[conv3x3,sep_conv3x3]",
             "space.attention_candidates=[none,pa]", "proxy.steps=2", "proxy.batch_size=2",
-            "proxy.patch_size=16", "proxy.val_max_side=24", "measure.lr_size=16",
+            "proxy.patch_size=54", "proxy.val_max_side=24", "measure.lr_size=16",
             "measure.runs=1", "measure.warmup=0", "study.zoo=[rlfn_ntire,fmen_s]",
             "study.population_size=2", *extra]
 
@@ -140,7 +140,8 @@ def test_config_files():
     root = Path(__file__).resolve().parents[1] / "configs"
     assert load_config(OptunaConfig, root / "optuna.yaml") == OptunaConfig()
     t91 = load_config(OptunaConfig, root / "optuna_t91.yaml")
-    assert t91.proxy.train.endswith("T91/HR") and t91.study.n_trials == 40
+    assert t91.proxy.train.endswith("T91/HR::train") and t91.study.n_trials == 40
+    assert t91.proxy.val.endswith("T91/HR::holdout")
 
 
 def test_trial_benchmarks_run(capsys):

@@ -21,7 +21,7 @@ def _args(tmp_path, *extra):
     return [f"run.dir={tmp_path}", "space.scale=2", "space.widths=[8]", "space.cells_min=1",
             "space.cells_max=1", "space.conv_candidates=[conv3x3,sep_conv3x3]",
             "space.attention_candidates=[none,pa]", "proxy.steps=2", "proxy.batch_size=2",
-            "proxy.patch_size=16", "proxy.val_max_side=24", "measure.lr_size=16",
+            "proxy.patch_size=54", "proxy.val_max_side=24", "measure.lr_size=16",
             "measure.runs=1", "measure.warmup=0", "study.zoo=[rlfn_ntire,fmen_s]",
             "study.population_size=2", "study.n_trials=3", "constraints.max_params_m=0.2",
             *extra]

@@ -35,7 +35,7 @@ DERIVED = {"scale": 4, "width": 8, "cells": [
     {"type": "rfdb", "ops": ["conv3x3", "rep_conv3x3", "sep_conv3x3", "conv1x1"],
      "attention": {"type": "cca"}}]}
 TRAIN = ["optim.iterations=2", "optim.warmup_iterations=1", "data.batch_size=2",
-         "data.patch_size=32", "data.val_max_side=32", "run.val_every=2", "run.log_every=1"]
+         "data.patch_size=108", "data.val_max_side=32", "run.val_every=2", "run.log_every=1"]
 
 
 @pytest.fixture(scope="module")

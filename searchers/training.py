@@ -1,0 +1,163 @@
+"""The one training and validation loop: retraining, the trial proxy and DARTS all step here.
+
+Every net trains on [0, 1] values: LR/HR patches come from :mod:`proxies.data` in [0, 1], and
+the net is called through :func:`search_space.network.super_resolve`, so the net, not the loop,
+owns its value range (a deployed RLFN takes [0, 255]; its training form takes [0, 1]). The
+pieces:
+
+* :func:`training_patch_size` resolves and checks the HR patch against every attention op's
+  smallest useful input (ESA's pooled map must be at least 3x3);
+* :func:`sample_batch` draws seeded random patches onto the device;
+* :class:`TrainStep` is one optimisation step (loss, backward, optional gradient clipping and
+  mixed precision, optimiser and scheduler step) inside the host's training section
+  (:func:`proxies.isolation.training`, so latency is never timed while this host trains);
+* :func:`validate` is the mean Y-PSNR over whole (optionally centre-cropped) images.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from search_space.genotype import check_patch_size, min_patch_size
+from search_space.network import super_resolve
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def loss_fn(kind: str, eps: float = 1e-3) -> LossFn:
+    """``l1`` (default), ``l2`` or ``charbonnier`` (with ``eps``), on [0, 1] values."""
+    if kind == "l2":
+        return F.mse_loss
+    if kind == "charbonnier":
+        return lambda sr, hr: torch.sqrt((sr - hr).pow(2) + eps * eps).mean()
+    if kind != "l1":
+        raise ValueError(f"loss: got {kind!r}; allowed: l1, l2, charbonnier")
+    return F.l1_loss
+
+
+def training_patch_size(patch_size: int | None, attentions: Iterable[str], scale: int, *,
+                        default: int, where: str = "patch_size") -> int:
+    """The HR training patch: ``patch_size`` checked, or the default for ``None``.
+
+    The default is ``default`` raised to the smallest patch on which no attention in
+    ``attentions`` degenerates (:func:`search_space.genotype.min_patch_size`), rounded up to a
+    multiple of ``scale``. An explicit patch below that is refused with a message naming the
+    op, the patch and the smallest patch that works.
+    """
+    attentions = tuple(attentions)
+    if patch_size is None:
+        need = max(default, min_patch_size(attentions, scale))
+        return int(math.ceil(need / scale) * scale)
+    check_patch_size(patch_size, attentions, scale, where)
+    return patch_size
+
+
+def sample_batch(data: Any, batch_size: int, patch_size: int, rng: np.random.Generator,
+                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch_size`` aligned random LR/HR patches in [0, 1] (flips, rot90), on ``device``."""
+    lr, hr = data.random_patches(batch_size, patch_size, rng)
+    return lr.to(device), hr.to(device)
+
+
+def training_section() -> Any:
+    """The host's training section (:func:`proxies.isolation.training`): no srnas process on
+    this host times latency while it is held."""
+    from proxies.isolation import training
+
+    return training()
+
+
+class TrainStep:
+    """One optimisation step of ``model`` on a batch, shared by every loop.
+
+    Args:
+        model: the net (any module; called through :func:`super_resolve`).
+        optimizer: its optimiser.
+        loss: the loss on [0, 1] values (:func:`loss_fn`).
+        params: the parameters to clip (default: all of ``model``'s); DARTS passes its weight
+            parameters so that the architecture weights are left alone.
+        grad_clip: max gradient norm, or ``None``.
+        scheduler: stepped after the optimiser, or ``None``.
+        amp: float16 autocast with a gradient scaler (CUDA only).
+        scaler: the gradient scaler (created when ``None``; kept for checkpoints).
+    """
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *,
+                 loss: LossFn = F.l1_loss, params: list[torch.nn.Parameter] | None = None,
+                 grad_clip: float | None = None, scheduler: Any = None, amp: bool = False,
+                 scaler: torch.amp.GradScaler | None = None) -> None:
+        self.model, self.optimizer, self.loss = model, optimizer, loss
+        self.params = params
+        self.grad_clip, self.scheduler, self.amp = grad_clip, scheduler, amp
+        self.scaler = scaler or torch.amp.GradScaler("cuda", enabled=amp)
+
+    def forward_loss(self, lr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
+            return self.loss(super_resolve(self.model, lr), hr)
+
+    def __call__(self, lr: torch.Tensor, hr: torch.Tensor, *, where: str = "") -> float:
+        """Train on one batch; returns the loss. Raises :class:`TrainingDiverged` (the
+        optimiser untouched) when the loss is not finite."""
+        with training_section():
+            self.model.train()
+            loss = self.forward_loss(lr, hr)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise TrainingDiverged(f"the loss became {value}{where}")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if self.grad_clip:
+                self.scaler.unscale_(self.optimizer)
+                params = self.params if self.params is not None else list(
+                    self.model.parameters())
+                torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            if self.scheduler is not None:
+                self.scheduler.step()
+        return value
+
+
+def centre_crop(lr: torch.Tensor, hr: torch.Tensor, scale: int, side: int | None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The centre ``side`` x ``side`` HR window (and its LR window); ``None``: whole images."""
+    if side is None:
+        return lr, hr
+    s = side // scale
+    h, w = lr.shape[-2:]
+    top, left = max(0, (h - s) // 2), max(0, (w - s) // 2)
+    return (lr[..., top:top + s, left:left + s],
+            hr[..., top * scale:(top + s) * scale, left * scale:(left + s) * scale])
+
+
+@torch.inference_mode()
+def validate(model: torch.nn.Module, data: Any, *, scale: int, device: torch.device,
+             side: int | None = None) -> float:
+    """Mean Y-PSNR (dB) over the images of ``data``, each centre-cropped to ``side`` HR px.
+
+    The net is called through :func:`super_resolve` and scored with the conventions of
+    :func:`proxies.quality.evaluate_pair` on [0, 1] values, whatever range the net works in.
+    """
+    from proxies.quality import evaluate_pair
+
+    was_training = model.training
+    model.eval()
+    scores = []
+    try:
+        for _, lr, hr in data:
+            lr, hr = centre_crop(lr, hr, scale, side)
+            sr = super_resolve(model, lr.to(device)).float().cpu()
+            scores.append(evaluate_pair(sr, hr, scale=scale, data_range=1.0).psnr_y_db)
+    finally:
+        model.train(was_training)
+    return float(np.mean(scores))
