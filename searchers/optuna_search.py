@@ -119,12 +119,14 @@ def make_storage(url: str, cfg: StudyConfig) -> Any:
     )
 
 
-def make_sampler(cfg: StudyConfig) -> Any:
+def make_sampler(cfg: StudyConfig, nsga2: type | None = None) -> Any:
+    """The study's sampler; ``nsga2`` replaces Optuna's NSGA-II class (a subclass of it)."""
     import optuna
 
     if cfg.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=cfg.seed, multivariate=True, group=True)
-    return optuna.samplers.NSGAIISampler(population_size=cfg.population_size, seed=cfg.seed)
+    cls = nsga2 or optuna.samplers.NSGAIISampler
+    return cls(population_size=cfg.population_size, seed=cfg.seed)
 
 
 def open_study(cfg: OptunaConfig, storage_url: str) -> Any:

@@ -7,10 +7,40 @@ at module level so that Tune can pickle the searcher by reference.
 from __future__ import annotations
 
 import math
+import threading
+from typing import Any
 
+from optuna.samplers import NSGAIISampler
 from ray.tune.search.optuna import OptunaSearch
 
 from searchers.trials import OBJECTIVE_NAMES
+
+_LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
+
+
+class PicklableNSGAIISampler(NSGAIISampler):
+    """NSGA-II that Tune can checkpoint.
+
+    Optuna 5's genetic samplers hold a ``threading.Lock``, so pickling the searcher (which Tune
+    does when it starts and at every checkpoint) fails with "cannot pickle '_thread.lock'".
+    The locks are left out of the pickle and made afresh, unlocked, when it is loaded.
+    """
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        locks = {k: isinstance(v, type(threading.RLock())) for k, v in state.items()
+                 if isinstance(v, _LOCK_TYPES)}
+        for key in locks:
+            del state[key]
+        state["_srnas_locks"] = locks
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        locks = state.pop("_srnas_locks", {})
+        self.__dict__.update(state)
+        for key, reentrant in locks.items():
+            setattr(self, key, threading.RLock() if reentrant else threading.Lock())
 
 
 class ConstrainedOptunaSearch(OptunaSearch):

@@ -195,11 +195,11 @@ def run(cfg: RayConfig, run_dir: Path, address: str | None) -> Any:
         logger.info("resuming %s", exp_dir)
         tuner = tune.Tuner.restore(str(exp_dir), trainable=fn, resume_errored=True)
     else:
-        from searchers.ray_search import ConstrainedOptunaSearch
+        from searchers.ray_search import ConstrainedOptunaSearch, PicklableNSGAIISampler
 
         search = ConstrainedOptunaSearch(
             space=DefineSpace(cfg), metric=list(OBJECTIVE_NAMES), mode=MODES,
-            sampler=make_sampler(cfg.study), seed=cfg.study.seed)
+            sampler=make_sampler(cfg.study, nsga2=PicklableNSGAIISampler), seed=cfg.study.seed)
         tuner = tune.Tuner(
             fn,
             param_space={"_cfg": _plain(cfg),

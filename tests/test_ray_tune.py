@@ -73,3 +73,27 @@ def test_missing_ray_is_explained(monkeypatch, caplog):
     monkeypatch.setattr(builtins, "__import__", no_ray)
     assert main(["study.n_trials=1"]) == 2
     assert 'pip install "ray[tune]"' in caplog.text
+
+
+def _space(trial):
+    trial.suggest_float("x", 0, 1)
+
+
+def test_the_nsga2_searcher_survives_a_checkpoint(tmp_path):
+    # Optuna 5's GA samplers hold a thread lock; Tune pickles the searcher at start and at
+    # every checkpoint, so an unpicklable sampler stops the run before its first trial.
+    from searchers.ray_search import ConstrainedOptunaSearch, PicklableNSGAIISampler
+
+    search = ConstrainedOptunaSearch(
+        space=_space, metric=["psnr_db", "latency_ms", "memory_mib"], mode=["max", "min", "min"],
+        sampler=PicklableNSGAIISampler(population_size=2, seed=0), seed=0)
+    search.suggest("t1")
+    search.on_trial_complete("t1", {"psnr_db": 30.0, "latency_ms": 1.0, "memory_mib": 2.0})
+    search.save(str(tmp_path / "searcher.pkl"))
+    restored = ConstrainedOptunaSearch(
+        space=_space, metric=["psnr_db", "latency_ms", "memory_mib"], mode=["max", "min", "min"],
+        sampler=PicklableNSGAIISampler(population_size=2, seed=0), seed=0)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert len(restored._ot_study.trials) == 1
+    assert restored.suggest("t2") is not None  # the fresh lock works
+    assert restored._ot_study.sampler._thread_lock.acquire(blocking=False)
