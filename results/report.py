@@ -19,6 +19,10 @@ a Ray Tune folder), and writes into ``--out``:
   - side-by-side crops: bicubic, every net, HR, each with its crop PSNR;
   - the training budget, the machine, the measurement settings and the command.
 * ``table.csv`` / ``table.md``: the table as numbers and as Markdown;
+* ``seeds.csv`` / ``seeds.md``: one row per architecture (runs whose deployed genotypes are
+  equal: the same net retrained with several ``run.seed`` values), with the mean, the standard
+  deviation and the range of each set's Y-PSNR over its runs; the aim is judged on these means
+  too;
 * ``report.json``: everything above as data;
 * ``eval/<net>.csv``: per-image metrics (reused on a re-run when the weights are unchanged);
 * ``crops/<net>.png``: the crops.
@@ -40,6 +44,7 @@ import io
 import json
 import logging
 import math
+import re
 import shlex
 import sys
 from collections.abc import Mapping, Sequence
@@ -105,6 +110,8 @@ __all__ = [
 REPORT_HTML = "report.html"
 TABLE_CSV = "table.csv"
 TABLE_MD = "table.md"
+SEEDS_CSV = "seeds.csv"
+SEEDS_MD = "seeds.md"
 REPORT_JSON = "report.json"
 EVAL_DIR = "eval"
 CROPS_DIR = "crops"
@@ -154,6 +161,7 @@ class RetrainedRun:
     budget: dict[str, Any]
     deploy_check: dict[str, Any]
     command: str
+    seed: int | None = None
 
     @property
     def is_zoo(self) -> bool:
@@ -231,6 +239,7 @@ def load_run(run_dir: str | Path) -> RetrainedRun:
         name=folder.name, run_dir=folder, genotype=genotype, deployed=deployed,
         zoo_name=zoo_match(genotype), budget=budget,
         deploy_check=_read_json(folder / "deploy.json", "deploy.json"), command=command,
+        seed=(cfg.get("run") or {}).get("seed"),
     )
 
 
@@ -441,6 +450,83 @@ def aim_verdict(
         nets[rec["name"]] = verdict
     return {"available": True, "reason": None, "nets": nets, "reference_runs": reference_runs,
             "met_by": [name for name, v in nets.items() if v["met"]]}
+
+
+_SEED_SUFFIX = re.compile(r"[_-](?:s|seed)\d+$")
+
+
+def seed_summary(table: pd.DataFrame, runs: Sequence[RetrainedRun]) -> pd.DataFrame:
+    """One row per architecture over its runs (seeds), in first-seen order.
+
+    Runs whose deployed genotypes are equal are one architecture. Its row has ``name`` (the
+    zoo name, or the run name without a trailing ``_s<k>``/``_seed<k>``), ``kind``,
+    ``zoo_name``, ``runs``, ``seeds``, ``run_names``; per set the mean ``psnr_y_<set>`` and
+    ``ssim_y_<set>`` with ``std_psnr_y_<set>`` (sample standard deviation, NaN for one run),
+    ``min_psnr_y_<set>`` and ``max_psnr_y_<set>``; and the mean of every other numeric column
+    (latency ratio, peak memory, params, ...). The mean columns keep the names of
+    :func:`build_table`, so :func:`aim_verdict` judges this table as it judges the runs.
+    """
+    keys = {run.name: run.deployed.to_json(indent=None) for run in runs}
+    seeds = {run.name: run.seed for run in runs}
+    sets = set_labels(table)
+    order = list(dict.fromkeys(keys[name] for name in table["name"]))
+    rows = []
+    for key in order:
+        group = table.loc[[keys[n] == key for n in table["name"]]]
+        first = group.iloc[0]
+        names = group["name"].tolist()
+        zoo = first.get("zoo_name")
+        label = zoo if isinstance(zoo, str) else _SEED_SUFFIX.sub("", str(first["name"]))
+        row: dict[str, Any] = {"name": label, "kind": first["kind"],
+                               "zoo_name": zoo if isinstance(zoo, str) else None,
+                               "runs": len(group), "run_names": ",".join(names),
+                               "seeds": ",".join(str(seeds.get(n)) for n in names)}
+        numeric = group.select_dtypes("number").mean()
+        row.update({k: float(v) for k, v in numeric.items() if k != "runs"})
+        for s in sets:
+            values = group[f"psnr_y_{s}"].astype(float)
+            row[f"std_psnr_y_{s}"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+            row[f"min_psnr_y_{s}"] = float(values.min())
+            row[f"max_psnr_y_{s}"] = float(values.max())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def repeated_seeds(summary: pd.DataFrame) -> dict[str, list[str]]:
+    """Architectures retrained more than once with the same seed: their runs are not
+    independent repeats (name -> the seeds as given)."""
+    out = {}
+    for rec in summary.to_dict("records"):
+        seeds = str(rec["seeds"]).split(",")
+        if len(seeds) != len(set(seeds)):
+            out[str(rec["name"])] = seeds
+    return out
+
+
+def _seed_cells(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the per-architecture table (:func:`seed_summary`)."""
+    sets = set_labels(summary)
+    header = ["Net", "Kind", "Runs (seeds)",
+              *(f"{s} PSNR-Y mean \u00b1 std [min-max]" for s in sets),
+              "x ref (mean)", "Params [M]", "Peak mem [MiB]"]
+    body = []
+    for rec in summary.to_dict("records"):
+        cells = [str(rec["name"]), str(rec["kind"]), f"{rec['runs']} ({rec['seeds']})"]
+        for s in sets:
+            std = _finite(rec[f"std_psnr_y_{s}"])
+            cells.append(f"{rec[f'psnr_y_{s}']:.2f} \u00b1 {'-' if std is None else f'{std:.2f}'}"
+                         f" [{rec[f'min_psnr_y_{s}']:.2f}-{rec[f'max_psnr_y_{s}']:.2f}]")
+        for key, fmt in (("latency_ratio", "{:.2f}"), ("params_m", "{:.3f}"),
+                         ("peak_memory_mib", "{:.1f}")):
+            value = _finite(rec.get(key))
+            cells.append("-" if value is None else fmt.format(value))
+        body.append(cells)
+    return header, body
+
+
+def seeds_markdown(summary: pd.DataFrame) -> str:
+    """The per-architecture table: Y-PSNR mean +- std [min-max] per set over the runs."""
+    return _markdown(*_seed_cells(summary))
 
 
 def _finite(value: Any) -> float | None:
@@ -719,22 +805,28 @@ def _table_cells(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
-def table_markdown(table: pd.DataFrame) -> str:
-    """The NTIRE-style table as Markdown."""
-    header, body = _table_cells(table)
+def _markdown(header: list[str], body: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
     return "\n".join(lines) + "\n"
 
 
-def _table_html(table: pd.DataFrame) -> str:
-    header, body = _table_cells(table)
+def table_markdown(table: pd.DataFrame) -> str:
+    """The NTIRE-style table as Markdown."""
+    return _markdown(*_table_cells(table))
+
+
+def _html_table(header: list[str], body: list[list[str]], kinds: Sequence[Any]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     rows = []
-    for cells, kind in zip(body, table["kind"], strict=True):
+    for cells, kind in zip(body, kinds, strict=True):
         tds = "".join(f"<td>{html.escape(c)}</td>" for c in cells)
         rows.append(f'<tr class="{html.escape(str(kind))}">{tds}</tr>')
     return f'<table class="ntire"><tr>{head}</tr>\n' + "\n".join(rows) + "</table>"
+
+
+def _table_html(table: pd.DataFrame) -> str:
+    return _html_table(*_table_cells(table), table["kind"])
 
 
 def _aim_html(aim: Mapping[str, Any]) -> str:
@@ -879,6 +971,11 @@ def run_report(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     table["search_trial"] = [links.get(run.name) for run in runs]
     front_set = set_labels(table)[0]
     aim = aim_verdict(table)
+    seeds = seed_summary(table, runs)
+    for name, given in repeated_seeds(seeds).items():
+        logger.warning("%s was retrained with repeated seeds (%s): give each run its own "
+                       "run.seed for a spread over seeds", name, ", ".join(given))
+    aim_mean = aim_verdict(seeds) if (seeds["runs"] > 1).any() else None
     crops = make_crops(models, {r.name: r.deployed for r in runs}, crop_folder,
                        image=args.crop_image, size=args.crop_size, device=device)
 
@@ -912,14 +1009,22 @@ def run_report(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
             for n, h in overlaps.items()) + ". Its figures on those sets are not test figures."
             "</p>")
     blocks.append(_aim_html(aim))
+    if aim_mean is not None:
+        blocks.append("<h2>Over seeds</h2><p>One row per architecture: the Y-PSNR mean "
+                      "&plusmn; sample std [min-max] over its runs.</p>"
+                      + _html_table(*_seed_cells(seeds), seeds["kind"])
+                      + "<p>Judged on the means:</p>" + _aim_html(aim_mean))
     blocks.append(_crops_html(crops, out))
     blocks.append(_provenance_html(provenance))
     title = f"Report: {', '.join(r.name for r in runs)}"
     write_page_html(blocks, out / REPORT_HTML, title, style=_CSS)
     _write_text_atomic(table.to_csv(index=False), out / TABLE_CSV)
     _write_text_atomic(table_markdown(table), out / TABLE_MD)
+    _write_text_atomic(seeds.to_csv(index=False), out / SEEDS_CSV)
+    _write_text_atomic(seeds_markdown(seeds), out / SEEDS_MD)
     payload = {**provenance, "table": json.loads(table.to_json(orient="records")),
-               "aim": aim, "crops": {"set": crop_set, "image": crops["image"],
+               "aim": aim, "seeds": json.loads(seeds.to_json(orient="records")),
+               "aim_over_seeds": aim_mean, "crops": {"set": crop_set, "image": crops["image"],
                                      "box": crops["box"],
                                      "psnr_y_db": {lab: v for lab, _, v in crops["panels"]}},
                "search": None if search is None else {
@@ -945,6 +1050,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("aim met by: " + (", ".join(aim["met_by"]) or "no derived net"))
     else:
         print(f"aim not judged: {aim['reason']}")
+    if payload.get("aim_over_seeds"):
+        print(seeds_markdown(pd.DataFrame(payload["seeds"])))
+        over = payload["aim_over_seeds"]
+        print("aim met on the means over seeds by: " + (", ".join(over["met_by"])
+                                                         or "no derived net"))
     print(f"report: {args.out / REPORT_HTML}")
     return 0
 

@@ -388,7 +388,7 @@ def test_t91_config_loads_and_points_at_the_shared_folders():
     cfg = load_config(DartsConfig, root / "configs" / "darts_t91.yaml")
     # Selection on T91's hold-out, never on a set the report uses.
     assert cfg.data.train.endswith("T91/HR::train") and cfg.data.val.endswith("T91/HR::holdout")
-    assert cfg.search.steps == 2000 and cfg.run.name == "t91_set5"
+    assert cfg.search.steps == 2000 and cfg.run.name == "t91_holdout"
 
 
 def test_benchmark_commands_run(capsys, tmp_path):

@@ -24,7 +24,10 @@ from results.report import (
     load_run,
     main,
     pick_crop,
+    repeated_seeds,
     search_points,
+    seed_summary,
+    seeds_markdown,
     zoo_match,
 )
 from search_space import Genotype
@@ -100,6 +103,10 @@ def test_report_end_to_end(runs, tmp_path, caplog, capsys):
     assert "| derived | derived: trial_2 |" in (out / "table.md").read_text()
     assert "retrained, as searched" in page
     assert "aim" in capsys.readouterr().out
+    seeds = pd.read_csv(out / "seeds.csv")  # one run per net: one row each, no spread
+    assert seeds["name"].tolist() == ["derived", "rlfn_ntire", "fmen_s"]
+    assert (seeds["runs"] == 1).all() and seeds[f"std_psnr_y_{label}"].isna().all()
+    assert report["aim_over_seeds"] is None and len(report["seeds"]) == 3
     # a second run reuses the per-image evaluation of unchanged weights
     caplog.clear()
     with caplog.at_level("INFO", logger="results.report"):
@@ -140,6 +147,40 @@ def test_aim_verdict():
     assert not two["nets"]["d"]["met"]
     missing = aim_verdict(_table(28.1, 0.5, 20.0).iloc[:2])
     assert not missing["available"] and "fmen_s" in missing["reason"]
+
+
+def _run(name, genotype, seed):
+    return RetrainedRun(name=name, run_dir=Path(name), genotype=genotype,
+                        deployed=genotype.deployed(), zoo_name=zoo_match(genotype), budget={},
+                        deploy_check={}, command="", seed=seed)
+
+
+def test_seed_summary_groups_runs_by_architecture():
+    derived = Genotype.from_dict(DERIVED)
+    runs = [_run("d_s0", derived, 0), _run("r_s0", ZOO["rlfn_ntire"], 0),
+            _run("d_s1", derived, 1), _run("r_s1", ZOO["rlfn_ntire"], 1),
+            _run("f", ZOO["fmen_s_train"], 0), _run("d_s2", derived, 2)]
+    psnr = {"d_s0": 28.0, "r_s0": 28.0, "d_s1": 28.3, "r_s1": 29.0, "f": 28.5, "d_s2": 28.6}
+    table = pd.DataFrame([{
+        "name": r.name, "kind": r.kind, "zoo_name": r.zoo_name, "psnr_y_Set5": psnr[r.name],
+        "ssim_y_Set5": 0.8, "latency_ratio": 0.5 if r.kind == "derived" else 1.0,
+        "peak_memory_mib": 20.0} for r in runs])
+    summary = seed_summary(table, runs)
+    assert summary["name"].tolist() == ["d", "rlfn_ntire", "fmen_s"]
+    assert summary["runs"].tolist() == [3, 2, 1] and summary.loc[0, "seeds"] == "0,1,2"
+    d = summary.iloc[0]
+    assert d["psnr_y_Set5"] == pytest.approx(28.3)
+    assert d["std_psnr_y_Set5"] == pytest.approx(0.3)  # sample std of 28.0, 28.3, 28.6
+    assert (d["min_psnr_y_Set5"], d["max_psnr_y_Set5"]) == (28.0, 28.6)
+    assert "28.30 \u00b1 0.30 [28.00-28.60]" in seeds_markdown(summary)
+    assert "| fmen_s | zoo | 1 (0) | 28.50 \u00b1 - [28.50-28.50] |" in seeds_markdown(summary)
+    # the aim on the means: d's 28.3 dB against rlfn_ntire's mean 28.5 dB
+    over = aim_verdict(summary)
+    assert over["nets"]["d"]["psnr_margin_db"]["Set5"] == pytest.approx(-0.2)
+    assert repeated_seeds(summary) == {}
+    again = [*runs, _run("d_again", derived, 2)]
+    table = pd.concat([table, table.iloc[[5]].assign(name="d_again")], ignore_index=True)
+    assert repeated_seeds(seed_summary(table, again)) == {"d": ["0", "1", "2", "2"]}
 
 
 def test_pick_crop_finds_the_detail():
