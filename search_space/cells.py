@@ -14,6 +14,11 @@ differ (see ``../shared/reference/architectures.md``):
 * IMDB (IMDN, Hui et al. ACM MM 2019): progressive split stages (slot + act, split off the
   distilled channels), a fourth slot to the distilled width, concat, attention, 1x1 fuse
   [+ cell input].
+* SPAB (SPAN, Wan et al. CVPRW 2024): slot + act, slot + act, slot, then the parameter-free
+  gate ``(h3 [+ cell input]) * (sigmoid(h3) - 0.5)``, attention (SPAN: none).
+
+Every cell takes ``bias`` (default true): whether its conv slots and fixed 1x1 convs have
+biases (:attr:`Genotype.bias <search_space.genotype.Genotype>`); attention convs always do.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from torch import nn
 
 from search_space.attention import ATTENTION_OPS
 from search_space.genotype import Attention, CellGene
-from search_space.ops import ACTIVATION_OPS, OPS, StatelessAct, add_residual
+from search_space.ops import ACTIVATION_OPS, OPS, StatelessAct, add_residual, spab_gate
 from search_space.registry import Registry
 
 
@@ -38,8 +43,8 @@ class SlotBuilder:
     ops over the candidates instead, so one cell implementation serves both.
     """
 
-    def conv(self, slot: str, op: str, c_in: int, c_out: int) -> nn.Module:
-        return OPS[op](c_in, c_out)
+    def conv(self, slot: str, op: str, c_in: int, c_out: int, bias: bool = True) -> nn.Module:
+        return OPS[op](c_in, c_out, bias=bias)
 
     def attention(self, slot: str, spec: Attention, channels: int, act: str) -> nn.Module:
         return ATTENTION_OPS[spec.type](channels, spec, act)
@@ -66,12 +71,14 @@ class ConvChain(nn.Module):
         act: activation name (applied functionally, as FMEN does; see ``StatelessAct``).
         builder: where the convs and activations come from.
         prefix: slot-name prefix.
+        bias: the convs have biases.
     """
 
     def __init__(self, ops: tuple[str, ...], channels: int, act: str,
-                 builder: SlotBuilder = DEFAULT_BUILDER, prefix: str = "") -> None:
+                 builder: SlotBuilder = DEFAULT_BUILDER, prefix: str = "",
+                 bias: bool = True) -> None:
         super().__init__()
-        self.convs = nn.ModuleList(builder.conv(f"{prefix}conv{i}", op, channels, channels)
+        self.convs = nn.ModuleList(builder.conv(f"{prefix}conv{i}", op, channels, channels, bias)
                                    for i, op in enumerate(ops))
         self.acts = nn.ModuleList(builder.stateless_act(f"{prefix}act", act, channels)
                                   for _ in ops[1:])
@@ -92,22 +99,23 @@ class RFDB(nn.Module):
         width: feature channels.
         builder: builds the slots (default: the ops the gene names).
         prefix: slot-name prefix, e.g. ``"cells.0."``.
+        bias: the conv slots and the fixed 1x1 convs have biases.
     """
 
     def __init__(self, gene: CellGene, width: int, builder: SlotBuilder = DEFAULT_BUILDER,
-                 prefix: str = "") -> None:
+                 prefix: str = "", bias: bool = True) -> None:
         super().__init__()
         dc = gene.inner_width(width)
         b, act = builder, gene.act
         self.shallow_residual = gene.shallow_residual
         self.block_residual = gene.block_residual
-        self.distill = nn.ModuleList(nn.Conv2d(width, dc, 1) for _ in range(3))
-        self.refine = nn.ModuleList(b.conv(f"{prefix}conv{i}", op, width, width)
+        self.distill = nn.ModuleList(nn.Conv2d(width, dc, 1, bias=bias) for _ in range(3))
+        self.refine = nn.ModuleList(b.conv(f"{prefix}conv{i}", op, width, width, bias)
                                     for i, op in enumerate(gene.ops[:3]))
-        self.c4 = b.conv(f"{prefix}conv3", gene.ops[3], width, dc)
+        self.c4 = b.conv(f"{prefix}conv3", gene.ops[3], width, dc, bias)
         self.act_d = nn.ModuleList(b.act(f"{prefix}act", act, dc) for _ in range(4))
         self.act_r = nn.ModuleList(b.act(f"{prefix}act", act, width) for _ in range(3))
-        self.c5 = nn.Conv2d(4 * dc, width, 1)
+        self.c5 = nn.Conv2d(4 * dc, width, 1, bias=bias)
         self.attention = b.attention(f"{prefix}attention", gene.attention, width, act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -132,16 +140,16 @@ class RLFB(nn.Module):
     """
 
     def __init__(self, gene: CellGene, width: int, builder: SlotBuilder = DEFAULT_BUILDER,
-                 prefix: str = "") -> None:
+                 prefix: str = "", bias: bool = True) -> None:
         super().__init__()
         mid = gene.inner_width(width)
         b = builder
         self.block_residual = gene.block_residual
         chans = (width, mid, mid, width)
-        self.convs = nn.ModuleList(b.conv(f"{prefix}conv{i}", op, chans[i], chans[i + 1])
+        self.convs = nn.ModuleList(b.conv(f"{prefix}conv{i}", op, chans[i], chans[i + 1], bias)
                                    for i, op in enumerate(gene.ops))
         self.acts = nn.ModuleList(b.act(f"{prefix}act", gene.act, c) for c in chans[1:])
-        self.c5 = nn.Conv2d(width, width, 1)
+        self.c5 = nn.Conv2d(width, width, 1, bias=bias)
         self.attention = b.attention(f"{prefix}attention", gene.attention, width, gene.act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -163,10 +171,10 @@ class ERB(nn.Module):
     """
 
     def __init__(self, gene: CellGene, width: int, builder: SlotBuilder = DEFAULT_BUILDER,
-                 prefix: str = "") -> None:
+                 prefix: str = "", bias: bool = True) -> None:
         super().__init__()
         self.block_residual = gene.block_residual
-        self.body = ConvChain(gene.ops, width, gene.act, builder, prefix)
+        self.body = ConvChain(gene.ops, width, gene.act, builder, prefix, bias)
         self.attention = builder.attention(f"{prefix}attention", gene.attention, width, gene.act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -184,7 +192,7 @@ class IMDB(nn.Module):
     """
 
     def __init__(self, gene: CellGene, width: int, builder: SlotBuilder = DEFAULT_BUILDER,
-                 prefix: str = "") -> None:
+                 prefix: str = "", bias: bool = True) -> None:
         super().__init__()
         d = gene.inner_width(width)
         b = builder
@@ -192,11 +200,11 @@ class IMDB(nn.Module):
         self.block_residual = gene.block_residual
         rest = width - d
         chans = ((width, width), (rest, width), (rest, width), (rest, d))
-        self.convs = nn.ModuleList(b.conv(f"{prefix}conv{i}", op, *chans[i])
+        self.convs = nn.ModuleList(b.conv(f"{prefix}conv{i}", op, *chans[i], bias)
                                    for i, op in enumerate(gene.ops))
         self.acts = nn.ModuleList(b.act(f"{prefix}act", gene.act, width) for _ in range(3))
         self.attention = b.attention(f"{prefix}attention", gene.attention, 4 * d, gene.act)
-        self.c5 = nn.Conv2d(4 * d, width, 1)
+        self.c5 = nn.Conv2d(4 * d, width, 1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, distilled = x, []
@@ -206,3 +214,43 @@ class IMDB(nn.Module):
         distilled.append(self.convs[3](h))
         out = self.c5(self.attention(torch.cat(distilled, dim=1)))
         return add_residual(out, x) if self.block_residual else out
+
+
+@CELLS.register("spab")
+class SPAB(nn.Module):
+    """Swift parameter-free attention block (SPAN's SPAB).
+
+    Args:
+        gene: the cell gene (3 conv slots; ``inner`` = mid channels, default width).
+        width: feature channels.
+        builder: builds the slots (default: the ops the gene names).
+        prefix: slot-name prefix.
+        bias: the conv slots have biases.
+
+    ``a1 = act(slot0(x)); h3 = slot2(act(slot1(a1)))``; output
+    ``attention((h3 + x) * (sigmoid(h3) - 0.5))`` (the ``+ x`` is ``block_residual``; SPAN has
+    it, and no attention). :meth:`features` also returns ``a1``, the post-activation output of
+    the first slot, which SPAN fuses from its last block (the ``cells.{i}.act0`` tap).
+    """
+
+    def __init__(self, gene: CellGene, width: int, builder: SlotBuilder = DEFAULT_BUILDER,
+                 prefix: str = "", bias: bool = True) -> None:
+        super().__init__()
+        mid = gene.inner_width(width)
+        b = builder
+        self.block_residual = gene.block_residual
+        chans = (width, mid, mid, width)
+        self.convs = nn.ModuleList(b.conv(f"{prefix}conv{i}", op, chans[i], chans[i + 1], bias)
+                                   for i, op in enumerate(gene.ops))
+        self.acts = nn.ModuleList(b.act(f"{prefix}act", gene.act, mid) for _ in range(2))
+        self.attention = b.attention(f"{prefix}attention", gene.attention, width, gene.act)
+
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(output, a1)``: the cell output and its first slot's post-activation output."""
+        a1 = self.acts[0](self.convs[0](x))
+        h3 = self.convs[2](self.acts[1](self.convs[1](a1)))
+        out = spab_gate(h3, x if self.block_residual else None)
+        return self.attention(out), a1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)[0]

@@ -7,22 +7,28 @@ retraining and export.
 
 A network is::
 
-    head conv3x3 -> cell_1 -> ... -> cell_n -> [fusion: concat(cell outputs) -> 1x1 -> act]
-                 -> LR conv3x3 -> + head (long skip) -> conv3x3 -> PixelShuffle(scale)
+    [(x - input_mean) * input_scale] -> head conv3x3 -> cell_1 -> ... -> cell_n
+        -> [fusion: concat(taps; default every cell output) -> 1x1 -> [act]]
+        -> LR conv3x3 -> [+ head (long skip)] -> conv3x3 -> PixelShuffle(scale)
 
-and every cell has a type (``rfdb``, ``rlfb``, ``erb``, ``imdb``), one conv op per slot, an
+(SPAN moves the LR conv before the fusion, whose taps then include its output), and every cell
+has a type (``rfdb``, ``rlfb``, ``erb``, ``imdb``, ``spab``), one conv op per slot, an
 attention choice and an activation, plus the switches in which the published nets differ.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 GENOTYPE_VERSION = 1
+
+ACTIVATIONS: tuple[str, ...] = ("relu", "lrelu0.05", "lrelu0.1", "prelu", "silu", "gelu")
 
 CONV_OPS: tuple[str, ...] = (
     "conv1x1",
@@ -37,11 +43,27 @@ CONV_OPS: tuple[str, ...] = (
     "bsconv3x3",
     "rep_conv3x3",
     "ecb3x3",
+    "conv3xc",
 )
 """Conv candidates for every conv slot, in the order the supernet lists them."""
 
-REPARAM_OPS: Mapping[str, str] = {"rep_conv3x3": "conv3x3", "ecb3x3": "conv3x3"}
+DEFAULT_CONV_CANDIDATES: tuple[str, ...] = tuple(op for op in CONV_OPS if op != "conv3xc")
+"""The conv candidates of the searchers' default spaces: every op but those added after the
+searches were benchmarked (``conv3xc``), so a default search samples what it sampled before
+(and a DARTS checkpoint of a default space still resumes)."""
+
+REPARAM_OPS: Mapping[str, str] = {
+    "rep_conv3x3": "conv3x3", "ecb3x3": "conv3x3", "conv3xc": "conv3x3",
+}
 """Training-form ops and the op each merges into at deployment."""
+
+NEEDS_BIAS: frozenset[str] = frozenset({"rep_conv3x3", "ecb3x3"})
+"""Ops that exist only with biased convs (they pad their 1x1 outputs with the 1x1 bias, so the
+merge is exact at the border); a net with ``bias=false`` cannot use them."""
+
+FRAME_OPS: tuple[str, ...] = ("conv3x3", *REPARAM_OPS)
+"""Ops allowed for the network's head and LR conv: conv3x3 or a training form that merges
+into it (SPAN trains both as Conv3XC)."""
 
 ATTENTIONS: tuple[str, ...] = ("esa", "esa_lite", "cca", "hfab", "pa", "none")
 
@@ -53,19 +75,31 @@ ESA and RLFN's ESA-lite pool a stride-2 3x3 conv's output with a 7x7 window of s
 becomes a global, per-channel one: a net trained on such patches learns a channel gate and is
 tested as a spatial one. Training patches are checked against this (:func:`min_patch_size`).
 """
-ACTIVATIONS: tuple[str, ...] = ("relu", "lrelu0.05", "lrelu0.1", "prelu", "silu", "gelu")
 
 CELL_SLOTS: Mapping[str, tuple[int, ...]] = {
     "rfdb": (4,),  # refine 1-3 (width->width) and c4 (width->distilled)
     "rlfb": (3,),  # width->mid, mid->mid, mid->width
     "erb": (2, 1),  # conv [-> act -> conv]; one slot is FMEN's warm-up conv
     "imdb": (4,),  # c1 (width->width), c2, c3 (rest->width), c4 (rest->distilled)
+    "spab": (3,),  # width->mid, mid->mid, mid->width
 }
 """Allowed number of conv slots per cell type (the first is the searchable default)."""
 
 CELL_TYPES: tuple[str, ...] = tuple(CELL_SLOTS)
+DEFAULT_CELL_TYPES: tuple[str, ...] = ("rfdb", "rlfb", "erb", "imdb")
+"""The cell types of the searchers' default spaces (those benchmarked before ``spab``)."""
+
+TAP_CELLS: tuple[str, ...] = ("spab",)
+"""Cell types that expose their first slot's post-activation output as a fusion tap
+(``cells.{i}.act0``: SPAN fuses it from its last block)."""
+
 SCALES: tuple[int, ...] = (2, 3, 4)
 DATA_RANGES: tuple[float, ...] = (1.0, 255.0)
+INPUT_SCALES: tuple[float, ...] = (1.0, 255.0)
+FUSION_ACTS: tuple[str, ...] = (*ACTIVATIONS, "none")
+"""The fusion's activation: an activation name, or ``none`` (SPAN fuses linearly)."""
+
+_TAP_RE = re.compile(r"^cells\.(\d+)(\.act0)?$")
 
 
 class GenotypeError(ValueError):
@@ -203,11 +237,12 @@ class CellGene:
         attention: the attention choice.
         act: the activation, one of :data:`ACTIVATIONS`.
         inner: the inner width. RFDB: distilled channels (default ``width // 2``); IMDB:
-            distilled channels (default ``width // 4``); RLFB: mid channels (default
+            distilled channels (default ``width // 4``); RLFB and SPAB: mid channels (default
             ``width``); ERB: must be null.
         shallow_residual: RFDB only: add the stage input to each refine conv (RFDN's SRB).
         block_residual: add the cell input to the cell output (where the cell type puts it:
-            RLFB before its 1x1 and attention, IMDB after its fuse, RFDB and ERB at the end).
+            RLFB before its 1x1 and attention, IMDB after its fuse, RFDB and ERB at the end,
+            SPAB inside its gate: ``(h3 + x) * (sigmoid(h3) - 0.5)``).
     """
 
     type: str
@@ -251,7 +286,8 @@ class CellGene:
         """The resolved inner width (distilled or mid channels) of this cell."""
         if self.inner is not None:
             return self.inner
-        return {"rfdb": width // 2, "imdb": width // 4, "rlfb": width, "erb": width}[self.type]
+        return {"rfdb": width // 2, "imdb": width // 4, "rlfb": width, "erb": width,
+                "spab": width}[self.type]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -289,11 +325,33 @@ class Genotype:
         scale: upscaling factor, 2, 3 or 4.
         width: feature channels of the trunk.
         cells: the cells in order.
-        fusion: RFDN-style multi-block fusion (concat of every cell output, 1x1, act).
-        fusion_act: the activation after the fusion 1x1.
-        data_range: the input/output value range the net works in (1.0 or 255.0).
+        fusion: RFDN-style multi-block fusion (concat of the taps, 1x1, act).
+        fusion_act: the activation after the fusion 1x1, or ``none`` (SPAN).
+        data_range: the input/output value range the deployed net works in (1.0 or 255.0).
+        fusion_taps: what the fusion concatenates, in order; ``None`` (default): every cell
+            output. Names: ``head`` (head conv output), ``lr_conv`` (LR conv output; needs
+            ``lr_conv_before_fusion``), ``cells.{i}`` (output of cell ``i``, from 0) and
+            ``cells.{i}.act0`` (post-activation output of the first slot of cell ``i``; cell
+            types in :data:`TAP_CELLS`). SPAN: ``head, lr_conv, cells.0, cells.5.act0``.
+        lr_conv_before_fusion: apply the LR conv to the last cell's output before the fusion
+            (SPAN's ``conv_2``) instead of to the fusion output; needs ``fusion`` and an
+            ``lr_conv`` tap.
+        long_skip: add the head output before the upsampler (default); SPAN has none.
+        input_mean: a per-channel RGB mean (in [0, 1] units) subtracted from the input before
+            the head conv, or ``None`` (default). SPAN: the DIV2K mean (0.4488, 0.4371, 0.4040).
+        input_scale: the factor the *deployed* net multiplies the (mean-shifted) input by
+            before its head conv (1.0 or 255.0). Like ``data_range`` it is an interface of the
+            deployed net, folded out of the head in training; SPAN: 255 (it feeds
+            ``(x - mean) * 255`` to its head and returns [0, 1] directly).
+        bias: the trunk convs (head, every conv slot, the cells' fixed 1x1s, fusion, LR conv,
+            upsampler) have biases (default); attention convs always do. DIPNet: false.
+        head_op: the head conv's op (:data:`FRAME_OPS`; SPAN trains it as ``conv3xc``).
+        lr_conv_op: the LR conv's op (:data:`FRAME_OPS`).
 
-    Construction validates every field; errors name the field, the value and what is allowed.
+    The switches after ``data_range`` default to the frame every net had before they existed;
+    at their defaults they are left out of the JSON, so earlier genotypes and their files are
+    unchanged. Construction validates every field; errors name the field, the value and what
+    is allowed.
     """
 
     scale: int
@@ -302,10 +360,21 @@ class Genotype:
     fusion: bool = False
     fusion_act: str = "lrelu0.05"
     data_range: float = 1.0
+    fusion_taps: tuple[str, ...] | None = None
+    lr_conv_before_fusion: bool = False
+    long_skip: bool = True
+    input_mean: tuple[float, ...] | None = None
+    input_scale: float = 1.0
+    bias: bool = True
+    head_op: str = "conv3x3"
+    lr_conv_op: str = "conv3x3"
 
     def __post_init__(self) -> None:
         if isinstance(self.cells, list):
             object.__setattr__(self, "cells", tuple(self.cells))
+        for name in ("fusion_taps", "input_mean"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         self.validate()
 
     def validate(self) -> None:
@@ -319,9 +388,85 @@ class Genotype:
                 raise _fail(f"Genotype.cells[{i}]", cell, "a CellGene")
             cell.validate(self.width, f"Genotype.cells[{i}]")
         _check_bool("Genotype.fusion", self.fusion)
-        _check_name("Genotype.fusion_act", self.fusion_act, ACTIVATIONS)
+        _check_name("Genotype.fusion_act", self.fusion_act, FUSION_ACTS)
         if isinstance(self.data_range, bool) or self.data_range not in DATA_RANGES:
             raise _fail("Genotype.data_range", self.data_range, "1.0 or 255.0")
+        for name in ("lr_conv_before_fusion", "long_skip", "bias"):
+            _check_bool(f"Genotype.{name}", getattr(self, name))
+        if isinstance(self.input_scale, bool) or self.input_scale not in INPUT_SCALES:
+            raise _fail("Genotype.input_scale", self.input_scale, "1.0 or 255.0")
+        self._validate_mean()
+        _check_name("Genotype.head_op", self.head_op, FRAME_OPS)
+        _check_name("Genotype.lr_conv_op", self.lr_conv_op, FRAME_OPS)
+        self._validate_taps()
+        if not self.bias:
+            used = [("head_op", self.head_op), ("lr_conv_op", self.lr_conv_op)] + [
+                (f"cells[{i}].ops[{j}]", op) for i, c in enumerate(self.cells)
+                for j, op in enumerate(c.ops)]
+            for where, op in used:
+                if op in NEEDS_BIAS:
+                    banned = ", ".join(sorted(NEEDS_BIAS))
+                    raise _fail(f"Genotype.{where}", op, f"an op other than {banned} when "
+                                "bias=false", "Those ops pad with their biases; set bias=true "
+                                "or use conv3x3 or conv3xc.")
+
+    def _validate_mean(self) -> None:
+        m = self.input_mean
+        if m is None:
+            return
+        ok = isinstance(m, tuple) and len(m) == 3 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            and 0.0 <= v <= 1.0 for v in m)
+        if not ok:
+            raise _fail("Genotype.input_mean", m, "null or three numbers in [0, 1] (an RGB "
+                        "mean of [0, 1] images)", "SPAN uses [0.4488, 0.4371, 0.404].")
+
+    def _validate_taps(self) -> None:
+        taps = self.fusion_taps
+        if taps is not None:
+            if not self.fusion:
+                raise _fail("Genotype.fusion_taps", list(taps), "null when fusion=false",
+                            "Set fusion=true or drop fusion_taps.")
+            if not isinstance(taps, tuple) or not taps:
+                raise _fail("Genotype.fusion_taps", taps, "null or a non-empty list of tap names")
+            for k, tap in enumerate(taps):
+                self._check_tap(f"Genotype.fusion_taps[{k}]", tap)
+            if len(set(taps)) != len(taps):
+                raise _fail("Genotype.fusion_taps", list(taps), "each tap once",
+                            "Remove the duplicates.")
+        if self.lr_conv_before_fusion and (taps is None or "lr_conv" not in taps):
+            raise _fail("Genotype.lr_conv_before_fusion", True,
+                        "true only with fusion=true and an 'lr_conv' fusion tap",
+                        "Without them the LR conv's output would be unused; set it to false, "
+                        "or add 'lr_conv' to fusion_taps.")
+
+    def _check_tap(self, where: str, tap: Any) -> None:
+        n = len(self.cells)
+        allowed = (f"'head', 'lr_conv' (with lr_conv_before_fusion), 'cells.{{i}}' or "
+                   f"'cells.{{i}}.act0' (cell types {', '.join(TAP_CELLS)}) with 0 <= i < {n}")
+        if tap == "head" or (tap == "lr_conv" and self.lr_conv_before_fusion):
+            return
+        match = _TAP_RE.match(tap) if isinstance(tap, str) else None
+        if match is None or int(match.group(1)) >= n or match.group(1) != str(int(match.group(1))):
+            raise _fail(where, tap, allowed)
+        i = int(match.group(1))
+        if match.group(2) and self.cells[i].type not in TAP_CELLS:
+            raise _fail(where, tap, allowed,
+                        f"cell {i} is a '{self.cells[i].type}' cell, which has no act0 tap.")
+
+    def tap_channels(self, tap: str) -> int:
+        """The channels of one fusion tap (``cells.{i}.act0`` has the cell's inner width)."""
+        match = _TAP_RE.match(tap)
+        if match is not None and match.group(2):
+            return self.cells[int(match.group(1))].inner_width(self.width)
+        return self.width
+
+    @property
+    def fusion_inputs(self) -> tuple[str, ...]:
+        """The resolved fusion taps (every cell output when ``fusion_taps`` is null)."""
+        if self.fusion_taps is not None:
+            return self.fusion_taps
+        return tuple(f"cells.{i}" for i in range(len(self.cells)))
 
     # -- derived values ---------------------------------------------------------------------
 
@@ -338,7 +483,9 @@ class Genotype:
             ops = tuple(REPARAM_OPS.get(op, op) for op in cell.ops)
             return replace(cell, ops=ops, attention=att)
 
-        return replace(self, cells=tuple(deploy_cell(c) for c in self.cells))
+        return replace(self, cells=tuple(deploy_cell(c) for c in self.cells),
+                       head_op=REPARAM_OPS.get(self.head_op, self.head_op),
+                       lr_conv_op=REPARAM_OPS.get(self.lr_conv_op, self.lr_conv_op))
 
     @property
     def attentions(self) -> tuple[str, ...]:
@@ -360,7 +507,15 @@ class Genotype:
             "fusion": self.fusion,
             "fusion_act": self.fusion_act,
             "cells": [c.to_dict() for c in self.cells],
-        }
+        } | self._switches_to_dict()
+
+    def _switches_to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in _SWITCHES:
+            value = getattr(self, name)
+            if value != Genotype.__dataclass_fields__[name].default:
+                out[name] = list(value) if isinstance(value, tuple) else value
+        return out
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -369,7 +524,7 @@ class Genotype:
     def from_dict(cls, data: Mapping[str, Any]) -> Genotype:
         if not isinstance(data, Mapping):
             raise _fail("Genotype", data, "a JSON object")
-        fields = ("scale", "width", "cells", "fusion", "fusion_act", "data_range")
+        fields = ("scale", "width", "cells", "fusion", "fusion_act", "data_range", *_SWITCHES)
         _unknown_keys("Genotype", data, (*fields, "version"))
         version = data.get("version", GENOTYPE_VERSION)
         if version != GENOTYPE_VERSION:
@@ -385,8 +540,12 @@ class Genotype:
         kwargs["cells"] = tuple(
             CellGene.from_dict(c, f"Genotype.cells[{i}]") for i, c in enumerate(cells)
         )
-        if "data_range" in kwargs and isinstance(kwargs["data_range"], int):
-            kwargs["data_range"] = float(kwargs["data_range"])
+        for name in ("data_range", "input_scale"):
+            if isinstance(kwargs.get(name), int) and not isinstance(kwargs[name], bool):
+                kwargs[name] = float(kwargs[name])
+        for name in ("fusion_taps", "input_mean"):
+            if isinstance(kwargs.get(name), list):
+                kwargs[name] = tuple(kwargs[name])
         return cls(**kwargs)
 
     @classmethod
@@ -414,3 +573,8 @@ class Genotype:
             return cls.from_json(path.read_text())
         except GenotypeError as exc:
             raise GenotypeError(f"{path}: {exc}") from exc
+
+
+_SWITCHES: tuple[str, ...] = ("fusion_taps", "lr_conv_before_fusion", "long_skip", "input_mean",
+                              "input_scale", "bias", "head_op", "lr_conv_op")
+"""The network switches written to JSON only where they differ from their defaults."""

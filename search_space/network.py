@@ -3,52 +3,111 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from search_space.cells import CELLS
 from search_space.genotype import Genotype
-from search_space.ops import ACTIVATION_OPS, add_residual
+from search_space.ops import ACTIVATION_OPS, OPS, add_residual
 
 
 class SRSkeleton(nn.Module):
-    """head conv3x3 -> cells -> [fusion] -> LR conv3x3 + head -> conv3x3 -> PixelShuffle.
+    """[(x - mean) * s] -> head -> cells -> [fusion] -> LR conv [+ head] -> conv3x3 -> PixelShuffle.
 
     The frame every net of the space shares: derived nets (:class:`SRNet`), the DARTS supernet
-    and the NNI model space differ only in the cells they put in it.
+    and the NNI model space differ only in the cells they put in it. The keyword switches are
+    those of :class:`~search_space.genotype.Genotype` (see there); at their defaults the frame
+    is the one every net had before they existed, module for module.
 
     Args:
         scale: upscaling factor.
         width: trunk channels.
         cells: the cell modules, in order (each maps ``width`` to ``width`` channels).
-        fusion: RFDN-style fusion (concat of every cell output, 1x1, activation).
-        fusion_act: the fusion's activation.
+        fusion: RFDN-style fusion (concat of the taps, 1x1, activation).
+        fusion_act: the fusion's activation, or ``none``.
+        fusion_taps: ``(tap name, channels)`` of each fusion input, in order; ``None``: every
+            cell output. A ``cells.{i}.act0`` tap calls cell ``i``'s ``features()``.
+        lr_conv_before_fusion: the LR conv runs on the last cell's output, before the fusion.
+        long_skip: add the head output before the upsampler.
+        input_mean: RGB mean subtracted from the input (kept in the ``input_mean`` buffer).
+        input_scale: the deployed input factor; when not 1 an ``input_scale`` buffer (1 in the
+            training form) multiplies the mean-shifted input, and :func:`reparameterize` folds
+            the factor out of the head into it.
+        bias: the head, fusion, LR conv and upsampler convs have biases.
+        head_op: the head conv's op (from :data:`~search_space.ops.OPS`).
+        lr_conv_op: the LR conv's op.
     """
 
+    input_mean: torch.Tensor | None
+    input_scale: torch.Tensor | None
+
     def __init__(self, scale: int, width: int, cells: list[nn.Module], fusion: bool = False,
-                 fusion_act: str = "lrelu0.05") -> None:
+                 fusion_act: str = "lrelu0.05", *,
+                 fusion_taps: Sequence[tuple[str, int]] | None = None,
+                 lr_conv_before_fusion: bool = False, long_skip: bool = True,
+                 input_mean: Sequence[float] | None = None, input_scale: float = 1.0,
+                 bias: bool = True, head_op: str = "conv3x3",
+                 lr_conv_op: str = "conv3x3") -> None:
         super().__init__()
         w, s = width, scale
-        self.head = nn.Conv2d(3, w, 3, padding=1)
+        self.head = OPS[head_op](3, w, bias=bias)
         self.cells = nn.ModuleList(cells)
+        if fusion_taps is None:
+            fusion_taps = [(f"cells.{i}", w) for i in range(len(cells))]
+        self.fusion_taps = tuple(t for t, _ in fusion_taps)
+        self._act0_cells = {int(t.split(".")[1]) for t in self.fusion_taps if t.endswith(".act0")}
         self.fusion: nn.Module | None = None
         if fusion:
-            self.fusion = nn.Sequential(
-                nn.Conv2d(w * len(cells), w, 1), ACTIVATION_OPS[fusion_act](w)
-            )
-        self.lr_conv = nn.Conv2d(w, w, 3, padding=1)
-        self.upsampler = nn.Sequential(nn.Conv2d(w, 3 * s * s, 3, padding=1), nn.PixelShuffle(s))
+            layers: list[nn.Module] = [nn.Conv2d(sum(c for _, c in fusion_taps), w, 1, bias=bias)]
+            if fusion_act != "none":
+                layers.append(ACTIVATION_OPS[fusion_act](w))
+            self.fusion = nn.Sequential(*layers)
+        self.lr_conv = OPS[lr_conv_op](w, w, bias=bias)
+        self.upsampler = nn.Sequential(nn.Conv2d(w, 3 * s * s, 3, padding=1, bias=bias),
+                                       nn.PixelShuffle(s))
+        self.lr_conv_before_fusion = lr_conv_before_fusion
+        self.long_skip = long_skip
+        # Buffers only where used (a None buffer trips torch.export): nets without the switches
+        # keep the state_dict keys they always had.
+        if input_mean is not None:
+            mean = torch.tensor([float(v) for v in input_mean]).view(1, -1, 1, 1)
+            self.register_buffer("input_mean", mean)
+        else:
+            self.input_mean = None
+        if input_scale != 1.0:
+            self.register_buffer("input_scale", torch.tensor(1.0))
+        else:
+            self.input_scale = None
+
+    @property
+    def device(self) -> torch.device:
+        """The device the net's parameters are on."""
+        return next(self.parameters()).device
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_mean is not None:
+            x = x - self.input_mean
+        if self.input_scale is not None:
+            x = x * self.input_scale
         feat = self.head(x)
-        h, outs = feat, []
-        for cell in self.cells:
-            h = cell(h)
-            outs.append(h)
+        h, taps = feat, {"head": feat}
+        for i, cell in enumerate(self.cells):
+            if i in self._act0_cells:
+                h, taps[f"cells.{i}.act0"] = cell.features(h)  # type: ignore[operator]
+            else:
+                h = cell(h)
+            taps[f"cells.{i}"] = h
+        if self.lr_conv_before_fusion:
+            h = taps["lr_conv"] = self.lr_conv(h)
         if self.fusion is not None:
-            h = self.fusion(torch.cat(outs, dim=1))
-        return self.upsampler(add_residual(self.lr_conv(h), feat))
+            h = self.fusion(torch.cat([taps[t] for t in self.fusion_taps], dim=1))
+        if not self.lr_conv_before_fusion:
+            h = self.lr_conv(h)
+        if self.long_skip:
+            h = add_residual(h, feat)
+        return self.upsampler(h)
 
 
 class SRNet(SRSkeleton):
@@ -67,6 +126,14 @@ class SRNet(SRSkeleton):
     ``data_range`` is the range this module works in (kept in the ``value_range`` buffer, so it
     is saved in ``state_dict()`` and a loaded deployed checkpoint knows its range), and
     :func:`super_resolve` is how every loop calls a net on [0, 1] images.
+
+    **Input normalisation.** ``genotype.input_mean`` is subtracted from the input in both
+    forms (it is a buffer, scaled with the value range). ``genotype.input_scale`` is, like
+    ``data_range``, an interface of the deployed net only: the training form feeds the
+    mean-shifted input to its head as it is, and :func:`reparameterize` divides the head by
+    the factor and multiplies the input by it (the ``input_scale`` buffer), so the deployed
+    SPAN takes [0, 1], feeds ``(x - mean) * 255`` to its head and returns [0, 1], as the
+    official SPAN does.
     """
 
     value_range: torch.Tensor
@@ -75,9 +142,14 @@ class SRNet(SRSkeleton):
         if not isinstance(genotype, Genotype):
             raise TypeError(f"genotype: got {type(genotype).__name__}; expected a Genotype "
                             "(load one with Genotype.load(path) or search_space.zoo.ZOO[name])")
-        w = genotype.width
-        cells = [CELLS[c.type](c, w, prefix=f"cells.{i}.") for i, c in enumerate(genotype.cells)]
-        super().__init__(genotype.scale, w, cells, genotype.fusion, genotype.fusion_act)
+        w, g = genotype.width, genotype
+        cells = [CELLS[c.type](c, w, prefix=f"cells.{i}.", bias=g.bias)
+                 for i, c in enumerate(g.cells)]
+        taps = [(t, g.tap_channels(t)) for t in g.fusion_inputs]
+        super().__init__(g.scale, w, cells, g.fusion, g.fusion_act, fusion_taps=taps,
+                         lr_conv_before_fusion=g.lr_conv_before_fusion, long_skip=g.long_skip,
+                         input_mean=g.input_mean, input_scale=g.input_scale, bias=g.bias,
+                         head_op=g.head_op, lr_conv_op=g.lr_conv_op)
         self.genotype = genotype
         self.register_buffer("value_range", torch.tensor(1.0))
 
@@ -92,9 +164,16 @@ class SRNet(SRSkeleton):
         return float(self.value_range)
 
     @property
+    def input_factor(self) -> float:
+        """The factor the mean-shifted input is multiplied by before the head: 1.0 until
+        deployed, then ``genotype.input_scale``."""
+        return 1.0 if self.input_scale is None else float(self.input_scale)
+
+    @property
     def is_deployed(self) -> bool:
-        """Re-parameterised and on the genotype's deployed value range."""
-        return self.genotype.is_deployed and self.data_range == self.genotype.data_range
+        """Re-parameterised and on the genotype's deployed value range and input scale."""
+        return (self.genotype.is_deployed and self.data_range == self.genotype.data_range
+                and self.input_factor == self.genotype.input_scale)
 
 
 def build_model(genotype: Genotype) -> SRNet:
@@ -157,18 +236,41 @@ def reparameterize(model: SRNet) -> SRNet:
     factor = deployed.genotype.data_range / model.data_range
     if factor != 1.0:
         _fold_value_range(deployed, factor)
+    input_factor = deployed.genotype.input_scale / model.input_factor
+    if input_factor != 1.0:
+        _fold_input_scale(deployed, input_factor)
     return deployed.eval()
+
+
+def _head_conv(net: SRNet) -> nn.Conv2d:
+    head = net.head
+    if not isinstance(head, nn.Conv2d):
+        raise TypeError(f"head: got {type(head).__name__}; the range folds need the deployed "
+                        "head to be one conv (Genotype.head_op in FRAME_OPS)")
+    return head
 
 
 def _fold_value_range(net: SRNet, factor: float) -> None:
     """Make ``net`` take and return values ``factor`` times larger (exact: both convs are
-    linear, and everything between them sees the same features as before)."""
-    net.head.weight.div_(factor)
+    linear, the input mean scales with the input, and everything between them sees the same
+    features as before)."""
+    _head_conv(net).weight.div_(factor)
     last = net.upsampler[0]
-    assert isinstance(last, nn.Conv2d) and last.bias is not None
+    assert isinstance(last, nn.Conv2d)
     last.weight.mul_(factor)
-    last.bias.mul_(factor)
+    if last.bias is not None:
+        last.bias.mul_(factor)
+    if net.input_mean is not None:
+        net.input_mean.mul_(factor)
     net.value_range.mul_(factor)
+
+
+def _fold_input_scale(net: SRNet, factor: float) -> None:
+    """Multiply the head's input by ``factor`` and divide the head by it (exact: the head is
+    linear, and zero padding commutes with the scaling)."""
+    assert net.input_scale is not None
+    _head_conv(net).weight.div_(factor)
+    net.input_scale.mul_(factor)
 
 
 def deployed_form(module: nn.Module) -> nn.Module:

@@ -1,8 +1,10 @@
 """The op table: every conv op and activation of the search space, keyed by name.
 
-``OPS[name](c_in, c_out)`` builds a conv op; ``ACTIVATION_OPS[name](channels)`` builds an
-activation module. The supernet's mixed slots, Optuna sampling, retraining and export all
-build their ops from these tables (attention ops live in :mod:`search_space.attention`).
+``OPS[name](c_in, c_out, bias=True)`` builds a conv op (``bias=False``: no bias on its output
+conv(s); the ops in :data:`~search_space.genotype.NEEDS_BIAS` refuse it);
+``ACTIVATION_OPS[name](channels)`` builds an activation module. The supernet's mixed slots,
+Optuna sampling, retraining and export all build their ops from these tables (attention ops
+live in :mod:`search_space.attention`).
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from torch import nn
 
 from search_space.genotype import ACTIVATIONS, CONV_OPS
 from search_space.registry import Registry
-from search_space.rep import ECB, RRRB
+from search_space.rep import ECB, RRRB, Conv3XC
 
-ConvBuilder = Callable[[int, int], nn.Module]
+ConvBuilder = Callable[..., nn.Module]
 
 OPS: Registry[ConvBuilder] = Registry("conv op")
 ACTIVATION_OPS: Registry[Callable[[int], nn.Module]] = Registry("activation")
@@ -27,10 +29,10 @@ ACTIVATION_OPS: Registry[Callable[[int], nn.Module]] = Registry("activation")
 class SepConv(nn.Module):
     """Depthwise kxk (no bias) then pointwise 1x1 (separable conv, as in MobileNet/DARTS)."""
 
-    def __init__(self, c_in: int, c_out: int, k: int) -> None:
+    def __init__(self, c_in: int, c_out: int, k: int, bias: bool = True) -> None:
         super().__init__()
         self.depthwise = nn.Conv2d(c_in, c_in, k, padding=k // 2, groups=c_in, bias=False)
-        self.pointwise = nn.Conv2d(c_in, c_out, 1)
+        self.pointwise = nn.Conv2d(c_in, c_out, 1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pointwise(self.depthwise(x))
@@ -39,17 +41,27 @@ class SepConv(nn.Module):
 class BSConv(nn.Module):
     """Blueprint-separable conv (BSConvU, as in BSRN): pointwise 1x1 (no bias), then depthwise."""
 
-    def __init__(self, c_in: int, c_out: int, k: int = 3) -> None:
+    def __init__(self, c_in: int, c_out: int, k: int = 3, bias: bool = True) -> None:
         super().__init__()
         self.pointwise = nn.Conv2d(c_in, c_out, 1, bias=False)
-        self.depthwise = nn.Conv2d(c_out, c_out, k, padding=k // 2, groups=c_out)
+        self.depthwise = nn.Conv2d(c_out, c_out, k, padding=k // 2, groups=c_out, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.depthwise(self.pointwise(x))
 
 
-def _conv(c_in: int, c_out: int, k: int, dilation: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(c_in, c_out, k, padding=dilation * (k // 2), dilation=dilation)
+def _conv(c_in: int, c_out: int, k: int, dilation: int = 1, bias: bool = True) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, k, padding=dilation * (k // 2), dilation=dilation, bias=bias)
+
+
+def _biased(name: str, cls: Callable[[int, int], nn.Module]) -> ConvBuilder:
+    def build(c_in: int, c_out: int, bias: bool = True) -> nn.Module:
+        if not bias:
+            raise ValueError(f"bias: got False for op {name!r}; allowed: True. It pads with its "
+                             "biases; use conv3x3 or conv3xc in a net with bias=false.")
+        return cls(c_in, c_out)
+
+    return build
 
 
 for _k in (1, 3, 5, 7):
@@ -59,8 +71,9 @@ for _k in (3, 5, 7):
 for _k in (3, 5):
     OPS.add(f"dil_conv{_k}x{_k}_d2", partial(_conv, k=_k, dilation=2))
 OPS.add("bsconv3x3", partial(BSConv, k=3))
-OPS.add("rep_conv3x3", RRRB)
-OPS.add("ecb3x3", ECB)
+OPS.add("rep_conv3x3", _biased("rep_conv3x3", RRRB))
+OPS.add("ecb3x3", _biased("ecb3x3", ECB))
+OPS.add("conv3xc", Conv3XC)
 
 # In-place where the function allows it: cells only apply activations to fresh conv outputs,
 # and autograd supports these in place, so this saves one feature map of peak memory per call.
@@ -102,6 +115,20 @@ def sigmoid_gate(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     if _no_autograd(x, logits):
         return logits.sigmoid_().mul_(x)
     return x * torch.sigmoid(logits)
+
+
+def spab_gate(h3: torch.Tensor, x: torch.Tensor | None) -> torch.Tensor:
+    """SPAN's parameter-free gate ``(h3 + x) * (sigmoid(h3) - 0.5)`` (``h3 * ...`` when ``x`` is
+    None), in place on ``h3`` when no autograd graph is being built.
+
+    ``h3`` must be a tensor the caller owns (a fresh conv output); ``x`` is never written.
+    """
+    gate = torch.sigmoid(h3) - 0.5
+    if x is None:
+        return h3.mul_(gate) if _no_autograd(h3, gate) else h3 * gate
+    if _no_autograd(h3, x, gate):
+        return h3.add_(x).mul_(gate)
+    return (h3 + x) * gate
 
 
 class StatelessAct(nn.Module):

@@ -7,9 +7,14 @@
   Convolution Block for Real-time Super Resolution on Mobile Devices", ACM MM 2021): 3x3,
   1x1->3x3, 1x1->Sobel-x, 1x1->Sobel-y and 1x1->Laplacian branches (+ identity), merging
   into one 3x3.
+* :class:`Conv3XC`, SPAN's re-parameterisable 3x3 (Wan et al., "Swift Parameter-free
+  Attention Network for Efficient Super-Resolution", CVPRW 2024): on the zero-padded input,
+  1x1 (x gain) -> 3x3 unpadded -> 1x1, plus a 1x1 skip on the unpadded input, merging into
+  one 3x3.
 
-Both pad the output of their 1x1 convs with the 1x1 bias instead of zeros, so that the merged
-3x3 with ordinary zero padding is exact at the image border too.
+RRRB and ECB pad the output of their 1x1 convs with the 1x1 bias instead of zeros; Conv3XC
+pads its input before the first 1x1. Either way the merged 3x3 with ordinary zero padding is
+exact at the image border too.
 """
 
 from __future__ import annotations
@@ -70,11 +75,22 @@ def identity_3x3(channels: int, like: torch.Tensor) -> torch.Tensor:
     return k
 
 
-def make_conv3x3(c_in: int, c_out: int, kernel: torch.Tensor, bias: torch.Tensor) -> nn.Conv2d:
-    conv = nn.Conv2d(c_in, c_out, 3, padding=1).to(device=kernel.device, dtype=kernel.dtype)
+def bias_or_zeros(conv: nn.Conv2d) -> torch.Tensor:
+    """The bias of ``conv``, or zeros when it was built without one."""
+    if conv.bias is None:
+        return conv.weight.new_zeros(conv.out_channels)
+    return conv.bias
+
+
+def make_conv3x3(c_in: int, c_out: int, kernel: torch.Tensor, bias: torch.Tensor | None
+                 ) -> nn.Conv2d:
+    """A padded conv3x3 holding ``kernel`` and ``bias`` (no bias parameter when None)."""
+    conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=bias is not None).to(
+        device=kernel.device, dtype=kernel.dtype)
     with torch.no_grad():
         conv.weight.copy_(kernel)
-        bias_of(conv).copy_(bias)
+        if bias is not None:
+            bias_of(conv).copy_(bias)
     return conv
 
 
@@ -190,3 +206,40 @@ class ECB(nn.Module):
         if self.c_in == self.c_out:
             kernel = kernel + identity_3x3(self.c_out, kernel)
         return make_conv3x3(self.c_in, self.c_out, kernel, bias)
+
+
+class Conv3XC(nn.Module):
+    """SPAN's Conv3XC (training form of a 3x3 conv).
+
+    Args:
+        c_in: input channels.
+        c_out: output channels.
+        gain: expansion of the hidden width, ``gain * c_in`` and ``gain * c_out`` (SPAN: 2).
+        bias: every conv has a bias (SPAN: true); without, the merged 3x3 has none either.
+
+    ``out = conv1x1(conv3x3(conv1x1(pad(x)))) + conv1x1_skip(x)``, where ``pad`` adds one
+    pixel of zeros and the 3x3 is unpadded. Padding before the first 1x1 puts that conv's
+    bias on the padded ring, which is exactly what the merged, zero-padded 3x3 computes there.
+    """
+
+    def __init__(self, c_in: int, c_out: int, gain: int = 2, bias: bool = True) -> None:
+        super().__init__()
+        self.c_in, self.c_out = c_in, c_out
+        self.expand = nn.Conv2d(c_in, gain * c_in, 1, bias=bias)
+        self.fea = nn.Conv2d(gain * c_in, gain * c_out, 3, padding=0, bias=bias)
+        self.reduce = nn.Conv2d(gain * c_out, c_out, 1, bias=bias)
+        self.skip = nn.Conv2d(c_in, c_out, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.reduce(self.fea(self.expand(F.pad(x, (1, 1, 1, 1)))))
+        return y + self.skip(x)
+
+    @torch.no_grad()
+    def reparameterize(self) -> nn.Conv2d:
+        has_bias = self.skip.bias is not None
+        kernel, bias = compose_1x1_3x3(self.expand.weight, bias_or_zeros(self.expand),
+                                       self.fea.weight, bias_or_zeros(self.fea))
+        kr = self.reduce.weight[:, :, 0, 0]
+        kernel = torch.einsum("om,mihw->oihw", kr, kernel) + centre_tap(self.skip.weight)
+        bias = kr @ bias + bias_or_zeros(self.reduce) + bias_or_zeros(self.skip)
+        return make_conv3x3(self.c_in, self.c_out, kernel, bias if has_bias else None)

@@ -4,17 +4,26 @@ Each is built as ``../shared/reference/architectures.md`` describes it; the test
 parameter counts equal the published figures exactly and that the NTIRE 2022 counters
 reproduce the challenge's FLOPs, activations and #conv.
 
-======================  =========  =============================================================
-name                    params     source
-======================  =========  =============================================================
-``imdn_ntire``          893,936    NTIRE 2022 baseline (KAIR's simplified IMDN, 8 IMDB, 64 ch)
-``imdn_paper``          715,176    IMDN, ACM MM 2019 (6 IMDB with CCA, fusion, 64 ch)
-``rfdn_aim2020``        433,448    E-RFDN, AIM 2020 winner (4 RFDB with ESA, fusion, 50 ch)
-``rlfn_ntire``          317,218    RLFN_cut, NTIRE 2022 winner (4 RLFB, 46/48 ch, ESA f=16)
-``rlfn_paper``          543,740    RLFN, CVPRW 2022 (6 RLFB, 52 ch)
-``fmen_s``              341,066    FMEN-S deployed, NTIRE 2022 2nd (ERB + HFAB, 50 ch)
-``fmen_s_train``        1,045,866  FMEN-S training form (RRRB convs, HFAB with batch norms)
-======================  =========  =============================================================
+========================  =========  ===========================================================
+name                      params     source
+========================  =========  ===========================================================
+``imdn_ntire``            893,936    NTIRE 2022 baseline (KAIR's simplified IMDN, 8 IMDB, 64 ch)
+``imdn_paper``            715,176    IMDN, ACM MM 2019 (6 IMDB with CCA, fusion, 64 ch)
+``rfdn_aim2020``          433,448    E-RFDN, AIM 2020 winner (4 RFDB with ESA, fusion, 50 ch)
+``rlfn_ntire``            317,218    RLFN_cut, NTIRE 2022 winner (4 RLFB, 46/48 ch, ESA f=16)
+``rlfn_paper``            543,740    RLFN, CVPRW 2022 (6 RLFB, 52 ch)
+``fmen_s``                341,066    FMEN-S deployed, NTIRE 2022 2nd (ERB + HFAB, 50 ch)
+``fmen_s_train``          1,045,866  FMEN-S training form (RRRB convs, HFAB with batch norms)
+``dipnet_ntire2023``      243,252    DIPNet, NTIRE 2023 runtime winner (4 RLFB, 44/38 ch,
+                                     ESA-lite 16, trunk convs without bias)
+``span_ntire2024``        150,688    SPAN deployed, NTIRE 2024 winner, NTIRE 2026 baseline (28 ch)
+``span_ntire2024_train``  634,048    SPAN training form (head, cells, LR conv as Conv3XC)
+``dsclora_ntire2025``     130,828    DSCLoRA deployed, NTIRE 2025 winner (SPAN at 26 ch)
+========================  =========  ===========================================================
+
+The 2023-2026 nets are built as ``../shared/reference/architectures_2023_2026.md`` describes
+them (sections 1-3). SPAN and DSCLoRA take [0, 1] inputs, feed ``(x - DIV2K mean) * 255`` to
+their head once deployed, and return [0, 1] (``input_mean``, ``input_scale``).
 
 All are x4 as published; :func:`at_scale` gives the same architecture at another scale.
 """
@@ -64,6 +73,27 @@ def _fmen_s(train: bool) -> Genotype:
     return Genotype(scale=4, width=50, cells=(warmup,) + (body,) * 4, data_range=255.0)
 
 
+def _dipnet() -> Genotype:
+    cell = CellGene("rlfb", ("conv3x3",) * 3, Attention("esa_lite", channels=16), "lrelu0.05",
+                    inner=38, block_residual=True)
+    return Genotype(scale=4, width=44, cells=(cell,) * 4, data_range=1.0, bias=False)
+
+
+SPAN_MEAN = (0.4488, 0.4371, 0.4040)
+"""The DIV2K RGB mean SPAN subtracts from its [0, 1] input."""
+
+
+def _span(width: int, train: bool) -> Genotype:
+    op = "conv3xc" if train else "conv3x3"
+    cell = CellGene("spab", (op,) * 3, Attention("none"), "silu", block_residual=True)
+    return Genotype(
+        scale=4, width=width, cells=(cell,) * 6, fusion=True, fusion_act="none",
+        data_range=1.0, fusion_taps=("head", "lr_conv", "cells.0", "cells.5.act0"),
+        lr_conv_before_fusion=True, long_skip=False, input_mean=SPAN_MEAN, input_scale=255.0,
+        head_op=op, lr_conv_op=op,
+    )
+
+
 ZOO: dict[str, Genotype] = {
     "imdn_ntire": _imdn_ntire(),
     "imdn_paper": _imdn_paper(),
@@ -72,6 +102,10 @@ ZOO: dict[str, Genotype] = {
     "rlfn_paper": _rlfn(52, 52, 6),
     "fmen_s": _fmen_s(train=False),
     "fmen_s_train": _fmen_s(train=True),
+    "dipnet_ntire2023": _dipnet(),
+    "span_ntire2024": _span(28, train=False),
+    "span_ntire2024_train": _span(28, train=True),
+    "dsclora_ntire2025": _span(26, train=False),
 }
 """Published nets by name (x4)."""
 

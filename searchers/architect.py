@@ -125,7 +125,7 @@ class Architect:
         if self.zero_one_weight > 0 and self.net.state.mode == "sigmoid":
             w = torch.cat([torch.sigmoid(a) for a in self.net.arch_parameters() if a.numel() > 1])
             terms["zero_one"] = -self.zero_one_weight * (w - 0.5).pow(2).mean()
-        total = sum(terms.values(), torch.zeros((), device=self.net.head.weight.device))
+        total = sum(terms.values(), torch.zeros((), device=self.net.device))
         return total, terms, {k: float(v.detach()) for k, v in cost.items()}
 
     def step(self, train: tuple[torch.Tensor, torch.Tensor],

@@ -29,7 +29,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from search_space.genotype import ACTIVATIONS, ATTENTIONS, CELL_TYPES, CONV_OPS, check_names
+from search_space.genotype import (
+    ACTIVATIONS,
+    ATTENTIONS,
+    CELL_TYPES,
+    CONV_OPS,
+    DEFAULT_CONV_CANDIDATES,
+    check_names,
+)
 from search_space.zoo import YARDSTICK
 from searchers.config import (
     ConfigError,
@@ -87,7 +94,7 @@ class SpaceConfig:
     width: int = 24
     num_cells: int = 4
     cell_types: list[str] = field(default_factory=lambda: ["rfdb", "erb"])
-    conv_candidates: list[str] = field(default_factory=lambda: list(CONV_OPS))
+    conv_candidates: list[str] = field(default_factory=lambda: list(DEFAULT_CONV_CANDIDATES))
     attention_candidates: list[str] = field(default_factory=lambda: list(ATTENTIONS))
     act_candidates: list[str] = field(default_factory=lambda: ["lrelu0.05"])
     fusion: bool = True

@@ -129,7 +129,8 @@ class HardwareTable:
 
     def key(self, cost: SlotCost, detail: str = "") -> str:
         """The entry of a slot candidate. A re-parameterisable op shares the entry of the op it
-        deploys as (``rep_conv3x3`` and ``ecb3x3`` cost exactly what ``conv3x3`` costs)."""
+        deploys as (``rep_conv3x3``, ``ecb3x3`` and ``conv3xc`` cost exactly what ``conv3x3``
+        costs)."""
         h, w = self.settings.size
         name = REPARAM_OPS.get(cost.name, cost.name) if cost.kind == "conv" else cost.name
         return f"{cost.kind}:{name}:{cost.c_in}x{cost.c_out}@{h}x{w}{detail}"
@@ -191,8 +192,15 @@ class _Rest(nn.Module):
 
 def _rest_key(table: HardwareTable, genotype: Genotype) -> str:
     h, w = table.settings.size
+    switches = genotype.to_dict()
+    frame = {k: switches[k] for k in ("fusion_taps", "lr_conv_before_fusion", "long_skip",
+                                      "input_mean", "bias") if k in switches}
+    # Only non-default switches extend the key (earlier entries stay valid); the head and
+    # LR conv ops and the input scale are costed as their deployed conv3x3 (the same entry).
+    extra = ":" + hashlib.sha1(json.dumps(frame, sort_keys=True).encode()).hexdigest()[:10] \
+        if frame else ""
     return (f"rest:x{genotype.scale}:w{genotype.width}:n{genotype.num_cells}:"
-            f"f{int(genotype.fusion)}:{genotype.fusion_act}@{h}x{w}")
+            f"f{int(genotype.fusion)}:{genotype.fusion_act}{extra}@{h}x{w}")
 
 
 def fill_supernet_costs(net: SuperNet, table: HardwareTable, progress: bool = False) -> int:
@@ -217,7 +225,7 @@ def fill_supernet_costs(net: SuperNet, table: HardwareTable, progress: bool = Fa
     for key, cost in iterator:
         table.measure(key, cost_module(cost, spec), cost.c_in)
     rest = table.measure(_rest_key(table, template), _Rest(template), 3)
-    device = net.head.weight.device
+    device = net.device
     for op in net.mixed_ops():
         entries = [table.entries[table.key(c, _detail(c, spec))] for c in op.costs]
         op.latency_ms.copy_(torch.tensor([e.latency_ms for e in entries], device=device))

@@ -69,8 +69,8 @@ class NNIBuilder(SlotBuilder):
             return next(iter(modules.values()))
         return LayerChoice(modules, label=label)
 
-    def conv(self, slot: str, op: str, c_in: int, c_out: int) -> nn.Module:
-        return self._choice(slot, {c: DEFAULT_BUILDER.conv(slot, c, c_in, c_out)
+    def conv(self, slot: str, op: str, c_in: int, c_out: int, bias: bool = True) -> nn.Module:
+        return self._choice(slot, {c: DEFAULT_BUILDER.conv(slot, c, c_in, c_out, bias)
                                    for c in self.spec.conv_candidates})
 
     def attention(self, slot: str, spec: Attention, channels: int, act: str) -> nn.Module:

@@ -31,6 +31,7 @@ from search_space.genotype import (
     CELL_SLOTS,
     CELL_TYPES,
     CONV_OPS,
+    DEFAULT_CONV_CANDIDATES,
     Attention,
     CellGene,
     Genotype,
@@ -164,7 +165,7 @@ class SkeletonBuilder(SlotBuilder):
     def stateless_act(self, slot: str, name: str, channels: int) -> nn.Module:
         return nn.Identity() if self.free_acts else super().stateless_act(slot, name, channels)
 
-    def conv(self, slot: str, op: str, c_in: int, c_out: int) -> nn.Module:
+    def conv(self, slot: str, op: str, c_in: int, c_out: int, bias: bool = True) -> nn.Module:
         return _Skeleton(c_in, c_out)
 
     def attention(self, slot: str, spec: Attention, channels: int, act: str) -> nn.Module:
@@ -178,9 +179,9 @@ class MixedBuilder(SlotBuilder):
         self.spec, self.state = spec, state
         self.shared_act: dict[str, nn.Parameter] = {}
 
-    def conv(self, slot: str, op: str, c_in: int, c_out: int) -> nn.Module:
+    def conv(self, slot: str, op: str, c_in: int, c_out: int, bias: bool = True) -> nn.Module:
         cands = self.spec.conv_candidates
-        mods = [DEFAULT_BUILDER.conv(slot, c, c_in, c_out) for c in cands]
+        mods = [DEFAULT_BUILDER.conv(slot, c, c_in, c_out, bias) for c in cands]
         costs = [SlotCost("conv", c, c_in, c_out) for c in cands]
         return MixedOp(slot, cands, mods, self.state, costs)
 
@@ -220,7 +221,9 @@ class SupernetSpec:
         width: trunk channels.
         cell_types: the cell type candidates at every position (one = fixed type).
         num_cells: positions.
-        conv_candidates: candidates of every conv slot.
+        conv_candidates: candidates of every conv slot (default: every op of the table but
+            those added after the benchmarks, :data:`DEFAULT_CONV_CANDIDATES`; any of
+            :data:`CONV_OPS` may be listed).
         attention_candidates: candidates of every attention slot.
         act_candidates: activation candidates (one = fixed activation).
         fusion: RFDN-style multi-cell fusion.
@@ -233,14 +236,14 @@ class SupernetSpec:
     width: int = 32
     num_cells: int = 4
     cell_types: tuple[str, ...] = ("rfdb", "erb")
-    conv_candidates: tuple[str, ...] = CONV_OPS
+    conv_candidates: tuple[str, ...] = DEFAULT_CONV_CANDIDATES
     attention_candidates: tuple[str, ...] = ATTENTIONS
     act_candidates: tuple[str, ...] = ("lrelu0.05",)
     fusion: bool = True
     data_range: float = 1.0
     shallow_residual: bool = True
     block_residual: tuple[tuple[str, bool], ...] = (
-        ("rfdb", False), ("rlfb", True), ("erb", True), ("imdb", True)
+        ("rfdb", False), ("rlfb", True), ("erb", True), ("imdb", True), ("spab", True)
     )
     _checked: bool = field(default=False, repr=False, compare=False)
 
@@ -362,7 +365,7 @@ class SuperNet(SRSkeleton):
         are differentiable in the architecture weights.
         """
         lat0, _, par0 = self.base_cost
-        device = self.head.weight.device
+        device = self.device
         lat = torch.tensor(lat0, device=device)
         par = torch.tensor(par0, device=device)
         for cell in self.cells:
@@ -392,7 +395,7 @@ class SuperNet(SRSkeleton):
         memory around the peak, base term included.
         """
         _, mem0, _ = self.base_cost
-        device = self.head.weight.device
+        device = self.device
         base = torch.tensor(float(mem0), device=device)
         values = [base.view(1)]
         cell_parts: list[list[tuple[torch.Tensor, torch.Tensor, list[tuple[torch.Tensor,

@@ -27,6 +27,8 @@ from search_space.genotype import (
     CELL_SLOTS,
     CELL_TYPES,
     CONV_OPS,
+    DEFAULT_CELL_TYPES,
+    DEFAULT_CONV_CANDIDATES,
     Attention,
     CellGene,
     Genotype,
@@ -54,14 +56,19 @@ DIRECTIONS = ("maximize", "minimize", "minimize")
 
 @dataclass
 class SampleSpace:
-    """Bounds and candidate lists of the sampled space."""
+    """Bounds and candidate lists of the sampled space.
+
+    ``cell_types`` and ``conv_candidates`` may list any of :data:`CELL_TYPES` and
+    :data:`CONV_OPS`; their defaults are the ones benchmarked before ``spab`` and ``conv3xc``
+    existed (:data:`DEFAULT_CELL_TYPES`, :data:`DEFAULT_CONV_CANDIDATES`).
+    """
 
     scale: Literal[2, 3, 4] = 4
     widths: list[int] = field(default_factory=lambda: [16, 24, 32])
     cells_min: int = 2
     cells_max: int = 4
-    cell_types: list[str] = field(default_factory=lambda: list(CELL_TYPES))
-    conv_candidates: list[str] = field(default_factory=lambda: list(CONV_OPS))
+    cell_types: list[str] = field(default_factory=lambda: list(DEFAULT_CELL_TYPES))
+    conv_candidates: list[str] = field(default_factory=lambda: list(DEFAULT_CONV_CANDIDATES))
     attention_candidates: list[str] = field(default_factory=lambda: list(ATTENTIONS))
     act_candidates: list[str] = field(default_factory=lambda: ["lrelu0.05", "relu", "gelu"])
     fusion: list[bool] = field(default_factory=lambda: [False, True])

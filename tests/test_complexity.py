@@ -75,7 +75,8 @@ def test_every_conv_op_counts_on_meta_without_touching_the_model(name):
         assert torch.equal(v, before[k])
 
 
-@pytest.mark.parametrize("name", ["rlfn_ntire", "rfdn_aim2020", "imdn_paper", "fmen_s"])
+@pytest.mark.parametrize("name", ["rlfn_ntire", "rfdn_aim2020", "imdn_paper", "fmen_s",
+                                  "dipnet_ntire2023", "span_ntire2024"])
 def test_thop_agrees_with_flop_counter_on_plain_nets(name):
     model = build_model(ZOO[name])
     shape = (1, 3, 48, 48)

@@ -87,8 +87,8 @@ def test_a_training_form_cost_never_reaches_a_search(table):
     from searchers.supernet import SlotCost
     from searchers.trials import ConstraintConfig, MeasureConfig, ProxyConfig, evaluate_genotype
 
-    # The lookup table: rep and ECB share conv3x3's entry, measured on a single 3x3 conv.
-    for op in ("rep_conv3x3", "ecb3x3"):
+    # The lookup table: rep, ECB and Conv3XC share conv3x3's entry, measured on one 3x3 conv.
+    for op in ("rep_conv3x3", "ecb3x3", "conv3xc"):
         cost = SlotCost("conv", op, 8, 8)
         assert table.key(cost) == table.key(SlotCost("conv", "conv3x3", 8, 8))
         assert sum(p.numel() for p in cost_module(cost, TINY).parameters()) == 8 * 8 * 9 + 8
@@ -106,9 +106,10 @@ def test_a_training_form_cost_never_reaches_a_search(table):
         return Genotype(scale=2, width=8, cells=cells)
 
     plain, rep, ecb = genotype("conv3x3"), genotype("rep_conv3x3"), genotype("ecb3x3")
+    c3xc = genotype("conv3xc")
     # Proxies: params, FLOPs, #conv and peak memory of a rep genotype are the conv3x3 one's.
     base = measure_complexity(build_model(plain))
-    for g in (rep, ecb):
+    for g in (rep, ecb, c3xc):
         trained = build_model(g)
         assert sum(p.numel() for p in trained.parameters()) > base.params  # the training form
         c = measure_complexity(trained)
@@ -120,9 +121,33 @@ def test_a_training_form_cost_never_reaches_a_search(table):
     measure = MeasureConfig(device="cpu", lr_size=16, runs=1, warmup=0)
     proxy = ProxyConfig(steps=0, val_max_side=48)
     results = [evaluate_genotype(g, proxy, measure, ConstraintConfig(max_params_m=0.0))
-               for g in (plain, rep)]
-    assert results[0].params_m == results[1].params_m
-    assert results[0].constraints == results[1].constraints
+               for g in (plain, rep, c3xc)]
+    for r in results[1:]:
+        assert results[0].params_m == r.params_m
+        assert results[0].constraints == r.constraints
+
+
+def test_supernet_searches_spab_cells_and_conv3xc(table):
+    spec = SupernetSpec(scale=2, width=8, num_cells=2, cell_types=("spab", "erb"),
+                        conv_candidates=("conv3x3", "conv3xc"), attention_candidates=("none",))
+    net = _net(table, spec)
+    conv_slots = [m for m in net.mixed_ops() if m.costs[0].kind == "conv"]
+    assert conv_slots and all(m.candidates == ("conv3x3", "conv3xc") for m in conv_slots)
+    for m in conv_slots:  # Conv3XC is costed as the conv3x3 it merges into
+        assert float(m.latency_ms[0]) == float(m.latency_ms[1]) > 0
+    F.l1_loss(net(torch.rand(1, 3, 12, 12)), torch.rand(1, 3, 24, 24)).backward()
+    for name, p in net.named_arch_parameters():
+        assert p.grad is not None and float(p.grad.abs().sum()) > 0, name
+    choice = {"cells.0.type": "spab", "cells.1.type": "spab"}
+    choice |= {m.slot: "conv3xc" for m in conv_slots if ".spab." in m.slot}
+    g = net.derive(choice)
+    assert [c.type for c in g.cells] == ["spab", "spab"]
+    assert all(c.ops == ("conv3xc",) * 3 and c.block_residual for c in g.cells)
+    model = build_model(g).eval()
+    assert model(torch.rand(1, 3, 12, 12)).shape == (1, 3, 24, 24)
+    assert deployed_form(model).genotype == g.deployed()
+    with pytest.raises(ValueError, match="cell_types.*spab"):
+        SupernetSpec(cell_types=("spab", "rrdb"))
 
 
 def _brute_force_expected_peak(net: SuperNet) -> float:

@@ -38,7 +38,7 @@ from results.export import (
 )
 from search_space import Attention, CellGene, Genotype, SRNet, build_model, reparameterize
 from search_space.attention import ESA, ESALite
-from search_space.rep import ECB, RRRB
+from search_space.rep import ECB, RRRB, Conv3XC
 from search_space.zoo import ZOO
 
 pytestmark = [
@@ -72,6 +72,18 @@ NETS: dict[str, Genotype] = {
                         Attention("hfab", channels=8, op="rep_conv3x3", bn=True), "lrelu0.1"),
                CellGene("erb", ("conv3x3",), Attention("pa"), "silu", block_residual=True)),
     ),
+    # SPAN's frame: Conv3XC head/LR conv, mean shift with a deployed input scale, fusion taps
+    # (with a first-slot tap), LR conv before the fusion, no long skip; no biases (DIPNet).
+    "spab_span_taps": Genotype(
+        scale=2, width=8, data_range=1.0, fusion=True, fusion_act="none",
+        cells=(CellGene("spab", ("conv3xc", "conv3x3", "conv3xc"), Attention("none"), "silu",
+                        block_residual=True),
+               CellGene("spab", ("conv3x3",) * 3, Attention("none"), "silu", inner=6,
+                        block_residual=True)),
+        fusion_taps=("head", "lr_conv", "cells.0", "cells.1.act0"), lr_conv_before_fusion=True,
+        long_skip=False, input_mean=(0.4488, 0.4371, 0.4040), input_scale=255.0, bias=False,
+        head_op="conv3xc", lr_conv_op="conv3xc",
+    ),
 }
 HAS_ESA = {"rfdb_esa", "rlfb_esa_lite"}
 
@@ -93,7 +105,7 @@ def trained_like(genotype: Genotype, seed: int = 0) -> SRNet:
 
 def deployed(genotype: Genotype, seed: int = 0) -> SRNet:
     net = reparameterize(trained_like(genotype, seed))
-    merged_away = (ECB, RRRB, nn.BatchNorm2d)
+    merged_away = (ECB, RRRB, Conv3XC, nn.BatchNorm2d)
     assert not any(isinstance(m, merged_away) for m in net.modules())
     return net
 

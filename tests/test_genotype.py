@@ -71,6 +71,24 @@ def _cell(**kw):
         (dict(cells=(CellGene("imdb", ("conv3x3",) * 4, inner=16),)), "cells[0].inner", "16"),
         (dict(cells=(_cell(attention=Attention("esa", bn=True)),)), "attention", "hfab"),
         (dict(cells=(_cell(attention=Attention("pa", channels=4)),)), "channels", "4"),
+        (dict(fusion_taps=("head",)), "Genotype.fusion_taps", "['head']"),
+        (dict(fusion=True, fusion_taps=("cells.1",)), "fusion_taps[0]", "'cells.1'"),
+        (dict(fusion=True, fusion_taps=("cells.00",)), "fusion_taps[0]", "'cells.00'"),
+        (dict(fusion=True, fusion_taps=("cells.0.act0",)), "fusion_taps[0]", "'rlfb'"),
+        (dict(fusion=True, fusion_taps=("lr_conv",)), "fusion_taps[0]", "'lr_conv'"),
+        (dict(fusion=True, fusion_taps=("head", "head")), "fusion_taps", "each tap once"),
+        (dict(fusion=True, lr_conv_before_fusion=True), "lr_conv_before_fusion", "True"),
+        (dict(fusion=True, fusion_act="none", long_skip=1), "Genotype.long_skip", "1"),
+        (dict(input_mean=(0.5, 0.5)), "Genotype.input_mean", "(0.5, 0.5)"),
+        (dict(input_mean=(0.5, 0.5, 128.0)), "Genotype.input_mean", "128.0"),
+        (dict(input_scale=10.0), "Genotype.input_scale", "10.0"),
+        (dict(head_op="sep_conv3x3"), "Genotype.head_op", "'sep_conv3x3'"),
+        (dict(bias=False, cells=(_cell(ops=("conv3x3", "ecb3x3", "conv3x3")),)),
+         "Genotype.cells[0].ops[1]", "'ecb3x3'"),
+        (dict(bias=False, lr_conv_op="rep_conv3x3"), "Genotype.lr_conv_op", "'rep_conv3x3'"),
+        (dict(cells=(CellGene("spab", ("conv3x3",) * 2),)), "Genotype.cells[0].ops", "spab"),
+        (dict(cells=(CellGene("spab", ("conv3x3",) * 3, shallow_residual=True),)),
+         "cells[0].shallow_residual", "True"),
     ],
 )
 def test_bad_genotypes_name_field_value_and_allowed(kwargs, field, bad):
@@ -127,3 +145,36 @@ def test_check_names_for_candidate_lists():
                          (["conv3x3", "conv3x3"], "duplicates")):
         with pytest.raises(GenotypeError, match=re.escape(text)):
             check_names("conv_candidates", values, CONV_OPS)
+
+
+OLD_RLFN_JSON = """{"version": 1, "scale": 4, "width": 46, "data_range": 255.0, "fusion": false,
+ "fusion_act": "lrelu0.05", "cells": [{"type": "rlfb", "ops": ["conv3x3", "conv3x3", "conv3x3"],
+ "attention": {"type": "esa_lite", "channels": 16}, "act": "lrelu0.05", "inner": 48,
+ "shallow_residual": false, "block_residual": true}]}"""
+
+
+def test_genotype_json_written_before_the_network_switches_still_loads():
+    g = Genotype.from_json(OLD_RLFN_JSON)
+    assert g == replace(ZOO["rlfn_ntire"], cells=ZOO["rlfn_ntire"].cells[:1])
+    assert (g.long_skip, g.bias, g.fusion_taps, g.input_mean, g.input_scale) == (
+        True, True, None, None, 1.0)
+    # At their defaults the switches stay out of the JSON: earlier files are unchanged.
+    assert json.loads(g.to_json()) == json.loads(OLD_RLFN_JSON)
+    for name in ("imdn_ntire", "rfdn_aim2020", "rlfn_ntire", "fmen_s", "fmen_s_train"):
+        assert set(ZOO[name].to_dict()) == {"version", "scale", "width", "data_range", "fusion",
+                                            "fusion_act", "cells"}
+
+
+def test_span_switches_round_trip_and_deploy():
+    g = ZOO["span_ntire2024_train"]
+    d = json.loads(g.to_json())
+    assert d["fusion_taps"] == ["head", "lr_conv", "cells.0", "cells.5.act0"]
+    assert d["input_mean"] == [0.4488, 0.4371, 0.404] and d["input_scale"] == 255.0
+    assert (d["long_skip"], d["lr_conv_before_fusion"], d["head_op"]) == (False, True, "conv3xc")
+    assert g.deployed() == ZOO["span_ntire2024"] and ZOO["span_ntire2024"].is_deployed
+    assert not g.is_deployed
+    assert g.fusion_inputs == g.fusion_taps and ZOO["rfdn_aim2020"].fusion_inputs == tuple(
+        f"cells.{i}" for i in range(4))
+    mid = replace(g.cells[0], inner=12)
+    narrow = replace(g, cells=(mid,) * 6)
+    assert narrow.tap_channels("cells.5.act0") == 12 and narrow.tap_channels("head") == 28

@@ -18,6 +18,7 @@ from search_space import (
     reparameterize,
 )
 from search_space.attention import ATTENTION_OPS, HFAB
+from search_space.cells import CELLS
 from search_space.network import super_resolve
 from search_space.ops import ACTIVATION_OPS, OPS
 from search_space.registry import UnknownNameError
@@ -66,8 +67,8 @@ def test_conv_op_shape_and_gradient(name, c_in, c_out):
     _all_params_get_grad(op, y)
 
 
-@pytest.mark.parametrize("name", ["rep_conv3x3", "ecb3x3"])
-@pytest.mark.parametrize("c_in, c_out", [(8, 8), (6, 10)])
+@pytest.mark.parametrize("name", ["rep_conv3x3", "ecb3x3", "conv3xc"])
+@pytest.mark.parametrize("c_in, c_out", [(8, 8), (6, 10), (3, 8)])
 def test_rep_ops_merge_into_one_conv(name, c_in, c_out):
     op = OPS[name](c_in, c_out).eval()
     for p in op.parameters():  # ECB's edge scales start near 0: make every branch matter
@@ -77,6 +78,53 @@ def test_rep_ops_merge_into_one_conv(name, c_in, c_out):
     x = torch.rand(1, c_in, 19, 23)
     with torch.no_grad():
         torch.testing.assert_close(merged(x), op(x), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv3xc_merges_exactly_at_the_border(bias):
+    # SPAN's Conv3XC pads its input before the first 1x1, so that 1x1's bias lands on the
+    # padded ring: the merged zero-padded 3x3 must match there too (bias=False: no bias left).
+    op = OPS["conv3xc"](5, 7, bias=bias).eval()
+    assert sum(p.numel() for p in op.parameters()) == (
+        5 * 7 + 5 * 10 + 10 * 14 * 9 + 14 * 7 + (7 + 10 + 14 + 7) * bias)
+    for p in op.parameters():
+        p.data.uniform_(-0.5, 0.5)
+    merged = op.reparameterize()
+    assert merged.padding == (1, 1) and (merged.bias is not None) == bias
+    x = torch.randn(2, 5, 9, 11) * 3
+    with torch.no_grad():
+        ref, out = op(x), merged(x)
+    ring = torch.ones_like(ref, dtype=torch.bool)
+    ring[..., 1:-1, 1:-1] = False
+    torch.testing.assert_close(out[ring], ref[ring], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_ops_that_pad_with_their_bias_refuse_bias_false():
+    for name in ("rep_conv3x3", "ecb3x3"):
+        with pytest.raises(ValueError, match="bias: got False.*conv3xc"):
+            OPS[name](4, 4, bias=False)
+    for name in CONV_OPS:
+        if name not in ("rep_conv3x3", "ecb3x3"):
+            op = OPS[name](4, 6, bias=False)
+            assert op(torch.zeros(1, 4, 5, 5)).abs().max() == 0, name  # no bias anywhere
+
+
+def test_spab_is_the_span_block():
+    gene = CellGene("spab", ("conv3x3",) * 3, Attention("none"), "silu", block_residual=True)
+    cell = CELLS["spab"](gene, 6).eval()
+    x = torch.randn(1, 6, 9, 10)
+    with torch.no_grad():
+        c1, c2, c3 = cell.convs
+        a1 = torch.nn.functional.silu(c1(x))
+        h3 = c3(torch.nn.functional.silu(c2(a1)))
+        out, tap = cell.features(x.clone())
+        torch.testing.assert_close(out, (h3 + x) * (torch.sigmoid(h3) - 0.5))
+        torch.testing.assert_close(tap, a1)  # post-activation: SPAN's in-place SiLU
+        torch.testing.assert_close(cell(x), out)
+    slow, slow_tap = cell.features(x.clone().requires_grad_())  # out-of-place path
+    torch.testing.assert_close(slow.detach(), out)
+    torch.testing.assert_close(slow_tap.detach(), a1)
 
 
 @pytest.mark.parametrize("name", ATTENTIONS)
@@ -206,7 +254,8 @@ def _conv_calls(model: nn.Module, x: torch.Tensor) -> list[nn.Conv2d]:
     return calls
 
 
-@pytest.mark.parametrize("name", ["rlfn_ntire", "rfdn_aim2020", "fmen_s", "imdn_ntire"])
+@pytest.mark.parametrize("name", ["rlfn_ntire", "rfdn_aim2020", "fmen_s", "imdn_ntire",
+                                  "dipnet_ntire2023", "span_ntire2024"])
 def test_training_form_is_on_0_1_and_deployed_form_on_the_official_range(name):
     g = ZOO[name]
     model = build_model(g).eval()
@@ -225,21 +274,23 @@ def test_training_form_is_on_0_1_and_deployed_form_on_the_official_range(name):
                                    atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["rlfn_ntire", "rfdn_aim2020", "fmen_s"])
+@pytest.mark.parametrize("name", ["rlfn_ntire", "rfdn_aim2020", "fmen_s", "dipnet_ntire2023"])
 def test_official_weights_copied_conv_by_conv_reproduce_the_official_net(name):
-    # The official net is the published structure run on [0, 255] with its own weights: the
-    # raw module of the genotype called on 0-255 values. Its weights, copied conv by conv in
-    # call order into the deployed form, must give the same outputs on the same input.
+    # The official net is the published structure run on its own range ([0, 255], DIPNet
+    # [0, 1]) with its own weights: the raw module of the genotype called on values in that
+    # range. Its weights, copied conv by conv in call order into the deployed form, must give
+    # the same outputs on the same input. (SPAN: tests/test_zoo.py, against a clean room.)
     official = build_model(ZOO[name]).eval()
     for p in official.parameters():
         p.data.add_(torch.randn_like(p) * 0.01)
     deployed = reparameterize(build_model(ZOO[name]))
-    x = torch.rand(1, 3, 30, 32) * 255
+    x = torch.rand(1, 3, 30, 32) * ZOO[name].data_range
     src, dst = _conv_calls(official, x), _conv_calls(deployed, x)
     assert len(src) == len(dst)
     with torch.no_grad():
         for a, b in zip(src, dst, strict=True):
             assert a.weight.shape == b.weight.shape
+            assert (a.bias is None) == (b.bias is None)
             b.weight.copy_(a.weight)
             if a.bias is not None:
                 b.bias.copy_(a.bias)
@@ -251,7 +302,8 @@ def test_build_model_rejects_non_genotype():
         build_model({"scale": 4})  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("name", ["rfdn_aim2020", "rlfn_ntire", "fmen_s_train", "imdn_paper"])
+@pytest.mark.parametrize("name", ["rfdn_aim2020", "rlfn_ntire", "fmen_s_train", "imdn_paper",
+                                  "span_ntire2024_train"])
 def test_inplace_inference_matches_autograd_forward_and_keeps_input(name):
     model = build_model(ZOO[name]).eval()
     x = torch.rand(1, 3, 20, 24)

@@ -41,6 +41,28 @@ def test_every_sample_is_a_valid_genotype_within_bounds():
     assert model(torch.rand(1, 3, 8, 8)).shape == (1, 3, 24, 24)
 
 
+def test_spab_cells_and_conv3xc_can_be_sampled():
+    space = SampleSpace(scale=2, widths=[8], cells_min=1, cells_max=2,
+                        cell_types=["spab", "rlfb"], conv_candidates=["conv3x3", "conv3xc"],
+                        attention_candidates=["none", "pa"])
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen_types, seen_ops, spab = set(), set(), None
+    for _ in range(12):
+        trial = study.ask()
+        g = sample_genotype(trial, space)
+        study.tell(trial, 0.0)
+        seen_types |= {c.type for c in g.cells}
+        seen_ops |= {op for c in g.cells for op in c.ops}
+        if any(c.type == "spab" and "conv3xc" in c.ops for c in g.cells):
+            spab = g
+        assert Genotype.from_json(g.to_json()) == g
+    assert seen_types == {"spab", "rlfb"} and seen_ops == {"conv3x3", "conv3xc"}
+    assert spab is not None
+    assert all(c.block_residual for c in spab.cells if c.type == "spab")
+    model = build_model(spab)
+    assert model(torch.rand(1, 3, 8, 8)).shape == (1, 3, 16, 16)
+
+
 @pytest.mark.parametrize("kw, key", [(dict(widths=[]), "widths"),
                                      (dict(cell_types=["rrdb"]), "rrdb"),
                                      (dict(cells_min=3, cells_max=2), "cells_min"),

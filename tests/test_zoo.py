@@ -1,15 +1,20 @@
 """The zoo reproduces the published parameter counts and the NTIRE 2022 counters exactly.
 
 Reference figures: ``../shared/reference/architectures.md`` section 2 ("meas. ch." = the
-challenge's own counter on the challenge's model files; 4 decimals where it gives them).
+challenge's own counter on the challenge's model files; 4 decimals where it gives them), and
+``../shared/reference/architectures_2023_2026.md`` section 0 for DIPNet, SPAN and DSCLoRA.
 """
 
 from __future__ import annotations
 
 import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 from proxies.complexity import count_macs, count_ntire2022, count_params
-from search_space import build_model
+from search_space import build_model, reparameterize
+from search_space.network import super_resolve
 from search_space.zoo import YARDSTICK, ZOO
 
 #            params      ch. FLOPs G  acts M     #conv  conv MACs G
@@ -21,6 +26,10 @@ PUBLISHED = {
     "imdn_paper": (715_176, 46.5987, 122.68, 46, 46.5190),
     "rlfn_paper": (543_740, 33.9928, 126.49, 57, 33.9314),
     "fmen_s_train": (1_045_866, 68.3188, 223.08, 74, 68.2433),
+    "dipnet_ntire2023": (243_252, 14.9011, 72.9673, 39, 14.8696),
+    "span_ntire2024": (150_688, 9.8338, 41.6809, 22, 9.8338),
+    "span_ntire2024_train": (634_048, 41.3617, 223.0049, 82, 41.3617),
+    "dsclora_ntire2025": (130_828, 8.5350, 38.9284, 22, 8.5350),
 }
 
 
@@ -44,3 +53,109 @@ def test_zoo_reproduces_published_figures(name):
     assert round(ntire.activations_m, _decimals(acts_m)) == pytest.approx(acts_m, abs=1e-9)
     assert ntire.num_conv == n_conv
     assert round(count_macs(model) / 1e9, 4) == pytest.approx(macs_g, abs=1e-9)
+
+
+# ------------------------------------------------------------------------------------ SPAN
+
+DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
+
+
+class CleanRoomSPAN(nn.Module):
+    """SPAN's deployed forward in plain PyTorch, written from the prose of
+    ``architectures_2023_2026.md`` sections 1.3-1.4 (not from any code of this project).
+
+    z = (x - DIV2K mean) * 255; F0 = conv_1(z); six SPABs B1..B6, each
+    a1 = SiLU(c1(b)), a2 = SiLU(c2(a1)), h3 = c3(a2), out = (h3 + b) * (sigmoid(h3) - 0.5);
+    F6 = conv_2(B6); conv_cat(concat[F0, F6, B1, a1 of block 6]) with no activation;
+    conv3x3 -> PixelShuffle(4), returned as it is.
+    """
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv_1 = nn.Conv2d(3, c, 3, padding=1)
+        self.blocks = nn.ModuleList(
+            nn.ModuleList(nn.Conv2d(c, c, 3, padding=1) for _ in range(3)) for _ in range(6))
+        self.conv_2 = nn.Conv2d(c, c, 3, padding=1)
+        self.conv_cat = nn.Conv2d(4 * c, c, 1)
+        self.upsampler = nn.Conv2d(c, 3 * 16, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = (x - torch.tensor(DIV2K_MEAN).view(1, 3, 1, 1)) * 255.0
+        f0 = self.conv_1(z)
+        b, outs, first_act = f0, [], None
+        for c1, c2, c3 in self.blocks:
+            a1 = F.silu(c1(b))
+            h3 = c3(F.silu(c2(a1)))
+            b = (h3 + b) * (torch.sigmoid(h3) - 0.5)
+            outs.append(b)
+            first_act = a1
+        f6 = self.conv_2(b)
+        fused = self.conv_cat(torch.cat([f0, f6, outs[0], first_act], dim=1))
+        return F.pixel_shuffle(self.upsampler(fused), 4)
+
+
+def _conv_calls(model: nn.Module, x: torch.Tensor) -> list[nn.Conv2d]:
+    calls: list[nn.Conv2d] = []
+    hooks = [m.register_forward_hook(lambda mod, i, o: calls.append(mod))
+             for m in model.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return calls
+
+
+@pytest.mark.parametrize("name, width", [("span_ntire2024", 28), ("dsclora_ntire2025", 26)])
+def test_span_deployed_matches_a_clean_room_span_conv_by_conv(name, width):
+    # The official checkpoint is deployed weights in the official structure: random weights in
+    # the clean-room structure (head scaled for 255-range inputs, as trained weights are),
+    # copied conv by conv in call order into reparameterize(build_model(...)), must give the
+    # clean-room outputs on the same [0, 1] input.
+    torch.manual_seed(0)
+    official = CleanRoomSPAN(width).eval()
+    with torch.no_grad():
+        official.conv_1.weight.div_(255.0)
+    ours = reparameterize(build_model(ZOO[name]))
+    assert ours.data_range == 1.0 and ours.input_factor == 255.0 and ours.is_deployed
+    x = torch.rand(1, 3, 20, 24)
+    src, dst = _conv_calls(official, x), _conv_calls(ours, x)
+    assert len(src) == len(dst) == 22
+    with torch.no_grad():
+        for a, b in zip(src, dst, strict=True):
+            assert a.weight.shape == b.weight.shape and a.padding == b.padding
+            b.weight.copy_(a.weight)
+            b.bias.copy_(a.bias)
+        ref = official(x)
+        assert ref.shape == (1, 3, 80, 96) and ref.abs().max() > 1e-2
+        torch.testing.assert_close(ours(x), ref, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(super_resolve(ours, x), ref, atol=1e-5, rtol=1e-4)
+
+
+def test_span_training_form_reparameterizes_into_the_deployed_entry():
+    torch.manual_seed(0)
+    train = build_model(ZOO["span_ntire2024_train"]).eval()
+    with torch.no_grad():
+        for p in train.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    deployed = reparameterize(train)
+    assert deployed.genotype == ZOO["span_ntire2024"]
+    assert ZOO["span_ntire2024_train"].deployed() == ZOO["span_ntire2024"]
+    target = build_model(ZOO["span_ntire2024"])
+    target.load_state_dict(deployed.state_dict())  # same structure and keys, input scale too
+    assert count_params(target) == 150_688 and target.input_factor == 255.0
+    assert train.input_factor == 1.0 and train.data_range == target.data_range == 1.0
+    x = torch.rand(1, 3, 21, 18)
+    with torch.no_grad():
+        ref = train(x)
+        torch.testing.assert_close(target(x), ref, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(super_resolve(deployed, x), super_resolve(train, x),
+                                   atol=1e-4, rtol=1e-4)
+    assert reparameterize(deployed).input_factor == 255.0  # folded once, not twice
+
+
+def test_dipnet_trunk_convs_have_no_bias_and_its_esa_convs_do():
+    model = build_model(ZOO["dipnet_ntire2023"])
+    convs = {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    assert len(convs) == 39
+    for name, conv in convs.items():
+        assert (conv.bias is not None) == (".attention." in name), name
