@@ -18,6 +18,7 @@ from search_space.genotype import (
     CellGene,
     Genotype,
     GenotypeError,
+    GroupGene,
 )
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ __all__ = [
     "CellGene",
     "Genotype",
     "GenotypeError",
+    "GroupGene",
     "SRNet",
     "build_model",
     "reparameterize",

@@ -9,19 +9,29 @@
   training form (batch norms, rep-conv inner blocks) that :func:`reparameterize` folds away.
 * ``pa``: pixel attention of PAN (Zhao et al., ECCVW 2020): ``x * sigmoid(conv1x1(x))``.
 * ``none``: identity.
+* ``esa_mab``: the ESA variant of MAFFSRN's multi-attention block (Muqeet et al., "Multi-
+  Attention Based Ultra Lightweight Image Super-Resolution", ECCVW 2020): a stride-2 3x3 with
+  padding 1, max-pool 7/3, parallel dilation-1 and dilation-2 3x3s (each + LReLU 0.05) summed,
+  nearest upsampling, + the reduced map (no ``conv_f``), 1x1 + ReLU, sigmoid.
+* ``cea``: MAFFSRN's cost-efficient attention: ``x * sigmoid(dw5x5(conv1x1(x)))``.
+
+Every op but ``none`` is a gate ``x * sigmoid(logits(x))`` and has ``gate(x)``, the sigmoid
+factor alone: :class:`AttentionProduct` multiplies several gates of the same input (a cell
+whose attention is a sequence, :attr:`CellGene.attention <search_space.genotype.CellGene>`).
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from search_space.genotype import ATTENTIONS, REPARAM_OPS, Attention
-from search_space.ops import StatelessAct, add_residual, sigmoid_gate
+from search_space.ops import StatelessAct, add_residual, sigmoid_gate, sigmoid_of
 from search_space.registry import Registry
 from search_space.rep import bias_of, bn_scale_shift, pad_with
 
@@ -80,13 +90,19 @@ class ESA(nn.Module):
         self.conv4 = nn.Conv2d(f, channels, 1)
         self.relu = nn.ReLU()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
         c1_ = self.conv1(x)
         v = _pool(_reduce(self.conv2, c1_))
         v = self.relu(self.conv_max(v))
         c3 = self.conv3_(self.relu(self.conv3(v)))
         c3 = F.interpolate(c3, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return sigmoid_gate(x, self.conv4(add_residual(c3, self.conv_f(c1_))))
+        return self.conv4(add_residual(c3, self.conv_f(c1_)))
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        return sigmoid_of(self.logits(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return sigmoid_gate(x, self.logits(x))
 
 
 class ESALite(nn.Module):
@@ -100,11 +116,73 @@ class ESALite(nn.Module):
         self.conv3 = nn.Conv2d(f, f, 3, padding=1)
         self.conv4 = nn.Conv2d(f, channels, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
         c1_ = self.conv1(x)
         c3 = self.conv3(_pool(_reduce(self.conv2, c1_)))
         c3 = F.interpolate(c3, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return sigmoid_gate(x, self.conv4(add_residual(c3, self.conv_f(c1_))))
+        return self.conv4(add_residual(c3, self.conv_f(c1_)))
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        return sigmoid_of(self.logits(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return sigmoid_gate(x, self.logits(x))
+
+
+class ESAMab(nn.Module):
+    """The ESA variant of MAFFSRN's MAB. ``f`` hidden channels, 6 convs.
+
+    ``rc = conv1x1(x)`` (C -> f); ``p = maxpool7/3(conv3x3 stride 2, padding 1 (rc))``;
+    ``v = lrelu(conv3x3_d1(p)) + lrelu(conv3x3_d2(p))`` (LReLU 0.05, dilation 2 padded by 2);
+    gate ``sigmoid(relu(conv1x1(nearest(v, size of rc) + rc)))`` (f -> C), so in [0.5, 1).
+    The stride-2 conv works from 1 px (its padding); under 7 px the pool takes the global max
+    as in :class:`ESA` (``_pool``), so the op is defined at every size, in ONNX too.
+    """
+
+    def __init__(self, channels: int, f: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, f, 1)
+        self.conv2 = nn.Conv2d(f, f, 3, stride=2, padding=1)
+        self.conv_d1 = nn.Conv2d(f, f, 3, padding=1)
+        self.act_d1 = nn.LeakyReLU(0.05)
+        self.conv_d2 = nn.Conv2d(f, f, 3, padding=2, dilation=2)
+        self.act_d2 = nn.LeakyReLU(0.05)
+        self.conv4 = nn.Conv2d(f, channels, 1)
+        self.relu = nn.ReLU()
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        rc = self.conv1(x)
+        p = _pool(self.conv2(rc))
+        v = add_residual(self.act_d1(self.conv_d1(p)), self.act_d2(self.conv_d2(p)))
+        up = F.interpolate(v, size=rc.shape[-2:], mode="nearest")
+        return self.relu(self.conv4(add_residual(up, rc)))
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        return sigmoid_of(self.logits(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return sigmoid_gate(x, self.logits(x))
+
+
+class CEA(nn.Module):
+    """MAFFSRN's cost-efficient attention: ``x * sigmoid(dw5x5(conv1x1(x)))``, both with bias.
+
+    Defined at every input size (a pointwise and a zero-padded depthwise conv).
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.pointwise = nn.Conv2d(channels, channels, 1)
+        self.depthwise = nn.Conv2d(channels, channels, 5, padding=2, groups=channels)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.depthwise(self.pointwise(x))
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        return sigmoid_of(self.logits(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return sigmoid_gate(x, self.logits(x))
 
 
 class CCA(nn.Module):
@@ -117,9 +195,12 @@ class CCA(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)  # (N, C, 1, 1): broadcast
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
         mean = x.mean(dim=(2, 3), keepdim=True)
         std = (x - mean).pow(2).mean(dim=(2, 3), keepdim=True).sqrt()
-        return x * torch.sigmoid(self.conv_du(std + mean))  # (N, C, 1, 1): broadcast
+        return torch.sigmoid(self.conv_du(std + mean))
 
 
 class PixelAttention(nn.Module):
@@ -128,6 +209,9 @@ class PixelAttention(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 1)
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        return sigmoid_of(self.conv(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return sigmoid_gate(x, self.conv(x))
@@ -167,6 +251,12 @@ class HFAB(nn.Module):
         self.bn3 = nn.BatchNorm2d(channels) if bn else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return sigmoid_gate(x, self.logits(x))
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        return sigmoid_of(self.logits(x))
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
         h = x
         if self.bn1 is not None:
             h = pad_with(self.bn1(h), bn_scale_shift(self.bn1)[1])
@@ -176,7 +266,7 @@ class HFAB(nn.Module):
         h = self.excitate(h)
         if self.bn3 is not None:
             h = self.bn3(h)
-        return sigmoid_gate(x, h)
+        return h
 
     @torch.no_grad()
     def reparameterize(self) -> HFAB:
@@ -219,6 +309,34 @@ ATTENTION_OPS.add(
 )
 ATTENTION_OPS.add("pa", lambda c, spec, act: PixelAttention(c))
 ATTENTION_OPS.add("none", lambda c, spec, act: nn.Identity())
+ATTENTION_OPS.add("esa_mab", lambda c, spec, act: ESAMab(c, spec.hidden(c)))
+ATTENTION_OPS.add("cea", lambda c, spec, act: CEA(c))
+
+
+class AttentionProduct(nn.ModuleList):
+    """Several attention gates of the same input, multiplied onto it: ``x * g_1(x) * g_2(x)``.
+
+    Args:
+        gates: the attention modules, in order (each must have ``gate(x)``; ``none`` has none).
+        slot: the slot name, for the error message.
+    """
+
+    def __init__(self, gates: list[nn.Module], slot: str = "attention") -> None:
+        for k, m in enumerate(gates):
+            if not callable(getattr(m, "gate", None)):
+                raise TypeError(f"{slot}.{k}: got {type(m).__name__}, which has no gate(); a "
+                                "sequence of attentions needs gating ops (not 'none', not a "
+                                "searched slot)")
+        super().__init__(gates)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gates = [cast(Any, m).gate(x) for m in self]
+        inplace = not torch.is_grad_enabled() or not any(
+            t.requires_grad for t in (x, *gates))
+        out = x * gates[0]  # a fresh, full-size tensor (a channel gate broadcasts)
+        for g in gates[1:]:
+            out = out.mul_(g) if inplace else out * g
+        return out
 
 if tuple(ATTENTION_OPS) != ATTENTIONS:
     raise ImportError("search_space.attention is out of step with search_space.genotype")

@@ -9,11 +9,14 @@ A network is::
 
     [(x - input_mean) * input_scale] -> head conv3x3 -> cell_1 -> ... -> cell_n
         -> [fusion: concat(taps; default every cell output) -> 1x1 -> [act]]
-        -> LR conv3x3 -> [+ head (long skip)] -> conv3x3 -> PixelShuffle(scale)
+        -> [LR conv3x3] -> [+ head (long skip)] -> tail (conv3x3 -> PixelShuffle(scale))
+        [+ bicubic upsampling of x (input skip)]
 
-(SPAN moves the LR conv before the fusion, whose taps then include its output), and every cell
-has a type (``rfdb``, ``rlfb``, ``erb``, ``imdb``, ``spab``), one conv op per slot, an
-attention choice and an activation, plus the switches in which the published nets differ.
+(SPAN moves the LR conv before the fusion, whose taps then include its output; MAFFSRN
+gathers its cells into feature-fusion groups, has no LR conv and a dual 3x3/5x5 tail), and
+every cell has a type (``rfdb``, ``rlfb``, ``erb``, ``imdb``, ``spab``, ``mab``), one conv op
+per slot, an attention choice (or a short sequence of attention gates) and an activation,
+plus the switches in which the published nets differ.
 """
 
 from __future__ import annotations
@@ -65,15 +68,25 @@ FRAME_OPS: tuple[str, ...] = ("conv3x3", *REPARAM_OPS)
 """Ops allowed for the network's head and LR conv: conv3x3 or a training form that merges
 into it (SPAN trains both as Conv3XC)."""
 
-ATTENTIONS: tuple[str, ...] = ("esa", "esa_lite", "cca", "hfab", "pa", "none")
+ATTENTIONS: tuple[str, ...] = ("esa", "esa_lite", "cca", "hfab", "pa", "none", "esa_mab",
+                                "cea")
 
-ATTENTION_MIN_INPUT: Mapping[str, int] = {"esa": 27, "esa_lite": 27}
+DEFAULT_ATTENTIONS: tuple[str, ...] = tuple(a for a in ATTENTIONS if a not in ("esa_mab", "cea"))
+"""The attention candidates of the searchers' default spaces: every op but those added after the
+searches were benchmarked (MAFFSRN's ``esa_mab`` and ``cea``)."""
+
+MAX_ATTENTIONS = 3
+"""The longest sequence of attention gates one cell may carry (MAFFSRN's MAB: two)."""
+
+ATTENTION_MIN_INPUT: Mapping[str, int] = {"esa": 27, "esa_lite": 27, "esa_mab": 25}
 """The smallest LR side (px) on which an attention op works as designed; 1 for those not listed.
 
 ESA and RLFN's ESA-lite pool a stride-2 3x3 conv's output with a 7x7 window of stride 3. On
 27 px the pooled map is 3x3; below it the map shrinks to 2x2 or 1x1 and the "spatial" gate
 becomes a global, per-channel one: a net trained on such patches learns a channel gate and is
 tested as a spatial one. Training patches are checked against this (:func:`min_patch_size`).
+MAFFSRN's ESA variant pads its stride-2 conv by 1 (``ceil(n / 2)`` px), so its pooled map is
+3x3 from 25 px on (MAFFSRN itself trained on 24 px LR patches at x4, where it is 2x2).
 """
 
 CELL_SLOTS: Mapping[str, tuple[int, ...]] = {
@@ -82,6 +95,7 @@ CELL_SLOTS: Mapping[str, tuple[int, ...]] = {
     "erb": (2, 1),  # conv [-> act -> conv]; one slot is FMEN's warm-up conv
     "imdb": (4,),  # c1 (width->width), c2, c3 (rest->width), c4 (rest->distilled)
     "spab": (3,),  # width->mid, mid->mid, mid->width
+    "mab": (2,),  # conv -> act -> conv, then the attention gates
 }
 """Allowed number of conv slots per cell type (the first is the searchable default)."""
 
@@ -98,6 +112,20 @@ DATA_RANGES: tuple[float, ...] = (1.0, 255.0)
 INPUT_SCALES: tuple[float, ...] = (1.0, 255.0)
 FUSION_ACTS: tuple[str, ...] = (*ACTIVATIONS, "none")
 """The fusion's activation: an activation name, or ``none`` (SPAN fuses linearly)."""
+
+LR_CONV_OPS: tuple[str, ...] = (*FRAME_OPS, "none")
+"""Ops allowed for the LR conv: those of the head, or ``none`` (MAFFSRN has no LR conv)."""
+
+GROUP_TYPES: tuple[str, ...] = ("ffg",)
+"""Cell-group types: ``ffg``, MAFFSRN's feature-fusion group (see :class:`GroupGene`)."""
+
+TAILS: tuple[str, ...] = ("conv3x3", "dual")
+"""The tail (upsampler): ``conv3x3`` -> PixelShuffle (default), or MAFFSRN's ``dual``:
+conv3x3 and conv5x5 to ``3 * scale**2`` channels, each PixelShuffled, summed."""
+
+INPUT_SKIPS: tuple[str, ...] = ("none", "bicubic")
+"""A global skip from the network input to its output: ``none`` (default) or ``bicubic``
+(MAFFSRN: ``F.interpolate(x, scale_factor=scale, mode='bicubic', align_corners=False)``)."""
 
 _TAP_RE = re.compile(r"^cells\.(\d+)(\.act0)?$")
 
@@ -177,8 +205,9 @@ def _unknown_keys(where: str, data: Mapping[str, Any], known: Iterable[str]) -> 
 class Attention:
     """An attention choice with its hidden width.
 
-    ``channels`` is the hidden width: ESA's ``f`` (default ``C // 4`` for ``esa``, 16 for
-    ``esa_lite``), CCA's bottleneck (default ``max(1, C // 16)``), HFAB's ``mid`` (default 16).
+    ``channels`` is the hidden width: ESA's ``f`` (default ``C // 4`` for ``esa`` and MAFFSRN's
+    ``esa_mab``, 16 for ``esa_lite``), CCA's bottleneck (default ``max(1, C // 16)``), HFAB's
+    ``mid`` (default 16); ``pa``, ``cea`` and ``none`` have none.
     ``blocks``, ``op`` and ``bn`` apply to ``hfab`` only: the number of inner conv-act-conv
     blocks, their conv op, and whether the training-form batch norms are present.
     """
@@ -191,7 +220,7 @@ class Attention:
 
     def validate(self, where: str = "attention") -> None:
         _check_name(f"{where}.type", self.type, ATTENTIONS)
-        if self.type in ("none", "pa"):
+        if self.type in ("none", "pa", "cea"):
             if self.channels is not None:
                 raise _fail(f"{where}.channels", self.channels, "null",
                             f"'{self.type}' has no hidden width.")
@@ -208,7 +237,8 @@ class Attention:
         """The resolved hidden width for an attention over ``channels`` features."""
         if self.channels is not None:
             return self.channels
-        defaults = {"esa": channels // 4, "esa_lite": 16, "cca": channels // 16, "hfab": 16}
+        defaults = {"esa": channels // 4, "esa_lite": 16, "cca": channels // 16, "hfab": 16,
+                    "esa_mab": channels // 4}
         return max(1, defaults.get(self.type, 0))
 
     def to_dict(self) -> dict[str, Any]:
@@ -227,6 +257,24 @@ class Attention:
         return cls(**data)
 
 
+AttentionSpec = Attention | tuple[Attention, ...]
+"""A cell's attention: one :class:`Attention`, or a sequence of 2 to :data:`MAX_ATTENTIONS`
+gates multiplied onto the same input (``x * g_1(x) * g_2(x)``, MAFFSRN's MAB)."""
+
+
+def _as_attention_spec(value: Any, where: str = "attention") -> Any:
+    """Mappings and names as :class:`Attention`, lists as tuples of them; a one-element list is
+    the single attention (its canonical form). Anything else is left for ``validate``."""
+    if isinstance(value, (str, Mapping)):
+        return Attention.from_dict(value, where)
+    if isinstance(value, (list, tuple)):
+        items = tuple(a if isinstance(a, Attention) else
+                      Attention.from_dict(a, f"{where}[{k}]") if isinstance(a, (str, Mapping))
+                      else a for k, a in enumerate(value))
+        return items[0] if len(items) == 1 else items
+    return value
+
+
 @dataclass(frozen=True)
 class CellGene:
     """One cell of the network.
@@ -234,20 +282,24 @@ class CellGene:
     Args:
         type: cell type, one of :data:`CELL_TYPES`.
         ops: the conv op of each slot (see :data:`CELL_SLOTS` for the slot count).
-        attention: the attention choice.
+        attention: the attention choice, or a sequence of 2 to :data:`MAX_ATTENTIONS` attention
+            gates (none of them ``none``), all computed from the same input and multiplied onto
+            it: ``x * g_1(x) * g_2(x)`` (MAFFSRN's MAB: ``esa_mab`` then ``cea``). In JSON a
+            single attention is a mapping (as always), a sequence a list of mappings.
         act: the activation, one of :data:`ACTIVATIONS`.
         inner: the inner width. RFDB: distilled channels (default ``width // 2``); IMDB:
             distilled channels (default ``width // 4``); RLFB and SPAB: mid channels (default
-            ``width``); ERB: must be null.
+            ``width``); ERB and MAB: must be null.
         shallow_residual: RFDB only: add the stage input to each refine conv (RFDN's SRB).
         block_residual: add the cell input to the cell output (where the cell type puts it:
-            RLFB before its 1x1 and attention, IMDB after its fuse, RFDB and ERB at the end,
-            SPAB inside its gate: ``(h3 + x) * (sigmoid(h3) - 0.5)``).
+            RLFB before its 1x1 and attention, IMDB after its fuse, RFDB, ERB and MAB at the
+            end, SPAB inside its gate: ``(h3 + x) * (sigmoid(h3) - 0.5)``). MAFFSRN's
+            ``MAB(x) + x`` inside a feature-fusion group is a MAB with it.
     """
 
     type: str
     ops: tuple[str, ...]
-    attention: Attention = field(default_factory=Attention)
+    attention: AttentionSpec = field(default_factory=Attention)
     act: str = "lrelu0.05"
     inner: int | None = None
     shallow_residual: bool = False
@@ -256,8 +308,22 @@ class CellGene:
     def __post_init__(self) -> None:
         if isinstance(self.ops, list):
             object.__setattr__(self, "ops", tuple(self.ops))
-        if isinstance(self.attention, (str, Mapping)):
-            object.__setattr__(self, "attention", Attention.from_dict(self.attention))
+        object.__setattr__(self, "attention", _as_attention_spec(self.attention))
+
+    @property
+    def attentions(self) -> tuple[Attention, ...]:
+        """The cell's attention choices as a tuple (one element for a single attention)."""
+        att = self.attention
+        return att if isinstance(att, tuple) else (att,)
+
+    def single_attention(self, where: str = "cell") -> Attention:
+        """The cell's one attention; a sequence is refused (the searchers' spaces have one
+        attention slot per cell)."""
+        if isinstance(self.attention, tuple):
+            raise _fail(f"{where}.attention", [a.type for a in self.attention],
+                        "a single attention here", "The searchers' spaces have one attention "
+                        "slot per cell; sequences of gates exist in hand-built genotypes only.")
+        return self.attention
 
     def validate(self, width: int, where: str = "cell") -> None:
         _check_name(f"{where}.type", self.type, CELL_TYPES)
@@ -268,11 +334,12 @@ class CellGene:
                         f"for a '{self.type}' cell")
         for i, op in enumerate(self.ops):
             _check_name(f"{where}.ops[{i}]", op, CONV_OPS)
-        self.attention.validate(f"{where}.attention")
+        self._validate_attention(f"{where}.attention")
         _check_name(f"{where}.act", self.act, ACTIVATIONS)
-        if self.type == "erb":
+        if self.type in ("erb", "mab"):
             if self.inner is not None:
-                raise _fail(f"{where}.inner", self.inner, "null", "An 'erb' has no inner width.")
+                raise _fail(f"{where}.inner", self.inner, "null",
+                            f"An '{self.type}' has no inner width.")
         elif self.inner is not None:
             hi = width - 1 if self.type == "imdb" else None
             _check_int(f"{where}.inner", self.inner, 1, hi)
@@ -282,18 +349,35 @@ class CellGene:
             raise _fail(f"{where}.shallow_residual", True, "false",
                         "The shallow residual exists in 'rfdb' cells only.")
 
+    def _validate_attention(self, where: str) -> None:
+        att = self.attention
+        if isinstance(att, Attention):
+            att.validate(where)
+            return
+        if not isinstance(att, tuple) or not 2 <= len(att) <= MAX_ATTENTIONS:
+            raise _fail(where, att, f"one attention, or a list of 2 to {MAX_ATTENTIONS}")
+        for k, a in enumerate(att):
+            if not isinstance(a, Attention):
+                raise _fail(f"{where}[{k}]", a, "an Attention, a name or a mapping with 'type'")
+            a.validate(f"{where}[{k}]")
+            if a.type == "none":
+                raise _fail(f"{where}[{k}].type", "none", "an attention gate in a sequence",
+                            "'none' is no gate; drop it from the list.")
+
     def inner_width(self, width: int) -> int:
         """The resolved inner width (distilled or mid channels) of this cell."""
         if self.inner is not None:
             return self.inner
         return {"rfdb": width // 2, "imdb": width // 4, "rlfb": width, "erb": width,
-                "spab": width}[self.type]
+                "spab": width, "mab": width}[self.type]
 
     def to_dict(self) -> dict[str, Any]:
+        att = self.attention
         return {
             "type": self.type,
             "ops": list(self.ops),
-            "attention": self.attention.to_dict(),
+            "attention": ([a.to_dict() for a in att] if isinstance(att, tuple)
+                          else att.to_dict()),
             "act": self.act,
             "inner": self.inner,
             "shallow_residual": self.shallow_residual,
@@ -312,9 +396,62 @@ class CellGene:
         if not isinstance(ops, (list, tuple)):
             raise _fail(f"{where}.ops", ops, "a list of conv op names")
         kwargs["ops"] = tuple(ops)
-        kwargs["attention"] = Attention.from_dict(data.get("attention", "none"),
-                                                  f"{where}.attention")
+        att = data.get("attention", "none")
+        if not isinstance(att, (str, Mapping, list, tuple)):
+            raise _fail(f"{where}.attention", att, "a name, a mapping with key 'type', or a "
+                        f"list of 2 to {MAX_ATTENTIONS} of them")
+        kwargs["attention"] = _as_attention_spec(att, f"{where}.attention")
         return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class GroupGene:
+    """A feature-fusion group over ``size`` consecutive cells (MAFFSRN's FFG with its M-BFF).
+
+    With cell outputs ``x_0 .. x_{n-1}`` (each cell fed the previous one's output, the first
+    the group input ``x``): ``r = x_0``, then ``r = conv1x1(shuffle(concat[r, x_k]))`` (2C -> C)
+    for ``k = 1 .. n-1``, and the output is ``res_scale * r + skip_scale * x``. MAFFSRN's
+    ``x_k = MAB_k(x_{k-1}) + x_{k-1}`` for the middle cells is their ``block_residual``.
+
+    Args:
+        size: cells in the group (>= 2).
+        type: the group type, one of :data:`GROUP_TYPES`.
+        shuffle: a channel shuffle with 2 groups (``a0, b0, a1, b1, ...``) before each fusion
+            1x1. Training form: it is a fixed permutation of that conv's input channels and
+            folds into its weights at deployment (the deployed gene has ``shuffle=false``).
+        res_scale: a learnable scalar (init 1) on the fused output. Training form: folds into
+            the last fusion 1x1 at deployment.
+        skip_scale: a learnable scalar (init 1) on the group input. It stays in the deployed
+            form (one multiply): folding it would mean rescaling the next group's input, which
+            is not one linear op for every cell type.
+    """
+
+    size: int
+    type: str = "ffg"
+    shuffle: bool = True
+    res_scale: bool = True
+    skip_scale: bool = True
+
+    def validate(self, where: str = "group") -> None:
+        _check_int(f"{where}.size", self.size, 2)
+        _check_name(f"{where}.type", self.type, GROUP_TYPES)
+        for name in ("shuffle", "res_scale", "skip_scale"):
+            _check_bool(f"{where}.{name}", getattr(self, name))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: int | Mapping[str, Any], where: str = "group") -> GroupGene:
+        """A mapping, or a plain size (the MAFFSRN defaults for the rest)."""
+        if isinstance(data, int) and not isinstance(data, bool):
+            return cls(size=data)
+        if not isinstance(data, Mapping):
+            raise _fail(where, data, "a group size or a mapping with key 'size'")
+        _unknown_keys(where, data, [f for f in cls.__dataclass_fields__])
+        if "size" not in data:
+            raise _fail(where, dict(data), "a mapping with key 'size'")
+        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -346,7 +483,19 @@ class Genotype:
         bias: the trunk convs (head, every conv slot, the cells' fixed 1x1s, fusion, LR conv,
             upsampler) have biases (default); attention convs always do. DIPNet: false.
         head_op: the head conv's op (:data:`FRAME_OPS`; SPAN trains it as ``conv3xc``).
-        lr_conv_op: the LR conv's op (:data:`FRAME_OPS`).
+        lr_conv_op: the LR conv's op (:data:`LR_CONV_OPS`); ``none``: no LR conv (MAFFSRN).
+        groups: ``None`` (default), or the cells' partition into feature-fusion groups
+            (:class:`GroupGene`; sizes summing to the number of cells; MAFFSRN: four groups of
+            four MABs). Needs ``fusion=false`` (the groups fuse their own cells).
+        weight_norm: the frame convs (head, LR conv, fusion 1x1, the groups' fusion 1x1s, the
+            tail convs) are weight-normalised, ``w = g * v / ||v||`` per output channel
+            (MAFFSRN). Training form: folded into plain convs at deployment; the head and LR
+            conv must then be ``conv3x3`` (or the LR conv ``none``).
+        tail: the upsampler, one of :data:`TAILS` (MAFFSRN: ``dual``).
+        tail_scales: each branch of the ``dual`` tail times a learnable scalar (init 0.5;
+            MAFFSRN). Training form: folded into the tail convs at deployment.
+        input_skip: :data:`INPUT_SKIPS`; ``bicubic`` adds the bicubic upsampling of the net
+            input (before any mean shift) to the output (MAFFSRN).
 
     The switches after ``data_range`` default to the frame every net had before they existed;
     at their defaults they are left out of the JSON, so earlier genotypes and their files are
@@ -368,13 +517,22 @@ class Genotype:
     bias: bool = True
     head_op: str = "conv3x3"
     lr_conv_op: str = "conv3x3"
+    groups: tuple[GroupGene, ...] | None = None
+    weight_norm: bool = False
+    tail: str = "conv3x3"
+    tail_scales: bool = False
+    input_skip: str = "none"
 
     def __post_init__(self) -> None:
         if isinstance(self.cells, list):
             object.__setattr__(self, "cells", tuple(self.cells))
-        for name in ("fusion_taps", "input_mean"):
+        for name in ("fusion_taps", "input_mean", "groups"):
             if isinstance(getattr(self, name), list):
                 object.__setattr__(self, name, tuple(getattr(self, name)))
+        if isinstance(self.groups, tuple):
+            object.__setattr__(self, "groups", tuple(
+                GroupGene.from_dict(g, f"Genotype.groups[{j}]") if isinstance(g, (int, Mapping))
+                else g for j, g in enumerate(self.groups)))
         self.validate()
 
     def validate(self) -> None:
@@ -397,8 +555,10 @@ class Genotype:
             raise _fail("Genotype.input_scale", self.input_scale, "1.0 or 255.0")
         self._validate_mean()
         _check_name("Genotype.head_op", self.head_op, FRAME_OPS)
-        _check_name("Genotype.lr_conv_op", self.lr_conv_op, FRAME_OPS)
+        _check_name("Genotype.lr_conv_op", self.lr_conv_op, LR_CONV_OPS)
         self._validate_taps()
+        self._validate_groups()
+        self._validate_maffsrn_switches()
         if not self.bias:
             used = [("head_op", self.head_op), ("lr_conv_op", self.lr_conv_op)] + [
                 (f"cells[{i}].ops[{j}]", op) for i, c in enumerate(self.cells)
@@ -409,6 +569,44 @@ class Genotype:
                     raise _fail(f"Genotype.{where}", op, f"an op other than {banned} when "
                                 "bias=false", "Those ops pad with their biases; set bias=true "
                                 "or use conv3x3 or conv3xc.")
+
+    def _validate_groups(self) -> None:
+        groups = self.groups
+        if groups is None:
+            return
+        if not isinstance(groups, tuple) or not groups:
+            raise _fail("Genotype.groups", groups, "null or a non-empty list of groups")
+        for j, group in enumerate(groups):
+            if not isinstance(group, GroupGene):
+                raise _fail(f"Genotype.groups[{j}]", group, "a GroupGene, a size or a mapping")
+            group.validate(f"Genotype.groups[{j}]")
+        sizes = [g.size for g in groups]
+        if sum(sizes) != len(self.cells):
+            raise _fail("Genotype.groups", sizes, f"sizes summing to the number of cells, "
+                        f"{len(self.cells)}", f"They sum to {sum(sizes)}; add or remove cells "
+                        "or change the sizes.")
+        if self.fusion:
+            raise _fail("Genotype.fusion", True, "false with groups",
+                        "The groups fuse their own cells; set fusion=false or groups=null.")
+
+    def _validate_maffsrn_switches(self) -> None:
+        _check_bool("Genotype.weight_norm", self.weight_norm)
+        _check_name("Genotype.tail", self.tail, TAILS)
+        _check_bool("Genotype.tail_scales", self.tail_scales)
+        _check_name("Genotype.input_skip", self.input_skip, INPUT_SKIPS)
+        if self.tail_scales and self.tail != "dual":
+            raise _fail("Genotype.tail_scales", True, "true only with tail='dual'",
+                        f"tail is {self.tail!r}; set tail='dual' or tail_scales=false.")
+        if self.weight_norm:
+            for name, allowed in (("head_op", ("conv3x3",)), ("lr_conv_op", ("conv3x3", "none"))):
+                if getattr(self, name) not in allowed:
+                    raise _fail(f"Genotype.{name}", getattr(self, name),
+                                f"{' or '.join(allowed)} when weight_norm=true",
+                                "Weight norm applies to plain frame convs; set weight_norm=false "
+                                f"or {name}='conv3x3'.")
+        if self.lr_conv_op == "none" and self.lr_conv_before_fusion:
+            raise _fail("Genotype.lr_conv_op", "none", "an op when lr_conv_before_fusion=true",
+                        "Set lr_conv_before_fusion=false or give the LR conv an op.")
 
     def _validate_mean(self) -> None:
         m = self.input_mean
@@ -475,22 +673,28 @@ class Genotype:
         return len(self.cells)
 
     def deployed(self) -> Genotype:
-        """The genotype of the re-parameterised net: rep/ECB ops become conv3x3, BN folded."""
+        """The genotype of the re-parameterised net: rep/ECB ops become conv3x3, BN folded,
+        weight norm, channel shuffles and the foldable scalar scales folded into convs."""
+
+        def deploy_att(att: Attention) -> Attention:
+            return replace(att, op=REPARAM_OPS.get(att.op, att.op), bn=False)
 
         def deploy_cell(cell: CellGene) -> CellGene:
-            att = cell.attention
-            att = replace(att, op=REPARAM_OPS.get(att.op, att.op), bn=False)
+            atts = tuple(deploy_att(a) for a in cell.attentions)
             ops = tuple(REPARAM_OPS.get(op, op) for op in cell.ops)
-            return replace(cell, ops=ops, attention=att)
+            return replace(cell, ops=ops, attention=atts if len(atts) > 1 else atts[0])
 
+        groups = None if self.groups is None else tuple(
+            replace(g, shuffle=False, res_scale=False) for g in self.groups)
         return replace(self, cells=tuple(deploy_cell(c) for c in self.cells),
                        head_op=REPARAM_OPS.get(self.head_op, self.head_op),
-                       lr_conv_op=REPARAM_OPS.get(self.lr_conv_op, self.lr_conv_op))
+                       lr_conv_op=REPARAM_OPS.get(self.lr_conv_op, self.lr_conv_op),
+                       groups=groups, weight_norm=False, tail_scales=False)
 
     @property
     def attentions(self) -> tuple[str, ...]:
-        """The attention types the cells use (each once, in order)."""
-        return tuple(dict.fromkeys(c.attention.type for c in self.cells))
+        """The attention types the cells use (each once, in order; sequences flattened)."""
+        return tuple(dict.fromkeys(a.type for c in self.cells for a in c.attentions))
 
     @property
     def is_deployed(self) -> bool:
@@ -514,6 +718,8 @@ class Genotype:
         for name in _SWITCHES:
             value = getattr(self, name)
             if value != Genotype.__dataclass_fields__[name].default:
+                if name == "groups":
+                    value = [g.to_dict() for g in value]
                 out[name] = list(value) if isinstance(value, tuple) else value
         return out
 
@@ -546,6 +752,9 @@ class Genotype:
         for name in ("fusion_taps", "input_mean"):
             if isinstance(kwargs.get(name), list):
                 kwargs[name] = tuple(kwargs[name])
+        if isinstance(kwargs.get("groups"), list):
+            kwargs["groups"] = tuple(GroupGene.from_dict(g, f"Genotype.groups[{j}]")
+                                     for j, g in enumerate(kwargs["groups"]))
         return cls(**kwargs)
 
     @classmethod
@@ -576,5 +785,6 @@ class Genotype:
 
 
 _SWITCHES: tuple[str, ...] = ("fusion_taps", "lr_conv_before_fusion", "long_skip", "input_mean",
-                              "input_scale", "bias", "head_op", "lr_conv_op")
+                              "input_scale", "bias", "head_op", "lr_conv_op", "groups",
+                              "weight_norm", "tail", "tail_scales", "input_skip")
 """The network switches written to JSON only where they differ from their defaults."""

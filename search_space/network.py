@@ -6,15 +6,67 @@ import copy
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from search_space.cells import CELLS
-from search_space.genotype import Genotype
+from search_space.cells import CELLS, GROUPS, Scale, frame_conv
+from search_space.genotype import Genotype, GroupGene
 from search_space.ops import ACTIVATION_OPS, OPS, add_residual
+from search_space.rep import bias_of, plain_conv
+
+
+class DualTail(nn.Module):
+    """MAFFSRN's tail: ``PixelShuffle([a *] conv3x3(h) + [b *] conv5x5(h))`` (both to
+    ``3 * scale**2`` channels; MAFFSRN shuffles each branch and sums, the same thing).
+
+    Args:
+        width: input channels.
+        scale: upscaling factor.
+        scales: each branch times a learnable scalar (init 0.5; training form, folded into the
+            convs by :meth:`reparameterize`).
+        bias: the convs have biases.
+        weight_norm: the convs are weight-normalised (training form, folded likewise).
+    """
+
+    def __init__(self, width: int, scale: int, scales: bool = False, bias: bool = True,
+                 weight_norm: bool = False) -> None:
+        super().__init__()
+        self.width, self.scale, self.bias = width, scale, bias
+        out = 3 * scale * scale
+        self.conv3 = frame_conv(width, out, 3, bias, weight_norm)
+        self.conv5 = frame_conv(width, out, 5, bias, weight_norm)
+        self.scale3 = Scale(0.5) if scales else None
+        self.scale5 = Scale(0.5) if scales else None
+        self.shuffle = nn.PixelShuffle(scale)
+
+    def convs(self) -> tuple[nn.Conv2d, nn.Conv2d]:
+        return self.conv3, self.conv5
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        a, b = self.conv3(h), self.conv5(h)
+        if self.scale3 is not None and self.scale5 is not None:
+            a, b = self.scale3(a), self.scale5(b)
+        return self.shuffle(add_residual(a, b))
+
+    @torch.no_grad()
+    def reparameterize(self) -> DualTail:
+        """Plain convs with the scalars (and any weight norm) folded in."""
+        out = DualTail(self.width, self.scale, bias=self.bias)
+        convs = [plain_conv(self.conv3), plain_conv(self.conv5)]
+        if self.scale3 is not None and self.scale5 is not None:
+            for conv, s in zip(convs, (self.scale3.scale, self.scale5.scale), strict=True):
+                conv.weight.mul_(s)
+                if conv.bias is not None:
+                    bias_of(conv).mul_(s)
+        out.conv3, out.conv5 = convs
+        return out.to(convs[0].weight)
 
 
 class SRSkeleton(nn.Module):
     """[(x - mean) * s] -> head -> cells -> [fusion] -> LR conv [+ head] -> conv3x3 -> PixelShuffle.
+
+    (MAFFSRN's variant: the cells in feature-fusion groups, no LR conv, the dual tail, and the
+    bicubic upsampling of ``x`` added to the output.)
 
     The frame every net of the space shares: derived nets (:class:`SRNet`), the DARTS supernet
     and the NNI model space differ only in the cells they put in it. The keyword switches are
@@ -37,7 +89,15 @@ class SRSkeleton(nn.Module):
             the factor out of the head into it.
         bias: the head, fusion, LR conv and upsampler convs have biases.
         head_op: the head conv's op (from :data:`~search_space.ops.OPS`).
-        lr_conv_op: the LR conv's op.
+        lr_conv_op: the LR conv's op, or ``none`` (no LR conv).
+        groups: the cells' partition into feature-fusion groups (modules in ``groups``, built
+            from :data:`~search_space.cells.GROUPS`); ``None``: the cells in a chain.
+        weight_norm: the frame convs (head, LR conv, fusion, the groups' fusions, tail) are
+            weight-normalised (:class:`~search_space.rep.WeightNormConv2d`).
+        tail: ``conv3x3`` (conv3x3 -> PixelShuffle, ``upsampler``) or ``dual``
+            (:class:`DualTail`).
+        tail_scales: the dual tail's learnable branch scalars.
+        input_skip: ``bicubic``: add the bicubic upsampling of the net input to the output.
     """
 
     input_mean: torch.Tensor | None
@@ -49,10 +109,13 @@ class SRSkeleton(nn.Module):
                  lr_conv_before_fusion: bool = False, long_skip: bool = True,
                  input_mean: Sequence[float] | None = None, input_scale: float = 1.0,
                  bias: bool = True, head_op: str = "conv3x3",
-                 lr_conv_op: str = "conv3x3") -> None:
+                 lr_conv_op: str = "conv3x3", groups: Sequence[GroupGene] | None = None,
+                 weight_norm: bool = False, tail: str = "conv3x3", tail_scales: bool = False,
+                 input_skip: str = "none") -> None:
         super().__init__()
         w, s = width, scale
-        self.head = OPS[head_op](3, w, bias=bias)
+        wn = weight_norm
+        self.head = frame_conv(3, w, 3, bias, True) if wn else OPS[head_op](3, w, bias=bias)
         self.cells = nn.ModuleList(cells)
         if fusion_taps is None:
             fusion_taps = [(f"cells.{i}", w) for i in range(len(cells))]
@@ -60,13 +123,31 @@ class SRSkeleton(nn.Module):
         self._act0_cells = {int(t.split(".")[1]) for t in self.fusion_taps if t.endswith(".act0")}
         self.fusion: nn.Module | None = None
         if fusion:
-            layers: list[nn.Module] = [nn.Conv2d(sum(c for _, c in fusion_taps), w, 1, bias=bias)]
+            layers: list[nn.Module] = [frame_conv(sum(c for _, c in fusion_taps), w, 1, bias, wn)]
             if fusion_act != "none":
                 layers.append(ACTIVATION_OPS[fusion_act](w))
             self.fusion = nn.Sequential(*layers)
-        self.lr_conv = OPS[lr_conv_op](w, w, bias=bias)
-        self.upsampler = nn.Sequential(nn.Conv2d(w, 3 * s * s, 3, padding=1, bias=bias),
-                                       nn.PixelShuffle(s))
+        self.lr_conv: nn.Module | None = None
+        if lr_conv_op != "none":
+            self.lr_conv = frame_conv(w, w, 3, bias, True) if wn else OPS[lr_conv_op](
+                w, w, bias=bias)
+        self.groups: nn.ModuleList | None = None
+        self._group_sizes: tuple[int, ...] = ()
+        if groups is not None:
+            self.groups = nn.ModuleList(GROUPS[g.type](g, w, bias=bias, weight_norm=wn)
+                                        for g in groups)
+            self._group_sizes = tuple(g.size for g in groups)
+            if sum(self._group_sizes) != len(cells):
+                raise ValueError(f"groups: got sizes {list(self._group_sizes)} for "
+                                 f"{len(cells)} cells; the sizes must sum to the cell count")
+        self.upsampler: nn.Module
+        if tail == "dual":
+            self.upsampler = DualTail(w, s, tail_scales, bias, wn)
+        else:
+            self.upsampler = nn.Sequential(frame_conv(w, 3 * s * s, 3, bias, wn),
+                                           nn.PixelShuffle(s))
+        self.scale_factor = s
+        self.bicubic_skip = input_skip == "bicubic"
         self.lr_conv_before_fusion = lr_conv_before_fusion
         self.long_skip = long_skip
         # Buffers only where used (a None buffer trips torch.export): nets without the switches
@@ -87,27 +168,49 @@ class SRSkeleton(nn.Module):
         return next(self.parameters()).device
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lr = x
         if self.input_mean is not None:
             x = x - self.input_mean
         if self.input_scale is not None:
             x = x * self.input_scale
         feat = self.head(x)
         h, taps = feat, {"head": feat}
-        for i, cell in enumerate(self.cells):
-            if i in self._act0_cells:
-                h, taps[f"cells.{i}.act0"] = cell.features(h)  # type: ignore[operator]
-            else:
-                h = cell(h)
-            taps[f"cells.{i}"] = h
+        if self.groups is not None:
+            h = self._grouped_cells(h)
+        else:
+            for i, cell in enumerate(self.cells):
+                if i in self._act0_cells:
+                    h, taps[f"cells.{i}.act0"] = cell.features(h)  # type: ignore[operator]
+                else:
+                    h = cell(h)
+                taps[f"cells.{i}"] = h
         if self.lr_conv_before_fusion:
+            assert self.lr_conv is not None
             h = taps["lr_conv"] = self.lr_conv(h)
         if self.fusion is not None:
             h = self.fusion(torch.cat([taps[t] for t in self.fusion_taps], dim=1))
-        if not self.lr_conv_before_fusion:
+        if not self.lr_conv_before_fusion and self.lr_conv is not None:
             h = self.lr_conv(h)
         if self.long_skip:
-            h = add_residual(h, feat)
-        return self.upsampler(h)
+            h = h + feat if h is feat else add_residual(h, feat)
+        out = self.upsampler(h)
+        if self.bicubic_skip:
+            up = F.interpolate(lr, scale_factor=float(self.scale_factor), mode="bicubic",
+                               align_corners=False)
+            out = add_residual(out, up)
+        return out
+
+    def _grouped_cells(self, h: torch.Tensor) -> torch.Tensor:
+        assert self.groups is not None
+        i = 0
+        for group, size in zip(self.groups, self._group_sizes, strict=True):
+            x, outs = h, []
+            for cell in self.cells[i:i + size]:
+                h = cell(h)
+                outs.append(h)
+            h = group(outs, x)
+            i += size
+        return h
 
 
 class SRNet(SRSkeleton):
@@ -149,7 +252,9 @@ class SRNet(SRSkeleton):
         super().__init__(g.scale, w, cells, g.fusion, g.fusion_act, fusion_taps=taps,
                          lr_conv_before_fusion=g.lr_conv_before_fusion, long_skip=g.long_skip,
                          input_mean=g.input_mean, input_scale=g.input_scale, bias=g.bias,
-                         head_op=g.head_op, lr_conv_op=g.lr_conv_op)
+                         head_op=g.head_op, lr_conv_op=g.lr_conv_op, groups=g.groups,
+                         weight_norm=g.weight_norm, tail=g.tail, tail_scales=g.tail_scales,
+                         input_skip=g.input_skip)
         self.genotype = genotype
         self.register_buffer("value_range", torch.tensor(1.0))
 
@@ -214,8 +319,9 @@ def _deploy_children(module: nn.Module) -> None:
 
 @torch.no_grad()
 def reparameterize(model: SRNet) -> SRNet:
-    """The deployed form of ``model``: rep and ECB ops merged, batch norms folded, and the
-    genotype's value range folded into the head and last convs.
+    """The deployed form of ``model``: rep and ECB ops merged, batch norms, weight norms,
+    channel shuffles and the foldable scalar scales folded into convs, and the genotype's value
+    range folded into the head and last convs.
 
     The result is a new module (``model`` is left untouched) whose structure and
     ``state_dict()`` keys equal ``build_model(model.genotype.deployed())``. It takes and
@@ -255,14 +361,22 @@ def _fold_value_range(net: SRNet, factor: float) -> None:
     linear, the input mean scales with the input, and everything between them sees the same
     features as before)."""
     _head_conv(net).weight.div_(factor)
-    last = net.upsampler[0]
-    assert isinstance(last, nn.Conv2d)
-    last.weight.mul_(factor)
-    if last.bias is not None:
-        last.bias.mul_(factor)
+    for last in _tail_convs(net):
+        last.weight.mul_(factor)
+        if last.bias is not None:
+            last.bias.mul_(factor)
     if net.input_mean is not None:
         net.input_mean.mul_(factor)
     net.value_range.mul_(factor)
+
+
+def _tail_convs(net: SRNet) -> tuple[nn.Conv2d, ...]:
+    """The convs whose outputs are the net's output (before any input skip)."""
+    if isinstance(net.upsampler, DualTail):
+        return net.upsampler.convs()
+    last = net.upsampler[0]  # type: ignore[index]
+    assert isinstance(last, nn.Conv2d)
+    return (last,)
 
 
 def _fold_input_scale(net: SRNet, factor: float) -> None:

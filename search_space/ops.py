@@ -117,6 +117,12 @@ def sigmoid_gate(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     return x * torch.sigmoid(logits)
 
 
+def sigmoid_of(logits: torch.Tensor) -> torch.Tensor:
+    """``sigmoid(logits)``, in place on ``logits`` (a fresh tensor the caller owns) when no
+    autograd graph is being built."""
+    return logits.sigmoid_() if _no_autograd(logits) else torch.sigmoid(logits)
+
+
 def spab_gate(h3: torch.Tensor, x: torch.Tensor | None) -> torch.Tensor:
     """SPAN's parameter-free gate ``(h3 + x) * (sigmoid(h3) - 0.5)`` (``h3 * ...`` when ``x`` is
     None), in place on ``h3`` when no autograd graph is being built.

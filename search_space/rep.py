@@ -15,9 +15,16 @@
 RRRB and ECB pad the output of their 1x1 convs with the 1x1 bias instead of zeros; Conv3XC
 pads its input before the first 1x1. Either way the merged 3x3 with ordinary zero padding is
 exact at the image border too.
+
+Two training-form pieces of MAFFSRN (Muqeet et al., ECCVW 2020) fold the same way:
+:class:`WeightNormConv2d` (weight normalisation, Salimans & Kingma 2016) into a plain conv, and
+:class:`ChannelShuffle` into the 1x1 that follows it (:func:`fold_shuffle`).
 """
 
 from __future__ import annotations
+
+import copy
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -243,3 +250,91 @@ class Conv3XC(nn.Module):
         kernel = torch.einsum("om,mihw->oihw", kr, kernel) + centre_tap(self.skip.weight)
         bias = kr @ bias + bias_or_zeros(self.reduce) + bias_or_zeros(self.skip)
         return make_conv3x3(self.c_in, self.c_out, kernel, bias if has_bias else None)
+
+
+Pair = tuple[int, int]
+
+
+class WeightNormConv2d(nn.Conv2d):
+    """A conv with a weight-normalised kernel, ``w = g * v / ||v||`` (norm over all but the
+    output channel), as ``torch.nn.utils.weight_norm(conv)`` (MAFFSRN) keeps it: parameters
+    ``weight_g`` (C_out, 1, 1, 1), ``weight_v`` and ``bias``. At construction ``v`` is the
+    conv's usual initial kernel and ``g`` its norm, so the initial ``w`` is unchanged.
+
+    Args are those of ``nn.Conv2d``. :meth:`reparameterize` returns the plain conv.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        v = self.weight.detach().clone()
+        del self._parameters["weight"]
+        self.weight_v = nn.Parameter(v)
+        self.weight_g = nn.Parameter(_norm_but_dim0(v))
+
+    def normalised_weight(self) -> torch.Tensor:
+        return self.weight_v * (self.weight_g / _norm_but_dim0(self.weight_v))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.normalised_weight(), self.bias)
+
+    @torch.no_grad()
+    def reparameterize(self) -> nn.Conv2d:
+        conv = nn.Conv2d(self.in_channels, self.out_channels, cast(Pair, self.kernel_size),
+                         stride=cast(Pair, self.stride), padding=cast(Pair, self.padding),
+                         dilation=cast(Pair, self.dilation), groups=self.groups,
+                         bias=self.bias is not None).to(self.weight_v)
+        conv.weight.copy_(self.normalised_weight())
+        if self.bias is not None:
+            bias_of(conv).copy_(self.bias)
+        return conv
+
+
+def _norm_but_dim0(v: torch.Tensor) -> torch.Tensor:
+    return v.pow(2).sum(dim=tuple(range(1, v.dim())), keepdim=True).sqrt()
+
+
+def plain_conv(conv: nn.Module) -> nn.Conv2d:
+    """``conv`` as a plain ``nn.Conv2d`` (a weight-normalised one folded; a copy either way)."""
+    if isinstance(conv, WeightNormConv2d):
+        return conv.reparameterize()
+    if not isinstance(conv, nn.Conv2d):
+        raise TypeError(f"conv: got {type(conv).__name__}; expected an nn.Conv2d")
+    return copy.deepcopy(conv)
+
+
+class ChannelShuffle(nn.Module):
+    """ShuffleNet's channel shuffle: ``groups`` blocks of channels interleaved, so with 2 groups
+    of ``C`` channels ``a0..a{C-1}, b0..b{C-1}`` become ``a0, b0, a1, b1, ...``.
+
+    Args:
+        groups: number of channel blocks (MAFFSRN: 2).
+    """
+
+    def __init__(self, groups: int = 2) -> None:
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        return x.reshape(n, self.groups, c // self.groups, h, w).transpose(1, 2).reshape(
+            n, c, h, w)
+
+    def extra_repr(self) -> str:
+        return f"groups={self.groups}"
+
+
+def shuffle_source(channels: int, groups: int) -> torch.Tensor:
+    """``src`` with ``ChannelShuffle(groups)(x)[:, j] == x[:, src[j]]``."""
+    return torch.arange(channels).view(groups, channels // groups).t().reshape(-1)
+
+
+@torch.no_grad()
+def fold_shuffle(conv: nn.Conv2d, groups: int) -> nn.Conv2d:
+    """``conv(shuffle(x))`` as one conv on ``x``: the shuffle permutes the conv's input
+    channels, so the kernel's input axis is permuted back (exact)."""
+    if conv.groups != 1:
+        raise ValueError(f"conv.groups: got {conv.groups}; the shuffle folds into dense convs")
+    folded = plain_conv(conv)
+    src = shuffle_source(conv.in_channels, groups).to(folded.weight.device)
+    folded.weight[:, src] = folded.weight.clone()
+    return folded

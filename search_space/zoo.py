@@ -19,11 +19,20 @@ name                      params     source
 ``span_ntire2024``        150,688    SPAN deployed, NTIRE 2024 winner, NTIRE 2026 baseline (28 ch)
 ``span_ntire2024_train``  634,048    SPAN training form (head, cells, LR conv as Conv3XC)
 ``dsclora_ntire2025``     130,828    DSCLoRA deployed, NTIRE 2025 winner (SPAN at 26 ch)
+``maffsrn``               441,706    MAFFSRN, AIM 2020 (4 FFG x 4 MAB, 32 ch), training form
+                                     (weight norm, channel shuffles, 10 learnable scalars)
+``maffsrn_l``             830,066    MAFFSRN-L (8 FFG), training form
 ========================  =========  ===========================================================
 
 The 2023-2026 nets are built as ``../shared/reference/architectures_2023_2026.md`` describes
-them (sections 1-3). SPAN and DSCLoRA take [0, 1] inputs, feed ``(x - DIV2K mean) * 255`` to
+them (sections 1-4). SPAN and DSCLoRA take [0, 1] inputs, feed ``(x - DIV2K mean) * 255`` to
 their head once deployed, and return [0, 1] (``input_mean``, ``input_scale``).
+
+MAFFSRN publishes no weights; its entries are the training form of the official code (the
+parameter counts include the 512 (896 for -L) weight-norm gains and the 10 (18) scalars).
+Deployed (``reparameterize``), the weight norms, the channel shuffles, the groups' output
+scalars and the tail scalars fold into plain convs and one scalar per group stays (the skip
+scale): MAFFSRN 441,188 params, MAFFSRN-L 829,160, with unchanged FLOPs, activations and #conv.
 
 All are x4 as published; :func:`at_scale` gives the same architecture at another scale.
 """
@@ -33,7 +42,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from search_space.genotype import Attention, CellGene, Genotype, GenotypeError
+from search_space.genotype import Attention, CellGene, Genotype, GenotypeError, GroupGene
 
 
 def _imdn_ntire() -> Genotype:
@@ -94,6 +103,22 @@ def _span(width: int, train: bool) -> Genotype:
     )
 
 
+def _maffsrn(groups: int) -> Genotype:
+    # MAB: conv3x3 + LReLU(0.05) -> conv3x3 -> x * ESA-variant gate * CEA gate; the FFG adds
+    # the input of its middle two MABs (block_residual), fuses with shuffle + 1x1 and scales.
+    gates = (Attention("esa_mab", channels=8), Attention("cea"))
+
+    def mab(residual: bool) -> CellGene:
+        return CellGene("mab", ("conv3x3",) * 2, gates, "lrelu0.05", block_residual=residual)
+
+    ffg = (mab(False), mab(True), mab(True), mab(False))
+    return Genotype(
+        scale=4, width=32, cells=ffg * groups, data_range=1.0, long_skip=False,
+        lr_conv_op="none", groups=(GroupGene(4),) * groups, weight_norm=True, tail="dual",
+        tail_scales=True, input_skip="bicubic",
+    )
+
+
 ZOO: dict[str, Genotype] = {
     "imdn_ntire": _imdn_ntire(),
     "imdn_paper": _imdn_paper(),
@@ -106,6 +131,8 @@ ZOO: dict[str, Genotype] = {
     "span_ntire2024": _span(28, train=False),
     "span_ntire2024_train": _span(28, train=True),
     "dsclora_ntire2025": _span(26, train=False),
+    "maffsrn": _maffsrn(4),
+    "maffsrn_l": _maffsrn(8),
 }
 """Published nets by name (x4)."""
 

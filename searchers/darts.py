@@ -34,6 +34,7 @@ from search_space.genotype import (
     ATTENTIONS,
     CELL_TYPES,
     CONV_OPS,
+    DEFAULT_ATTENTIONS,
     DEFAULT_CONV_CANDIDATES,
     check_names,
 )
@@ -95,7 +96,7 @@ class SpaceConfig:
     num_cells: int = 4
     cell_types: list[str] = field(default_factory=lambda: ["rfdb", "erb"])
     conv_candidates: list[str] = field(default_factory=lambda: list(DEFAULT_CONV_CANDIDATES))
-    attention_candidates: list[str] = field(default_factory=lambda: list(ATTENTIONS))
+    attention_candidates: list[str] = field(default_factory=lambda: list(DEFAULT_ATTENTIONS))
     act_candidates: list[str] = field(default_factory=lambda: ["lrelu0.05"])
     fusion: bool = True
 

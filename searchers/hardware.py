@@ -247,7 +247,7 @@ def predict_genotype(net: SuperNet, genotype: Genotype) -> dict[str, float]:
         mems.append(float(cell.mixed.memory_mib[j]))
         prefix = net.spec.slot_prefix(i, gene.type)
         choice = {f"{prefix}conv{k}": op for k, op in enumerate(gene.ops)}
-        choice[f"{prefix}attention"] = gene.attention.type
+        choice[f"{prefix}attention"] = gene.single_attention(f"cells[{i}]").type
         choice[f"{prefix}act"] = gene.act
         for m in cell.mixed.ops[j].modules():
             if isinstance(m, MixedOp) and m.slot in choice:

@@ -31,6 +31,7 @@ from search_space.genotype import (
     CELL_SLOTS,
     CELL_TYPES,
     CONV_OPS,
+    DEFAULT_ATTENTIONS,
     DEFAULT_CONV_CANDIDATES,
     Attention,
     CellGene,
@@ -224,7 +225,9 @@ class SupernetSpec:
         conv_candidates: candidates of every conv slot (default: every op of the table but
             those added after the benchmarks, :data:`DEFAULT_CONV_CANDIDATES`; any of
             :data:`CONV_OPS` may be listed).
-        attention_candidates: candidates of every attention slot.
+        attention_candidates: candidates of every attention slot (default: those benchmarked
+            before MAFFSRN's ``esa_mab`` and ``cea``, :data:`DEFAULT_ATTENTIONS`; any of
+            :data:`ATTENTIONS` may be listed).
         act_candidates: activation candidates (one = fixed activation).
         fusion: RFDN-style multi-cell fusion.
         data_range: value range the derived nets work in.
@@ -237,13 +240,14 @@ class SupernetSpec:
     num_cells: int = 4
     cell_types: tuple[str, ...] = ("rfdb", "erb")
     conv_candidates: tuple[str, ...] = DEFAULT_CONV_CANDIDATES
-    attention_candidates: tuple[str, ...] = ATTENTIONS
+    attention_candidates: tuple[str, ...] = DEFAULT_ATTENTIONS
     act_candidates: tuple[str, ...] = ("lrelu0.05",)
     fusion: bool = True
     data_range: float = 1.0
     shallow_residual: bool = True
     block_residual: tuple[tuple[str, bool], ...] = (
-        ("rfdb", False), ("rlfb", True), ("erb", True), ("imdb", True), ("spab", True)
+        ("rfdb", False), ("rlfb", True), ("erb", True), ("imdb", True), ("spab", True),
+        ("mab", True),
     )
     _checked: bool = field(default=False, repr=False, compare=False)
 

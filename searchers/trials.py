@@ -27,6 +27,7 @@ from search_space.genotype import (
     CELL_SLOTS,
     CELL_TYPES,
     CONV_OPS,
+    DEFAULT_ATTENTIONS,
     DEFAULT_CELL_TYPES,
     DEFAULT_CONV_CANDIDATES,
     Attention,
@@ -58,9 +59,10 @@ DIRECTIONS = ("maximize", "minimize", "minimize")
 class SampleSpace:
     """Bounds and candidate lists of the sampled space.
 
-    ``cell_types`` and ``conv_candidates`` may list any of :data:`CELL_TYPES` and
-    :data:`CONV_OPS`; their defaults are the ones benchmarked before ``spab`` and ``conv3xc``
-    existed (:data:`DEFAULT_CELL_TYPES`, :data:`DEFAULT_CONV_CANDIDATES`).
+    ``cell_types``, ``conv_candidates`` and ``attention_candidates`` may list any of
+    :data:`CELL_TYPES`, :data:`CONV_OPS` and :data:`ATTENTIONS`; their defaults are the ones
+    benchmarked before ``spab``, ``mab``, ``conv3xc``, ``esa_mab`` and ``cea`` existed
+    (:data:`DEFAULT_CELL_TYPES`, :data:`DEFAULT_CONV_CANDIDATES`, :data:`DEFAULT_ATTENTIONS`).
     """
 
     scale: Literal[2, 3, 4] = 4
@@ -69,7 +71,7 @@ class SampleSpace:
     cells_max: int = 4
     cell_types: list[str] = field(default_factory=lambda: list(DEFAULT_CELL_TYPES))
     conv_candidates: list[str] = field(default_factory=lambda: list(DEFAULT_CONV_CANDIDATES))
-    attention_candidates: list[str] = field(default_factory=lambda: list(ATTENTIONS))
+    attention_candidates: list[str] = field(default_factory=lambda: list(DEFAULT_ATTENTIONS))
     act_candidates: list[str] = field(default_factory=lambda: ["lrelu0.05", "relu", "gelu"])
     fusion: list[bool] = field(default_factory=lambda: [False, True])
 
@@ -362,7 +364,7 @@ def inherit_supernet_weights(model: torch.nn.Module, run_dir: Path) -> None:
         p = spec.slot_prefix(i, cell.type)
         choice[f"cells.{i}.type"] = cell.type
         choice.update({f"{p}conv{j}": op for j, op in enumerate(cell.ops)})
-        choice[f"{p}attention"] = cell.attention.type
+        choice[f"{p}attention"] = cell.single_attention(f"cells[{i}]").type
         choice[f"{p}act"] = cell.act
 
     def copy(dst: torch.nn.Module, src: torch.nn.Module) -> None:

@@ -425,3 +425,35 @@ def test_benchmark_commands_run(capsys, tmp_path):
     assert "| full |" in out and "| sample |" in out
     assert bench(["lut", "--samples", "3", *args]) == 0
     assert "Spearman" in capsys.readouterr().out
+
+
+def test_supernet_searches_mab_cells_and_maffsrn_attentions():
+    # Listed in the candidates (not in the defaults), the MAB cell and MAFFSRN's ESA variant
+    # and CEA are searched like any other slot; costs come from the same op tables.
+    from searchers.hardware import cost_module
+    from searchers.supernet import SlotCost
+
+    spec = SupernetSpec(scale=2, width=8, num_cells=2, cell_types=("mab", "erb"),
+                        conv_candidates=("conv3x3", "sep_conv3x3"),
+                        attention_candidates=("esa_mab", "cea", "none"))
+    assert "esa_mab" not in SupernetSpec().attention_candidates
+    net = SuperNet(spec)  # no hardware table: the cost buffers stay zero
+    att_slots = [m for m in net.mixed_ops() if m.costs[0].kind == "attention"]
+    assert {m.slot for m in att_slots} == {f"cells.{i}.{t}.attention" for i in range(2)
+                                           for t in ("mab", "erb")}
+    assert all(m.candidates == ("esa_mab", "cea", "none") for m in att_slots)
+    F.l1_loss(net(torch.rand(1, 3, 12, 12)), torch.rand(1, 3, 24, 24)).backward()
+    for name, p in net.named_arch_parameters():
+        assert p.grad is not None and float(p.grad.abs().sum()) > 0, name
+    choice = {"cells.0.type": "mab", "cells.1.type": "mab",
+              "cells.0.mab.attention": "esa_mab", "cells.1.mab.attention": "cea"}
+    g = net.derive(choice)
+    assert [c.type for c in g.cells] == ["mab", "mab"] and all(c.block_residual for c in g.cells)
+    assert [c.attention.type for c in g.cells] == ["esa_mab", "cea"]
+    model = build_model(g).eval()
+    assert model(torch.rand(1, 3, 12, 12)).shape == (1, 3, 24, 24)
+    assert deployed_form(model).genotype == g.deployed()
+    esa = cost_module(SlotCost("attention", "esa_mab", 8, 8), spec)
+    assert sum(p.numel() for p in esa.parameters()) == 8 * 2 + 2 + 3 * (2 * 2 * 9 + 2) + 2 * 8 + 8
+    fixed = cost_module(SlotCost("cell", "mab", 8, 8), spec)  # a MAB's fixed part is free
+    assert sum(p.numel() for p in fixed.parameters()) == 0

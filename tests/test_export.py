@@ -38,7 +38,8 @@ from results.export import (
 )
 from search_space import Attention, CellGene, Genotype, SRNet, build_model, reparameterize
 from search_space.attention import ESA, ESALite
-from search_space.rep import ECB, RRRB, Conv3XC
+from search_space.genotype import GroupGene
+from search_space.rep import ECB, RRRB, ChannelShuffle, Conv3XC, WeightNormConv2d
 from search_space.zoo import ZOO
 
 pytestmark = [
@@ -84,8 +85,21 @@ NETS: dict[str, Genotype] = {
         long_skip=False, input_mean=(0.4488, 0.4371, 0.4040), input_scale=255.0, bias=False,
         head_op="conv3xc", lr_conv_op="conv3xc",
     ),
+    # MAFFSRN's pieces: MAB cells with an ESA-variant + CEA gate sequence, feature-fusion
+    # groups with shuffles and scalars, weight norm, no LR conv, dual tail, bicubic skip.
+    "mab_ffg_dual_bicubic": Genotype(
+        scale=2, width=8, data_range=1.0, long_skip=False, lr_conv_op="none",
+        cells=(CellGene("mab", ("conv3x3", "conv3x3"),
+                        (Attention("esa_mab", channels=4), Attention("cea")), "lrelu0.05"),
+               CellGene("mab", ("conv3x3", "sep_conv3x3"),
+                        (Attention("esa_mab", channels=4), Attention("cea")), "lrelu0.05",
+                        block_residual=True),
+               CellGene("mab", ("conv3x3", "conv3x3"), Attention("cea"), "lrelu0.05")),
+        groups=(GroupGene(3),), weight_norm=True, tail="dual", tail_scales=True,
+        input_skip="bicubic",
+    ),
 }
-HAS_ESA = {"rfdb_esa", "rlfb_esa_lite"}
+HAS_ESA = {"rfdb_esa", "rlfb_esa_lite", "mab_ffg_dual_bicubic"}
 
 
 def trained_like(genotype: Genotype, seed: int = 0) -> SRNet:
@@ -105,7 +119,7 @@ def trained_like(genotype: Genotype, seed: int = 0) -> SRNet:
 
 def deployed(genotype: Genotype, seed: int = 0) -> SRNet:
     net = reparameterize(trained_like(genotype, seed))
-    merged_away = (ECB, RRRB, Conv3XC, nn.BatchNorm2d)
+    merged_away = (ECB, RRRB, Conv3XC, nn.BatchNorm2d, WeightNormConv2d, ChannelShuffle)
     assert not any(isinstance(m, merged_away) for m in net.modules())
     return net
 

@@ -11,6 +11,7 @@ from dataclasses import replace
 import pytest
 
 from search_space import Attention, CellGene, Genotype, GenotypeError
+from search_space.genotype import DEFAULT_ATTENTIONS, GroupGene, min_patch_size
 from search_space.zoo import ZOO, at_scale, resolve_genotype
 
 
@@ -89,6 +90,28 @@ def _cell(**kw):
         (dict(cells=(CellGene("spab", ("conv3x3",) * 2),)), "Genotype.cells[0].ops", "spab"),
         (dict(cells=(CellGene("spab", ("conv3x3",) * 3, shallow_residual=True),)),
          "cells[0].shallow_residual", "True"),
+        # MAFFSRN's pieces: attention sequences, groups, tail, input skip, weight norm.
+        (dict(cells=(_cell(attention=(Attention("esa_mab"), Attention("none"))),)),
+         "cells[0].attention[1].type", "'none'"),
+        (dict(cells=(_cell(attention=(Attention("cea"),) * 4),)), "cells[0].attention", "2 to 3"),
+        (dict(cells=(_cell(attention=(Attention("cea"), 7)),)), "cells[0].attention[1]", "7"),
+        (dict(cells=(_cell(attention=Attention("cea", channels=4)),)), "channels", "4"),
+        (dict(cells=(CellGene("mab", ("conv3x3",) * 2, inner=8),)), "cells[0].inner", "8"),
+        (dict(cells=(CellGene("mab", ("conv3x3",) * 3),)), "cells[0].ops", "mab"),
+        (dict(cells=(_cell(),) * 3, groups=(GroupGene(2),)), "Genotype.groups", "[2]"),
+        (dict(cells=(_cell(),) * 2, groups=(GroupGene(2, type="rg"),)), "groups[0].type",
+         "'rg'"),
+        (dict(cells=(_cell(),), groups=(GroupGene(1),)), "Genotype.groups[0].size", "1"),
+        (dict(cells=(_cell(),) * 2, groups=(GroupGene(2),), fusion=True), "Genotype.fusion",
+         "True"),
+        (dict(tail="triple"), "Genotype.tail", "'triple'"),
+        (dict(tail_scales=True), "Genotype.tail_scales", "True"),
+        (dict(input_skip="bilinear"), "Genotype.input_skip", "'bilinear'"),
+        (dict(weight_norm=True, head_op="conv3xc"), "Genotype.head_op", "'conv3xc'"),
+        (dict(weight_norm="yes"), "Genotype.weight_norm", "'yes'"),
+        (dict(lr_conv_op="conv5x5"), "Genotype.lr_conv_op", "'conv5x5'"),
+        (dict(fusion=True, fusion_taps=("lr_conv",), lr_conv_before_fusion=True,
+              lr_conv_op="none"), "Genotype.lr_conv_op", "'none'"),
     ],
 )
 def test_bad_genotypes_name_field_value_and_allowed(kwargs, field, bad):
@@ -178,3 +201,56 @@ def test_span_switches_round_trip_and_deploy():
     mid = replace(g.cells[0], inner=12)
     narrow = replace(g, cells=(mid,) * 6)
     assert narrow.tap_channels("cells.5.act0") == 12 and narrow.tap_channels("head") == 28
+
+
+def test_maffsrn_switches_round_trip_and_deploy():
+    g = ZOO["maffsrn"]
+    d = json.loads(g.to_json())
+    assert d["groups"] == [{"size": 4, "type": "ffg", "shuffle": True, "res_scale": True,
+                            "skip_scale": True}] * 4
+    assert (d["weight_norm"], d["tail"], d["tail_scales"], d["input_skip"]) == (
+        True, "dual", True, "bicubic")
+    assert (d["lr_conv_op"], d["long_skip"]) == ("none", False)
+    # A cell's attention sequence is a list in JSON; a single attention stays a mapping.
+    assert d["cells"][0]["attention"] == [{"type": "esa_mab", "channels": 8},
+                                          {"type": "cea", "channels": None}]
+    assert ZOO["rlfn_ntire"].to_dict()["cells"][0]["attention"] == {"type": "esa_lite",
+                                                                    "channels": 16}
+    assert g.attentions == ("esa_mab", "cea") and g.cells[0].attentions == (
+        Attention("esa_mab", channels=8), Attention("cea"))
+    dep = g.deployed()
+    assert dep.is_deployed and not g.is_deployed
+    assert (dep.weight_norm, dep.tail_scales) == (False, False)
+    assert all((grp.shuffle, grp.res_scale, grp.skip_scale) == (False, False, True)
+               for grp in dep.groups or ())
+    assert Genotype.from_json(dep.to_json()) == dep
+    # Hand-written JSON: a group may be a plain size, an attention list of one is that one.
+    short = dict(d, groups=[4, 4, 4, 4])
+    assert Genotype.from_dict(short) == g
+    one = dict(d["cells"][0], attention=[{"type": "cea"}])
+    assert CellGene.from_dict(one).attention == Attention("cea")
+    assert ZOO["maffsrn_l"].groups == (GroupGene(4),) * 8
+    with pytest.raises(GenotypeError, match=r"groups\[0\].*'shufle'.*allowed"):
+        Genotype.from_dict(dict(d, groups=[{"size": 4, "shufle": True}] * 4))
+    with pytest.raises(GenotypeError, match=r"groups\[1\]: got 'four'.*allowed"):
+        Genotype.from_dict(dict(d, groups=[4, "four", 4, 4]))
+    with pytest.raises(GenotypeError, match=r"cells\[0\].attention\[1\].*'typ'"):
+        Genotype.from_dict(dict(d, cells=[dict(d["cells"][0], attention=[
+            {"type": "cea"}, {"typ": "cea"}])] + d["cells"][1:]))
+
+
+def test_attention_sequences_are_refused_where_a_single_slot_is_needed():
+    cell = ZOO["maffsrn"].cells[0]
+    with pytest.raises(GenotypeError, match=r"cells\[3\].attention.*esa_mab.*single"):
+        cell.single_attention("cells[3]")
+    assert _cell(attention=Attention("pa")).single_attention() == Attention("pa")
+
+
+def test_esa_mab_patch_minimum_and_default_candidates():
+    # The stride-2 conv is padded by 1: ceil(n / 2) px, pooled 7/3 -> 3x3 from 25 px on.
+    def pooled(n: int) -> int:
+        return ((n + 1) // 2 - 7) // 3 + 1
+
+    assert pooled(25) == 3 and pooled(24) == 2
+    assert min_patch_size(["esa_mab", "cea"], 4) == 100 and min_patch_size(["cea"], 4) == 4
+    assert "esa_mab" not in DEFAULT_ATTENTIONS and "cea" not in DEFAULT_ATTENTIONS

@@ -17,11 +17,13 @@ from search_space import (
     build_model,
     reparameterize,
 )
-from search_space.attention import ATTENTION_OPS, HFAB
+from search_space.attention import ATTENTION_OPS, CEA, HFAB, AttentionProduct, ESAMab
 from search_space.cells import CELLS
+from search_space.genotype import GroupGene
 from search_space.network import super_resolve
 from search_space.ops import ACTIVATION_OPS, OPS
 from search_space.registry import UnknownNameError
+from search_space.rep import ChannelShuffle, WeightNormConv2d, fold_shuffle
 from search_space.zoo import ZOO
 
 
@@ -130,7 +132,7 @@ def test_spab_is_the_span_block():
 @pytest.mark.parametrize("name", ATTENTIONS)
 @pytest.mark.parametrize("size", [12, 33])
 def test_attention_shape_and_gradient(name, size):
-    spec = Attention(name, channels=None if name in ("pa", "none") else 4)
+    spec = Attention(name, channels=None if name in ("pa", "none", "cea") else 4)
     op = ATTENTION_OPS[name](16, spec, "lrelu0.05")
     x = torch.randn(1, 16, size, size + 3)
     y = op(x)
@@ -303,7 +305,7 @@ def test_build_model_rejects_non_genotype():
 
 
 @pytest.mark.parametrize("name", ["rfdn_aim2020", "rlfn_ntire", "fmen_s_train", "imdn_paper",
-                                  "span_ntire2024_train"])
+                                  "span_ntire2024_train", "maffsrn"])
 def test_inplace_inference_matches_autograd_forward_and_keeps_input(name):
     model = build_model(ZOO[name]).eval()
     x = torch.rand(1, 3, 20, 24)
@@ -314,3 +316,153 @@ def test_inplace_inference_matches_autograd_forward_and_keeps_input(name):
     slow = model(x.clone().requires_grad_())  # out-of-place path, graph built
     assert slow.requires_grad
     torch.testing.assert_close(fast, slow.detach(), atol=1e-5, rtol=1e-5)
+
+
+# ------------------------------------------------------------------------ MAFFSRN's pieces
+
+
+def _esa_mab_prose(m: ESAMab, x: torch.Tensor) -> torch.Tensor:
+    """MAFFSRN's ESA variant out of place, from the reference's prose (maps of 13 px and more,
+    where the official max-pool needs no padding)."""
+    f = torch.nn.functional
+    rc = m.conv1(x)
+    p = f.max_pool2d(m.conv2(rc), 7, stride=3)
+    v = f.leaky_relu(m.conv_d1(p), 0.05) + f.leaky_relu(m.conv_d2(p), 0.05)
+    up = f.interpolate(v, size=rc.shape[-2:], mode="nearest")
+    return x * torch.sigmoid(f.relu(m.conv4(up + rc)))
+
+
+def test_esa_mab_and_cea_are_the_prose_computation():
+    esa, cea = ESAMab(12, 3).eval(), CEA(12).eval()
+    assert sum(p.numel() for p in ESAMab(32, 8).parameters()) == 264 + 3 * 584 + 288
+    assert sum(p.numel() for p in CEA(32).parameters()) == 1_056 + 832
+    assert (esa.conv2.stride, esa.conv2.padding, esa.conv_d2.dilation) == ((2, 2), (1, 1), (2, 2))
+    for h, w in ((13, 13), (13, 20), (25, 26), (40, 31)):
+        x = torch.randn(2, 12, h, w)
+        with torch.no_grad():
+            ref = _esa_mab_prose(esa, x)
+            torch.testing.assert_close(esa(x.clone()), ref, atol=1e-6, rtol=1e-6)
+            gate = esa.gate(x)
+            assert float(gate.min()) >= 0.5 and float(gate.max()) < 1.0  # ReLU before sigmoid
+            cea_ref = x * torch.sigmoid(cea.depthwise(cea.pointwise(x)))
+            torch.testing.assert_close(cea(x.clone()), cea_ref, atol=1e-6, rtol=1e-6)
+        slow = esa(x.clone().requires_grad_())  # the out-of-place path
+        torch.testing.assert_close(slow.detach(), ref, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["esa_mab", "cea"])
+def test_new_attention_ops_are_defined_at_every_small_size(name):
+    op = ATTENTION_OPS[name](8, Attention(name), "lrelu0.05").eval()
+    with torch.no_grad():
+        for h in range(1, 16):
+            for w in (1, 2, 3, 6, 7, 13, 16):
+                y = op(torch.randn(1, 8, h, w))
+                assert y.shape == (1, 8, h, w) and torch.isfinite(y).all(), (h, w)
+    for h, w in ((1, 1), (2, 5), (6, 14)):  # training patches: gradients reach the input
+        x = torch.randn(1, 8, h, w, requires_grad=True)
+        op(x).square().sum().backward()
+        assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.any(), (h, w)
+    half = op.half()  # the pool pads with a finite value: no NaN in fp16
+    with torch.no_grad():
+        for h, w in ((1, 1), (5, 9)):
+            assert torch.isfinite(half(torch.randn(1, 8, h, w).half())).all(), (h, w)
+
+
+def test_a_cell_attention_sequence_multiplies_gates_of_the_same_input():
+    gates = (Attention("esa_mab", channels=4), Attention("cea"), Attention("cca", channels=2))
+    gene = CellGene("mab", ("conv3x3", "sep_conv3x3"), gates, "lrelu0.05")
+    cell = CELLS["mab"](gene, 8).eval()
+    assert isinstance(cell.attention, AttentionProduct) and len(cell.attention) == 3
+    x = torch.randn(1, 8, 26, 27)
+    with torch.no_grad():
+        y = cell.convs[1](torch.nn.functional.leaky_relu(cell.convs[0](x), 0.05))
+        g = [m.gate(y) for m in cell.attention]
+        assert g[2].shape == (1, 8, 1, 1)  # a channel gate broadcasts
+        ref = y * g[0] * g[1] * g[2]
+        torch.testing.assert_close(cell(x), ref, atol=1e-6, rtol=1e-6)
+    slow = cell(x.clone().requires_grad_())
+    torch.testing.assert_close(slow.detach(), ref, atol=1e-6, rtol=1e-6)
+    _all_params_get_grad(cell, slow)
+    residual = CELLS["mab"](CellGene("mab", gene.ops, gates, block_residual=True), 8).eval()
+    residual.load_state_dict(cell.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(residual(x), ref + x, atol=1e-6, rtol=1e-6)
+    with pytest.raises(TypeError, match="att.1.*Identity.*gate"):
+        AttentionProduct([CEA(8), nn.Identity()], "att")
+
+
+def test_weight_norm_conv_and_channel_shuffle_fold_into_plain_convs():
+    wn = WeightNormConv2d(6, 5, 3, padding=1)
+    assert {n: p.numel() for n, p in wn.named_parameters()} == {
+        "bias": 5, "weight_v": 270, "weight_g": 5}
+    torch.manual_seed(1)
+    plain = nn.Conv2d(6, 5, 3, padding=1)
+    torch.manual_seed(1)
+    wn_same = WeightNormConv2d(6, 5, 3, padding=1)
+    torch.testing.assert_close(wn_same.normalised_weight(), plain.weight)  # same initial w
+    with torch.no_grad():
+        wn.weight_g.mul_(torch.rand_like(wn.weight_g) + 0.5)
+    x = torch.randn(2, 6, 9, 7)
+    merged = wn.reparameterize()
+    assert type(merged) is nn.Conv2d and merged.padding == (1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(merged(x), wn(x), atol=1e-6, rtol=1e-5)
+    _all_params_get_grad(wn, wn(x))
+    shuffle = ChannelShuffle(2)
+    t = torch.arange(6.0).view(1, 6, 1, 1)
+    assert shuffle(t).flatten().tolist() == [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]  # a0 b0 a1 b1 ..
+    for conv in (nn.Conv2d(6, 4, 1), WeightNormConv2d(6, 4, 1)):
+        folded = fold_shuffle(conv, 2)
+        assert type(folded) is nn.Conv2d
+        with torch.no_grad():
+            torch.testing.assert_close(folded(x), conv(shuffle(x)), atol=1e-6, rtol=1e-5)
+
+
+def _maffsrn_like(**kw) -> Genotype:
+    gates = (Attention("esa_mab"), Attention("cea"))
+    mab = CellGene("mab", ("conv3x3",) * 2, gates, "lrelu0.05")
+    mid = CellGene("mab", ("conv3x3",) * 2, gates, "lrelu0.05", block_residual=True)
+    base = dict(scale=3, width=8, cells=(mab, mid, mab) * 2, groups=(GroupGene(3),) * 2,
+                weight_norm=True, tail="dual", tail_scales=True, input_skip="bicubic",
+                lr_conv_op="none", long_skip=False)
+    base.update(kw)
+    return Genotype(**base)
+
+
+@pytest.mark.parametrize("kw", [{}, dict(data_range=255.0), dict(long_skip=True),
+                                dict(lr_conv_op="conv3x3", tail="conv3x3", tail_scales=False),
+                                dict(weight_norm=False, input_skip="none")])
+def test_maffsrn_frame_deploys_exactly(kw):
+    g = _maffsrn_like(**kw)
+    model = build_model(g).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    deployed = reparameterize(model)
+    assert deployed.is_deployed and deployed.genotype == g.deployed()
+    assert not any(isinstance(m, (WeightNormConv2d, ChannelShuffle)) for m in deployed.modules())
+    fresh = build_model(g.deployed())
+    fresh.load_state_dict(deployed.state_dict())
+    x = torch.rand(1, 3, 14, 17)
+    with torch.no_grad():
+        torch.testing.assert_close(super_resolve(deployed, x), model(x), atol=1e-4, rtol=1e-4)
+    _all_params_get_grad(model, model(x))
+
+
+def test_bicubic_input_skip_and_dual_tail():
+    g = _maffsrn_like(weight_norm=False)
+    model = build_model(g).eval()
+    x = torch.rand(1, 3, 10, 12)
+    bicubic = torch.nn.functional.interpolate(x, scale_factor=3, mode="bicubic",
+                                              align_corners=False)
+    with torch.no_grad():
+        full = model(x)
+        for conv in (model.upsampler.conv3, model.upsampler.conv5):
+            conv.weight.zero_()
+            conv.bias.zero_()
+        torch.testing.assert_close(model(x), bicubic)  # only the skip is left
+        assert (full - bicubic).abs().max() > 1e-3
+    assert model.lr_conv is None
+    assert {n for n, _ in model.upsampler.named_parameters()} == {
+        "conv3.weight", "conv3.bias", "conv5.weight", "conv5.bias", "scale3.scale",
+        "scale5.scale"}

@@ -126,3 +126,26 @@ def test_weights_are_inherited_from_a_darts_supernet(tmp_path):
                           ConstraintConfig())
     assert math.isfinite(r.psnr_db)
     assert isinstance(SuperNet, type)
+
+
+def test_mab_cells_and_maffsrn_attentions_can_be_sampled():
+    assert "mab" not in SampleSpace().cell_types
+    assert not {"esa_mab", "cea"} & set(SampleSpace().attention_candidates)
+    space = SampleSpace(scale=2, widths=[8], cells_min=1, cells_max=2,
+                        cell_types=["mab", "erb"], attention_candidates=["esa_mab", "cea"],
+                        conv_candidates=["conv3x3", "sep_conv3x3"])
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen_types, seen_atts, mab = set(), set(), None
+    for _ in range(12):
+        trial = study.ask()
+        g = sample_genotype(trial, space)
+        study.tell(trial, 0.0)
+        seen_types |= {c.type for c in g.cells}
+        seen_atts |= set(g.attentions)
+        if any(c.type == "mab" and c.attention.type == "esa_mab" for c in g.cells):
+            mab = g
+        assert Genotype.from_json(g.to_json()) == g
+    assert seen_types == {"mab", "erb"} and seen_atts == {"esa_mab", "cea"}
+    assert mab is not None and all(len(c.ops) == 2 for c in mab.cells if c.type == "mab")
+    model = build_model(mab)
+    assert model(torch.rand(1, 3, 8, 8)).shape == (1, 3, 16, 16)
