@@ -176,11 +176,15 @@ def zoo_match(genotype: Genotype) -> str | None:
     """The zoo net whose deployed form equals ``genotype.deployed()``, else None.
 
     ``fmen_s_train`` (trained with re-parameterisable blocks) deploys to ``fmen_s`` and is
-    reported as ``fmen_s``.
+    reported as ``fmen_s``; a net the zoo lists only in its training form (``maffsrn``, whose
+    weight norm folds away) is reported under that name.
     """
     deployed = genotype.deployed()
     for name, zoo in ZOO.items():
         if zoo.is_deployed and zoo == deployed:
+            return name
+    for name, zoo in ZOO.items():  # a zoo net listed in its training form only (MAFFSRN)
+        if zoo.deployed() == deployed:
             return name
     return None
 
@@ -235,6 +239,9 @@ def load_run(run_dir: str | Path) -> RetrainedRun:
     except yaml.YAMLError as exc:
         raise ReportError(f"run {str(folder)!r}: config.yaml is not valid YAML ({exc})") from exc
     budget = {section: cfg.get(section, {}) for section in BUDGET_SECTIONS}
+    kd = cfg.get("kd") or {}
+    if kd.get("teacher"):  # distillation is part of the recipe (runs without it have no kd)
+        budget["kd"] = {"teacher": kd["teacher"], "weight": kd.get("weight")}
     return RetrainedRun(
         name=folder.name, run_dir=folder, genotype=genotype, deployed=deployed,
         zoo_name=zoo_match(genotype), budget=budget,

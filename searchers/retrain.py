@@ -6,15 +6,28 @@ schedule, an optional EMA of the weights, mixed precision on GPU, checkpoints wi
 training curves in Plotly. At the end the net is re-parameterised into its deployed form, which
 is checked against the trained form on the validation images.
 
+Knowledge distillation: ``--teacher RUN_OR_CHECKPOINT`` (or ``kd.teacher`` in the config) adds
+``kd.weight`` (default 1.0 with a teacher; 0 logs the term without training on it) times the
+L1 distance between the net's output and the teacher's on the same [0, 1] LR batch. The
+teacher is any net trained with this tool: a finished run folder (its ``deployed.pt`` with
+``deployed_genotype.json``, else ``model.pt`` with ``genotype.json``) or a checkpoint file (a
+run's ``checkpoint.pt``, which records its genotype, or a ``model.pt``/``deployed.pt`` beside
+its genotype file). It runs in its deployed form, in eval mode, without gradients; its scale
+must be the net's. The teacher is not saved in the checkpoint, but its identity (path and the
+SHA-256 of its deployed weights) is, and ``--resume`` refuses another teacher.
+
 The run folder (``run.dir``/``run.name``, the name defaulting to the genotype's) holds
-``config.yaml``, ``command.txt``, ``genotype.json``, ``log.csv``, ``checkpoint.pt``,
+``config.yaml``, ``command.txt``, ``genotype.json``, ``log.csv`` (with KD, the unweighted KD
+term as ``loss_kd`` next to ``loss_train``, which includes it), ``checkpoint.pt``,
 ``model.pt`` (final weights, the EMA where enabled), ``deployed.pt`` and
-``deployed_genotype.json``, ``deploy.json`` (the equivalence check) and ``training.html``.
+``deployed_genotype.json``, ``deploy.json`` (the equivalence check), ``training.html`` and,
+with KD, ``teacher.json`` (the teacher's path, weights hash, genotype and the files read).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -22,7 +35,7 @@ import random
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -48,6 +61,9 @@ from searchers.training import (
     training_patch_size,
     validate,
 )
+
+if TYPE_CHECKING:
+    from search_space import Genotype
 
 logger = logging.getLogger("searchers.retrain")
 
@@ -108,11 +124,39 @@ class RetrainRun:
     log_every: int = 20
 
 
+DEFAULT_KD_WEIGHT = 1.0
+"""``kd.weight`` when a teacher is given and the weight is left unset."""
+
+
+@dataclass
+class RetrainKD:
+    # Knowledge distillation (also --teacher): a retrain run folder or a checkpoint file of the
+    # teacher net; null: off.
+    teacher: str | None = None
+    # Weight of the L1 term between the net's and the teacher's outputs; null: 1.0 with a
+    # teacher (recorded as such in config.yaml). 0 logs the term without training on it.
+    weight: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.teacher is not None and not self.teacher.strip():
+            raise ValueError("teacher: got an empty path; pass a retrain run folder or a "
+                             "checkpoint file, or null for no distillation")
+        if self.weight is not None and not (math.isfinite(self.weight) and self.weight >= 0):
+            raise ValueError(f"weight: got {self.weight}; a finite weight >= 0 (0 logs the KD "
+                             "term without training on it)")
+        if self.teacher is None and self.weight is not None:
+            raise ValueError(f"weight is {self.weight} but there is no teacher; pass --teacher "
+                             "RUN_OR_CHECKPOINT (or kd.teacher=...), or drop kd.weight")
+        if self.teacher is not None and self.weight is None:
+            self.weight = DEFAULT_KD_WEIGHT
+
+
 @dataclass
 class RetrainConfig:
     data: RetrainData = field(default_factory=RetrainData)
     optim: RetrainOptim = field(default_factory=RetrainOptim)
     run: RetrainRun = field(default_factory=RetrainRun)
+    kd: RetrainKD = field(default_factory=RetrainKD)
 
 
 def lr_lambda(cfg: RetrainOptim) -> Any:
@@ -129,8 +173,121 @@ def lr_lambda(cfg: RetrainOptim) -> Any:
     return factor
 
 
+def weights_sha256(model: torch.nn.Module) -> str:
+    """SHA-256 of ``model.state_dict()``: every entry's name, dtype, shape and bytes, in order."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+TEACHER_EXPECTED = (
+    "a finished run folder of python searchers/retrain.py (deployed.pt with "
+    "deployed_genotype.json, or model.pt with genotype.json) or a checkpoint file (a run's "
+    "checkpoint.pt, or a model.pt/deployed.pt beside its genotype.json/deployed_genotype.json)")
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """A KD teacher: its deployed net (eval mode, frozen, on the CPU until moved) and identity.
+
+    ``path`` is as given; ``source`` names the files it was read from; ``weights_sha256`` is
+    :func:`weights_sha256` of the deployed net, which identifies it on ``--resume``.
+    """
+
+    model: torch.nn.Module
+    genotype: Genotype  # the deployed one
+    path: str
+    source: str
+    weights_sha256: str
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        return {"path": self.path, "resolved": str(Path(self.path).expanduser().resolve()),
+                "weights_sha256": self.weights_sha256, "source": self.source,
+                "genotype": self.genotype.to_json(indent=None)}
+
+
+def _deployed_from_weights(weights: Path, genotype: Genotype, genotype_name: str
+                           ) -> tuple[torch.nn.Module, Genotype]:
+    """``genotype``'s net with ``weights`` loaded (the EMA of a checkpoint where it has one),
+    re-parameterised into its deployed form, and the deployed genotype."""
+    from results.evaluate import load_checkpoint
+    from search_space import build_model, reparameterize
+
+    model = build_model(genotype)
+    load_checkpoint(model, weights, genotype_name=genotype_name)
+    return reparameterize(model), genotype.deployed()
+
+
+def load_teacher(spec: str) -> Teacher:
+    """The KD teacher at ``spec`` (see the module docstring), in its deployed form on the CPU.
+
+    A run folder is read with :func:`results.report.load_run` and
+    :func:`results.report.build_deployed` when it holds ``deployed.pt``; otherwise its
+    ``model.pt`` is loaded into ``genotype.json``'s net and re-parameterised, as is a checkpoint
+    file. Raises :class:`ConfigError` naming ``spec`` and what was expected.
+    """
+    from results.evaluate import CheckpointError, read_state_dict
+    from search_space import Genotype, GenotypeError
+
+    path = Path(spec).expanduser()
+    where = f"kd.teacher (--teacher) {spec!r}"
+    if not path.exists():
+        raise ConfigError(f"{where} does not exist; pass {TEACHER_EXPECTED}", key="kd.teacher")
+    try:
+        if path.is_dir():
+            if (path / "deployed.pt").is_file() and (path / "deployed_genotype.json").is_file():
+                from results.report import build_deployed, load_run
+
+                run = load_run(path)
+                model, deployed = build_deployed(run, torch.device("cpu")), run.deployed
+                source = str(path / "deployed.pt")
+            elif (path / "model.pt").is_file() and (path / "genotype.json").is_file():
+                file = path / "genotype.json"
+                model, deployed = _deployed_from_weights(path / "model.pt", Genotype.load(file),
+                                                         str(file))
+                source = str(path / "model.pt")
+            else:
+                raise ConfigError(
+                    f"{where} is a folder without deployed.pt + deployed_genotype.json or "
+                    f"model.pt + genotype.json; pass {TEACHER_EXPECTED} (a run that has not "
+                    "finished: resume it first)", key="kd.teacher")
+        else:
+            _, _, ckpt = read_state_dict(path)
+            recorded = ckpt.get("genotype")
+            if isinstance(recorded, str):
+                genotype, genotype_name = Genotype.from_json(recorded), f"{path}['genotype']"
+            else:
+                file = path.with_name("deployed_genotype.json" if path.name == "deployed.pt"
+                                      else "genotype.json")
+                if not file.is_file():
+                    raise ConfigError(
+                        f"{where} holds weights that do not record their genotype, and there is "
+                        f"no {file.name} beside it; pass {TEACHER_EXPECTED}", key="kd.teacher")
+                genotype, genotype_name = Genotype.load(file), str(file)
+            model, deployed = _deployed_from_weights(path, genotype, genotype_name)
+            source = str(path)
+    except ConfigError:
+        raise
+    except (CheckpointError, GenotypeError, ValueError) as exc:  # ReportError is a ValueError
+        raise ConfigError(f"{where}: {exc}", key="kd.teacher") from exc
+    model.eval().requires_grad_(False)
+    return Teacher(model=model, genotype=deployed, path=spec, source=source,
+                   weights_sha256=weights_sha256(model))
+
+
+def _teacher_words(identity: dict[str, Any] | None) -> str:
+    if identity is None:
+        return "without a teacher"
+    return (f"with teacher {identity['path']!r} (deployed weights sha256 "
+            f"{identity['weights_sha256'][:16]}...)")
+
+
 class Retrainer:
-    """One retraining run."""
+    """One retraining run (the teacher, with ``cfg.kd.teacher``, is loaded here)."""
 
     def __init__(self, cfg: RetrainConfig, genotype: Any, run_dir: Path) -> None:
         from proxies.data import dataset_from_spec
@@ -144,7 +301,15 @@ class Retrainer:
                               "retrain at the genotype's scale (drop data.scale) or use a "
                               f"genotype built for x{cfg.data.scale}")
         self.device = resolve_device(cfg.run.device)
-        torch.manual_seed(cfg.run.seed)
+        self.teacher = None if cfg.kd.teacher is None else load_teacher(cfg.kd.teacher)
+        if self.teacher is not None:
+            if self.teacher.genotype.scale != scale:
+                raise ConfigError(
+                    f"kd.teacher (--teacher) {cfg.kd.teacher!r} is a x{self.teacher.genotype.scale}"
+                    f" net but the net being retrained is x{scale}; distil from a teacher trained "
+                    f"at x{scale}", key="kd.teacher")
+            self.teacher.model.to(self.device)
+        torch.manual_seed(cfg.run.seed)  # after the teacher is built: it does not shift the init
         random.seed(cfg.run.seed)
         self.rng = np.random.default_rng(cfg.run.seed)
         self.patch_size = training_patch_size(cfg.data.patch_size, genotype.attentions, scale,
@@ -168,8 +333,11 @@ class Retrainer:
         self.train_step = TrainStep(self.model, self.optimizer,
                                     loss=loss_fn(o.loss, o.charbonnier_eps),
                                     grad_clip=o.grad_clip, scheduler=self.scheduler,
-                                    amp=self.amp, scaler=self.scaler)
+                                    amp=self.amp, scaler=self.scaler,
+                                    teacher=None if self.teacher is None else self.teacher.model,
+                                    kd_weight=cfg.kd.weight or 0.0)
         self.step = 0
+        self.resumed = False  # set by load_checkpoint
         self.best_psnr = -math.inf
         self.ckpt_path = run_dir / "checkpoint.pt"
 
@@ -185,6 +353,7 @@ class Retrainer:
             "ema_state": None if self.ema is None else self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), "best_psnr": self.best_psnr,
+            "teacher": None if self.teacher is None else self.teacher.identity,
             "rng": {"torch": torch.get_rng_state(), "numpy": self.rng.bit_generator.state,
                     "python": random.getstate()},
         }, self.ckpt_path)
@@ -199,6 +368,19 @@ class Retrainer:
                 f"checkpoint {self.ckpt_path} was trained for genotype {ckpt['genotype']}, not "
                 f"for {self.genotype.to_json(indent=None)}; start a new run.name or resume "
                 "with the genotype it was trained for")
+        theirs_t = ckpt.get("teacher")
+        ours_t = None if self.teacher is None else self.teacher.identity
+        if (theirs_t or {}).get("weights_sha256") != (ours_t or {}).get("weights_sha256"):
+            again = ("without --teacher" if theirs_t is None
+                     else f"with --teacher {theirs_t['path']}")
+            raise ConfigError(
+                f"checkpoint {self.ckpt_path} was trained {_teacher_words(theirs_t)}, not "
+                f"{_teacher_words(ours_t)}; resume {again}, or start a new run.name",
+                key="kd.teacher")
+        if theirs_t is not None and ours_t is not None and (
+                theirs_t["resolved"] != ours_t["resolved"]):
+            logger.warning("the teacher was at %s and is now at %s (same weights)",
+                           theirs_t["resolved"], ours_t["resolved"])
         self.model.load_state_dict(ckpt["model"])
         if self.ema is not None and ckpt.get("ema_state") is not None:
             self.ema.load_state_dict(ckpt["ema_state"])
@@ -210,15 +392,23 @@ class Retrainer:
         self.rng.bit_generator.state = ckpt["rng"]["numpy"]
         random.setstate(ckpt["rng"]["python"])
         self.step = int(ckpt["step"])
+        self.resumed = True
         logger.info("resumed %s at iteration %d", self.ckpt_path, self.step)
 
+    @property
+    def log_columns(self) -> list[str]:
+        kd = [] if self.teacher is None else ["loss_kd"]
+        return ["step", "loss_train", *kd, "lr", "val_psnr_y_db"]
+
     def run(self, resume: bool = False, stop_after: int | None = None) -> None:
+        """Train to ``optim.iterations`` (or ``stop_after``). ``resume``: continue from the
+        checkpoint, loaded here unless :meth:`load_checkpoint` already ran."""
         from tqdm import tqdm
 
         cfg, o = self.cfg, self.cfg.optim
-        if resume:
+        if resume and not self.resumed:
             self.load_checkpoint()
-        log = CsvLogger(self.run_dir / "log.csv", ["step", "loss_train", "lr", "val_psnr_y_db"])
+        log = CsvLogger(self.run_dir / "log.csv", self.log_columns)
         if resume:
             log.truncate_after("step", self.step)
         g = self.genotype
@@ -240,7 +430,9 @@ class Retrainer:
                 self.best_psnr = max(self.best_psnr, psnr)
                 row["val_psnr_y_db"] = psnr
                 bar.set_postfix(val_psnr=f"{psnr:.3f}")
-            if row or self.step % cfg.run.log_every == 0:
+            if self.teacher is not None:
+                row["loss_kd"] = self.train_step.last_kd
+            if "val_psnr_y_db" in row or self.step % cfg.run.log_every == 0:
                 log.log({"step": self.step, "loss_train": loss,
                          "lr": self.optimizer.param_groups[0]["lr"], **row})
             if self.step % cfg.run.checkpoint_every == 0 or self.step == o.iterations:
@@ -283,7 +475,8 @@ class Retrainer:
             from results.plots import loss_figure, write_html
 
             df = pd.read_csv(self.run_dir / "log.csv")
-            cols = [c for c in ("loss_train", "lr", "val_psnr_y_db") if df[c].notna().any()]
+            cols = [c for c in ("loss_train", "loss_kd", "lr", "val_psnr_y_db")
+                    if c in df and df[c].notna().any()]
             write_html(loss_figure(df, cols, title="retraining"), self.run_dir / "training.html")
         except (ImportError, ValueError) as exc:
             logger.warning("training curves not written: %s", exc)
@@ -302,6 +495,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("genotype", help="a genotype JSON file or a zoo name")
     p.add_argument("--config")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--teacher", metavar="RUN_OR_CHECKPOINT",
+                   help="distil from this net (sets kd.teacher; kd.weight, default "
+                   f"{DEFAULT_KD_WEIGHT}, weighs the L1 term to its output): {TEACHER_EXPECTED}")
     p.add_argument("--stop-after", type=int, metavar="IT",
                    help="stop after this iteration as if killed (resume with --resume)")
     p.add_argument("overrides", nargs="*", metavar="key=value")
@@ -310,7 +506,10 @@ def main(argv: list[str] | None = None) -> int:
                         "%(message)s", datefmt="%H:%M:%S")
     try:
         label, genotype = resolve_genotype(args.genotype)
-        cfg = load_config(RetrainConfig, args.config, args.overrides)
+        overrides = list(args.overrides)
+        if args.teacher is not None:  # a JSON string is a YAML string: any path stays as is
+            overrides.append(f"kd.teacher={json.dumps(args.teacher)}")
+        cfg = load_config(RetrainConfig, args.config, overrides)
         run_dir = Path(cfg.run.dir) / (cfg.run.name or label)
         ckpt = run_dir / "checkpoint.pt"
         if args.resume and not ckpt.exists():
@@ -318,10 +517,15 @@ def main(argv: list[str] | None = None) -> int:
         if not args.resume and ckpt.exists():
             raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or "
                               "choose another run.name=...")
+        trainer = Retrainer(cfg, genotype, run_dir)  # checks the input; writes nothing
+        if args.resume:
+            trainer.load_checkpoint()  # refuses another genotype or teacher before any write
         run_dir.mkdir(parents=True, exist_ok=True)
         record_run(run_dir, cfg, [sys.argv[0], *argv], resume=args.resume)
         genotype.save(run_dir / "genotype.json")
-        trainer = Retrainer(cfg, genotype, run_dir)
+        if trainer.teacher is not None:
+            atomic_write_text(run_dir / "teacher.json",
+                              json.dumps(trainer.teacher.identity, indent=2) + "\n")
         trainer.run(resume=args.resume, stop_after=args.stop_after)
         if trainer.step >= cfg.optim.iterations:
             trainer.finish()

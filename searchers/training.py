@@ -10,7 +10,10 @@ pieces:
 * :func:`sample_batch` draws seeded random patches onto the device;
 * :class:`TrainStep` is one optimisation step (loss, backward, optional gradient clipping and
   mixed precision, optimiser and scheduler step) inside the host's training section
-  (:func:`proxies.isolation.training`, so latency is never timed while this host trains);
+  (:func:`proxies.isolation.training`, so latency is never timed while this host trains). With
+  a ``teacher`` it adds knowledge distillation: ``kd_weight`` times the L1 distance between the
+  net's output and the teacher's on the same [0, 1] LR batch (the teacher in eval mode, under
+  ``no_grad``, also called through :func:`super_resolve`);
 * :func:`validate` is the mean Y-PSNR over whole (optionally centre-cropped) images.
 """
 
@@ -80,6 +83,11 @@ def training_section() -> Any:
 class TrainStep:
     """One optimisation step of ``model`` on a batch, shared by every loop.
 
+    The loss is ``loss(sr, hr)``, plus ``kd_weight * l1(sr, teacher_sr)`` with a teacher
+    (knowledge distillation on the output). The KD term (unweighted) of the last step is kept
+    in :attr:`last_kd`; it is computed and reported with ``kd_weight=0`` too, but then adds
+    nothing to the gradient.
+
     Args:
         model: the net (any module; called through :func:`super_resolve`).
         optimizer: its optimiser.
@@ -90,28 +98,56 @@ class TrainStep:
         scheduler: stepped after the optimiser, or ``None``.
         amp: float16 autocast with a gradient scaler (CUDA only).
         scaler: the gradient scaler (created when ``None``; kept for checkpoints).
+        teacher: a trained net at the same scale (default ``None``: no distillation). It is put
+            in eval mode with its parameters frozen, and run under ``no_grad``.
+        kd_weight: the weight of the KD term (default 0.0); > 0 needs a teacher.
     """
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *,
                  loss: LossFn = F.l1_loss, params: list[torch.nn.Parameter] | None = None,
                  grad_clip: float | None = None, scheduler: Any = None, amp: bool = False,
-                 scaler: torch.amp.GradScaler | None = None) -> None:
+                 scaler: torch.amp.GradScaler | None = None,
+                 teacher: torch.nn.Module | None = None, kd_weight: float = 0.0) -> None:
+        if not (math.isfinite(kd_weight) and kd_weight >= 0):
+            raise ValueError(f"kd_weight: got {kd_weight}; a finite weight >= 0")
+        if kd_weight > 0 and teacher is None:
+            raise ValueError(f"kd_weight: got {kd_weight} but no teacher; pass teacher=... or "
+                             "kd_weight=0")
         self.model, self.optimizer, self.loss = model, optimizer, loss
         self.params = params
         self.grad_clip, self.scheduler, self.amp = grad_clip, scheduler, amp
         self.scaler = scaler or torch.amp.GradScaler("cuda", enabled=amp)
+        self.teacher, self.kd_weight = teacher, kd_weight
+        if teacher is not None:
+            teacher.eval().requires_grad_(False)
+        self.last_kd: float | None = None
+
+    def forward_terms(self, lr: torch.Tensor, hr: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The loss to minimise and the (unweighted) KD term, ``None`` without a teacher."""
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
+            sr = super_resolve(self.model, lr)
+            total = self.loss(sr, hr)
+            if self.teacher is None:
+                return total, None
+            with torch.no_grad():
+                target = super_resolve(self.teacher, lr)
+            if self.kd_weight == 0:
+                return total, F.l1_loss(sr.detach(), target)
+            kd = F.l1_loss(sr, target)
+            return total + self.kd_weight * kd, kd
 
     def forward_loss(self, lr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-        with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
-            return self.loss(super_resolve(self.model, lr), hr)
+        return self.forward_terms(lr, hr)[0]
 
     def __call__(self, lr: torch.Tensor, hr: torch.Tensor, *, where: str = "") -> float:
-        """Train on one batch; returns the loss. Raises :class:`TrainingDiverged` (the
-        optimiser untouched) when the loss is not finite."""
+        """Train on one batch; returns the loss (KD term included). Raises
+        :class:`TrainingDiverged` (the optimiser untouched) when the loss is not finite."""
         with training_section():
             self.model.train()
-            loss = self.forward_loss(lr, hr)
+            loss, kd = self.forward_terms(lr, hr)
             value = float(loss.detach())
+            self.last_kd = None if kd is None else float(kd.detach())
             if not math.isfinite(value):
                 raise TrainingDiverged(f"the loss became {value}{where}")
             self.optimizer.zero_grad(set_to_none=True)

@@ -11,6 +11,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
 from proxies.data import default_images
@@ -117,6 +118,9 @@ def test_report_end_to_end(runs, tmp_path, caplog, capsys):
 def test_zoo_match_and_budgets(runs):
     assert zoo_match(ZOO["fmen_s_train"]) == "fmen_s"
     assert zoo_match(ZOO["rlfn_ntire"]) == "rlfn_ntire"
+    assert zoo_match(ZOO["maffsrn"]) == "maffsrn"
+    assert zoo_match(ZOO["maffsrn"].deployed()) == "maffsrn"
+    assert zoo_match(ZOO["span_ntire2024_train"]) == "span_ntire2024"
     assert zoo_match(Genotype.from_dict(DERIVED)) is None
     loaded = [load_run(runs[k]) for k in ("derived", "rlfn", "fmen")]
     assert [r.kind for r in loaded] == ["derived", "zoo", "zoo"]
@@ -243,3 +247,14 @@ def test_page_mixes_figures_and_html(tmp_path):
     text = page.read_text()
     assert "<p id='mid'>text</p>" in text and "p {color: red}" in text
     assert text.count("figure-0") >= 1 and text.count("figure-2") >= 1
+
+
+def test_a_kd_run_is_another_budget(runs, tmp_path):
+    kd_run = tmp_path / "kd"
+    shutil.copytree(runs["rlfn"], kd_run)
+    cfg = yaml.safe_load((kd_run / "config.yaml").read_text())
+    cfg["kd"] = {"teacher": "runs/teacher", "weight": 1.0}
+    (kd_run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    plain, distilled = load_run(runs["rlfn"]), load_run(kd_run)
+    assert "kd" not in plain.budget and distilled.budget["kd"]["teacher"] == "runs/teacher"
+    assert "kd.teacher" in budget_differences([plain, distilled])
