@@ -2,8 +2,14 @@
 
 Run ``python -m proxies.profile [NAME_OR_GENOTYPE_JSON ...]``; with no names it profiles the
 whole zoo. Latency is reported as measured milliseconds *and* as the ratio to a reference net
-(default ``rlfn_ntire``) timed interleaved in the same process, because ratios are what
-compare on a noisy machine. ``--json`` prints machine-readable rows.
+(``x ref``; default ``span_ntire2024``, :data:`search_space.zoo.REFERENCE_NET`) timed
+interleaved with each net in the same process, because ratios are what compare on a noisy
+machine. Next to it, ``x rlfn_ntire`` is the ratio to the aim's net
+(:data:`search_space.zoo.AIM_NET`): not timed against each net a second time but derived from
+two ratios measured in the same process, the net's ``x ref`` divided by ``rlfn_ntire``'s
+``x ref`` (its own row when it is profiled, else one extra interleaved measurement of it
+against the reference; exactly ``x ref`` when the reference is ``rlfn_ntire``). It has no
+p10-p90. ``--json`` prints machine-readable rows.
 """
 
 from __future__ import annotations
@@ -12,25 +18,37 @@ import argparse
 import datetime as _dt
 import json
 import logging
+import math
 import platform
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from proxies.complexity import count_thop_macs, measure_complexity
-from proxies.latency import measure_latency, measure_latency_ratio, resolve_device
+from proxies.latency import (
+    LatencyRatioResult,
+    measure_latency,
+    measure_latency_ratio,
+    resolve_device,
+)
 from proxies.memory import measure_peak_memory
+from search_space.zoo import AIM_NET
+
+if TYPE_CHECKING:
+    from search_space.genotype import Genotype
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ProfileRow:
-    """One net's NTIRE-style row. Units are in the names."""
+    """One net's NTIRE-style row. Units are in the names. ``latency_ratio*`` are to the
+    reference net (timed interleaved); ``latency_ratio_aim`` is to the aim's net, derived
+    (:func:`with_aim_ratio`)."""
 
     name: str
     scale: int
@@ -45,6 +63,7 @@ class ProfileRow:
     latency_ratio: float | None = None
     latency_ratio_p10: float | None = None
     latency_ratio_p90: float | None = None
+    latency_ratio_aim: float | None = None
     peak_memory_mib: float | None = None
     weights_mib: float | None = None
     thop_macs_g: float | None = None
@@ -124,11 +143,7 @@ def profile_model(
     shape = (1, 3, *settings.lr_size)
     if settings.latency:
         if reference is not None:
-            ratio = measure_latency_ratio(
-                model, reference, shape, device=settings.device, rounds=settings.rounds,
-                runs_per_round=settings.runs_per_round, warmup=settings.warmup,
-                threads=settings.threads,
-            )
+            ratio = _interleaved(model, reference, settings)
             lat = ratio.model
             row.update(latency_ratio=ratio.ratio_median, latency_ratio_p10=ratio.ratio_p10,
                        latency_ratio_p90=ratio.ratio_p90)
@@ -146,6 +161,71 @@ def profile_model(
     return ProfileRow(**row)
 
 
+def _interleaved(model: nn.Module, reference: nn.Module,
+                 settings: ProfileSettings) -> LatencyRatioResult:
+    return measure_latency_ratio(
+        model, reference, (1, 3, *settings.lr_size), device=settings.device,
+        rounds=settings.rounds, runs_per_round=settings.runs_per_round, warmup=settings.warmup,
+        threads=settings.threads,
+    )
+
+
+def with_aim_ratio(rows: Sequence[ProfileRow], aim_ratio: float | None) -> list[ProfileRow]:
+    """``rows`` with ``latency_ratio_aim = latency_ratio / aim_ratio``, where ``aim_ratio`` is
+    the aim net's ``latency_ratio`` to the same reference, measured in the same process: the
+    latency ratio to the aim net, derived from two interleaved ratios. ``None`` leaves the
+    column empty, as does a row without ``latency_ratio``.
+
+    Raises:
+        ValueError: ``aim_ratio`` is not a finite number > 0.
+    """
+    if aim_ratio is None:
+        return [replace(r, latency_ratio_aim=None) for r in rows]
+    if not (isinstance(aim_ratio, (int, float)) and math.isfinite(aim_ratio) and aim_ratio > 0):
+        raise ValueError(f"aim_ratio: got {aim_ratio!r}; expected the aim net's latency ratio "
+                         "to the reference, a finite number > 0 (measure it with the reference "
+                         "in the same process)")
+    return [replace(r, latency_ratio_aim=None if r.latency_ratio is None
+                    else r.latency_ratio / aim_ratio) for r in rows]
+
+
+def profile_genotypes(
+    nets: Sequence[tuple[str, Genotype]],
+    settings: ProfileSettings,
+    reference: Genotype | None = None,
+    aim: Genotype | None = None,
+) -> list[ProfileRow]:
+    """Profile each ``(name, genotype)`` (:func:`profile_model`, latency ratios to
+    ``reference`` timed interleaved), then, given ``aim``, add the ratio to it
+    (:func:`with_aim_ratio`). The aim net's ratio to the reference is that of the first net
+    whose deployed genotype equals ``aim``'s, else measured once here against the same
+    reference with the same settings (no row); 1 when ``aim`` is ``reference``. Give
+    ``reference`` and ``aim`` at the nets' scale."""
+    from search_space import build_model
+
+    ref = None if reference is None else build_model(reference).eval()
+    rows = []
+    for name, g in nets:
+        logger.info("profiling %s", name)
+        rows.append(profile_model(name, build_model(g).eval(), settings, ref))
+    if aim is None or reference is None or ref is None or not settings.latency:
+        return rows
+    aim_ratio: float | None
+    target = aim.deployed()
+    if target == reference.deployed():
+        aim_ratio = 1.0
+    else:
+        same = [r for r, (_, g) in zip(rows, nets, strict=True) if g.deployed() == target]
+        if same:
+            aim_ratio = same[0].latency_ratio
+        else:
+            from search_space.network import deployed_form
+
+            aim_model = deployed_form(build_model(aim).eval())
+            aim_ratio = _interleaved(aim_model, deployed_form(ref), settings).ratio_median
+    return with_aim_ratio(rows, aim_ratio)
+
+
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
@@ -159,6 +239,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("#Conv", "ntire_num_conv"),
     ("Latency [ms] (p10-p90)", "latency"),
     ("x ref (p10-p90)", "ratio"),
+    (f"x {AIM_NET}", "ratio_aim"),
     ("Peak mem [MiB]", "peak_memory_mib"),
 )
 
@@ -178,6 +259,7 @@ def table_cells(row: ProfileRow) -> list[str]:
         str(row.ntire_num_conv),
         lat,
         ratio,
+        _fmt(row.latency_ratio_aim, ".2f"),
         _fmt(row.peak_memory_mib, ".1f"),
     ]
 
@@ -247,8 +329,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def ratio_note(reference: str | None) -> str:
+    """What the ratio columns are, for a table's footer (empty without a reference)."""
+    if reference is None:
+        return ""
+    return (f"x ref = latency / {reference}'s, timed interleaved; x {AIM_NET} = x ref / "
+            f"{AIM_NET}'s x ref, both measured in this process")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    from search_space import build_model
     from search_space.genotype import GenotypeError
     from search_space.zoo import ZOO, at_scale, resolve_genotype
 
@@ -256,10 +345,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         named = [resolve_genotype(spec) for spec in (args.nets or list(ZOO))]
-        reference = None
+        if args.scale:
+            named = [(name, at_scale(g, args.scale)) for name, g in named]
+        ref_name, reference = None, None
         if args.reference != "none" and not args.no_latency:
-            ref_name, ref_genotype = resolve_genotype(args.reference)
-            reference = build_model(ref_genotype).eval()
+            ref_name, reference = resolve_genotype(args.reference)
+            if args.scale:
+                reference = at_scale(reference, args.scale)
         device = resolve_device(args.device)
     except (GenotypeError, FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -269,15 +361,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs_per_round=args.runs_per_round, warmup=args.warmup, threads=args.threads,
         latency=not args.no_latency, memory=not args.no_memory, thop=args.thop,
     )
-    from tqdm import tqdm
-
-    rows = []
+    aim = None if reference is None else at_scale(ZOO[AIM_NET], reference.scale)
     torch.manual_seed(0)
-    for name, genotype in tqdm(named, desc="profiling", unit="net", file=sys.stderr):
-        if args.scale:
-            genotype = at_scale(genotype, args.scale)
-        model = build_model(genotype).eval()
-        rows.append(profile_model(name, model, settings, reference))
+    rows = profile_genotypes(named, settings, reference, aim)
     info = machine_info(device)
     if args.threads:
         info["threads"] = args.threads  # what the measurements used
@@ -285,16 +371,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         payload = {
             "machine": info,
             "settings": asdict(settings),
-            "reference": None if reference is None else ref_name,
+            "reference": ref_name,
+            "aim": None if aim is None else AIM_NET,
             "rows": [r.to_dict() for r in rows],
         }
         print(json.dumps(payload, indent=2))
         return 0
     print(format_table(rows, markdown=args.markdown))
-    ref_text = f"x ref = latency / {ref_name}'s, interleaved" if reference is not None else ""
     print(f"\n{info['date']}  torch {info['torch']}  {info.get('gpu', info['cpu'])}  "
           f"device={info['device']} threads={info['threads']}  LR {args.size[0]}x{args.size[1]}"
-          f"  complexity at 256x256  {ref_text}")
+          f"  complexity at 256x256  {ratio_note(ref_name)}")
     return 0
 
 

@@ -136,12 +136,21 @@ ZOO: dict[str, Genotype] = {
 }
 """Published nets by name (x4)."""
 
-YARDSTICK: tuple[str, ...] = ("imdn_ntire", "rfdn_aim2020", "rlfn_ntire", "fmen_s")
-"""The nets every search result is compared with."""
+YARDSTICK: tuple[str, ...] = ("imdn_ntire", "rfdn_aim2020", "rlfn_ntire", "fmen_s",
+                             "span_ntire2024")
+"""The nets every search result is compared with (the DARTS run's final profile, the Optuna
+and Ray Tune studies' enqueued zoo trials)."""
 
-REFERENCE_NET = "rlfn_ntire"
-"""The fixed reference for latency ratios: RLFN, the NTIRE 2022 winner and the baseline of the
-NTIRE 2023 and 2024 efficient-SR challenges. A ratio below 1 is faster than RLFN."""
+REFERENCE_NET = "span_ntire2024"
+"""The latency reference: every latency ratio ("x ref") is to SPAN, timed interleaved with it.
+SPAN, the NTIRE 2024 winner and the NTIRE 2026 baseline, is the fastest strong net of the zoo.
+A ratio below 1 is faster than SPAN."""
+
+AIM_NET = "rlfn_ntire"
+"""The bar of the aim: a derived net should reach RLFN's Y-PSNR on every set at lower latency
+than RLFN (and within ``fmen_s``'s peak memory). RLFN, the NTIRE 2022 winner, was the baseline
+of the NTIRE 2023 and 2024 efficient-SR challenges. Profile tables show the latency ratio to it
+too (``x rlfn_ntire``), next to ``x ref``."""
 
 
 def at_scale(genotype: Genotype, scale: int) -> Genotype:

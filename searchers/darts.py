@@ -419,32 +419,33 @@ class DartsSearch:
             self._profile(genotype)
 
     def _profile(self, genotype: Any) -> None:
-        from proxies.profile import ProfileSettings, format_table, machine_info, profile_model
-        from search_space import build_model
-        from search_space.zoo import REFERENCE_NET, ZOO, at_scale
+        from proxies.profile import (
+            ProfileSettings,
+            format_table,
+            machine_info,
+            profile_genotypes,
+            ratio_note,
+        )
+        from search_space.zoo import AIM_NET, REFERENCE_NET, ZOO, at_scale
 
         p = self.cfg.profile
         settings = ProfileSettings(device=str(self.device), lr_size=(p.size, p.size),
                                    rounds=p.rounds, runs_per_round=p.runs_per_round,
                                    warmup=p.warmup, threads=p.threads)
         scale = genotype.scale
-        reference = build_model(at_scale(ZOO[REFERENCE_NET], scale)).eval()
         nets = [("derived (darts)", genotype)]
         nets += [(name, at_scale(ZOO[name], scale)) for name in p.yardstick]
-        rows = []
-        for name, g in nets:
-            logger.info("profiling %s", name)
-            rows.append(profile_model(name, build_model(g).eval(), settings, reference))
+        rows = profile_genotypes(nets, settings, at_scale(ZOO[REFERENCE_NET], scale),
+                                 at_scale(ZOO[AIM_NET], scale))
         table = format_table(rows, markdown=True)
         info = machine_info(self.device)
         footer = (f"\n\n{info['date']}, torch {info['torch']}, {info.get('gpu', info['cpu'])}, "
                   f"device {info['device']}, threads {p.threads}, LR {p.size}x{p.size}, "
-                  f"x{scale}; complexity at 256x256; x ref = latency / {REFERENCE_NET}'s, "
-                  "timed interleaved.\n")
+                  f"x{scale}; complexity at 256x256; {ratio_note(REFERENCE_NET)}.\n")
         atomic_write_text(self.run_dir / "profile.md", table + footer)
         atomic_write_text(self.run_dir / "profile.json", json.dumps(
             {"machine": info, "settings": asdict(settings), "reference": REFERENCE_NET,
-             "rows": [r.to_dict() for r in rows]}, indent=2))
+             "aim": AIM_NET, "rows": [r.to_dict() for r in rows]}, indent=2))
         print(table + footer)
 
 

@@ -192,20 +192,19 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(cfg.run.dir).parent / "nni" / cfg.run.name
     genotype = run_nni_darts(cfg, out_dir)
 
-    from proxies.profile import ProfileSettings, format_table, profile_model
-    from search_space import build_model
-    from search_space.zoo import REFERENCE_NET, ZOO, at_scale
+    from proxies.profile import ProfileSettings, format_table, profile_genotypes, ratio_note
+    from search_space.zoo import AIM_NET, REFERENCE_NET, ZOO, at_scale
 
     pc = cfg.profile
     settings = ProfileSettings(lr_size=(pc.size, pc.size), rounds=pc.rounds,
                                runs_per_round=pc.runs_per_round, warmup=pc.warmup,
                                threads=pc.threads)
-    reference = build_model(at_scale(ZOO[REFERENCE_NET], genotype.scale)).eval()
     nets = [("nni darts", genotype)]
     nets += [(Path(c).parent.name + " (ours)", Genotype.load(c)) for c in args.compare]
     nets += [(n, at_scale(ZOO[n], genotype.scale)) for n in pc.yardstick]
-    rows = [profile_model(name, build_model(g).eval(), settings, reference) for name, g in nets]
-    table = format_table(rows, markdown=True)
+    rows = profile_genotypes(nets, settings, at_scale(ZOO[REFERENCE_NET], genotype.scale),
+                             at_scale(ZOO[AIM_NET], genotype.scale))
+    table = format_table(rows, markdown=True) + f"\n\n{ratio_note(REFERENCE_NET)}."
     (out_dir / "profile.md").write_text(table + "\n")
     print(table)
     return 0

@@ -404,6 +404,30 @@ def test_default_config_file_equals_the_built_in_defaults():
     assert load_config(DartsConfig, path) == DartsConfig()
 
 
+def test_final_profile_is_against_span_with_an_rlfn_column(tmp_path, capsys):
+    import json
+    from types import SimpleNamespace
+
+    from searchers.darts import ProfileConfig
+    from searchers.trials import DEFAULT_ZOO
+
+    assert "span_ntire2024" in DartsConfig().profile.yardstick and "rlfn_ntire" in DEFAULT_ZOO
+    cfg = DartsConfig(profile=ProfileConfig(size=16, rounds=1, runs_per_round=1, warmup=0,
+                                            yardstick=["rlfn_ntire"]))
+    search = SimpleNamespace(cfg=cfg, device=torch.device("cpu"), run_dir=tmp_path)
+    derived = Genotype.from_dict({"scale": 2, "width": 8, "cells": [
+        {"type": "erb", "ops": ["conv3x3", "conv3x3"], "attention": "pa"}]})
+    DartsSearch._profile(search, derived)  # type: ignore[arg-type]
+    payload = json.loads((tmp_path / "profile.json").read_text())
+    assert payload["reference"] == "span_ntire2024" and payload["aim"] == "rlfn_ntire"
+    derived_row, rlfn = payload["rows"]
+    assert rlfn["latency_ratio_aim"] == 1.0 and rlfn["scale"] == 2
+    assert derived_row["latency_ratio_aim"] == pytest.approx(
+        derived_row["latency_ratio"] / rlfn["latency_ratio"])
+    text = (tmp_path / "profile.md").read_text()
+    assert "| x rlfn_ntire |" in text and "span_ntire2024's" in text
+
+
 def test_t91_config_loads_and_points_at_the_shared_folders():
     from pathlib import Path
 

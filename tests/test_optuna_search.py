@@ -139,6 +139,10 @@ def test_config_files():
 
     root = Path(__file__).resolve().parents[1] / "configs"
     assert load_config(OptunaConfig, root / "optuna.yaml") == OptunaConfig()
+    from searchers.ray_tune import RayConfig
+
+    zoo = OptunaConfig().study.zoo  # the yardstick, SPAN (the latency reference) included
+    assert "span_ntire2024" in zoo and "rlfn_ntire" in zoo and RayConfig().study.zoo == zoo
     t91 = load_config(OptunaConfig, root / "optuna_t91.yaml")
     assert t91.proxy.train.endswith("T91/HR::train") and t91.study.n_trials == 40
     assert t91.proxy.val.endswith("T91/HR::holdout")

@@ -5,10 +5,24 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
-from proxies.profile import ProfileSettings, format_table, main, profile_model
+from proxies.profile import (
+    COLUMNS,
+    ProfileRow,
+    ProfileSettings,
+    build_parser,
+    format_table,
+    main,
+    profile_genotypes,
+    profile_model,
+    with_aim_ratio,
+)
 from search_space import build_model
-from search_space.zoo import ZOO
+from search_space.zoo import ZOO, at_scale
+
+TINY = ProfileSettings(lr_size=(16, 16), rounds=1, runs_per_round=1, warmup=0, memory=False,
+                       threads=1)
 
 
 def test_profile_model_row_without_timing():
@@ -26,12 +40,45 @@ def test_json_output_has_measured_columns(capsys, tmp_path):
     assert code == 0
     payload = json.loads(capsys.readouterr().out)
     rows = {r["name"]: r for r in payload["rows"]}
-    assert set(rows) == {"mine", "rlfn_ntire"} and payload["reference"] == "rlfn_ntire"
+    assert set(rows) == {"mine", "rlfn_ntire"}
+    assert payload["reference"] == "span_ntire2024" and payload["aim"] == "rlfn_ntire"
     for row in rows.values():
         assert row["scale"] == 2
         assert row["latency_ms"] > 0 and row["latency_ratio"] > 0
         assert row["peak_memory_mib"] > 0
+    # x rlfn_ntire: each ratio to SPAN over rlfn_ntire's, measured in this process
+    rlfn = rows["rlfn_ntire"]["latency_ratio"]
+    assert rows["rlfn_ntire"]["latency_ratio_aim"] == 1.0
+    assert rows["mine"]["latency_ratio_aim"] == pytest.approx(rows["mine"]["latency_ratio"] / rlfn)
     assert payload["machine"]["device"] == "cpu" and payload["settings"]["lr_size"] == [32, 32]
+
+
+def test_span_is_the_default_reference_and_rlfn_keeps_a_column():
+    assert build_parser().parse_args([]).reference == "span_ntire2024"
+    titles = [title for title, _ in COLUMNS]
+    assert titles.index("x rlfn_ntire") == titles.index("x ref (p10-p90)") + 1
+    row = ProfileRow("n", 4, 0.1, 1.0, 0.5, 1.0, 3, latency_ms=2.0, latency_ratio=1.5,
+                     latency_ratio_p10=1.4, latency_ratio_p90=1.6)
+    (done,) = with_aim_ratio([row], 2.0)  # SPAN is the reference, RLFN's ratio to it is 2
+    assert done.latency_ratio_aim == 0.75
+    table = format_table([done])
+    assert "x rlfn_ntire" in table.splitlines()[0] and " 0.75 " in table
+    assert with_aim_ratio([row], None)[0].latency_ratio_aim is None
+    with pytest.raises(ValueError, match=r"aim_ratio: got 0\.0"):
+        with_aim_ratio([row], 0.0)
+
+
+def test_the_aim_ratio_is_measured_when_rlfn_is_not_profiled():
+    span, rlfn = at_scale(ZOO["span_ntire2024"], 2), at_scale(ZOO["rlfn_ntire"], 2)
+    nets = [("fmen", at_scale(ZOO["fmen_s_train"], 2))]
+    torch.manual_seed(0)
+    (row,) = profile_genotypes(nets, TINY, span, rlfn)  # one extra rlfn-vs-span measurement
+    assert row.latency_ratio is not None and row.latency_ratio_aim is not None
+    assert row.latency_ratio_aim > 0 and row.latency_ratio_aim != row.latency_ratio
+    (same,) = profile_genotypes(nets, TINY, rlfn, rlfn)  # the reference is the aim net
+    assert same.latency_ratio_aim == same.latency_ratio
+    (none,) = profile_genotypes(nets, TINY, None, rlfn)
+    assert none.latency_ratio is None and none.latency_ratio_aim is None
 
 
 def test_markdown_table(capsys):

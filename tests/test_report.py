@@ -19,6 +19,7 @@ from results import plots
 from results.report import (
     ReportError,
     RetrainedRun,
+    aim_latency_ratio,
     aim_verdict,
     budget_differences,
     link_search_trials,
@@ -45,7 +46,8 @@ TRAIN = ["optim.iterations=2", "optim.warmup_iterations=1", "data.batch_size=2",
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     """Three finished retrain runs (a derived net, rlfn_ntire, fmen_s), 2 iterations each,
-    a folder of two HR images and an Optuna study holding the zoo and two searched nets."""
+    a folder of two HR images and an Optuna study holding the zoo (with span_ntire2024, the
+    latency reference) and two searched nets."""
     root = tmp_path_factory.mktemp("report")
     derived = Genotype.from_dict(DERIVED).save(root / "derived.json")
     for spec in (str(derived), "rlfn_ntire", "fmen_s"):
@@ -58,7 +60,8 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     study = optuna.create_study(storage=f"sqlite:///{root}/s.db", study_name="s",
                                 directions=["maximize", "minimize", "minimize"])
     study.set_metric_names(["psnr_db", "latency_ms", "memory_mib"])
-    trials = [("rlfn_ntire", True, [27.5, 18.0, 6.0]), ("fmen_s", True, [28.1, 29.0, 7.6]),
+    trials = [("span_ntire2024", True, [27.0, 10.0, 4.0]),
+              ("rlfn_ntire", True, [27.5, 18.0, 6.0]), ("fmen_s", True, [28.1, 29.0, 7.6]),
               ("trial_2", False, [27.6, 12.0, 5.0]), ("trial_3", False, [26.0, 20.0, 8.0])]
     for name, is_zoo, values in trials:
         genotype = ZOO[name] if is_zoo else Genotype.from_dict(DERIVED)
@@ -96,7 +99,16 @@ def test_report_end_to_end(runs, tmp_path, caplog, capsys):
     assert table.loc[1, "params_m"] == pytest.approx(0.317, abs=1e-3)  # rlfn_ntire, exactly
     report = json.loads((out / "report.json").read_text())
     assert report["aim"]["available"] and set(report["aim"]["nets"]) == {"derived"}
-    assert report["search"]["trials"] == 4
+    assert report["search"]["trials"] == 5
+    # x ref is to SPAN (not among the runs: timed untrained); x rlfn_ntire over rlfn's ratio
+    assert report["latency_reference"] == "span_ntire2024" and report["aim_net"] == "rlfn_ntire"
+    rlfn = table.loc[1, "latency_ratio"]
+    assert report["aim_latency_ratio"] == pytest.approx(rlfn)
+    assert table.loc[1, "latency_ratio_aim"] == pytest.approx(1.0)
+    derived_x = table.loc[0, "latency_ratio"] / rlfn
+    assert table.loc[0, "latency_ratio_aim"] == pytest.approx(derived_x)
+    assert report["aim"]["nets"]["derived"]["latency_ratio"] == pytest.approx(derived_x)
+    assert "x rlfn_ntire" in (out / "table.md").read_text().splitlines()[0]
     assert report["training_budget"]["optim"]["iterations"] == 2
     assert sorted(p.name for p in (out / "crops").iterdir()) == sorted(
         ["bicubic.png", "derived.png", "rlfn_ntire.png", "fmen_s.png", "HR.png"])
@@ -127,9 +139,10 @@ def test_zoo_match_and_budgets(runs):
     assert budget_differences(loaded) == {}
 
 
-def _table(psnr, ratio, mem):
-    rows = [("d", "derived", None, psnr, ratio, mem), ("r", "zoo", "rlfn_ntire", 28.0, 1.0, 25.0),
-            ("f", "zoo", "fmen_s", 28.2, 1.4, 30.0)]
+def _table(psnr, ratio, mem, rlfn_ratio=1.0):
+    rows = [("d", "derived", None, psnr, ratio, mem),
+            ("r", "zoo", "rlfn_ntire", 28.0, rlfn_ratio, 25.0),
+            ("f", "zoo", "fmen_s", 28.2, 1.4 * rlfn_ratio, 30.0)]
     return pd.DataFrame([{"name": n, "kind": k, "zoo_name": z, "psnr_y_Set5": p,
                           "ssim_y_Set5": 0.8, "latency_ratio": r, "peak_memory_mib": m}
                          for n, k, z, p, r, m in rows])
@@ -151,6 +164,16 @@ def test_aim_verdict():
     assert not two["nets"]["d"]["met"]
     missing = aim_verdict(_table(28.1, 0.5, 20.0).iloc[:2])
     assert not missing["available"] and "fmen_s" in missing["reason"]
+
+
+def test_aim_latency_is_judged_against_rlfn_not_the_latency_reference():
+    # Ratios are to SPAN, the latency reference; RLFN's is 2.0 and FMEN-S's 2.8. A net at 1.5x
+    # SPAN is 0.75x RLFN: faster than RLFN, so it meets the aim; one at 2.5x SPAN does not,
+    # though it is faster than FMEN-S.
+    fast = aim_verdict(_table(28.1, 1.5, 20.0, rlfn_ratio=2.0))["nets"]["d"]
+    assert fast["latency_ratio"] == pytest.approx(0.75) and fast["faster"] and fast["met"]
+    slow = aim_verdict(_table(28.1, 2.5, 20.0, rlfn_ratio=2.0))["nets"]["d"]
+    assert slow["latency_ratio"] == pytest.approx(1.25) and not slow["faster"]
 
 
 def _run(name, genotype, seed):
@@ -187,6 +210,19 @@ def test_seed_summary_groups_runs_by_architecture():
     assert repeated_seeds(seed_summary(table, again)) == {"d": ["0", "1", "2", "2"]}
 
 
+def test_the_rlfn_column_divides_by_the_mean_of_the_rlfn_runs():
+    from proxies.profile import ProfileRow
+
+    runs = [_run("d", Genotype.from_dict(DERIVED), 0), _run("r_s0", ZOO["rlfn_ntire"], 0),
+            _run("r_s1", ZOO["rlfn_ntire"], 1), _run("s", ZOO["span_ntire2024_train"], 0)]
+    ratios = {"d": 1.5, "r_s0": 1.8, "r_s1": 2.2, "s": 1.0}
+    profiles = {n: ProfileRow(n, 4, 0.1, 1.0, 0.5, 1.0, 3, latency_ratio=x)
+                for n, x in ratios.items()}
+    assert aim_latency_ratio(runs, profiles, "span_ntire2024") == pytest.approx(2.0)
+    assert aim_latency_ratio(runs, profiles, "rlfn_ntire") == 1.0  # the reference itself
+    assert aim_latency_ratio(runs[::3], profiles, "span_ntire2024") is None  # no rlfn run
+
+
 def test_pick_crop_finds_the_detail():
     img = np.zeros((64, 80, 3))
     img[40:56, 8:24] = np.indices((16, 16)).sum(0)[..., None] % 2
@@ -199,11 +235,14 @@ def test_pick_crop_finds_the_detail():
 def test_search_points_need_the_reference(runs):
     from results.table import from_optuna
 
-    points = search_points(from_optuna(runs["storage"]))
-    assert points.loc[points["name"] == "rlfn_ntire", "latency_x"].item() == 1.0
-    assert points.loc[points["name"] == "trial_2", "memory_x"].item() == pytest.approx(5 / 6)
+    points = search_points(from_optuna(runs["storage"]))  # ratios to SPAN, by default
+    assert points.loc[points["name"] == "span_ntire2024", "latency_x"].item() == 1.0
+    assert points.loc[points["name"] == "rlfn_ntire", "latency_x"].item() == pytest.approx(1.8)
+    assert points.loc[points["name"] == "trial_2", "memory_x"].item() == pytest.approx(5 / 4)
     front = plots.pareto_data(points, x="latency_x", y="psnr_db").front  # ratio axes plot
-    assert front["name"].tolist() == ["trial_2", "fmen_s"]
+    assert front["name"].tolist() == ["span_ntire2024", "trial_2", "fmen_s"]
+    rlfn = search_points(from_optuna(runs["storage"]), "rlfn_ntire")
+    assert rlfn.loc[rlfn["name"] == "rlfn_ntire", "latency_x"].item() == 1.0
     fmen = RetrainedRun(name="fmen_s_train", run_dir=Path("."), genotype=ZOO["fmen_s_train"],
                         deployed=ZOO["fmen_s"], zoo_name="fmen_s", budget={}, deploy_check={},
                         command="")

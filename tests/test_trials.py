@@ -86,6 +86,24 @@ def test_evaluate_measures_trains_and_records():
     assert again.psnr_db == pytest.approx(r.psnr_db, abs=1e-6) and again.constraints == {}
 
 
+def test_the_deployed_span_of_the_default_zoo_trains_in_the_proxy():
+    # SPAN is enqueued like the other zoo nets: no attention to degenerate on small patches,
+    # and the net (not the loop) owns its input mean and deployed input scale.
+    from dataclasses import replace
+
+    from searchers.trials import DEFAULT_ZOO, study_patch_size, zoo_genotype
+
+    assert "span_ntire2024" in DEFAULT_ZOO
+    g = zoo_genotype("span_ntire2024", 2)
+    space = SampleSpace(scale=2, attention_candidates=("none",))
+    assert study_patch_size(space, TINY_PROXY, ["span_ntire2024"]) == 16  # no larger patch
+    trained = evaluate_genotype(g, TINY_PROXY, TINY_MEASURE, ConstraintConfig())
+    untrained = evaluate_genotype(g, replace(TINY_PROXY, steps=0), TINY_MEASURE,
+                                  ConstraintConfig())
+    assert 5 < trained.psnr_db < 60 and trained.latency_ms > 0 and trained.memory_mib > 0
+    assert trained.psnr_db != pytest.approx(untrained.psnr_db, abs=1e-3)  # the steps moved it
+
+
 def test_constraint_values_sign_convention():
     row = {"psnr_db": 30.0, "params_m": 0.5, "latency_ms": 10.0, "memory_mib": 20.0}
     c = constraint_values(row, ConstraintConfig(psnr_floor_db=29.0, max_params_m=0.4,

@@ -17,7 +17,7 @@ from proxies.complexity import count_macs, count_ntire2022, count_params, measur
 from search_space import build_model, reparameterize
 from search_space.network import super_resolve
 from search_space.rep import ChannelShuffle, WeightNormConv2d
-from search_space.zoo import YARDSTICK, ZOO
+from search_space.zoo import AIM_NET, REFERENCE_NET, YARDSTICK, ZOO
 
 #            params      ch. FLOPs G  acts M     #conv  conv MACs G
 PUBLISHED = {
@@ -47,6 +47,14 @@ def _decimals(x: float) -> int:
 def test_every_zoo_net_has_a_reference():
     assert set(PUBLISHED) == set(ZOO)
     assert set(YARDSTICK) <= set(ZOO)
+
+
+def test_span_is_the_latency_reference_and_rlfn_the_aim():
+    # Two roles: latency ratios ("x ref") are to SPAN; the aim's PSNR bar stays RLFN. Both are
+    # in the yardstick, so every search and profile measures them.
+    assert REFERENCE_NET == "span_ntire2024" and AIM_NET == "rlfn_ntire"
+    assert {REFERENCE_NET, AIM_NET, "fmen_s"} <= set(YARDSTICK)
+    assert ZOO[REFERENCE_NET].is_deployed
 
 
 @pytest.mark.parametrize("name", list(PUBLISHED))
