@@ -14,6 +14,14 @@ Trials (the Optuna config):
 * ``proxy-rank``: rank correlation between the proxy PSNR after K steps and after 20 K steps
   over random architectures (how far the proxy can be trusted).
 
+Costs:
+
+* ``train-form [GENOTYPE.json ...]``: latency and params of the re-parameterisable ops
+  (``rep_conv3x3``, ``ecb3x3``, ``conv3xc``, next to ``conv3x3``) and of the given nets in their
+  training form against their deployed form, one thread, timed interleaved round by round in
+  one process. The training form is what a search would see if it costed the net as trained;
+  every proxy measures the deployed form, so this is the only place the training form is timed.
+
 All print Markdown.
 """
 
@@ -26,6 +34,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import torch
@@ -206,10 +215,57 @@ def bench_proxy_rank(cfg: Any, archs: int, factor: int) -> str:
     return out
 
 
+def _interleaved_ms(modules: dict[str, torch.nn.Module], x: torch.Tensor, rounds: int,
+                    runs: int) -> dict[str, float]:
+    """Median over rounds of each module's per-round median time (order alternating)."""
+    medians: dict[str, list[float]] = {k: [] for k in modules}
+    calls: dict[str, Callable[[], object]] = {k: partial(m, x) for k, m in modules.items()}
+    names = list(calls)
+    with torch.inference_mode():
+        for call in calls.values():
+            _median_ms(call, 1, warmup=2)
+        for r in range(rounds):
+            for name in names if r % 2 == 0 else names[::-1]:
+                medians[name].append(_median_ms(calls[name], runs, warmup=0))
+    return {k: statistics.median(v) for k, v in medians.items()}
+
+
+def bench_train_form(genotypes: list[str], rounds: int = 15, runs: int = 5) -> str:
+    from proxies.complexity import count_params
+    from proxies.isolation import measuring
+    from search_space import Genotype, build_model
+    from search_space.network import deployed_form
+    from search_space.ops import OPS
+
+    torch.manual_seed(0)
+    rows = []
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with measuring():
+            cases: list[tuple[str, torch.nn.Module, torch.Tensor, int, int]] = [
+                (f"`{op}` 32->32 @ 64x64", OPS[op](32, 32), torch.rand(1, 32, 64, 64), rounds,
+                 runs) for op in ("conv3x3", "rep_conv3x3", "ecb3x3", "conv3xc")]
+            cases += [(f"{path} @ 128x128", build_model(Genotype.load(path)),
+                       torch.rand(1, 3, 128, 128), max(3, rounds // 2), max(1, runs // 2))
+                      for path in genotypes]
+            for label, module, x, n_rounds, n_runs in cases:
+                train = module.eval()
+                deployed = deployed_form(train).eval()
+                ms = _interleaved_ms({"train": train, "deployed": deployed}, x, n_rounds,
+                                     n_runs)
+                rows.append(f"| {label} | {ms['train']:.2f} | {ms['deployed']:.2f} | "
+                            f"{count_params(train):,} / {count_params(deployed):,} |")
+    finally:
+        torch.set_num_threads(previous)
+    return ("| what | training form [ms] | deployed [ms] | params training / deployed |\n"
+            "|---|---|---|---|\n" + "\n".join(rows) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m searchers.benchmark", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("lut", "step", "overhead", "proxy-rank"))
+    p.add_argument("what", choices=("lut", "step", "overhead", "proxy-rank", "train-form"))
     p.add_argument("--config")
     p.add_argument("--samples", type=int, default=30, help="random nets for 'lut'")
     p.add_argument("--runs", type=int, default=10, help="timed runs for 'step'")
@@ -217,8 +273,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--archs", type=int, default=12, help="architectures for 'proxy-rank'")
     p.add_argument("--factor", type=int, default=20, help="long/short steps for 'proxy-rank'")
     p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.add_argument("--rounds", type=int, default=15, help="interleaved rounds for 'train-form'")
     args = p.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.what == "train-form":  # the positional key=value slots take genotype files here
+        print(bench_train_form(list(args.overrides), rounds=args.rounds))
+        return 0
     if args.what in ("overhead", "proxy-rank"):
         import tempfile
 

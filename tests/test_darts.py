@@ -449,6 +449,13 @@ def test_benchmark_commands_run(capsys, tmp_path):
     assert "| full |" in out and "| sample |" in out
     assert bench(["lut", "--samples", "3", *args]) == 0
     assert "Spearman" in capsys.readouterr().out
+    from search_space.zoo import ZOO
+
+    genotype = ZOO["fmen_s_train"].save(tmp_path / "fmen_s_train.json")
+    assert bench(["train-form", "--rounds", "1", str(genotype)]) == 0
+    out = capsys.readouterr().out
+    assert "| `rep_conv3x3` 32->32 @ 64x64 |" in out and "41,120 / 9,248 |" in out
+    assert "1,045,866 / 341,066 |" in out  # FMEN-S: training form vs deployed params
 
 
 def test_supernet_searches_mab_cells_and_maffsrn_attentions():
