@@ -121,6 +121,7 @@ class SRSkeleton(nn.Module):
             fusion_taps = [(f"cells.{i}", w) for i in range(len(cells))]
         self.fusion_taps = tuple(t for t, _ in fusion_taps)
         self._act0_cells = {int(t.split(".")[1]) for t in self.fusion_taps if t.endswith(".act0")}
+        self._fused = frozenset(self.fusion_taps)
         self.fusion: nn.Module | None = None
         if fusion:
             layers: list[nn.Module] = [frame_conv(sum(c for _, c in fusion_taps), w, 1, bias, wn)]
@@ -183,7 +184,8 @@ class SRSkeleton(nn.Module):
                     h, taps[f"cells.{i}.act0"] = cell.features(h)  # type: ignore[operator]
                 else:
                     h = cell(h)
-                taps[f"cells.{i}"] = h
+                if self.fusion is not None and f"cells.{i}" in self._fused:
+                    taps[f"cells.{i}"] = h  # kept only when fused: a dead tap costs memory
         if self.lr_conv_before_fusion:
             assert self.lr_conv is not None
             h = taps["lr_conv"] = self.lr_conv(h)

@@ -466,3 +466,17 @@ def test_bicubic_input_skip_and_dual_tail():
     assert {n for n, _ in model.upsampler.named_parameters()} == {
         "conv3.weight", "conv3.bias", "conv5.weight", "conv5.bias", "scale3.scale",
         "scale5.scale"}
+
+
+def test_cell_outputs_are_not_kept_alive_unless_fused():
+    # The frame keeps a cell's output only when the fusion reads it: without a fusion the peak
+    # memory of a deeper net is that of a shallow one (each cell output dies with the next).
+    from proxies.memory import measure_peak_memory
+
+    def peak(n_cells: int, fusion: bool) -> float:
+        cells = [{"type": "erb", "ops": ["conv3x3", "conv3x3"]} for _ in range(n_cells)]
+        g = Genotype.from_dict({"scale": 2, "width": 32, "cells": cells, "fusion": fusion})
+        return measure_peak_memory(build_model(g), (1, 3, 64, 64)).peak_memory_mib
+
+    assert peak(8, fusion=False) == pytest.approx(peak(2, fusion=False), abs=0.1)
+    assert peak(8, fusion=True) > peak(2, fusion=True) + 2.0  # fused outputs must stay alive
