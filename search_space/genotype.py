@@ -119,9 +119,11 @@ LR_CONV_OPS: tuple[str, ...] = (*FRAME_OPS, "none")
 GROUP_TYPES: tuple[str, ...] = ("ffg",)
 """Cell-group types: ``ffg``, MAFFSRN's feature-fusion group (see :class:`GroupGene`)."""
 
-TAILS: tuple[str, ...] = ("conv3x3", "dual")
-"""The tail (upsampler): ``conv3x3`` -> PixelShuffle (default), or MAFFSRN's ``dual``:
-conv3x3 and conv5x5 to ``3 * scale**2`` channels, each PixelShuffled, summed."""
+TAILS: tuple[str, ...] = ("conv3x3", "dual", "edsr")
+"""The tail (upsampler): ``conv3x3`` -> PixelShuffle (default); MAFFSRN's ``dual``: conv3x3
+and conv5x5 to ``3 * scale**2`` channels, each PixelShuffled, summed; or EDSR's ``edsr``:
+[conv3x3 to ``4 * width`` -> PixelShuffle(2)] twice at x4 (once at x2; conv3x3 to ``9 * width``
+-> PixelShuffle(3) at x3), then conv3x3 to 3 channels at the HR size (EDSR, MemSR)."""
 
 INPUT_SKIPS: tuple[str, ...] = ("none", "bicubic")
 """A global skip from the network input to its output: ``none`` (default) or ``bicubic``
@@ -496,6 +498,8 @@ class Genotype:
             MAFFSRN). Training form: folded into the tail convs at deployment.
         input_skip: :data:`INPUT_SKIPS`; ``bicubic`` adds the bicubic upsampling of the net
             input (before any mean shift) to the output (MAFFSRN).
+        output_mean: add ``input_mean`` back to the output (EDSR's ``add_mean``); needs
+            ``input_mean``. SPAN subtracts its mean and does not add it back.
 
     The switches after ``data_range`` default to the frame every net had before they existed;
     at their defaults they are left out of the JSON, so earlier genotypes and their files are
@@ -522,6 +526,7 @@ class Genotype:
     tail: str = "conv3x3"
     tail_scales: bool = False
     input_skip: str = "none"
+    output_mean: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.cells, list):
@@ -594,6 +599,11 @@ class Genotype:
         _check_name("Genotype.tail", self.tail, TAILS)
         _check_bool("Genotype.tail_scales", self.tail_scales)
         _check_name("Genotype.input_skip", self.input_skip, INPUT_SKIPS)
+        _check_bool("Genotype.output_mean", self.output_mean)
+        if self.output_mean and self.input_mean is None:
+            raise _fail("Genotype.output_mean", True, "true only with an input_mean",
+                        "It adds input_mean back to the output; set input_mean (EDSR: the DIV2K "
+                        "mean) or output_mean=false.")
         if self.tail_scales and self.tail != "dual":
             raise _fail("Genotype.tail_scales", True, "true only with tail='dual'",
                         f"tail is {self.tail!r}; set tail='dual' or tail_scales=false.")
@@ -786,5 +796,6 @@ class Genotype:
 
 _SWITCHES: tuple[str, ...] = ("fusion_taps", "lr_conv_before_fusion", "long_skip", "input_mean",
                               "input_scale", "bias", "head_op", "lr_conv_op", "groups",
-                              "weight_norm", "tail", "tail_scales", "input_skip")
+                              "weight_norm", "tail", "tail_scales", "input_skip",
+                              "output_mean")
 """The network switches written to JSON only where they differ from their defaults."""

@@ -62,6 +62,18 @@ class DualTail(nn.Module):
         return out.to(convs[0].weight)
 
 
+def edsr_tail(width: int, scale: int, bias: bool = True, weight_norm: bool = False
+              ) -> nn.Sequential:
+    """EDSR's upsampler: [conv3x3 -> ``4 * width`` -> PixelShuffle(2)] x log2(scale) (x2, x4),
+    or conv3x3 -> ``9 * width`` -> PixelShuffle(3) (x3), then conv3x3 -> 3 at the HR size."""
+    factors = (3,) if scale == 3 else (2,) * {2: 1, 4: 2}[scale]
+    layers: list[nn.Module] = []
+    for f in factors:
+        layers += [frame_conv(width, f * f * width, 3, bias, weight_norm), nn.PixelShuffle(f)]
+    layers.append(frame_conv(width, 3, 3, bias, weight_norm))
+    return nn.Sequential(*layers)
+
+
 class SRSkeleton(nn.Module):
     """[(x - mean) * s] -> head -> cells -> [fusion] -> LR conv [+ head] -> conv3x3 -> PixelShuffle.
 
@@ -94,10 +106,11 @@ class SRSkeleton(nn.Module):
             from :data:`~search_space.cells.GROUPS`); ``None``: the cells in a chain.
         weight_norm: the frame convs (head, LR conv, fusion, the groups' fusions, tail) are
             weight-normalised (:class:`~search_space.rep.WeightNormConv2d`).
-        tail: ``conv3x3`` (conv3x3 -> PixelShuffle, ``upsampler``) or ``dual``
-            (:class:`DualTail`).
+        tail: ``conv3x3`` (conv3x3 -> PixelShuffle, ``upsampler``), ``dual``
+            (:class:`DualTail`) or ``edsr`` (:func:`edsr_tail`).
         tail_scales: the dual tail's learnable branch scalars.
         input_skip: ``bicubic``: add the bicubic upsampling of the net input to the output.
+        output_mean: add ``input_mean`` back to the output (EDSR).
     """
 
     input_mean: torch.Tensor | None
@@ -111,7 +124,7 @@ class SRSkeleton(nn.Module):
                  bias: bool = True, head_op: str = "conv3x3",
                  lr_conv_op: str = "conv3x3", groups: Sequence[GroupGene] | None = None,
                  weight_norm: bool = False, tail: str = "conv3x3", tail_scales: bool = False,
-                 input_skip: str = "none") -> None:
+                 input_skip: str = "none", output_mean: bool = False) -> None:
         super().__init__()
         w, s = width, scale
         wn = weight_norm
@@ -144,6 +157,8 @@ class SRSkeleton(nn.Module):
         self.upsampler: nn.Module
         if tail == "dual":
             self.upsampler = DualTail(w, s, tail_scales, bias, wn)
+        elif tail == "edsr":
+            self.upsampler = edsr_tail(w, s, bias, wn)
         else:
             self.upsampler = nn.Sequential(frame_conv(w, 3 * s * s, 3, bias, wn),
                                            nn.PixelShuffle(s))
@@ -151,6 +166,9 @@ class SRSkeleton(nn.Module):
         self.bicubic_skip = input_skip == "bicubic"
         self.lr_conv_before_fusion = lr_conv_before_fusion
         self.long_skip = long_skip
+        if output_mean and input_mean is None:
+            raise ValueError("output_mean: true needs an input_mean to add back")
+        self.output_mean = output_mean
         # Buffers only where used (a None buffer trips torch.export): nets without the switches
         # keep the state_dict keys they always had.
         if input_mean is not None:
@@ -200,6 +218,9 @@ class SRSkeleton(nn.Module):
             up = F.interpolate(lr, scale_factor=float(self.scale_factor), mode="bicubic",
                                align_corners=False)
             out = add_residual(out, up)
+        if self.output_mean:
+            assert self.input_mean is not None
+            out = out + self.input_mean
         return out
 
     def _grouped_cells(self, h: torch.Tensor) -> torch.Tensor:
@@ -256,7 +277,7 @@ class SRNet(SRSkeleton):
                          input_mean=g.input_mean, input_scale=g.input_scale, bias=g.bias,
                          head_op=g.head_op, lr_conv_op=g.lr_conv_op, groups=g.groups,
                          weight_norm=g.weight_norm, tail=g.tail, tail_scales=g.tail_scales,
-                         input_skip=g.input_skip)
+                         input_skip=g.input_skip, output_mean=g.output_mean)
         self.genotype = genotype
         self.register_buffer("value_range", torch.tensor(1.0))
 
@@ -376,7 +397,7 @@ def _tail_convs(net: SRNet) -> tuple[nn.Conv2d, ...]:
     """The convs whose outputs are the net's output (before any input skip)."""
     if isinstance(net.upsampler, DualTail):
         return net.upsampler.convs()
-    last = net.upsampler[0]  # type: ignore[index]
+    last = net.upsampler[-1 if net.genotype.tail == "edsr" else 0]  # type: ignore[index]
     assert isinstance(last, nn.Conv2d)
     return (last,)
 

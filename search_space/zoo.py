@@ -22,6 +22,10 @@ name                      params     source
 ``maffsrn``               441,706    MAFFSRN, AIM 2020 (4 FFG x 4 MAB, 32 ch), training form
                                      (weight norm, channel shuffles, 10 learnable scalars)
 ``maffsrn_l``             830,066    MAFFSRN-L (8 FFG), training form
+``edsr_baseline``         1,517,571  EDSR-baseline x4 (16 residual blocks, 64 ch, EDSR tail,
+                                     DIV2K mean in and out at 0-255); MemSR's teacher layout
+``memsr_plain``           1,517,571  MemSR's plain student of that teacher (``fix_r`` 64):
+                                     the same convs with every skip removed
 ========================  =========  ===========================================================
 
 The 2023-2026 nets are built as ``../shared/reference/architectures_2023_2026.md`` describes
@@ -34,11 +38,21 @@ Deployed (``reparameterize``), the weight norms, the channel shuffles, the group
 scalars and the tail scalars fold into plain convs and one scalar per group stays (the skip
 scale): MAFFSRN 441,188 params, MAFFSRN-L 829,160, with unchanged FLOPs, activations and #conv.
 
+EDSR-baseline is built as EDSR-PyTorch's ``EDSR`` (``n_resblocks=16, n_feats=64,
+res_scale=1``; ``architectures_2023_2026.md`` section 5.2 gives its size): its MeanShift 1x1
+convs (24 frozen parameters) are the ``input_mean``/``output_mean`` subtraction and addition
+here, so it counts 37 convs where the official module has 39. MemSR's own convs feed an extra
+all-ones channel in place of a bias (1,534,991 parameters for its student); ours have ordinary
+biases, so the two differ at the image border. ``memsr_plain`` is
+:func:`plain_genotype` at MemSR's default size; see that module for the
+teacher-to-plain conversion and MemSR's initialisation.
+
 All are x4 as published; :func:`at_scale` gives the same architecture at another scale.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -119,6 +133,29 @@ def _maffsrn(groups: int) -> Genotype:
     )
 
 
+def _edsr_baseline() -> Genotype:
+    cell = CellGene("erb", ("conv3x3",) * 2, Attention("none"), "relu", block_residual=True)
+    return Genotype(scale=4, width=64, cells=(cell,) * 16, data_range=255.0,
+                    input_mean=SPAN_MEAN, output_mean=True, tail="edsr")
+
+
+def plain_genotype(depth: int, width: int, scale: int = 4, act: str = "relu", *,
+                   op: str = "conv3x3", tail: str = "edsr", data_range: float = 1.0,
+                   input_mean: Sequence[float] | None = None, output_mean: bool = False
+                   ) -> Genotype:
+    """A plain net: head conv -> ``depth`` x [conv -> act -> conv] -> LR conv -> tail, with no
+    skip of any kind (MemSR's student: ``plain_genotype(16, 64)``)."""
+    cell = CellGene("erb", (op, op), Attention("none"), act)
+    return Genotype(scale=scale, width=width, cells=(cell,) * depth, data_range=data_range,
+                    long_skip=False, input_mean=None if input_mean is None else tuple(input_mean),
+                    output_mean=output_mean, tail=tail)
+
+
+def _memsr_plain() -> Genotype:
+    return plain_genotype(16, 64, scale=4, act="relu", data_range=255.0, input_mean=SPAN_MEAN,
+                          output_mean=True)
+
+
 ZOO: dict[str, Genotype] = {
     "imdn_ntire": _imdn_ntire(),
     "imdn_paper": _imdn_paper(),
@@ -133,6 +170,8 @@ ZOO: dict[str, Genotype] = {
     "dsclora_ntire2025": _span(26, train=False),
     "maffsrn": _maffsrn(4),
     "maffsrn_l": _maffsrn(8),
+    "edsr_baseline": _edsr_baseline(),
+    "memsr_plain": _memsr_plain(),
 }
 """Published nets by name (x4)."""
 

@@ -22,6 +22,15 @@ term as ``loss_kd`` next to ``loss_train``, which includes it), ``checkpoint.pt`
 ``model.pt`` (final weights, the EMA where enabled), ``deployed.pt`` and
 ``deployed_genotype.json``, ``deploy.json`` (the equivalence check), ``training.html`` and,
 with KD, ``teacher.json`` (the teacher's path, weights hash, genotype and the files read).
+
+MemSR's scheme: ``kd.init=memsr`` with a teacher initialises a plain student
+(:func:`search_space.plain.plain_genotype`, e.g. ``memsr_plain``) from the teacher's plain form
+before the first iteration (:mod:`search_space.plain`; ``init.json`` records the fit), then
+trains it with the KD above. The teacher must be an EDSR-like chain (``erb`` cells without
+attention, e.g. ``edsr_baseline`` or a smaller one of the same layout) of the student's depth::
+
+    python searchers/retrain.py TEACHER.json run.name=teacher
+    python searchers/retrain.py STUDENT.json --teacher runs/retrain/teacher kd.init=memsr
 """
 
 from __future__ import annotations
@@ -136,8 +145,18 @@ class RetrainKD:
     # Weight of the L1 term between the net's and the teacher's outputs; null: 1.0 with a
     # teacher (recorded as such in config.yaml). 0 logs the term without training on it.
     weight: float | None = None
+    # The student's initialisation: random (none), or MemSR's (memsr: a plain student fitted
+    # to the SVD of the teacher's plain-form features; needs a teacher and a plain student).
+    init: Literal["none", "memsr"] = "none"
+    init_patches: int = 16  # training patches the MemSR init fits on (its own random stream)
 
     def __post_init__(self) -> None:
+        if self.init == "memsr" and self.teacher is None:
+            raise ValueError("init is 'memsr' but there is no teacher; pass --teacher "
+                             "RUN_OR_CHECKPOINT (a trained residual net such as edsr_baseline), "
+                             "or set kd.init=none")
+        if self.init_patches < 1:
+            raise ValueError(f"init_patches: got {self.init_patches}; at least 1")
         if self.teacher is not None and not self.teacher.strip():
             raise ValueError("teacher: got an empty path; pass a retrain run folder or a "
                              "checkpoint file, or null for no distillation")
@@ -317,6 +336,8 @@ class Retrainer:
         self.train = dataset_from_spec(cfg.data.train, scale, patch_size=self.patch_size)
         self.val = dataset_from_spec(cfg.data.val, scale)
         self.model = build_model(genotype).to(self.device)
+        if cfg.kd.init == "memsr":
+            self._check_memsr()
         o = cfg.optim
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=o.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(o))
@@ -340,6 +361,39 @@ class Retrainer:
         self.resumed = False  # set by load_checkpoint
         self.best_psnr = -math.inf
         self.ckpt_path = run_dir / "checkpoint.pt"
+
+    def _check_memsr(self) -> None:
+        from search_space.genotype import GenotypeError
+        from search_space.plain import check_pair
+
+        assert self.teacher is not None
+        try:
+            check_pair(self.model, self.teacher.model)  # type: ignore[arg-type]
+        except (GenotypeError, ValueError) as exc:
+            raise ConfigError(f"kd.init=memsr: {exc}", key="kd.init") from exc
+
+    def memsr_init(self) -> dict[str, Any]:
+        """MemSR's initialisation of the (plain) net from the teacher's plain form, on
+        ``kd.init_patches`` training patches drawn from their own random stream (so the
+        training batches are those of the same seed without it)."""
+        import time
+
+        from search_space.plain import memsr_init, plain_form
+
+        assert self.teacher is not None
+        t0 = time.perf_counter()
+        rng = np.random.default_rng([self.cfg.run.seed, 0x5EED])
+        lr, _ = sample_batch(self.train, self.cfg.kd.init_patches, self.patch_size, rng,
+                             self.device)
+        plain, offset = plain_form(self.teacher.model, lr)  # type: ignore[arg-type]
+        result = memsr_init(self.model, plain, lr, seed=self.cfg.run.seed)
+        result.offset = offset
+        report = result.to_dict() | {"patches": int(lr.shape[0]),
+                                     "seconds": round(time.perf_counter() - t0, 2)}
+        logger.info("MemSR init from the teacher's plain form (offset %.3g) in %.1f s; layer "
+                    "errors %.3f (first) ... %.3f (output)", offset, report["seconds"],
+                    result.errors[0], result.errors[-1])
+        return report
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -408,6 +462,11 @@ class Retrainer:
         cfg, o = self.cfg, self.cfg.optim
         if resume and not self.resumed:
             self.load_checkpoint()
+        if cfg.kd.init == "memsr" and not self.resumed and self.step == 0:
+            report = self.memsr_init()
+            atomic_write_text(self.run_dir / "init.json", json.dumps(report, indent=2) + "\n")
+            if self.ema is not None:  # average from the initialised weights
+                self.ema.module.load_state_dict(self.model.state_dict())
         log = CsvLogger(self.run_dir / "log.csv", self.log_columns)
         if resume:
             log.truncate_after("step", self.step)

@@ -382,6 +382,29 @@ def test_zoo_net_matches_on_a_real_image(photo: np.ndarray, tmp_path: Path) -> N
     assert max_diff(session.run(["sr"], {"lr": x.numpy()})[0], eager(net, x)) <= ATOL * 255.0
 
 
+# The 2023-2026 entries and MemSR's nets themselves (the small nets above cover their pieces;
+# MAFFSRN's frame is "mab_ffg_dual_bicubic", and its full export is in BENCHMARKS.md: 18 s).
+NEW_ZOO = ("span_ntire2024_train", "dipnet_ntire2023", "edsr_baseline", "memsr_plain")
+
+
+@pytest.mark.parametrize("name", NEW_ZOO)
+def test_new_zoo_entries_export_to_onnx(name: str, photo: np.ndarray, tmp_path: Path) -> None:
+    torch.manual_seed(2)  # perturbed relative to each tensor: 0.05 absolute blows EDSR's 37 up
+    model = build_model(ZOO[name]).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.2 * p.abs().mean())
+    net = reparameterize(model)
+    lr = bicubic_downsample(photo, 4)[40:52, 60:76]  # a real 12x16 LR crop
+    res = export_onnx(net, tmp_path / f"{name}.onnx", check_image=lr)
+    assert res["checks"][0]["output_shape"] == [1, 3, 48, 64]
+    tol = ATOL * net.data_range
+    assert res["max_abs_diff"] <= tol
+    session = ort.InferenceSession(res["path"], providers=["CPUExecutionProvider"])
+    x = as_input(photo[300:310, 100:114], net.data_range)  # a size the export did not check
+    assert max_diff(session.run(["sr"], {"lr": x.numpy()})[0], eager(net, x)) <= tol
+
+
 # --------------------------------------------------------------- standalone load (no repo)
 
 _STANDALONE = textwrap.dedent("""

@@ -149,7 +149,8 @@ def test_resume_with_kd_is_exact_and_the_run_records_the_teacher(tmp_path, genot
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     sha = load_teacher(str(teacher_run)).weights_sha256
     cfg = yaml.safe_load((tmp_path / "cut" / "config.yaml").read_text())
-    assert cfg["kd"] == {"teacher": str(teacher_run), "weight": 0.5}
+    assert cfg["kd"] == {"teacher": str(teacher_run), "weight": 0.5, "init": "none",
+                         "init_patches": 16}
     recorded = json.loads((tmp_path / "cut" / "teacher.json").read_text())
     assert recorded["weights_sha256"] == sha and recorded["path"] == str(teacher_run)
     assert torch.load(tmp_path / "cut" / "checkpoint.pt",
@@ -206,6 +207,9 @@ def _x3_checkpoint(tmp_path):
     (lambda tmp: str(tmp / "tiny.json"), [], "tiny.json': weights: cannot read"),
     (None, ["kd.weight=0.5"], "weight is 0.5 but there is no teacher"),
     (None, ["kd.weight=-1", "kd.teacher=x"], "weight: got -1.0"),
+    (None, ["kd.init=memsr"], "init is 'memsr' but there is no teacher"),
+    (None, ["kd.init=svd"], "kd.init"),
+    (lambda tmp: "unused", ["kd.init_patches=0"], "init_patches: got 0"),
 ])
 def test_bad_teacher_is_refused_before_the_run_folder_is_written(tmp_path, genotype_file,
                                                                  caplog, teacher, extra,

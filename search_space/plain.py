@@ -1,0 +1,508 @@
+"""MemSR's plain networks (Wu, Lee & Ma, ICML 2022): the ``plain`` family, the exact
+conversion of a residual teacher into its plain form, and MemSR's initialisation of a plain
+student from the teacher's features.
+
+A *plain* net is a chain of convs with activations and nothing else: no residuals, no concat,
+no attention, no long skip, so no feature map has to be kept alive past the next conv (the
+point of MemSR: peak memory is one feature map, not two). In this space it is a genotype of
+``erb`` cells without attention or block residual, ``long_skip=false``, no fusion, and an
+EDSR (or conv3x3) tail (:func:`plain_genotype`); every searcher and loop handles it like any
+other genotype.
+
+The scheme (``architectures_2023_2026.md`` section 5, written here from its prose):
+
+1. :func:`plain_form` turns a trained residual teacher (EDSR-like: ``erb`` cells without
+   attention, with or without block residuals and long skip) into an *equal* plain net by
+   carrying each skip as extra channels: the layer that must pass a copy of ``x`` through its
+   activation outputs ``x + offset`` (ReLU and leaky ReLU are the identity on positive values)
+   and the next layer subtracts the offset again. The offset is measured, not guessed:
+   ``margin`` times the largest carried value on calibration patches, and the conversion is
+   checked against the teacher on them.
+2. :func:`memsr_init` fits the plain student layer by layer. For each intermediate teacher
+   feature ``F`` (``C`` channels) it keeps the top-``r`` principal directions ``M`` (an SVD of
+   the centred feature, via the ``C x C`` covariance), projects ``F`` onto them, and shifts the
+   projection by ``adjust`` times the mean of its negative part so that it is mostly positive
+   (MemSR's ``decompose_adjust=3``), so ``F ~ M @ P + b``: the 1x1 *bridge* ``(M, b)``. The
+   student's conv is then solved by least squares (ridge-regularised, float64) so that its
+   pre-activation output on the student's *own* features so far matches ``P`` (for leaky ReLU
+   the exact inverse of the activation is applied to ``P``; for ReLU ``P`` itself), through a
+   PixelShuffle where the layer has one. The last conv is fitted to the teacher's output
+   image. Unlike MemSR's code this needs no copy of the teacher's tail, so the student may be
+   narrower than the teacher everywhere.
+
+What differs from MemSR: our convs have ordinary biases (MemSR feeds an all-ones channel,
+whose "bias" fades at the border); the fit uses the student's running features rather than
+the teacher's projections as each layer's input; and MemSR's feature distillation through the
+bridges is not implemented (the KD of ``searchers/retrain.py`` is the L1 distance between the
+outputs).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from search_space.genotype import Genotype, GenotypeError
+from search_space.network import SRNet, super_resolve
+from search_space.ops import FUNCTIONAL_ACTS
+from search_space.rep import bias_of
+from search_space.zoo import plain_genotype
+
+__all__ = ["PLAIN_ACTS", "MemSRInit", "PlainLayer", "PlainNet", "check_convertible",
+           "check_pair", "check_plain", "memsr_init", "plain_form", "plain_genotype",
+           "plain_layers", "teacher_signature"]
+
+PLAIN_ACTS: tuple[str, ...] = ("relu", "lrelu0.05", "lrelu0.1")
+"""Activations a carried skip can pass (the identity on positive values)."""
+
+PLAIN_TAILS: tuple[str, ...] = ("edsr", "conv3x3")
+
+_LEAKY_SLOPES = {"lrelu0.05": 0.05, "lrelu0.1": 0.1}
+
+
+def _fail(where: str, value: object, allowed: str, hint: str = "") -> GenotypeError:
+    return GenotypeError(f"{where}: got {value!r}; allowed: {allowed}." + (f" {hint}" if hint
+                                                                             else ""))
+
+
+def _check_chain(g: Genotype, role: str, *, plain: bool) -> None:
+    """Refuse genotypes that are not a chain of [conv -> act -> conv] cells (``plain``: and
+    without any skip)."""
+    for i, c in enumerate(g.cells):
+        where = f"{role} genotype cells[{i}]"
+        if c.type != "erb" or len(c.ops) != 2:
+            raise _fail(f"{where}.type", c.type, "'erb' cells with two conv slots",
+                        "MemSR's nets are chains of [conv -> act -> conv] blocks "
+                        "(search_space.plain.plain_genotype builds one).")
+        if any(a.type != "none" for a in c.attentions):
+            raise _fail(f"{where}.attention", [a.type for a in c.attentions], "none",
+                        "An attention gate multiplies features: it has no plain form.")
+        if plain and c.block_residual:
+            raise _fail(f"{where}.block_residual", True, "false in a plain net",
+                        "MemSR's student has no skips (search_space.plain.plain_genotype "
+                        "builds one; zoo: memsr_plain).")
+    switches = [("fusion", g.fusion, False), ("groups", g.groups, None),
+                ("input_skip", g.input_skip, "none")]
+    if plain:
+        switches.append(("long_skip", g.long_skip, False))
+    for name, value, allowed in switches:
+        if value != allowed:
+            raise _fail(f"{role} genotype {name}", value, repr(allowed),
+                        f"a {'plain' if plain else 'convertible'} net has no {name}.")
+    if g.tail not in PLAIN_TAILS:
+        raise _fail(f"{role} genotype tail", g.tail, ", ".join(PLAIN_TAILS))
+
+
+def check_plain(genotype: Genotype) -> None:
+    """Raise :class:`GenotypeError` unless ``genotype`` is of the plain family."""
+    _check_chain(genotype, "student", plain=True)
+
+
+def check_convertible(genotype: Genotype) -> None:
+    """Raise :class:`GenotypeError` unless :func:`plain_form` can convert ``genotype``'s net."""
+    _check_chain(genotype, "teacher", plain=False)
+    carries = genotype.long_skip or any(c.block_residual for c in genotype.cells)
+    if carries:
+        for i, c in enumerate(genotype.cells):
+            if c.act not in PLAIN_ACTS:
+                raise _fail(f"teacher genotype cells[{i}].act", c.act, ", ".join(PLAIN_ACTS),
+                            "A skip is carried through the activation as x + offset, which "
+                            "only an activation that is the identity on positive values passes.")
+
+
+@dataclass
+class PlainLayer:
+    """One layer of a plain chain: ``PixelShuffle(shuffle)(act(conv(x)))``."""
+
+    conv: nn.Conv2d
+    act: str = "none"
+    shuffle: int = 1
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        if self.act != "none":
+            x = FUNCTIONAL_ACTS[self.act](x)
+        return F.pixel_shuffle(x, self.shuffle) if self.shuffle > 1 else x
+
+
+class PlainNet(nn.Module):
+    """A chain of :class:`PlainLayer` with an SR net's input normalisation and value range.
+
+    ``super_resolve(plain, x)`` is the net on [0, 1] images, as for every net of the space;
+    :meth:`features` returns every layer's output (on the net's own value range).
+    """
+
+    input_mean: torch.Tensor | None
+    input_scale: torch.Tensor | None
+
+    def __init__(self, layers: Sequence[PlainLayer], *, input_mean: torch.Tensor | None = None,
+                 input_scale: torch.Tensor | None = None, output_mean: bool = False,
+                 data_range: float = 1.0) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(layer.conv for layer in layers)
+        self.acts = tuple(layer.act for layer in layers)
+        self.shuffles = tuple(layer.shuffle for layer in layers)
+        self.register_buffer("input_mean", None if input_mean is None else input_mean.clone())
+        self.register_buffer("input_scale", None if input_scale is None else input_scale.clone())
+        self.output_mean = output_mean
+        self.data_range = data_range
+
+    @property
+    def layers(self) -> list[PlainLayer]:
+        return [PlainLayer(c, a, s)  # type: ignore[arg-type]
+                for c, a, s in zip(self.convs, self.acts, self.shuffles, strict=True)]
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_mean is not None:
+            x = x - self.input_mean
+        if self.input_scale is not None:
+            x = x * self.input_scale
+        return x
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        h, out = self.preprocess(x), []
+        for layer in self.layers:
+            h = layer(h)
+            out.append(h)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.features(x)[-1]
+        if self.output_mean:
+            assert self.input_mean is not None
+            out = out + self.input_mean
+        return out
+
+
+def _conv_of(module: nn.Module, where: str) -> nn.Conv2d:
+    if not isinstance(module, nn.Conv2d) or module.groups != 1 or module.stride != (1, 1):
+        raise _fail(where, type(module).__name__, "a plain conv (conv1x1 ... conv7x7, dil_conv)",
+                    "Re-parameterise the net first, or use plain conv ops in the plain net.")
+    return module
+
+
+def _tail_layers(net: SRNet, where: str) -> list[PlainLayer]:
+    assert isinstance(net.upsampler, nn.Sequential)
+    mods = list(net.upsampler)
+    layers: list[PlainLayer] = []
+    for k, m in enumerate(mods):
+        if isinstance(m, nn.PixelShuffle):
+            layers[-1].shuffle = m.upscale_factor
+        else:
+            layers.append(PlainLayer(_conv_of(m, f"{where} upsampler[{k}]")))
+    return layers
+
+
+def _cell_convs(cell: nn.Module) -> tuple[nn.Module, nn.Module]:
+    body = cell.body
+    assert isinstance(body, nn.Module) and isinstance(body.convs, nn.ModuleList)
+    c0, c1 = body.convs
+    return c0, c1
+
+
+def _b(conv: nn.Conv2d | None) -> torch.Tensor | float:
+    """A conv's bias, or 0 for a conv without one."""
+    return 0.0 if conv is None or conv.bias is None else conv.bias
+
+
+def plain_layers(net: SRNet) -> list[PlainLayer]:
+    """The layers of a plain-family net, sharing its conv modules (so fitting them sets the
+    net's weights): head, each cell's two convs (the first with the cell's activation), the LR
+    conv, the tail."""
+    check_plain(net.genotype)
+    layers = [PlainLayer(_conv_of(net.head, "student head"))]
+    for i, (cell, gene) in enumerate(zip(net.cells, net.genotype.cells, strict=True)):
+        c0, c1 = _cell_convs(cell)
+        layers += [PlainLayer(_conv_of(c0, f"student cells[{i}].conv0"), gene.act),
+                   PlainLayer(_conv_of(c1, f"student cells[{i}].conv1"))]
+    if net.lr_conv is not None:
+        layers.append(PlainLayer(_conv_of(net.lr_conv, "student lr_conv")))
+    return layers + _tail_layers(net, "student")
+
+
+def _like(conv: nn.Conv2d, c_in: int, c_out: int) -> nn.Conv2d:
+    k, d = conv.kernel_size, conv.dilation
+    out = nn.Conv2d(c_in, c_out, (k[0], k[1]), padding=conv.padding,  # type: ignore[arg-type]
+                    dilation=(d[0], d[1]), bias=True)
+    out.to(conv.weight)
+    nn.init.zeros_(out.weight)
+    nn.init.zeros_(bias_of(out))
+    return out
+
+
+def _eye(conv: nn.Conv2d, rows: slice, cols: slice) -> None:
+    """Identity from input channels ``cols`` to output channels ``rows`` (the centre tap)."""
+    kh, kw = conv.kernel_size
+    n = rows.stop - rows.start
+    conv.weight[rows, cols, kh // 2, kw // 2] = torch.eye(n, dtype=conv.weight.dtype)
+
+
+def _carried_max(net: SRNet, lr: torch.Tensor) -> float:
+    """The largest |value| a converted net must carry: the head output and every cell input."""
+    with torch.no_grad():
+        x = lr * net.data_range
+        if net.input_mean is not None:
+            x = x - net.input_mean
+        if net.input_scale is not None:
+            x = x * net.input_scale
+        h = net.head(x)
+        m = float(h.abs().max())
+        for cell in net.cells:
+            h = cell(h)
+            m = max(m, float(h.abs().max()))
+    return m
+
+
+@torch.no_grad()
+def plain_form(teacher: SRNet, calibration: torch.Tensor, margin: float = 10.0,
+               atol: float = 1e-3) -> tuple[PlainNet, float]:
+    """The plain net equal to ``teacher`` (a deployed or plain-conv EDSR-like net), and the
+    offset it carries skips with.
+
+    ``calibration`` is a batch of LR patches in [0, 1]; the offset is ``margin`` times the
+    largest carried value on it, and the plain net must match the teacher there to ``atol``
+    (relative to the output range), else :class:`RuntimeError`.
+    """
+    g = teacher.genotype
+    check_convertible(g)
+    w = g.width
+    skip = g.long_skip
+    offset = margin * max(_carried_max(teacher, calibration), 1e-3)
+    head = _conv_of(teacher.head, "teacher head")
+    layers: list[PlainLayer] = []
+    # The head writes x, and a second copy g for the long skip (no activation: no offset).
+    conv = _like(head, 3, 2 * w if skip else w)
+    weight, bias = conv.weight, bias_of(conv)
+    weight[:w] = head.weight
+    bias[:w] = _b(head)
+    if skip:
+        weight[w:] = weight[:w]
+        bias[w:] = bias[:w]
+    layers.append(PlainLayer(conv))
+    state = 2 * w if skip else w  # channels: [x, g?]
+    for i, (cell, gene) in enumerate(zip(teacher.cells, g.cells, strict=True)):
+        c1, c2 = (_conv_of(c, f"teacher cells[{i}].conv{k}")
+                  for k, c in enumerate(_cell_convs(cell)))
+        res = gene.block_residual
+        # A: [x, g?] -> [x + off (res), g + off (skip), act(conv1 x)]
+        carried = (w if res else 0) + (w if skip else 0)
+        a = _like(c1, state, carried + w)
+        a_bias = bias_of(a)
+        k = 0
+        if res:
+            _eye(a, slice(0, w), slice(0, w))
+            a_bias[0:w] = offset
+            k = w
+        if skip:
+            _eye(a, slice(k, k + w), slice(w, 2 * w))
+            a_bias[k:k + w] = offset
+        a.weight[carried:, :w] = c1.weight
+        a_bias[carried:] = _b(c1)
+        layers.append(PlainLayer(a, gene.act))
+        # B: [x + off?, g + off?, h] -> [conv2 h (+ x), g?]
+        b = _like(c2, carried + w, state)
+        b_bias = bias_of(b)
+        b.weight[:w, carried:] = c2.weight
+        b_bias[:w] = _b(c2)
+        if res:
+            _eye(b, slice(0, w), slice(0, w))
+            b_bias[:w] -= offset
+        if skip:
+            _eye(b, slice(w, 2 * w), slice(k, k + w))
+            b_bias[w:] = -offset
+        layers.append(PlainLayer(b))
+    if teacher.lr_conv is not None or skip:
+        if teacher.lr_conv is None:  # the long skip alone: a 1x1 sum
+            last = _like(nn.Conv2d(state, w, 1).to(head.weight), state, w)
+            _eye(last, slice(0, w), slice(0, w))
+        else:
+            ref = _conv_of(teacher.lr_conv, "teacher lr_conv")
+            last = _like(ref, state, w)
+            last.weight[:, :w] = ref.weight
+            bias_of(last)[:] = _b(ref)
+        if skip:
+            _eye(last, slice(0, w), slice(w, 2 * w))
+        layers.append(PlainLayer(last))
+    layers += [PlainLayer(copy.deepcopy(t.conv), t.act, t.shuffle)
+               for t in _tail_layers(teacher, "teacher")]
+    plain = PlainNet(layers, input_mean=teacher.input_mean, input_scale=teacher.input_scale,
+                     output_mean=teacher.output_mean, data_range=teacher.data_range).eval()
+    diff = float((super_resolve(plain, calibration) - super_resolve(teacher, calibration))
+                 .abs().max())
+    if not diff <= atol:
+        raise RuntimeError(f"plain_form: the plain net differs from the teacher by {diff:.2e} "
+                           f"(> {atol:g}) on the calibration patches with offset {offset:.3g}")
+    return plain, offset
+
+
+@dataclass
+class MemSRInit:
+    """What :func:`memsr_init` did: the bridges (1x1 convs from each student feature to the
+    teacher's plain feature) and, per layer, the relative error of the fit
+    (``||bridge(student) - teacher|| / ||teacher - mean||``; the last layer: of the output)."""
+
+    bridges: nn.ModuleList
+    errors: list[float]
+    offset: float | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"relative_errors": [round(e, 5) for e in self.errors],
+                "bridges": [_io(b) for b in self.bridges],
+                "offset": self.offset}
+
+
+def _io(conv: nn.Module) -> list[int]:
+    assert isinstance(conv, nn.Conv2d)
+    return [conv.in_channels, conv.out_channels]
+
+
+def _columns(f: torch.Tensor) -> torch.Tensor:
+    """``(N, C, H, W)`` -> ``(C, N*H*W)``."""
+    return f.transpose(0, 1).reshape(f.shape[1], -1)
+
+
+def _sample(n: int, k: int, gen: torch.Generator) -> torch.Tensor:
+    return torch.randperm(n, generator=gen)[:k] if n > k else torch.arange(n)
+
+
+def _project(f: torch.Tensor, r: int, adjust: float, max_columns: int, gen: torch.Generator
+             ) -> tuple[torch.Tensor, nn.Conv2d]:
+    """The shifted top-``r`` principal coordinates of ``f`` and the bridge back to ``f``."""
+    cols = _columns(f).double()
+    sample = cols[:, _sample(cols.shape[1], max_columns, gen)]
+    mu = sample.mean(dim=1, keepdim=True)
+    centred = sample - mu
+    _, vecs = torch.linalg.eigh(centred @ centred.T / centred.shape[1])
+    m = vecs.flip(1)[:, :r]  # descending variance
+    if m.shape[1] < r:  # a student wider than the teacher feature: spare channels stay zero
+        m = torch.cat([m, m.new_zeros(m.shape[0], r - m.shape[1])], dim=1)
+    delta = adjust * (-(m.T @ centred).clamp(max=0)).mean(dim=1, keepdim=True)
+    p = m.T @ (cols - mu) + delta
+    bridge = nn.Conv2d(r, f.shape[1], 1).to(f)
+    bridge.weight.data.copy_(m.view(*m.shape, 1, 1))
+    bias_of(bridge).data.copy_((mu - m @ delta).view(-1))
+    coords = p.view(r, f.shape[0], *f.shape[2:]).transpose(0, 1).to(f.dtype)
+    return coords.contiguous(), bridge
+
+
+def _inverse_act(t: torch.Tensor, act: str) -> torch.Tensor:
+    slope = _LEAKY_SLOPES.get(act)
+    if slope is not None:
+        return torch.where(t >= 0, t, t / slope)
+    return t  # relu (the shifted target is mostly positive) or none
+
+
+def _fit(conv: nn.Conv2d, x: torch.Tensor, target: torch.Tensor, max_rows: int,
+         gen: torch.Generator, ridge: float) -> None:
+    """Set ``conv`` to the ridge least-squares map from ``x`` to ``target`` (its output)."""
+    cols = F.unfold(x, conv.kernel_size, dilation=conv.dilation,
+                    padding=conv.padding)  # type: ignore[arg-type]
+    a = cols.transpose(1, 2).reshape(-1, cols.shape[1]).double()
+    t = target.flatten(2).transpose(1, 2).reshape(-1, target.shape[1]).double()
+    rows = _sample(a.shape[0], max_rows, gen)
+    a, t = a[rows], t[rows]
+    bias = conv.bias is not None
+    if bias:
+        a = torch.cat([a, a.new_ones(a.shape[0], 1)], dim=1)
+    gram = a.T @ a
+    lam = ridge * float(gram.diagonal().mean()) + 1e-12
+    sol = torch.linalg.solve(gram + lam * torch.eye(gram.shape[0], dtype=gram.dtype), a.T @ t)
+    if bias:
+        bias_of(conv).data.copy_(sol[-1])
+        sol = sol[:-1]
+    conv.weight.data.copy_(sol.T.reshape(conv.weight.shape))
+
+
+def _rel_err(pred: torch.Tensor, target: torch.Tensor) -> float:
+    centred = target - target.mean(dim=(0, 2, 3), keepdim=True)
+    return float((pred - target).norm() / centred.norm().clamp_min(1e-12))
+
+
+def _signature(layers: Sequence[PlainLayer]) -> list[tuple[str, int]]:
+    return [(layer.act, layer.shuffle) for layer in layers]
+
+
+def teacher_signature(teacher: SRNet) -> list[tuple[str, int]]:
+    """The (activation, PixelShuffle) of each layer of ``plain_form(teacher)``."""
+    g = teacher.genotype
+    check_convertible(g)
+    sig = [("none", 1)]
+    for c in g.cells:
+        sig += [(c.act, 1), ("none", 1)]
+    if teacher.lr_conv is not None or g.long_skip:
+        sig.append(("none", 1))
+    return sig + _signature(_tail_layers(teacher, "teacher"))
+
+
+def check_pair(student: SRNet, teacher: SRNet | PlainNet) -> None:
+    """Raise :class:`ValueError` unless MemSR's initialisation can map ``teacher``'s plain
+    form onto ``student`` layer by layer (same count, activations and PixelShuffles)."""
+    s = _signature(plain_layers(student))
+    t = teacher_signature(teacher) if isinstance(teacher, SRNet) else _signature(teacher.layers)
+    if len(s) != len(t):
+        raise ValueError(f"MemSR init: the student has {len(s)} plain layers and the teacher's "
+                         f"plain form {len(t)}; give the student the teacher's number of cells "
+                         "and its tail (search_space.plain.plain_genotype)")
+    for j, (a, b) in enumerate(zip(s, t, strict=True)):
+        if a != b:
+            raise ValueError(f"MemSR init: plain layer {j} is (act, shuffle) = {a} in the student "
+                             f"and {b} in the teacher; give the student the teacher's "
+                             "activation and tail")
+
+
+@torch.no_grad()
+def memsr_init(student: SRNet, teacher: PlainNet, lr: torch.Tensor, *, adjust: float = 3.0,
+               max_columns: int = 32768, ridge: float = 1e-4, seed: int = 0) -> MemSRInit:
+    """Initialise the plain ``student`` (training form, in place) from the plain ``teacher``
+    on the LR patches ``lr`` (``(N, 3, h, w)`` in [0, 1]); see the module docstring.
+
+    The two chains must align layer by layer (same count, activations and PixelShuffles), as
+    a plain student of the teacher's depth does: ``plain_genotype(len(teacher cells), r)``.
+    """
+    check_pair(student, teacher)
+    s_layers = plain_layers(student)
+    if student.data_range != 1.0:
+        raise ValueError("memsr_init: the student must be in its training form (build_model)")
+    gen = torch.Generator().manual_seed(seed)
+    t_feats = teacher.features(lr * teacher.data_range)
+    final = t_feats[-1] / teacher.data_range
+    if teacher.output_mean:
+        assert teacher.input_mean is not None
+        final = final + teacher.input_mean / teacher.data_range
+    s_mean = student.input_mean
+    if student.output_mean:
+        assert s_mean is not None
+        final = final - s_mean
+    x = lr if s_mean is None else lr - s_mean
+    if student.input_scale is not None:
+        x = x * student.input_scale
+    bridges, errors = nn.ModuleList(), []
+    for j, layer in enumerate(s_layers):
+        last = j == len(s_layers) - 1
+        if last:
+            target, bridge = final, None
+        else:
+            r = layer.conv.out_channels // layer.shuffle ** 2
+            target, bridge = _project(t_feats[j], r, adjust, max_columns, gen)
+        pre = _inverse_act(target, layer.act)
+        if layer.shuffle > 1:
+            pre = F.pixel_unshuffle(pre, layer.shuffle)
+        _fit(layer.conv, x, pre, max_columns, gen, ridge)
+        x = layer(x)
+        if bridge is None:
+            errors.append(_rel_err(x, target))
+        else:
+            bridges.append(bridge)
+            errors.append(_rel_err(bridge(x), t_feats[j]))
+    out = x + s_mean if student.output_mean and s_mean is not None else x
+    check = float((student(lr) - out).abs().max())
+    if not math.isfinite(check) or check > 1e-3 * max(float(out.abs().max()), 1.0):
+        raise RuntimeError(f"memsr_init: the student's forward differs from its plain layers by "
+                           f"{check:.2e}; the plain-layer mapping is wrong")
+    return MemSRInit(bridges, errors)
