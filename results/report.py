@@ -248,6 +248,8 @@ def load_run(run_dir: str | Path) -> RetrainedRun:
     kd = cfg.get("kd") or {}
     if kd.get("teacher"):  # distillation is part of the recipe (runs without it have no kd)
         budget["kd"] = {"teacher": kd["teacher"], "weight": kd.get("weight")}
+        if kd.get("init", "none") != "none":  # MemSR's initialisation: another recipe
+            budget["kd"] |= {"init": kd["init"], "init_patches": kd.get("init_patches")}
     return RetrainedRun(
         name=folder.name, run_dir=folder, genotype=genotype, deployed=deployed,
         zoo_name=zoo_match(genotype), budget=budget,
@@ -473,15 +475,20 @@ _SEED_SUFFIX = re.compile(r"[_-](?:s|seed)\d+$")
 def seed_summary(table: pd.DataFrame, runs: Sequence[RetrainedRun]) -> pd.DataFrame:
     """One row per architecture over its runs (seeds), in first-seen order.
 
-    Runs whose deployed genotypes are equal are one architecture. Its row has ``name`` (the
-    zoo name, or the run name without a trailing ``_s<k>``/``_seed<k>``), ``kind``,
+    Runs whose deployed genotypes and training recipes (``budget``: data, optim, and the KD
+    teacher and initialisation where there is one) are equal are one architecture. Its row has
+    ``name`` (the zoo name, or the run name without a trailing ``_s<k>``/``_seed<k>``; with a
+    ``+KD`` or ``+MemSR init+KD`` suffix for a zoo net trained so), ``kind``,
     ``zoo_name``, ``runs``, ``seeds``, ``run_names``; per set the mean ``psnr_y_<set>`` and
     ``ssim_y_<set>`` with ``std_psnr_y_<set>`` (sample standard deviation, NaN for one run),
     ``min_psnr_y_<set>`` and ``max_psnr_y_<set>``; and the mean of every other numeric column
     (latency ratio, peak memory, params, ...). The mean columns keep the names of
     :func:`build_table`, so :func:`aim_verdict` judges this table as it judges the runs.
     """
-    keys = {run.name: run.deployed.to_json(indent=None) for run in runs}
+    keys = {run.name: run.deployed.to_json(indent=None) + json.dumps(run.budget, sort_keys=True,
+                                                                     default=str)
+            for run in runs}
+    recipes = {run.name: _recipe_suffix(run.budget) for run in runs}
     seeds = {run.name: run.seed for run in runs}
     sets = set_labels(table)
     order = list(dict.fromkeys(keys[name] for name in table["name"]))
@@ -491,7 +498,8 @@ def seed_summary(table: pd.DataFrame, runs: Sequence[RetrainedRun]) -> pd.DataFr
         first = group.iloc[0]
         names = group["name"].tolist()
         zoo = first.get("zoo_name")
-        label = zoo if isinstance(zoo, str) else _SEED_SUFFIX.sub("", str(first["name"]))
+        label = (zoo + recipes[first["name"]] if isinstance(zoo, str)
+                 else _SEED_SUFFIX.sub("", str(first["name"])))
         row: dict[str, Any] = {"name": label, "kind": first["kind"],
                                "zoo_name": zoo if isinstance(zoo, str) else None,
                                "runs": len(group), "run_names": ",".join(names),
@@ -505,6 +513,13 @@ def seed_summary(table: pd.DataFrame, runs: Sequence[RetrainedRun]) -> pd.DataFr
             row[f"max_psnr_y_{s}"] = float(values.max())
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _recipe_suffix(budget: Mapping[str, Any]) -> str:
+    kd = budget.get("kd")
+    if not kd:
+        return ""
+    return " +MemSR init+KD" if kd.get("init") == "memsr" else " +KD"
 
 
 def repeated_seeds(summary: pd.DataFrame) -> dict[str, list[str]]:

@@ -187,13 +187,11 @@ class SRSkeleton(nn.Module):
         return next(self.parameters()).device
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        lr = x
-        if self.input_mean is not None:
-            x = x - self.input_mean
-        if self.input_scale is not None:
-            x = x * self.input_scale
-        feat = self.head(x)
-        h, taps = feat, {"head": feat}
+        h = self.head(self._normalise(x))  # the normalised input dies with the head
+        # Only what is read later is kept: a held tensor costs peak memory (MemSR's plain nets
+        # exist to hold none).
+        feat = h if self.long_skip else None
+        taps = {"head": h} if self.fusion is not None and "head" in self._fused else {}
         if self.groups is not None:
             h = self._grouped_cells(h)
         else:
@@ -211,17 +209,25 @@ class SRSkeleton(nn.Module):
             h = self.fusion(torch.cat([taps[t] for t in self.fusion_taps], dim=1))
         if not self.lr_conv_before_fusion and self.lr_conv is not None:
             h = self.lr_conv(h)
-        if self.long_skip:
+        if feat is not None:
             h = h + feat if h is feat else add_residual(h, feat)
+            del feat
         out = self.upsampler(h)
         if self.bicubic_skip:
-            up = F.interpolate(lr, scale_factor=float(self.scale_factor), mode="bicubic",
+            up = F.interpolate(x, scale_factor=float(self.scale_factor), mode="bicubic",
                                align_corners=False)
             out = add_residual(out, up)
         if self.output_mean:
             assert self.input_mean is not None
             out = out + self.input_mean
         return out
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_mean is not None:
+            x = x - self.input_mean
+        if self.input_scale is not None:
+            x = x * self.input_scale
+        return x
 
     def _grouped_cells(self, h: torch.Tensor) -> torch.Tensor:
         assert self.groups is not None

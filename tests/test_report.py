@@ -176,10 +176,10 @@ def test_aim_latency_is_judged_against_rlfn_not_the_latency_reference():
     assert slow["latency_ratio"] == pytest.approx(1.25) and not slow["faster"]
 
 
-def _run(name, genotype, seed):
+def _run(name, genotype, seed, budget=None):
     return RetrainedRun(name=name, run_dir=Path(name), genotype=genotype,
-                        deployed=genotype.deployed(), zoo_name=zoo_match(genotype), budget={},
-                        deploy_check={}, command="", seed=seed)
+                        deployed=genotype.deployed(), zoo_name=zoo_match(genotype),
+                        budget=budget or {}, deploy_check={}, command="", seed=seed)
 
 
 def test_seed_summary_groups_runs_by_architecture():
@@ -208,6 +208,22 @@ def test_seed_summary_groups_runs_by_architecture():
     again = [*runs, _run("d_again", derived, 2)]
     table = pd.concat([table, table.iloc[[5]].assign(name="d_again")], ignore_index=True)
     assert repeated_seeds(seed_summary(table, again)) == {"d": ["0", "1", "2", "2"]}
+
+
+def test_seed_summary_keeps_recipes_apart():
+    # MemSR's benchmark: one student genotype trained directly, with KD, with init + KD
+    kd = {"kd": {"teacher": "t", "weight": 1.0}}
+    init = {"kd": {"teacher": "t", "weight": 1.0, "init": "memsr", "init_patches": 16}}
+    student = Genotype.from_dict(DERIVED)
+    runs = [_run(f"{label}_s{k}", g, k, b) for k in (0, 1)
+            for label, g, b in (("direct", student, None), ("kd", student, kd),
+                                ("init_kd", student, init), ("span", ZOO["span_ntire2024"], kd))]
+    table = pd.DataFrame([{"name": r.name, "kind": r.kind, "zoo_name": r.zoo_name,
+                           "psnr_y_Set5": 28.0 + k, "ssim_y_Set5": 0.8} for k, r in
+                          enumerate(runs)])
+    summary = seed_summary(table, runs)
+    assert summary["name"].tolist() == ["direct", "kd", "init_kd", "span_ntire2024 +KD"]
+    assert summary["runs"].tolist() == [2, 2, 2, 2]
 
 
 def test_the_rlfn_column_divides_by_the_mean_of_the_rlfn_runs():
