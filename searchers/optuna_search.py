@@ -2,9 +2,10 @@
 
 Each trial samples one architecture (or takes a zoo net: the yardstick is enqueued as the first
 trials of every study), measures latency and peak memory on this device and trains it briefly
-for a proxy PSNR (see :mod:`searchers.trials`). NSGA-II by default (``study.sampler=tpe`` for
-TPE). The storage defaults to a SQLite file in the run folder, with a heartbeat and retries of
-failed trials; any Optuna storage URL works (``postgresql://...`` for several hosts) and
+for a proxy PSNR (see :mod:`searchers.trials`). NSGA-II by default (``study.sampler=tpe``
+for TPE, ``study.sampler=random`` for random search, the baseline a search must beat).
+The storage defaults to a SQLite file in the run folder, with a heartbeat and retries of failed
+trials; any Optuna storage URL works (``postgresql://...`` for several hosts) and
 ``journal:///path/to/file.log`` gives a journal file for NFS. Re-running the same command
 resumes the study; ``run.workers=N`` runs N worker processes on it; more hosts join by running
 the same command with the same storage URL. Point ``optuna-dashboard STORAGE_URL`` at the
@@ -51,7 +52,7 @@ STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql", "journal")
 class StudyConfig:
     name: str = "srnas"
     n_trials: int = 24
-    sampler: Literal["nsga2", "tpe"] = "nsga2"
+    sampler: Literal["nsga2", "tpe", "random"] = "nsga2"  # random: the search's baseline
     population_size: int = 8
     seed: int = 0
     storage: str | None = None  # default: sqlite:///<run folder>/study.db
@@ -125,8 +126,21 @@ def make_sampler(cfg: StudyConfig, nsga2: type | None = None) -> Any:
 
     if cfg.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=cfg.seed, multivariate=True, group=True)
+    if cfg.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=cfg.seed)
     cls = nsga2 or optuna.samplers.NSGAIISampler
     return cls(population_size=cfg.population_size, seed=cfg.seed)
+
+
+def random_sampler(seed: int, worker: int, trials_so_far: int) -> Any:
+    """The random sampler of one trial, seeded by (seed, worker, trials already in the study):
+    reproducible for one worker, and neither a resumed study nor a second worker re-draws the
+    architectures already drawn (a sampler seeded once per process would)."""
+    import numpy as np
+    import optuna
+
+    state = np.random.SeedSequence([seed, worker, trials_so_far]).generate_state(1)[0]
+    return optuna.samplers.RandomSampler(seed=int(state))
 
 
 def open_study(cfg: OptunaConfig, storage_url: str) -> Any:
@@ -207,6 +221,8 @@ def run_worker(cfg: OptunaConfig, storage_url: str, worker: int) -> None:
             from tqdm import tqdm
 
             bar = tqdm(total=cfg.study.n_trials, initial=finished, desc="trials", unit="trial")
+        if cfg.study.sampler == "random":
+            study.sampler = random_sampler(cfg.study.seed, worker, len(study.trials))
         try:
             study.optimize(lambda t: objective(t, cfg), n_trials=1, catch=(Exception,))
         except ValueError as exc:

@@ -156,3 +156,26 @@ def test_trial_benchmarks_run(capsys):
     assert "per-trial overhead" in capsys.readouterr().out
     assert bench(["proxy-rank", "--archs", "3", "--factor", "2", *args]) == 0
     assert "Spearman over 3 nets" in capsys.readouterr().out
+
+
+def test_random_search_is_reproducible_and_does_not_redraw_on_resume():
+    from searchers.optuna_search import StudyConfig, make_sampler, random_sampler
+
+    assert isinstance(make_sampler(StudyConfig(sampler="random")), optuna.samplers.RandomSampler)
+
+    def draws(seed, worker, start, n=6):
+        study = optuna.create_study()
+        out = []
+        for k in range(n):
+            study.sampler = random_sampler(seed, worker, start + k)
+            trial = study.ask()
+            out.append(trial.suggest_int("x", 0, 10 ** 9))
+            study.tell(trial, 0.0)
+        return out
+
+    first = draws(0, 0, 0)
+    assert draws(0, 0, 0) == first  # one worker: the same search again
+    resumed = draws(0, 0, 3, n=3)  # a re-run after 3 trials draws trials 3.. as the first did
+    assert resumed == first[3:]
+    assert not set(draws(0, 1, 0)) & set(first)  # a second worker draws other architectures
+    assert not set(draws(1, 0, 0)) & set(first)
