@@ -74,6 +74,16 @@ def edsr_tail(width: int, scale: int, bias: bool = True, weight_norm: bool = Fal
     return nn.Sequential(*layers)
 
 
+def normalise_input(x: torch.Tensor, mean: torch.Tensor | None, scale: torch.Tensor | None
+                    ) -> torch.Tensor:
+    """``(x - mean) * scale``, each step only where given: what a net feeds its head."""
+    if mean is not None:
+        x = x - mean
+    if scale is not None:
+        x = x * scale
+    return x
+
+
 class SRSkeleton(nn.Module):
     """[(x - mean) * s] -> head -> cells -> [fusion] -> LR conv [+ head] -> conv3x3 -> PixelShuffle.
 
@@ -187,9 +197,9 @@ class SRSkeleton(nn.Module):
         return next(self.parameters()).device
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.head(self._normalise(x))  # the normalised input dies with the head
-        # Only what is read later is kept: a held tensor costs peak memory (MemSR's plain nets
-        # exist to hold none).
+        h = self.head(normalise_input(x, self.input_mean, self.input_scale))
+        # Only what is read later is kept (the normalised input dies with the head): a held
+        # tensor costs peak memory (MemSR's plain nets exist to hold none).
         feat = h if self.long_skip else None
         taps = {"head": h} if self.fusion is not None and "head" in self._fused else {}
         if self.groups is not None:
@@ -221,13 +231,6 @@ class SRSkeleton(nn.Module):
             assert self.input_mean is not None
             out = out + self.input_mean
         return out
-
-    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
-        if self.input_mean is not None:
-            x = x - self.input_mean
-        if self.input_scale is not None:
-            x = x * self.input_scale
-        return x
 
     def _grouped_cells(self, h: torch.Tensor) -> torch.Tensor:
         assert self.groups is not None

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from search_space.genotype import Genotype, GenotypeError
-from search_space.network import SRNet, super_resolve
+from search_space.network import SRNet, normalise_input, super_resolve
 from search_space.ops import FUNCTIONAL_ACTS
 from search_space.rep import bias_of
 from search_space.zoo import plain_genotype
@@ -158,15 +158,8 @@ class PlainNet(nn.Module):
         return [PlainLayer(c, a, s)  # type: ignore[arg-type]
                 for c, a, s in zip(self.convs, self.acts, self.shuffles, strict=True)]
 
-    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
-        if self.input_mean is not None:
-            x = x - self.input_mean
-        if self.input_scale is not None:
-            x = x * self.input_scale
-        return x
-
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        h, out = self.preprocess(x), []
+        h, out = normalise_input(x, self.input_mean, self.input_scale), []
         for layer in self.layers:
             h = layer(h)
             out.append(h)
@@ -246,12 +239,7 @@ def _eye(conv: nn.Conv2d, rows: slice, cols: slice) -> None:
 def _carried_max(net: SRNet, lr: torch.Tensor) -> float:
     """The largest |value| a converted net must carry: the head output and every cell input."""
     with torch.no_grad():
-        x = lr * net.data_range
-        if net.input_mean is not None:
-            x = x - net.input_mean
-        if net.input_scale is not None:
-            x = x * net.input_scale
-        h = net.head(x)
+        h = net.head(normalise_input(lr * net.data_range, net.input_mean, net.input_scale))
         m = float(h.abs().max())
         for cell in net.cells:
             h = cell(h)
@@ -479,9 +467,7 @@ def memsr_init(student: SRNet, teacher: PlainNet, lr: torch.Tensor, *, adjust: f
     if student.output_mean:
         assert s_mean is not None
         final = final - s_mean
-    x = lr if s_mean is None else lr - s_mean
-    if student.input_scale is not None:
-        x = x * student.input_scale
+    x = normalise_input(lr, s_mean, student.input_scale)
     bridges, errors = nn.ModuleList(), []
     for j, layer in enumerate(s_layers):
         last = j == len(s_layers) - 1
