@@ -412,11 +412,35 @@ def _read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _read_config_file(path: str | Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML config with its ``base`` files (a path or a list, relative to the file) merged
+    under it in order, recursively: ``base: spaces/cpu.yaml`` takes a preset's sections."""
+    file = Path(path)
+    if file.resolve() in seen:
+        chain = " -> ".join(str(p) for p in (*seen, file.resolve()))
+        raise ConfigError(f"config file {str(file)!r}: its 'base' files include it again "
+                          f"({chain}); remove the cycle", key="base")
+    data = _read_yaml_mapping(file)
+    bases = data.pop("base", None)
+    if bases is None:
+        return data
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{file}: base: expected a path or a list of paths, got "
+                          f"{_short(bases)}; e.g. base: spaces/cpu.yaml", key="base")
+    out: dict[str, Any] = {}
+    for base in bases:
+        out = merge(out, _read_config_file(file.parent / base, (*seen, file.resolve())))
+    return merge(out, data)
+
+
 def load_config(cls: type[T], path: str | Path | None, overrides: Sequence[str] = ()) -> T:
-    """Resolve a config: defaults of ``cls``, deep-merged with the YAML file, then ``overrides``."""
+    """Resolve a config: defaults of ``cls``, deep-merged with the YAML file (and the files
+    its ``base`` key names, under it), then ``overrides``."""
     data = to_dict(cls())
     if path is not None:
-        data = merge(data, _read_yaml_mapping(path))
+        data = merge(data, _read_config_file(path))
         logger.debug("loaded config file %s", path)
     if overrides:
         data = merge(data, parse_overrides(overrides))

@@ -35,9 +35,11 @@ from searchers.trials import (
     OBJECTIVE_NAMES,
     ConstraintConfig,
     MeasureConfig,
+    NotInSpace,
     ProxyConfig,
     SampleSpace,
     evaluate_genotype,
+    genotype_params,
     sample_genotype,
     study_patch_size,
     zoo_genotype,
@@ -165,16 +167,38 @@ def open_study(cfg: OptunaConfig, storage_url: str) -> Any:
     if cfg.study.name not in names:
         study.set_metric_names(list(OBJECTIVE_NAMES))
         if cfg.study.enqueue_zoo:
-            for name in cfg.study.zoo:
-                zoo_genotype(name, cfg.space.scale)  # validates the name
-                study.enqueue_trial({}, user_attrs={"zoo": name})
+            for name, params in zoo_params(cfg.space, cfg.study.zoo).items():
+                study.enqueue_trial(params or {}, user_attrs={"zoo": name,
+                                                              "in_space": params is not None})
     return study
+
+
+def zoo_params(space: SampleSpace, names: list[str]) -> dict[str, dict[str, Any] | None]:
+    """Each zoo net's trial parameters in ``space`` (:func:`genotype_params`), or None for a
+    net the space cannot express (it is then still evaluated, outside the distributions, and
+    the log says which field is out: widen the space, e.g. ``base: spaces/full.yaml``)."""
+    out: dict[str, dict[str, Any] | None] = {}
+    for name in names:
+        genotype = zoo_genotype(name, space.scale)  # validates the name
+        try:
+            out[name] = genotype_params(genotype, space, f"zoo net {name!r}")
+        except NotInSpace as exc:
+            logger.warning("%s; it is enqueued without parameters, so the sampler cannot "
+                           "mutate around it", exc)
+            out[name] = None
+    return out
 
 
 def objective(trial: Any, cfg: OptunaConfig) -> tuple[float, float, float]:
     """One trial: a zoo net (enqueued) or a sampled architecture, measured and trained."""
     zoo = trial.user_attrs.get("zoo")
     genotype = zoo_genotype(zoo, cfg.space.scale) if zoo else sample_genotype(trial, cfg.space)
+    if zoo and trial.user_attrs.get("in_space"):  # the enqueued parameters rebuild the net
+        sampled = sample_genotype(trial, cfg.space)
+        if sampled != genotype:
+            raise ConfigError(f"zoo net {zoo!r}: its enqueued parameters give another net in "
+                              "this space (was study.space changed after the study began?); "
+                              "use a new study.name")
     trial.set_user_attr("name", zoo or f"trial_{trial.number}")
     trial.set_user_attr("is_zoo", bool(zoo))
     trial.set_user_attr("genotype", genotype.to_json(indent=None))

@@ -33,7 +33,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from searchers.config import ConfigError, from_dict, load_config, save_run_config
-from searchers.optuna_search import OptunaConfig, make_sampler
+from searchers.optuna_search import OptunaConfig, make_sampler, zoo_params
 from searchers.trials import (
     DIRECTIONS,
     OBJECTIVE_NAMES,
@@ -99,11 +99,22 @@ class DefineSpace:
 
     def __init__(self, cfg: OptunaConfig) -> None:
         self.cfg = cfg
+        zoo = zoo_params(cfg.space, cfg.study.zoo) if cfg.study.enqueue_zoo else {}
+        self.inside = [(name, p) for name, p in zoo.items() if p is not None]
+        self.outside = [name for name, p in zoo.items() if p is None]
+
+    @property
+    def points_to_evaluate(self) -> list[dict[str, Any]]:
+        """The zoo nets inside the space, as enqueued parameters (the first trials)."""
+        return [p for _, p in self.inside]
 
     def __call__(self, trial: Any) -> dict[str, Any] | None:
-        zoo = self.cfg.study.zoo if self.cfg.study.enqueue_zoo else []
-        if trial.number < len(zoo):
-            return {"zoo": zoo[trial.number]}
+        k = len(self.inside)
+        if trial.number < k:  # an enqueued zoo net: its parameters are the fixed ones
+            sample_genotype(trial, self.cfg.space)
+            return {"zoo": self.inside[trial.number][0]}
+        if trial.number < k + len(self.outside):
+            return {"zoo": self.outside[trial.number - k]}
         sample_genotype(trial, self.cfg.space)
         return None
 
@@ -197,8 +208,10 @@ def run(cfg: RayConfig, run_dir: Path, address: str | None) -> Any:
     else:
         from searchers.ray_search import ConstrainedOptunaSearch, PicklableNSGAIISampler
 
+        space = DefineSpace(cfg)
         search = ConstrainedOptunaSearch(
-            space=DefineSpace(cfg), metric=list(OBJECTIVE_NAMES), mode=MODES,
+            space=space, metric=list(OBJECTIVE_NAMES), mode=MODES,
+            points_to_evaluate=space.points_to_evaluate or None,
             sampler=make_sampler(cfg.study, nsga2=PicklableNSGAIISampler), seed=cfg.study.seed)
         tuner = tune.Tuner(
             fn,

@@ -13,29 +13,23 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from search_space.genotype import (
-    ACTIVATIONS,
-    ATTENTIONS,
-    CELL_SLOTS,
-    CELL_TYPES,
-    CONV_OPS,
-    DEFAULT_ATTENTIONS,
-    DEFAULT_CELL_TYPES,
-    DEFAULT_CONV_CANDIDATES,
-    Attention,
-    CellGene,
-    Genotype,
-    check_names,
-)
+from search_space.genotype import Genotype
 from search_space.zoo import YARDSTICK
+from searchers.space import (  # noqa: F401  (re-exported: the trials' space)
+    NotInSpace,
+    SampleSpace,
+    Suggester,
+    genotype_params,
+    sample_genotype,
+)
 from searchers.training import (
     TrainingDiverged,
     TrainStep,
@@ -53,40 +47,6 @@ DIRECTIONS = ("maximize", "minimize", "minimize")
 # --------------------------------------------------------------------------------------------
 # Config
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class SampleSpace:
-    """Bounds and candidate lists of the sampled space.
-
-    ``cell_types``, ``conv_candidates`` and ``attention_candidates`` may list any of
-    :data:`CELL_TYPES`, :data:`CONV_OPS` and :data:`ATTENTIONS`; their defaults are the ones
-    benchmarked before ``spab``, ``mab``, ``conv3xc``, ``esa_mab`` and ``cea`` existed
-    (:data:`DEFAULT_CELL_TYPES`, :data:`DEFAULT_CONV_CANDIDATES`, :data:`DEFAULT_ATTENTIONS`).
-    """
-
-    scale: Literal[2, 3, 4] = 4
-    widths: list[int] = field(default_factory=lambda: [16, 24, 32])
-    cells_min: int = 2
-    cells_max: int = 4
-    cell_types: list[str] = field(default_factory=lambda: list(DEFAULT_CELL_TYPES))
-    conv_candidates: list[str] = field(default_factory=lambda: list(DEFAULT_CONV_CANDIDATES))
-    attention_candidates: list[str] = field(default_factory=lambda: list(DEFAULT_ATTENTIONS))
-    act_candidates: list[str] = field(default_factory=lambda: ["lrelu0.05", "relu", "gelu"])
-    fusion: list[bool] = field(default_factory=lambda: [False, True])
-
-    def __post_init__(self) -> None:
-        for name, allowed in (("cell_types", CELL_TYPES), ("conv_candidates", CONV_OPS),
-                              ("attention_candidates", ATTENTIONS),
-                              ("act_candidates", ACTIVATIONS)):
-            check_names(name, getattr(self, name), allowed)
-        if not self.widths or min(self.widths) < 4:
-            raise ValueError(f"widths: got {self.widths}; give widths >= 4, e.g. [16, 24, 32]")
-        if not 1 <= self.cells_min <= self.cells_max:
-            raise ValueError(f"cells_min/cells_max: got {self.cells_min}/{self.cells_max}; "
-                             "need 1 <= cells_min <= cells_max")
-        if not self.fusion:
-            raise ValueError("fusion: got an empty list; use [false], [true] or [false, true]")
 
 
 DEFAULT_PROXY_PATCH = 48
@@ -138,40 +98,6 @@ class ConstraintConfig:
     max_params_m: float | None = None
     max_latency_ms: float | None = None
     max_memory_mib: float | None = None
-
-
-# --------------------------------------------------------------------------------------------
-# Sampling
-# --------------------------------------------------------------------------------------------
-
-
-class Suggester(Protocol):
-    """What sampling needs of a trial (an ``optuna.Trial`` fits)."""
-
-    def suggest_categorical(self, name: str, choices: Any) -> Any: ...
-
-    def suggest_int(self, name: str, low: int, high: int) -> int: ...
-
-
-def sample_genotype(trial: Suggester, space: SampleSpace) -> Genotype:
-    """Sample one valid genotype define-by-run: width, depth, fusion, activation, then per
-    cell its type and, conditionally on the type, one op per slot and the attention."""
-    width = int(trial.suggest_categorical("width", list(space.widths)))
-    n = trial.suggest_int("num_cells", space.cells_min, space.cells_max)
-    fusion = bool(trial.suggest_categorical("fusion", list(space.fusion)))
-    act = str(trial.suggest_categorical("act", list(space.act_candidates)))
-    cells = []
-    for i in range(n):
-        t = str(trial.suggest_categorical(f"cells.{i}.type", list(space.cell_types)))
-        slots = CELL_SLOTS[t][0]
-        ops = tuple(str(trial.suggest_categorical(f"cells.{i}.{t}.conv{j}",
-                                                  list(space.conv_candidates)))
-                    for j in range(slots))
-        att = str(trial.suggest_categorical(f"cells.{i}.{t}.attention",
-                                            list(space.attention_candidates)))
-        cells.append(CellGene(t, ops, Attention(att), act, shallow_residual=t == "rfdb",
-                              block_residual=t != "rfdb"))
-    return Genotype(scale=space.scale, width=width, cells=tuple(cells), fusion=fusion)
 
 
 # --------------------------------------------------------------------------------------------
