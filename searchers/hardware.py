@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 from collections.abc import Iterable
@@ -278,6 +279,17 @@ def spearman(a: list[float], b: list[float]) -> float:
     import pandas as pd
 
     return float(pd.Series(a).rank().corr(pd.Series(b).rank()))
+
+
+def kendall(a: list[float], b: list[float]) -> float:
+    """Kendall's tau-b (ties in either list counted as neither concordant nor discordant)."""
+    import numpy as np
+
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    i, j = np.triu_indices(len(x), k=1)
+    dx, dy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+    denom = math.sqrt(float(np.count_nonzero(dx)) * float(np.count_nonzero(dy)))
+    return float(np.sum(dx * dy) / denom) if denom else math.nan
 
 
 def validate_table(net: SuperNet, table: HardwareTable, samples: int = 30,

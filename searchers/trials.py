@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,7 @@ class ProxyConfig:
     patch_size: int | None = None  # null: 48 raised to what the space's attention needs
     lr: float = 1e-3
     seed: int = 0
+    seeds: int = 1  # the proxy PSNR is the mean of this many trainings (seed, seed + 1, ...)
     val_max_side: int = 192
     supernet: str | None = None  # a DARTS run folder: inherit weights instead of training
 
@@ -77,6 +78,9 @@ class ProxyConfig:
         if self.steps < 0 or self.batch_size < 1 or patch_bad or self.lr <= 0:
             raise ValueError(f"steps >= 0, batch_size >= 1, patch_size >= 1 and lr > 0 needed; "
                              f"got {self.steps}, {self.batch_size}, {self.patch_size}, {self.lr}")
+        if self.seeds < 1:
+            raise ValueError(f"proxy.seeds: got {self.seeds}; give 1 or more (the proxy PSNR "
+                             "is the mean over that many short trainings)")
 
 
 @dataclass
@@ -121,6 +125,8 @@ class TrialResult:
     duration_s: float
     genotype: str
     constraints: dict[str, float]
+    psnr_std_db: float = 0.0  # the spread of the proxy PSNR over its seeds
+    proxy_seeds: int = 1
 
     @property
     def values(self) -> tuple[float, float, float]:
@@ -183,6 +189,27 @@ def proxy_psnr(model: torch.nn.Module, genotype: Genotype, proxy: ProxyConfig,
     return validate(model, val, scale=scale, device=device, side=proxy.val_max_side)
 
 
+def proxy_score(genotype: Genotype, proxy: ProxyConfig, device: torch.device,
+                patch_size: int | None = None, model: torch.nn.Module | None = None
+                ) -> tuple[float, float]:
+    """The proxy PSNR of ``genotype``: the mean (and population std) over ``proxy.seeds``
+    short trainings, each from a fresh initialisation seeded ``proxy.seed + k`` and drawing
+    its own patches. ``model`` (built with seed ``proxy.seed``) serves as the first; a net
+    inheriting a DARTS supernet's weights is scored once (nothing random to average). NaN if
+    any training diverged."""
+    from search_space import build_model
+
+    seeds = 1 if proxy.supernet else proxy.seeds
+    scores = []
+    for k in range(seeds):
+        one = replace(proxy, seed=proxy.seed + k)
+        if model is None or k > 0:
+            torch.manual_seed(one.seed)
+            model = build_model(genotype)
+        scores.append(proxy_psnr(model, genotype, one, device, patch_size))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
 def constraint_values(result_like: dict[str, float], cfg: ConstraintConfig) -> dict[str, float]:
     """Constraint values (feasible when <= 0) of a measured trial."""
     out = {}
@@ -219,7 +246,7 @@ def evaluate_genotype(genotype: Genotype, proxy: ProxyConfig, measure: MeasureCo
                           threads=measure.threads)
     mem = measure_peak_memory(model, shape, device=device)
     steps = 0 if proxy.supernet else proxy.steps
-    psnr = proxy_psnr(model, genotype, _with_steps(proxy, steps), device, patch_size)
+    psnr, psnr_std = proxy_score(genotype, _with_steps(proxy, steps), device, patch_size, model)
     measured = {"psnr_db": psnr, "params_m": cplx.params_m, "latency_ms": lat.median_ms,
                 "memory_mib": mem.peak_memory_mib}
     return TrialResult(
@@ -229,12 +256,11 @@ def evaluate_genotype(genotype: Genotype, proxy: ProxyConfig, measure: MeasureCo
         device=str(device), duration_s=time.perf_counter() - start,
         genotype=genotype.to_json(indent=None),
         constraints=constraint_values(measured, constraints) if math.isfinite(psnr) else {},
+        psnr_std_db=psnr_std, proxy_seeds=1 if proxy.supernet else proxy.seeds,
     )
 
 
 def _with_steps(proxy: ProxyConfig, steps: int) -> ProxyConfig:
-    from dataclasses import replace
-
     return replace(proxy, steps=steps)
 
 

@@ -155,7 +155,31 @@ def test_trial_benchmarks_run(capsys):
     assert bench(["overhead", "--trials", "3", *args]) == 0
     assert "per-trial overhead" in capsys.readouterr().out
     assert bench(["proxy-rank", "--archs", "3", "--factor", "2", *args]) == 0
-    assert "Spearman over 3 nets" in capsys.readouterr().out
+    assert "| 2 steps | 2 | 1/2 |" in capsys.readouterr().out
+
+
+def test_proxy_rank_compares_seed_means_and_resumes_from_its_cache(tmp_path, capsys):
+    from searchers.benchmark import main as bench
+    from searchers.hardware import kendall
+
+    assert kendall([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(2 / 3)
+    assert kendall([1, 2, 3], [3, 2, 1]) == -1.0
+    args = [a for a in _args("unused") if not a.startswith("run.dir")]
+    cache = tmp_path / "runs.jsonl"
+    run = ["proxy-rank", "--archs", "2", "--factor", "2", "--seeds", "2", "--zoo", "rlfn_ntire",
+           "--cache", str(cache), *args]
+    assert bench([*run, "--part", "1/2"]) == 0  # one of two processes: the table waits
+    assert "trainings still to run" in capsys.readouterr().out
+    assert bench([*run, "--part", "0/2"]) == 0  # the other part completes it
+    out = capsys.readouterr().out
+    for proxy in ("| 2 steps |", "| 1 steps x 2 seeds |", "| 2 steps x 2 seeds |",
+                  "| 4 steps |"):
+        assert proxy in out
+    assert "| rlfn_ntire | " in out and "Kendall" in out
+    lines = cache.read_text().splitlines()
+    assert len(lines) == 3 * 5  # 3 nets x {1, 2 (seeds 0, 1), 4 steps, long}: nothing twice
+    assert bench(run) == 0  # everything cached: the table again, no training
+    assert len(cache.read_text().splitlines()) == len(lines)
 
 
 def test_random_search_is_reproducible_and_does_not_redraw_on_resume():

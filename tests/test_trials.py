@@ -167,3 +167,18 @@ def test_mab_cells_and_maffsrn_attentions_can_be_sampled():
     assert mab is not None and all(len(c.ops) == 2 for c in mab.cells if c.type == "mab")
     model = build_model(mab)
     assert model(torch.rand(1, 3, 8, 8)).shape == (1, 3, 16, 16)
+
+
+def test_the_proxy_can_average_seeds():
+    from dataclasses import replace
+
+    g = Genotype.from_dict({"scale": 2, "width": 8, "cells": [
+        {"type": "erb", "ops": ["conv3x3", "conv3x3"], "attention": "none"}]})
+    one = [evaluate_genotype(g, replace(TINY_PROXY, seed=s), TINY_MEASURE, ConstraintConfig())
+           for s in (0, 1)]
+    both = evaluate_genotype(g, replace(TINY_PROXY, seeds=2), TINY_MEASURE, ConstraintConfig())
+    assert both.proxy_seeds == 2 and one[0].proxy_seeds == 1
+    assert both.psnr_db == pytest.approx((one[0].psnr_db + one[1].psnr_db) / 2, abs=1e-9)
+    assert both.psnr_std_db == pytest.approx(abs(one[0].psnr_db - one[1].psnr_db) / 2, abs=1e-9)
+    with pytest.raises(ValueError, match="proxy.seeds: got 0"):
+        ProxyConfig(seeds=0)
