@@ -154,12 +154,38 @@ class LossConfig:
     latency_target_ms: float | None = None
     memory_target_mib: float | None = None
     params_target: float | None = None
+    # Budget-mode targets relative to a zoo net: at the start of a search the reference is
+    # measured whole (hardware.* settings) and latency_x / memory_x times its figures become
+    # latency_target_ms / memory_target_mib (saved in budget.json, reused on --resume).
+    reference: str | None = None
+    latency_x: float | None = None
+    memory_x: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("latency_weight", "memory_weight", "params_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: got {getattr(self, name)}; a loss weight must be "
                                  ">= 0 (0 switches the term off)")
+        relative = [n for n in ("latency_x", "memory_x") if getattr(self, n) is not None]
+        for name in relative:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"loss.{name}: got {getattr(self, name)}; give a multiple > 0 "
+                                 "of the reference's figure, e.g. 0.8")
+        if relative and (self.reference is None or self.mode != "budget"):
+            raise ValueError(f"loss.{relative[0]} needs loss.reference (a zoo net, e.g. "
+                             f"span_ntire2024) and loss.mode=budget; got reference="
+                             f"{self.reference!r}, mode={self.mode!r}")
+        if self.reference is not None:
+            from search_space.zoo import ZOO
+
+            if self.reference not in ZOO:
+                raise ValueError(f"loss.reference: got {self.reference!r}; valid names: "
+                                 f"{', '.join(ZOO)}")
+        for name, target in (("latency_x", "latency_target_ms"),
+                             ("memory_x", "memory_target_mib")):
+            if getattr(self, name) is not None and getattr(self, target) is not None:
+                raise ValueError(f"loss.{name} and loss.{target} both set; give the budget "
+                                 "relative to the reference or absolute, not both")
 
 
 @dataclass
@@ -280,8 +306,11 @@ class DartsSearch:
                           warmup=hw.warmup, threads=hw.threads), hw.cache_dir)
         fill_supernet_costs(self.net, self.table, progress=True)
         self.net.to(self.device)
+        penalty = {k: v for k, v in asdict(cfg.loss).items()
+                   if k not in ("reference", "latency_x", "memory_x")}
+        penalty.update(self.relative_targets())
         self.architect = Architect(
-            self.net, loss_fn=F.l1_loss, penalty=HardwarePenalty(**asdict(cfg.loss)),
+            self.net, loss_fn=F.l1_loss, penalty=HardwarePenalty(**penalty),
             lr=sc.arch_lr, weight_decay=sc.arch_weight_decay, second_order=sc.order == "second",
             unroll_lr=sc.lr, zero_one_weight=sc.zero_one_weight if sc.guard == "fair" else 0.0,
         )
@@ -294,6 +323,41 @@ class DartsSearch:
         self.step = 0
         self.ckpt_path = run_dir / "checkpoint.pt"
         self.log: CsvLogger | None = None
+
+    def relative_targets(self) -> dict[str, float]:
+        """Absolute budget-mode targets from ``loss.reference`` x ``loss.latency_x`` /
+        ``memory_x``: the reference measured whole at the table's settings, once per run
+        (``budget.json`` in the run folder holds them; a resumed run reads them back)."""
+        loss, hw = self.cfg.loss, self.cfg.hardware
+        if loss.reference is None or (loss.latency_x is None and loss.memory_x is None):
+            return {}
+        path = self.run_dir / "budget.json"
+        if path.exists():
+            saved = json.loads(path.read_text())
+        else:
+            from proxies.latency import measure_latency
+            from proxies.memory import measure_peak_memory
+            from search_space import build_model
+            from search_space.zoo import ZOO, at_scale
+
+            torch.manual_seed(0)
+            ref = build_model(at_scale(ZOO[loss.reference], self.cfg.space.scale))
+            shape = (1, 3, hw.size, hw.size)
+            saved = {"reference": loss.reference, "size": hw.size,
+                     "reference_latency_ms": measure_latency(
+                         ref, shape, device=hw.device, runs=hw.runs, warmup=hw.warmup,
+                         threads=hw.threads).median_ms,
+                     "reference_memory_mib": measure_peak_memory(
+                         ref, shape, device=hw.device).peak_memory_mib}
+            if loss.latency_x is not None:
+                saved["latency_target_ms"] = loss.latency_x * saved["reference_latency_ms"]
+            if loss.memory_x is not None:
+                saved["memory_target_mib"] = loss.memory_x * saved["reference_memory_mib"]
+            atomic_write_text(path, json.dumps(saved, indent=2) + "\n")
+        figures = ", ".join(f"{k}={v:.3f}" for k, v in saved.items()
+                            if k.endswith(("_ms", "_mib")))
+        logger.info("budget relative to %s: %s", loss.reference, figures)
+        return {k: saved[k] for k in ("latency_target_ms", "memory_target_mib") if k in saved}
 
     # -- checkpoints ------------------------------------------------------------------------
 

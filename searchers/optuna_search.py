@@ -33,6 +33,7 @@ from searchers.trials import (
     DEFAULT_ZOO,
     DIRECTIONS,
     OBJECTIVE_NAMES,
+    BudgetConfig,
     ConstraintConfig,
     MeasureConfig,
     NotInSpace,
@@ -87,6 +88,7 @@ class OptunaConfig:
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     constraints: ConstraintConfig = field(default_factory=ConstraintConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
     run: RunSection = field(default_factory=RunSection)
 
@@ -205,7 +207,8 @@ def objective(trial: Any, cfg: OptunaConfig) -> tuple[float, float, float]:
     try:
         patch = study_patch_size(cfg.space, cfg.proxy,
                                  cfg.study.zoo if cfg.study.enqueue_zoo else [])
-        result = evaluate_genotype(genotype, cfg.proxy, cfg.measure, cfg.constraints, patch)
+        result = evaluate_genotype(genotype, cfg.proxy, cfg.measure, cfg.constraints, patch,
+                                   cfg.budget)
     except Exception as exc:  # recorded as FAIL with its reason; the study goes on
         trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:1000])
         raise

@@ -178,7 +178,8 @@ def trainable(config: dict[str, Any]) -> None:
         check_trial_device(cfg.measure.device, bool(config.get("_measure_cuda", False)))
         patch = study_patch_size(cfg.space, cfg.proxy,
                                  cfg.study.zoo if cfg.study.enqueue_zoo else [])
-        result = evaluate_genotype(genotype, cfg.proxy, cfg.measure, cfg.constraints, patch)
+        result = evaluate_genotype(genotype, cfg.proxy, cfg.measure, cfg.constraints, patch,
+                                   cfg.budget)
     except Exception as exc:  # reported as a failed trial with its reason; Tune goes on
         report.update({k: math.nan for k in OBJECTIVE_NAMES})
         report["fail_reason"] = f"{type(exc).__name__}: {exc}"[:1000]

@@ -104,6 +104,38 @@ class ConstraintConfig:
     max_memory_mib: float | None = None
 
 
+@dataclass
+class BudgetConfig:
+    """A budget relative to a reference net, measured in the trial's own process.
+
+    ``latency_x``: the most latency a trial may have, as a multiple of ``reference``'s, timed
+    interleaved with it round by round (the ratio survives the machine's drift);
+    ``memory_x``: the most peak memory, as a multiple of the reference's on the same input.
+    Each is a constraint (``latency_x``, ``memory_x``; feasible when <= 0) beside the absolute
+    ones of ``constraints`` (ms, MiB), which stay available for a fixed input size.
+    """
+
+    reference: str | None = None  # a zoo net, e.g. span_ntire2024
+    latency_x: float | None = None
+    memory_x: float | None = None
+    rounds: int = 6
+
+    def __post_init__(self) -> None:
+        for name in ("latency_x", "memory_x"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"budget.{name}: got {value}; give a multiple > 0 of the "
+                                 "reference's figure, e.g. 0.8, or null for none")
+        if (self.latency_x is not None or self.memory_x is not None) and not self.reference:
+            raise ValueError(f"budget.reference: got {self.reference!r} with latency_x="
+                             f"{self.latency_x}, memory_x={self.memory_x}; name the reference "
+                             "net, e.g. budget.reference=span_ntire2024")
+        if self.reference is not None:
+            zoo_genotype(self.reference, 4)  # validates the name
+        if self.rounds < 1:
+            raise ValueError(f"budget.rounds: got {self.rounds}; must be >= 1")
+
+
 # --------------------------------------------------------------------------------------------
 # Evaluation
 # --------------------------------------------------------------------------------------------
@@ -127,6 +159,8 @@ class TrialResult:
     constraints: dict[str, float]
     psnr_std_db: float = 0.0  # the spread of the proxy PSNR over its seeds
     proxy_seeds: int = 1
+    latency_ratio: float = math.nan  # to budget.reference, timed interleaved (NaN: none)
+    memory_ratio: float = math.nan
 
     @property
     def values(self) -> tuple[float, float, float]:
@@ -210,9 +244,15 @@ def proxy_score(genotype: Genotype, proxy: ProxyConfig, device: torch.device,
     return float(np.mean(scores)), float(np.std(scores))
 
 
-def constraint_values(result_like: dict[str, float], cfg: ConstraintConfig) -> dict[str, float]:
-    """Constraint values (feasible when <= 0) of a measured trial."""
+def constraint_values(result_like: dict[str, float], cfg: ConstraintConfig,
+                      budget: BudgetConfig | None = None) -> dict[str, float]:
+    """Constraint values (feasible when <= 0) of a measured trial: the absolute ones and
+    those of the relative budget (``latency_x``, ``memory_x``)."""
     out = {}
+    if budget is not None and budget.latency_x is not None:
+        out["latency_x"] = result_like["latency_ratio"] - budget.latency_x
+    if budget is not None and budget.memory_x is not None:
+        out["memory_x"] = result_like["memory_ratio"] - budget.memory_x
     if cfg.psnr_floor_db is not None:
         out["psnr_floor"] = cfg.psnr_floor_db - result_like["psnr_db"]
     if cfg.max_params_m is not None:
@@ -224,11 +264,38 @@ def constraint_values(result_like: dict[str, float], cfg: ConstraintConfig) -> d
     return out
 
 
+_REFERENCE_MEMORY: dict[tuple[str, int, int, str], float] = {}
+
+
+def reference_ratios(model: torch.nn.Module, memory_mib: float, budget: BudgetConfig,
+                     measure: MeasureConfig, scale: int, device: torch.device
+                     ) -> tuple[float, float]:
+    """(latency ratio, memory ratio) of ``model`` to ``budget.reference``: latency timed
+    interleaved with the reference round by round; the reference's peak memory measured once
+    per process and input."""
+    from proxies.latency import measure_latency_ratio
+    from proxies.memory import measure_peak_memory
+    from search_space import build_model
+
+    assert budget.reference is not None
+    torch.manual_seed(0)
+    ref = build_model(zoo_genotype(budget.reference, scale))
+    shape = (1, 3, measure.lr_size, measure.lr_size)
+    ratio = measure_latency_ratio(model, ref, shape, device=device, rounds=budget.rounds,
+                                  runs_per_round=max(1, measure.runs // 2),
+                                  warmup=measure.warmup, threads=measure.threads)
+    key = (budget.reference, scale, measure.lr_size, str(device))
+    if key not in _REFERENCE_MEMORY:
+        _REFERENCE_MEMORY[key] = measure_peak_memory(ref, shape, device=device).peak_memory_mib
+    return ratio.ratio_median, memory_mib / _REFERENCE_MEMORY[key]
+
+
 def evaluate_genotype(genotype: Genotype, proxy: ProxyConfig, measure: MeasureConfig,
-                      constraints: ConstraintConfig, patch_size: int | None = None
-                      ) -> TrialResult:
+                      constraints: ConstraintConfig, patch_size: int | None = None,
+                      budget: BudgetConfig | None = None) -> TrialResult:
     """Build, measure (in its deployed form) and briefly train one net. NaN PSNR means the
-    training diverged. ``patch_size``: the study's training patch (see :func:`proxy_psnr`)."""
+    training diverged. ``patch_size``: the study's training patch (see :func:`proxy_psnr`);
+    ``budget``: constraints relative to a reference net (:class:`BudgetConfig`)."""
     from proxies.complexity import measure_complexity
     from proxies.latency import measure_latency, resolve_device
     from proxies.memory import measure_peak_memory
@@ -245,18 +312,24 @@ def evaluate_genotype(genotype: Genotype, proxy: ProxyConfig, measure: MeasureCo
     lat = measure_latency(model, shape, device=device, runs=measure.runs, warmup=measure.warmup,
                           threads=measure.threads)
     mem = measure_peak_memory(model, shape, device=device)
+    lat_x = mem_x = math.nan
+    if budget is not None and budget.reference:
+        lat_x, mem_x = reference_ratios(model, mem.peak_memory_mib, budget, measure,
+                                        genotype.scale, device)
     steps = 0 if proxy.supernet else proxy.steps
     psnr, psnr_std = proxy_score(genotype, _with_steps(proxy, steps), device, patch_size, model)
     measured = {"psnr_db": psnr, "params_m": cplx.params_m, "latency_ms": lat.median_ms,
-                "memory_mib": mem.peak_memory_mib}
+                "memory_mib": mem.peak_memory_mib, "latency_ratio": lat_x, "memory_ratio": mem_x}
     return TrialResult(
         psnr_db=psnr, latency_ms=lat.median_ms, memory_mib=mem.peak_memory_mib,
         params_m=cplx.params_m, flops_g=cplx.ntire_flops_g, macs_g=cplx.macs_g,
         activations_m=cplx.ntire_activations_m, num_conv=cplx.ntire_num_conv,
         device=str(device), duration_s=time.perf_counter() - start,
         genotype=genotype.to_json(indent=None),
-        constraints=constraint_values(measured, constraints) if math.isfinite(psnr) else {},
-        psnr_std_db=psnr_std, proxy_seeds=1 if proxy.supernet else proxy.seeds,
+        constraints=constraint_values(measured, constraints, budget) if math.isfinite(psnr)
+        else {},
+        psnr_std_db=psnr_std, latency_ratio=lat_x, memory_ratio=mem_x,
+        proxy_seeds=1 if proxy.supernet else proxy.seeds,
     )
 
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from search_space import Genotype, build_model
 from search_space.network import deployed_form
 from searchers.architect import Architect, HardwarePenalty
-from searchers.darts import DartsConfig, DartsSearch, main
+from searchers.darts import DartsConfig, DartsSearch, LossConfig, main
 from searchers.hardware import (
     HardwareTable,
     TableSettings,
@@ -488,3 +488,24 @@ def test_supernet_searches_mab_cells_and_maffsrn_attentions():
     assert sum(p.numel() for p in esa.parameters()) == 8 * 2 + 2 + 3 * (2 * 2 * 9 + 2) + 2 * 8 + 8
     fixed = cost_module(SlotCost("cell", "mab", 8, 8), spec)  # a MAB's fixed part is free
     assert sum(p.numel() for p in fixed.parameters()) == 0
+
+
+def test_budget_targets_relative_to_a_reference_net_are_measured_once_per_run(tmp_path):
+    import json
+
+    budget = ["loss.mode=budget", "loss.reference=span_ntire2024", "loss.latency_x=0.8",
+              "loss.memory_x=1.0", "run.name=rel"]
+    assert main(["--stop-after", "2", *_args(tmp_path, *budget)]) == 0
+    path = tmp_path / "rel" / "budget.json"
+    saved = json.loads(path.read_text())
+    assert saved["latency_target_ms"] == pytest.approx(0.8 * saved["reference_latency_ms"])
+    assert saved["memory_target_mib"] == pytest.approx(saved["reference_memory_mib"])
+    assert saved["reference_latency_ms"] > 0 and saved["size"] == 16
+    assert main(["--resume", *_args(tmp_path, *budget)]) == 0
+    assert json.loads(path.read_text()) == saved  # the resumed run kept its targets
+    assert (tmp_path / "rel" / "genotype.json").exists()
+    with pytest.raises(ValueError, match="loss.latency_x needs loss.reference"):
+        LossConfig(latency_x=0.8)
+    with pytest.raises(ValueError, match="not both"):
+        LossConfig(mode="budget", reference="span_ntire2024", latency_x=0.8,
+                   latency_target_ms=3.0)

@@ -203,3 +203,13 @@ def test_random_search_is_reproducible_and_does_not_redraw_on_resume():
     assert resumed == first[3:]
     assert not set(draws(0, 1, 0)) & set(first)  # a second worker draws other architectures
     assert not set(draws(1, 0, 0)) & set(first)
+
+
+def test_a_relative_budget_is_a_constraint_of_every_trial(tmp_path):
+    assert main(_args(tmp_path, "study.n_trials=3", "budget.reference=span_ntire2024",
+                      "budget.latency_x=0.8", "budget.memory_x=1.0", "budget.rounds=1")) == 0
+    for t in _study(tmp_path).get_trials():
+        assert any("latency_x" in k for k in t.system_attrs), t.system_attrs  # set_constraint
+        assert t.user_attrs["latency_ratio"] > 0 and t.user_attrs["memory_ratio"] > 0
+        assert t.user_attrs["constraints"]["latency_x"] == pytest.approx(
+            t.user_attrs["latency_ratio"] - 0.8)

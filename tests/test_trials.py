@@ -182,3 +182,30 @@ def test_the_proxy_can_average_seeds():
     assert both.psnr_std_db == pytest.approx(abs(one[0].psnr_db - one[1].psnr_db) / 2, abs=1e-9)
     with pytest.raises(ValueError, match="proxy.seeds: got 0"):
         ProxyConfig(seeds=0)
+
+
+def test_a_budget_relative_to_a_reference_net_is_measured_beside_each_trial(tmp_path):
+    from searchers.trials import BudgetConfig
+
+    g = Genotype.from_dict({"scale": 4, "width": 8, "cells": [
+        {"type": "erb", "ops": ["conv3x3", "conv3x3"], "attention": "none"}]})
+    budget = BudgetConfig(reference="span_ntire2024", latency_x=0.8, memory_x=1.0, rounds=2)
+    r = evaluate_genotype(g, replace_steps(TINY_PROXY, 1), TINY_MEASURE, ConstraintConfig(),
+                          budget=budget)
+    assert 0 < r.latency_ratio < 1 and 0 < r.memory_ratio < 1.2  # a far smaller net than SPAN
+    assert r.constraints == {"latency_x": pytest.approx(r.latency_ratio - 0.8),
+                             "memory_x": pytest.approx(r.memory_ratio - 1.0)}
+    ref = evaluate_genotype(g, replace_steps(TINY_PROXY, 1), TINY_MEASURE, ConstraintConfig())
+    assert math.isnan(ref.latency_ratio) and ref.constraints == {}
+    with pytest.raises(ValueError, match="budget.reference: got None"):
+        BudgetConfig(latency_x=0.8)
+    with pytest.raises(ValueError, match="budget.latency_x: got -1"):
+        BudgetConfig(reference="span_ntire2024", latency_x=-1)
+    with pytest.raises(ValueError, match="valid names"):
+        BudgetConfig(reference="spam")
+
+
+def replace_steps(proxy, steps):
+    from dataclasses import replace
+
+    return replace(proxy, steps=steps)
