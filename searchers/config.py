@@ -414,7 +414,8 @@ def _read_yaml_mapping(path: str | Path) -> dict[str, Any]:
 
 def _read_config_file(path: str | Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A YAML config with its ``base`` files (a path or a list, relative to the file) merged
-    under it in order, recursively: ``base: spaces/cpu.yaml`` takes a preset's sections."""
+    under it in order, recursively: ``base: spaces/cpu.yaml`` takes a preset's sections;
+    ``base: {trials: spaces/cpu.yaml}`` puts them under ``trials`` (the pipeline's search)."""
     file = Path(path)
     if file.resolve() in seen:
         chain = " -> ".join(str(p) for p in (*seen, file.resolve()))
@@ -426,12 +427,20 @@ def _read_config_file(path: str | Path, seen: tuple[Path, ...] = ()) -> dict[str
         return data
     if isinstance(bases, str):
         bases = [bases]
-    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
-        raise ConfigError(f"{file}: base: expected a path or a list of paths, got "
-                          f"{_short(bases)}; e.g. base: spaces/cpu.yaml", key="base")
+    if isinstance(bases, dict):  # {section: path}: the file's keys go under that section
+        pairs = [(k, v) for k, v in bases.items()]
+    elif isinstance(bases, list):
+        pairs = [(None, b) for b in bases]
+    else:
+        pairs = [(None, bases)]
+    if not all(isinstance(b, str) and (k is None or isinstance(k, str)) for k, b in pairs):
+        raise ConfigError(f"{file}: base: expected a path, a list of paths or a mapping of "
+                          f"section: path, got {_short(bases)}; e.g. base: spaces/cpu.yaml or "
+                          "base: {trials: spaces/cpu.yaml}", key="base")
     out: dict[str, Any] = {}
-    for base in bases:
-        out = merge(out, _read_config_file(file.parent / base, (*seen, file.resolve())))
+    for section, base in pairs:
+        loaded = _read_config_file(file.parent / base, (*seen, file.resolve()))
+        out = merge(out, loaded if section is None else {section: loaded})
     return merge(out, data)
 
 

@@ -122,6 +122,10 @@ def test_a_config_takes_a_preset_as_its_base(tmp_path):
     (tmp_path / "c.yaml").write_text("base: 3\n")
     with pytest.raises(ConfigError, match="base: expected a path"):
         load_config(OptunaConfig, tmp_path / "c.yaml")
+    from searchers.pipeline import PipelineConfig
+
+    (tmp_path / "pipe.yaml").write_text("base: {trials: spaces/p.yaml}\n")
+    assert load_config(PipelineConfig, tmp_path / "pipe.yaml").trials.space.widths == [40]
 
 
 def test_an_enqueued_zoo_trial_runs_with_its_parameters_and_ray_seeds_them_too(tmp_path):

@@ -1,0 +1,107 @@
+"""The one-command pipeline: search (random, NSGA-II, DARTS), select, retrain, report; a run
+killed with SIGKILL mid-way and re-run with the same command ends as an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from PIL import Image
+
+from searchers.pipeline import PipelineConfig, equal_budgets, main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _hr(tmp_path):
+    from proxies.data import default_images
+
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    for name, im in default_images()[-2:]:
+        Image.fromarray((np.asarray(im[:96, :96]) * 255).round().astype("uint8")).save(
+            folder / f"{name}.png")
+    return folder
+
+
+def _args(tmp_path, name):
+    return [
+        f"pipeline.dir={tmp_path}", f"pipeline.name={name}", "pipeline.seeds=[0]",
+        "pipeline.zoo=[span_ntire2024]", f"pipeline.sets=[{tmp_path / 'hr'}]",
+        "pipeline.datasets_root=null", "pipeline.report_size=16", "pipeline.report_rounds=1",
+        "pipeline.patches=24",
+        "trials.space.widths=[8]", "trials.space.cells_min=1", "trials.space.cells_max=2",
+        "trials.space.conv_candidates=[conv3x3,sep_conv3x3]",
+        "trials.space.attention_candidates=[none,pa]", "trials.proxy.steps=2",
+        "trials.proxy.batch_size=2", "trials.proxy.patch_size=32", "trials.proxy.val_max_side=32",
+        "trials.measure.lr_size=16", "trials.measure.runs=1", "trials.measure.warmup=0",
+        "trials.study.zoo=[span_ntire2024]", "trials.study.population_size=2",
+        "darts.space.width=8", "darts.space.num_cells=2",
+        "darts.space.conv_candidates=[conv3x3,sep_conv3x3]",
+        "darts.space.attention_candidates=[none,pa]", "darts.data.patch_size=32",
+        "darts.data.batch_size=2", "darts.search.warmup_steps=1", "darts.hardware.size=16",
+        "darts.hardware.runs=2", "darts.hardware.warmup=0",
+        f"darts.hardware.cache_dir={tmp_path / 'lut'}", "darts.profile.enabled=false",
+        "darts.run.plots=false", "darts.run.checkpoint_every=2",
+        "retrain.optim.iterations=4", "retrain.optim.warmup_iterations=1",
+        "retrain.data.patch_size=32", "retrain.data.batch_size=2", "retrain.data.val_max_side=32",
+        "retrain.run.val_every=2", "retrain.run.checkpoint_every=2"]
+
+
+def test_equal_budgets_in_trained_patches():
+    cfg = PipelineConfig()
+    cfg.pipeline.patches = 12_000
+    cfg.trials.proxy.steps, cfg.trials.proxy.seeds, cfg.trials.proxy.batch_size = 50, 2, 3
+    cfg.darts.data.batch_size = 4
+    out = equal_budgets(cfg)
+    assert out.trials.study.n_trials == 12_000 // (50 * 2 * 3) == 40
+    assert out.darts.search.steps == 12_000 // 8 and out.darts.search.warmup_steps <= 300
+    with pytest.raises(ValueError, match="pipeline.methods"):
+        type(cfg.pipeline)(methods=["random", "random"])
+    with pytest.raises(ValueError, match="pipeline.zoo: got unknown"):
+        type(cfg.pipeline)(zoo=["spam"])
+
+
+def test_the_pipeline_runs_end_to_end_and_a_killed_one_resumes(tmp_path):
+    _hr(tmp_path)
+    assert main(_args(tmp_path, "whole")) == 0
+    whole = tmp_path / "whole"
+    summary = (whole / "pipeline.md").read_text()
+    for row in ("| random |", "| nsga2 |", "| darts |", "| span_ntire2024 | zoo |"):
+        assert row in summary
+    assert (whole / "report" / "report.html").exists()
+    assert json.loads((whole / "selected" / "selected.json").read_text())["random"]["trial"] >= 1
+
+    cmd = [sys.executable, str(ROOT / "searchers" / "pipeline.py"), *_args(tmp_path, "cut")]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    state = tmp_path / "cut" / "state.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:  # kill inside the searches
+        if state.exists() and "search.random" in state.read_text():
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the pipeline ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "cut" / "pipeline.md").exists()
+    assert subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True).returncode == 0
+    cut = tmp_path / "cut"
+    done = json.loads(state.read_text())["done"]
+    assert len(done) == len(set(done)) == 3 + 1 + 4  # 3 searches, select, 4 retrainings
+    study = optuna.load_study(study_name="random",
+                              storage=f"sqlite:///{cut / 'search' / 'random' / 'study.db'}")
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(complete) == 6 == len(study.trials)  # 24 patches / (2 steps x 2): none twice
+    assert (cut / "selected" / "random.json").read_text() == (
+        whole / "selected" / "random.json").read_text()  # the same net as the uninterrupted run
+    assert "| darts |" in (cut / "pipeline.md").read_text()
