@@ -294,7 +294,7 @@ class Pipeline:
                       else f"{self.cfg.trials.study.n_trials} trials")
             lines.append(f"| {m} | {state['seconds'].get(f'search.{m}', math.nan):.0f} | "
                          f"{amount} |")
-        lines += ["", self._dominance(seeds)]
+        lines += ["", self._dominance(seeds), "", self._hypervolume(seeds)]
         return "\n".join(lines) + "\n"
 
     def _budget_text(self) -> str:
@@ -339,6 +339,41 @@ class Pipeline:
                         f"{num(r, 'latency_ratio'):.2f} | {num(r, 'peak_memory_mib'):.1f} | "
                         f"{num(r, 'params_m'):.3f} | {', '.join(dom) or '-'} |")
         return head + "\n" + "\n".join(body)
+
+
+    @staticmethod
+    def _hypervolume(seeds: list[dict[str, Any]]) -> str:
+        """The hypervolume of the retrained searched nets against the zoo's, in (Y-PSNR mean
+        over sets and seeds: max, latency ratio: min, peak memory: min), both bounded by the
+        zoo's worst value in each objective moved 5 % further (:func:`results.pareto.
+        front_summary`); a ratio > 1 means the searched front covers more than the zoo's."""
+        import pandas as pd
+
+        from results.pareto import front_summary
+
+        rows = []
+        for r in seeds:
+            psnr = [float(v) for k, v in r.items() if k.startswith("psnr_y_") and v is not None]
+            rows.append({"name": r["name"], "is_zoo": r.get("kind") == "zoo",
+                         "state": "COMPLETE", "feasible": True,
+                         "psnr_y": sum(psnr) / len(psnr) if psnr else math.nan,
+                         "latency_ratio": r.get("latency_ratio", math.nan),
+                         "peak_memory_mib": r.get("peak_memory_mib", math.nan)})
+        df = pd.DataFrame(rows).astype({"latency_ratio": float, "peak_memory_mib": float})
+        objectives = {"psnr_y": "max", "latency_ratio": "min", "peak_memory_mib": "min"}
+        try:
+            s = front_summary(df, objectives, margin=0.05)
+        except ValueError as exc:
+            return f"Hypervolume: not computed ({exc})"
+        ref = ", ".join(f"{k} {v:.4g}" for k, v in s["reference_point"].items())
+        ratio = s["hypervolume_ratio"]
+        dominated = "; ".join(f"{z} by {', '.join(by)}" for z, by in s["zoo_dominated"].items())
+        return (f"Hypervolume (Y-PSNR mean over sets, latency ratio, peak memory; reference "
+                f"point {ref}): searched {s['hypervolume_search']:.4g}, zoo "
+                f"{s['hypervolume_zoo']:.4g}, ratio "
+                f"{'n/a' if ratio is None else f'{ratio:.3f}'}; searched nets on the combined "
+                f"front: {', '.join(s['front_combined_searched']) or 'none'}; zoo nets "
+                f"dominated in these three: {dominated or 'none'}.")
 
 
 def main(argv: list[str] | None = None) -> int:

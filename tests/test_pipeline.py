@@ -16,7 +16,8 @@ import optuna
 import pytest
 from PIL import Image
 
-from searchers.pipeline import PipelineConfig, equal_budgets, main
+from searchers.config import load_config
+from searchers.pipeline import Pipeline, PipelineConfig, equal_budgets, main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,12 +71,38 @@ def test_equal_budgets_in_trained_patches():
         type(cfg.pipeline)(zoo=["spam"])
 
 
+@pytest.mark.parametrize("name", ["pipeline.yaml", "pipeline_t91.yaml"])
+def test_the_shipped_pipeline_configs_load_with_equal_budgets(name):
+    cfg = equal_budgets(load_config(PipelineConfig, str(ROOT / "configs" / name), []))
+    p, t = cfg.pipeline, cfg.trials
+    per_trial = t.proxy.steps * t.proxy.seeds * t.proxy.batch_size
+    darts_patches = cfg.darts.search.steps * 2 * cfg.darts.data.batch_size
+    assert abs(t.study.n_trials * per_trial - darts_patches) <= per_trial, (name, p.patches)
+    assert set(p.methods) == {"random", "nsga2", "darts"}
+
+
+def test_the_hypervolume_line_compares_searched_nets_with_the_zoo():
+    def row(name, kind, psnr, lat, mem):
+        return {"name": name, "kind": kind, "psnr_y_Set5": psnr, "psnr_y_B100": psnr - 3,
+                "latency_ratio": lat, "peak_memory_mib": mem}
+
+    zoo = [row("span", "zoo", 30.0, 1.0, 10.0), row("rlfn", "zoo", 30.2, 1.5, 12.0)]
+    worse = Pipeline._hypervolume([*zoo, row("random", "search", 29.0, 1.2, 11.0)])
+    better = Pipeline._hypervolume([*zoo, row("nsga2", "search", 30.3, 0.8, 9.0)])
+    assert "searched nets on the combined front: none" in worse
+    assert "zoo nets dominated in these three: none" in worse
+    assert "span by nsga2; rlfn by nsga2" in better
+    ratio = float(better.split(", ratio ")[1].split(";")[0])
+    assert ratio > 1.0
+
+
 def test_the_pipeline_runs_end_to_end_and_a_killed_one_resumes(tmp_path):
     _hr(tmp_path)
     assert main(_args(tmp_path, "whole")) == 0
     whole = tmp_path / "whole"
     summary = (whole / "pipeline.md").read_text()
-    for row in ("| random |", "| nsga2 |", "| darts |", "| span_ntire2024 | zoo |"):
+    for row in ("| random |", "| nsga2 |", "| darts |", "| span_ntire2024 | zoo |",
+                "Hypervolume ("):
         assert row in summary
     assert (whole / "report" / "report.html").exists()
     assert json.loads((whole / "selected" / "selected.json").read_text())["random"]["trial"] >= 1
