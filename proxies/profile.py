@@ -323,6 +323,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-memory", action="store_true", help="skip peak memory")
     p.add_argument("--thop", action="store_true",
                    help="add thop's MAC count (cross-check; thop runs on a CPU copy)")
+    proto = p.add_argument_group(
+        "challenge protocol", "measure as a challenge does, beside our figures "
+        "(proxies/protocol.py)")
+    proto.add_argument("--protocol", metavar="NAME",
+                       help="ntire2024: as NTIRE 2024-2026's test_demo.py (FP32, batch 1, "
+                       "whole images, no warm-up, mean over the folder, max_memory_allocated); "
+                       "needs --images")
+    proto.add_argument("--images", metavar="DIR",
+                       help="LR images to upscale; a folder named HR or *_HR, or hr:DIR, is "
+                       "downscaled first with proxies.data's degradation (lr:DIR forces LR)")
+    proto.add_argument("--fp16", action="store_true", help="with --protocol: float16 inference")
+    proto.add_argument("--channels-last", action="store_true",
+                       help="with --protocol: channels-last weights and inputs")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print JSON instead of a table")
     out.add_argument("--markdown", action="store_true", help="print a Markdown table")
@@ -343,6 +356,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.protocol is not None or args.images is not None or args.fp16 or args.channels_last:
+        from proxies.protocol import run_cli
+
+        return run_cli(args)
     try:
         named = [resolve_genotype(spec) for spec in (args.nets or list(ZOO))]
         if args.scale:
