@@ -217,9 +217,30 @@ def objective(trial: Any, cfg: OptunaConfig) -> tuple[float, float, float]:
     if not math.isfinite(result.psnr_db):
         trial.set_user_attr("fail_reason", "the proxy training diverged (NaN loss)")
         return result.values  # Optuna records NaN values as FAIL
-    for key, value in result.constraints.items():
-        trial.set_constraint(key, value)
+    set_constraints(trial, result.constraints)
     return result.values
+
+
+def set_constraints(trial: Any, constraints: dict[str, float]) -> None:
+    """Record a trial's constraint values (feasible when every one is <= 0) for Optuna and for
+    optuna-dashboard.
+
+    Optuna 5 keeps each one under its own name (``trial.set_constraint``: system attribute
+    ``constraints:NAME``), which its samplers read. optuna-dashboard 0.21 still reads the old
+    list under ``constraints`` and shows every trial's constraints as empty without it, so the
+    same values are written there too, in sorted-name order, with the names as the user
+    attribute ``constraint_names``. Optuna then sees each value twice (``"0"``, ``"1"``, ... and
+    the names): feasibility is unchanged, and a trial's total violation doubles for every trial
+    alike, so NSGA-II's constrained ranking is unchanged too."""
+    names = sorted(constraints)
+    for name in names:
+        trial.set_constraint(name, constraints[name])
+    if names:
+        # Trial has no public setter for system attributes; Optuna's own samplers write the
+        # old-format list the same way (optuna/samplers/_base.py).
+        trial.storage.set_trial_system_attr(trial._trial_id, "constraints",
+                                            [float(constraints[n]) for n in names])
+        trial.set_user_attr("constraint_names", names)
 
 
 def run_worker(cfg: OptunaConfig, storage_url: str, worker: int) -> None:

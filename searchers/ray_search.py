@@ -13,6 +13,7 @@ from typing import Any
 from optuna.samplers import NSGAIISampler
 from ray.tune.search.optuna import OptunaSearch
 
+from searchers.optuna_search import set_constraints
 from searchers.trials import OBJECTIVE_NAMES
 
 _LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
@@ -54,8 +55,8 @@ class ConstrainedOptunaSearch(OptunaSearch):
                           error: bool = False) -> None:
         ot_trial = self._ot_trials.get(trial_id)
         if ot_trial is not None and result:
-            for key, value in (result.get("constraints") or {}).items():
-                ot_trial.set_constraint(key, float(value))
+            set_constraints(ot_trial, {k: float(v) for k, v in
+                                       (result.get("constraints") or {}).items()})
             if result.get("fail_reason"):
                 ot_trial.set_user_attr("fail_reason", str(result["fail_reason"]))
             if not all(math.isfinite(float(result.get(k, math.nan))) for k in OBJECTIVE_NAMES):

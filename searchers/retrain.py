@@ -16,7 +16,8 @@ its genotype file). It runs in its deployed form, in eval mode, without gradient
 must be the net's. The teacher is not saved in the checkpoint, but its identity (path and the
 SHA-256 of its deployed weights) is, and ``--resume`` refuses another teacher.
 
-The run folder (``run.dir``/``run.name``, the name defaulting to the genotype's) holds
+The run folder (``run.dir``/``run.name``, the name defaulting to the zoo name, or for a genotype
+file to its source and content hash, :func:`run_label`) holds
 ``config.yaml``, ``command.txt``, ``genotype.json``, ``log.csv`` (with KD, the unweighted KD
 term as ``loss_kd`` next to ``loss_train``, which includes it), ``checkpoint.pt``,
 ``model.pt`` (final weights, the EMA where enabled), ``deployed.pt`` and
@@ -544,6 +545,21 @@ class Retrainer:
         return report
 
 
+def run_label(spec: str, label: str, genotype: Genotype) -> str:
+    """The default run name: a zoo net's name; for a genotype file, its source (the file's stem,
+    or its folder's name where the file is the generic ``genotype.json`` a search writes) and
+    the first 8 hex digits of the SHA-1 of the genotype's canonical JSON, e.g.
+    ``default-3f2a9c1e`` for ``runs/darts/default/genotype.json``. Two different genotypes never
+    share a run folder; the same genotype maps to the same one (so ``--resume`` finds it)."""
+    from search_space.zoo import ZOO
+
+    if spec in ZOO:
+        return label
+    source = Path(spec).parent.name if label == "genotype" else label
+    digest = hashlib.sha1(json.dumps(genotype.to_dict(), sort_keys=True).encode()).hexdigest()
+    return f"{source or 'genotype'}-{digest[:8]}"
+
+
 def main(argv: list[str] | None = None) -> int:
     from search_space.genotype import GenotypeError
     from search_space.zoo import resolve_genotype
@@ -565,6 +581,7 @@ def main(argv: list[str] | None = None) -> int:
                         "%(message)s", datefmt="%H:%M:%S")
     try:
         label, genotype = resolve_genotype(args.genotype)
+        label = run_label(args.genotype, label, genotype)
         overrides = list(args.overrides)
         if args.teacher is not None:  # a JSON string is a YAML string: any path stays as is
             overrides.append(f"kd.teacher={json.dumps(args.teacher)}")

@@ -213,3 +213,25 @@ def test_a_relative_budget_is_a_constraint_of_every_trial(tmp_path):
         assert t.user_attrs["latency_ratio"] > 0 and t.user_attrs["memory_ratio"] > 0
         assert t.user_attrs["constraints"]["latency_x"] == pytest.approx(
             t.user_attrs["latency_ratio"] - 0.8)
+
+
+def test_constraints_stored_for_optuna_and_for_the_dashboard():
+    """Named constraints for Optuna 5, the old list for optuna-dashboard 0.21 (issue 12, 5a),
+    and the same feasibility either way."""
+    import optuna
+
+    from searchers.optuna_search import set_constraints
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for cons in ({"memory_x": -0.2, "latency_x": 0.5}, {"memory_x": -0.1, "latency_x": -0.3}):
+        trial = study.ask()
+        set_constraints(trial, cons)
+        study.tell(trial, [1.0, 2.0])
+    bad, good = study.trials
+    assert bad.system_attrs["constraints"] == [0.5, -0.2]  # sorted names: latency_x, memory_x
+    assert bad.user_attrs["constraint_names"] == ["latency_x", "memory_x"]
+    assert bad.system_attrs["constraints:latency_x"] == 0.5
+    assert bad.constraints["latency_x"] == 0.5 and bad.constraints["0"] == 0.5
+    from optuna.study._constrained_optimization import _get_feasible_trials
+
+    assert [t.number for t in _get_feasible_trials(study.trials)] == [good.number]

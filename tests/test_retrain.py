@@ -218,3 +218,22 @@ def test_bad_teacher_is_refused_before_the_run_folder_is_written(tmp_path, genot
     assert main(_args(tmp_path, genotype_file, *extra)) == 2
     assert message in caplog.text
     assert not list(tmp_path.rglob("config.yaml"))
+
+
+def test_run_label_names_file_runs_after_source_and_content(tmp_path):
+    """Two different ``genotype.json`` files get two run folders; the same genotype gets the
+    same one wherever its file is; a zoo net keeps its name (issue 12, 5b)."""
+    from search_space.zoo import ZOO
+    from searchers.retrain import run_label
+
+    a, b = tmp_path / "darts" / "a" / "genotype.json", tmp_path / "darts" / "b" / "genotype.json"
+    for path, name in ((a, "rlfn_ntire"), (b, "span_ntire2024")):
+        path.parent.mkdir(parents=True)
+        ZOO[name].save(path)
+    label_a = run_label(str(a), "genotype", ZOO["rlfn_ntire"])
+    label_b = run_label(str(b), "genotype", ZOO["span_ntire2024"])
+    assert label_a.startswith("a-") and label_b.startswith("b-") and len(label_a) == 10
+    copy = tmp_path / "mine.json"
+    ZOO["rlfn_ntire"].save(copy)
+    assert run_label(str(copy), "mine", ZOO["rlfn_ntire"]) == "mine-" + label_a[2:]
+    assert run_label("rlfn_ntire", "rlfn_ntire", ZOO["rlfn_ntire"]) == "rlfn_ntire"
