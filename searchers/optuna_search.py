@@ -243,8 +243,23 @@ def set_constraints(trial: Any, constraints: dict[str, float]) -> None:
         trial.set_user_attr("constraint_names", names)
 
 
+def finished_trials(study: Any) -> int:
+    """The trials that count toward ``study.n_trials``: COMPLETE and PRUNED ones, and FAIL ones
+    that will not be run again. A trial whose worker was killed is failed once its heartbeat
+    is stale and re-enqueued as a new trial (``study.retries``); the failed attempt does not
+    count, its retry does, so a user who asks for 8 trials gets 8 finished ones."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
+    return sum(1 for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+               or (t.state == TrialState.FAIL and t.number not in retried))
+
+
 def run_worker(cfg: OptunaConfig, storage_url: str, worker: int) -> None:
-    """Run trials on the shared study until it holds ``study.n_trials`` finished trials.
+    """Run trials on the shared study until it holds ``study.n_trials`` finished trials
+    (:func:`finished_trials`).
 
     One trial per ``optimize`` call, re-reading the study in between, so that workers on
     several processes or hosts stop together. SQLite cannot lock a waiting (enqueued) trial, so
@@ -252,17 +267,15 @@ def run_worker(cfg: OptunaConfig, storage_url: str, worker: int) -> None:
     a warning (PostgreSQL and MySQL lock the row, so it does not happen there).
     """
     import optuna
-    from optuna.trial import TrialState
 
     if cfg.measure.threads:
         torch.set_num_threads(cfg.measure.threads)
     study = optuna.load_study(study_name=cfg.study.name,
                               storage=make_storage(storage_url, cfg.study),
                               sampler=make_sampler(cfg.study))
-    done = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
     bar = None
     for _ in range(3 * cfg.study.n_trials):  # a cap: each pass runs (or loses) one trial
-        finished = len(study.get_trials(deepcopy=False, states=done))
+        finished = finished_trials(study)
         if finished >= cfg.study.n_trials:
             break
         if bar is None and worker == 0:
@@ -279,7 +292,7 @@ def run_worker(cfg: OptunaConfig, storage_url: str, worker: int) -> None:
             logger.warning("worker %d: another worker finished the same trial first (%s)",
                            worker, exc)
         if bar is not None:
-            bar.n = min(len(study.get_trials(deepcopy=False, states=done)), cfg.study.n_trials)
+            bar.n = min(finished_trials(study), cfg.study.n_trials)
             bar.refresh()
     if bar is not None:
         bar.close()
