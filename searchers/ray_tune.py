@@ -191,14 +191,45 @@ def trainable(config: dict[str, Any]) -> None:
     tune.report(report)
 
 
+def cluster_auth_mode() -> str:
+    """Turn Ray's token authentication on for a driver joining a cluster by address, when a
+    token is at hand and ``RAY_AUTH_MODE`` is unset; return the mode used.
+
+    ``ray start --head`` enables token authentication whenever a token exists (Ray >= 2.59
+    creates one, ``~/.ray/auth_token``), but ``ray.init(address=HOST:PORT)`` only sends it when
+    ``RAY_AUTH_MODE=token`` is in the driver's environment, and fails with ``InvalidAuthToken``
+    otherwise. The token is looked up where Ray documents it: ``$RAY_AUTH_TOKEN``,
+    ``$RAY_AUTH_TOKEN_PATH``, then ``~/.ray/auth_token``. An explicit ``RAY_AUTH_MODE`` (e.g.
+    ``disabled`` for a cluster without authentication) is left as it is."""
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode is not None:
+        return mode
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    has_token = bool(os.environ.get("RAY_AUTH_TOKEN")) or (
+        Path(path).is_file() if path else (Path.home() / ".ray" / "auth_token").is_file())
+    if not has_token:
+        return "disabled"
+    os.environ["RAY_AUTH_MODE"] = "token"
+    logger.info("Ray cluster: token authentication on (RAY_AUTH_MODE=token; the token from "
+                "$RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)")
+    return "token"
+
+
 def run(cfg: RayConfig, run_dir: Path, address: str | None) -> Any:
     ray = require_ray()
     from ray import tune
 
     run_dir = run_dir.resolve()
     if not ray.is_initialized():
-        ray.init(address=address or "local", include_dashboard=False,
-                 logging_level=logging.WARNING)
+        try:
+            ray.init(address=address or "local", include_dashboard=False,
+                     logging_level=logging.WARNING)
+        except (ConnectionError, RuntimeError) as exc:
+            raise ConfigError(
+                f"--address {address}: could not connect to the Ray cluster ({exc}). Check the "
+                "address (`ray status` on the head prints it); with token authentication, "
+                "this host needs the head's token in ~/.ray/auth_token, $RAY_AUTH_TOKEN or "
+                "$RAY_AUTH_TOKEN_PATH (`ray get-auth-token` on the head prints it)") from exc
     cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
     resources = trial_resources(cfg, cluster_gpus)  # a trial that times on CUDA owns a GPU
     fn = tune.with_resources(trainable, resources)
@@ -243,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s", datefmt="%H:%M:%S")
     try:
+        if args.address not in (None, "local"):
+            cluster_auth_mode()  # before Ray is imported: it reads RAY_AUTH_MODE at import
         require_ray()
         overrides = list(args.overrides)
         if not any(o.startswith("run.dir=") for o in overrides):
@@ -258,7 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         logger.error("%s", exc)
         return 2
-    grid = run(cfg, run_dir, args.address)
+    try:
+        grid = run(cfg, run_dir, args.address)
+    except ConfigError as exc:
+        logger.error("%s", exc)
+        return 2
     errors = sum(1 for r in grid if r.error is not None)
     logger.info("%d trials (%d crashed) in %s; report: python -m results --ray %s --out %s",
                 len(grid), errors, run_dir / "tune", run_dir / "tune", run_dir / "report")

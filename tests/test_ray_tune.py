@@ -97,3 +97,25 @@ def test_the_nsga2_searcher_survives_a_checkpoint(tmp_path):
     assert len(restored._ot_study.trials) == 1
     assert restored.suggest("t2") is not None  # the fresh lock works
     assert restored._ot_study.sampler._thread_lock.acquire(blocking=False)
+
+
+def test_cluster_auth_mode_follows_the_token(tmp_path, monkeypatch):
+    """A driver joining by address turns token authentication on when a token is at hand,
+    and leaves an explicit RAY_AUTH_MODE alone (issue 13: InvalidAuthToken with Ray 2.60)."""
+    from searchers.ray_tune import cluster_auth_mode
+
+    for var in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert cluster_auth_mode() == "disabled"
+    import os
+
+    assert "RAY_AUTH_MODE" not in os.environ
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("secret\n")
+    assert cluster_auth_mode() == "token" and os.environ["RAY_AUTH_MODE"] == "token"
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    assert cluster_auth_mode() == "disabled"
+    monkeypatch.delenv("RAY_AUTH_MODE")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "missing"))
+    assert cluster_auth_mode() == "disabled"
