@@ -527,6 +527,7 @@ class SRImageSet:
         rng: np.random.Generator,
         *,
         augment: bool = True,
+        keep: slice | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """A batch of aligned random crops ``(lr, hr)``: ``Bx3xpxp`` float32 tensors in [0, 1].
 
@@ -535,6 +536,11 @@ class SRImageSet:
         ``patch_size`` on both sides, a crop position on the LR grid (so LR and HR align exactly)
         and, with ``augment``, random horizontal flip, vertical flip and 90-degree rotation
         applied identically to LR and HR. All randomness is drawn from ``rng``.
+
+        ``keep`` (a slice of ``range(batch_size)``, default all): the draws of the whole batch
+        are made, in the same order, but only the kept patches are cropped and returned; so
+        ranks that share ``rng`` and keep disjoint slices together return exactly the batch one
+        process would draw, and ``rng`` ends in the same state on each.
         """
         if not isinstance(rng, np.random.Generator):
             raise TypeError(
@@ -553,18 +559,25 @@ class SRImageSet:
                 f"on both sides (largest: {largest.name!r}, {_hw(largest.hr)}); "
                 "use a smaller patch_size."
             )
-        lr_out = np.empty((batch_size, lp, lp, 3), dtype=np.float32)
-        hr_out = np.empty((batch_size, patch_size, patch_size, 3), dtype=np.float32)
+        kept = range(batch_size)[keep] if keep is not None else range(batch_size)
+        if not kept:
+            raise ValueError(f"random_patches: keep={keep!r} selects no patch of a batch of "
+                             f"{batch_size}; pass a slice within range({batch_size}).")
+        lr_out = np.empty((len(kept), lp, lp, 3), dtype=np.float32)
+        hr_out = np.empty((len(kept), patch_size, patch_size, 3), dtype=np.float32)
         for b in range(batch_size):
             im = eligible[int(rng.integers(len(eligible)))]
             y = int(rng.integers(im.lr.shape[0] - lp + 1))
             x = int(rng.integers(im.lr.shape[1] - lp + 1))
+            flips = rng.integers(2, size=3) if augment else None
+            if b not in kept:
+                continue
             lr = im.lr[y : y + lp, x : x + lp]
             hr = im.hr[y * s : (y + lp) * s, x * s : (x + lp) * s]
-            if augment:
-                hflip, vflip, rot = rng.integers(2, size=3)
+            if flips is not None:
+                hflip, vflip, rot = flips
                 lr, hr = _augment(lr, hflip, vflip, rot), _augment(hr, hflip, vflip, rot)
-            lr_out[b], hr_out[b] = lr, hr
+            lr_out[kept.index(b)], hr_out[kept.index(b)] = lr, hr
         return _to_tensor(lr_out), _to_tensor(hr_out)
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import pandas as pd
 
-from results.pareto import aim_candidates, front_summary, pareto_mask
+from results.pareto import pareto_mask, search_summary
 from results.plots import write_pareto_report
 from results.table import from_optuna, from_ray, to_csv, validate_table
 
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--separate-html",
         action="store_true",
-        help="one HTML file per figure (plotly.js embedded in each) instead of one report",
+        help="one HTML file per figure (sharing one plotly.min.js) instead of one report",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
@@ -104,26 +104,7 @@ def write_front_genotypes(front: pd.DataFrame, folder: Path) -> list[Path]:
 
 
 def _summary(df: pd.DataFrame, margin: float) -> dict[str, Any]:
-    try:
-        summary = front_summary(df, margin=margin)
-    except ValueError as err:
-        logger.warning("no front summary: %s", err)
-        return {
-            "error": str(err),
-            "n_trials": len(df),
-            "n_complete": int((df["state"] == "COMPLETE").sum()),
-            "n_failed": int((df["state"] == "FAIL").sum()),
-        }
-    try:
-        candidates = aim_candidates(df)
-    except ValueError as err:
-        summary["aim_candidates"] = {"error": str(err)}
-    else:
-        summary["aim_candidates"] = {
-            str(r["name"]): {k: float(r[k]) for k in ("psnr_db", "latency_ms", "memory_mib")}
-            for r in candidates.to_dict("records")
-        }
-    return summary
+    return search_summary(df, margin)
 
 
 def _print_summary(
@@ -183,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (out / SUMMARY_JSON).write_text(
         json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8"
     )
-    write_pareto_report(df, out, single_file=not args.separate_html)
+    write_pareto_report(df, out, single_file=not args.separate_html, summary=summary)
     _print_summary(df, front, summary, out)
     return 0
 

@@ -28,6 +28,7 @@ __all__ = [
     "hypervolume",
     "aim_candidates",
     "pareto_mask",
+    "search_summary",
     "zoo_reference_point",
 ]
 
@@ -361,3 +362,33 @@ def front_summary(
         "zoo_dominated": dominated,
         "zoo_not_dominated": not_dominated,
     }
+
+
+def search_summary(df: pd.DataFrame, margin: float = 0.0) -> dict[str, Any]:
+    """:func:`front_summary` (with ``margin``) plus ``aim_candidates``: ``{name: {"psnr_db",
+    "latency_ms", "memory_mib"}}`` of :func:`aim_candidates`, best first, or ``{"error": why}``.
+
+    Without a complete zoo net, returns ``{"error": why, "n_trials", "n_complete",
+    "n_failed"}`` instead (logged as a warning). This is ``summary.json`` of ``python -m
+    results`` and the summary of its Pareto page.
+    """
+    try:
+        summary = front_summary(df, margin=margin)
+    except ValueError as err:
+        logger.warning("no front summary: %s", err)
+        return {
+            "error": str(err),
+            "n_trials": len(df),
+            "n_complete": int((df["state"] == "COMPLETE").sum()),
+            "n_failed": int((df["state"] == "FAIL").sum()),
+        }
+    try:
+        candidates = aim_candidates(df)
+    except ValueError as err:
+        summary["aim_candidates"] = {"error": str(err)}
+    else:
+        summary["aim_candidates"] = {
+            str(r["name"]): {k: float(r[k]) for k in ("psnr_db", "latency_ms", "memory_mib")}
+            for r in candidates.to_dict("records")
+        }
+    return summary

@@ -4,7 +4,7 @@ Takes the folders of retrained nets (``python searchers/retrain.py``: derived ne
 retrained on the same budget) and, optionally, the search they came from (an Optuna storage or
 a Ray Tune folder), and writes into ``--out``:
 
-* ``report.html``: one offline page (Plotly, plotly.js embedded) with
+* ``report.html``: one offline page (Plotly; plotly.js in ``plotly.min.js`` beside it) with
 
   - the search's Pareto front (proxy PSNR against latency and against peak memory, both as
     ratios to the reference net measured in the same study) with the retrained nets added on a
@@ -445,7 +445,8 @@ def aim_verdict(
     absent = [n for n in (psnr_reference, memory_reference) if n not in zoo.index]
     if absent:
         return {"available": False, "met_by": [], "nets": {}, "reference_runs": {},
-                "reason": f"the runs hold no retrained {absent}: retrain them on the same budget "
+                "reason": f"the runs hold no retrained {' or '.join(absent)}: retrain them on the "
+                          "same budget "
                           "to judge the aim"}
     ref, mem_ref = zoo.loc[psnr_reference], zoo.loc[memory_reference]
     counts = zoo_rows["zoo_name"].value_counts()

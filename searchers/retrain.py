@@ -24,6 +24,17 @@ term as ``loss_kd`` next to ``loss_train``, which includes it), ``checkpoint.pt`
 ``deployed_genotype.json``, ``deploy.json`` (the equivalence check), ``training.html`` and,
 with KD, ``teacher.json`` (the teacher's path, weights hash, genotype and the files read).
 
+Several devices: ``torchrun --nproc_per_node=N searchers/retrain.py ...`` trains one run with
+DistributedDataParallel (:mod:`searchers.distributed`; Gloo on the CPU, NCCL on CUDA with
+each process on ``cuda:LOCAL_RANK``). ``data.batch_size`` stays the global batch: each rank
+crops its ``1/N`` share of the batch one process would draw from the same seeded stream, so the
+batches, the RNG state in the checkpoint and the training (up to float rounding; batch-norm
+statistics are per rank) are those of a single process; the logged loss is the mean over the
+ranks. Rank 0 alone writes the run folder, logs, validates and deploys; ``config.yaml``
+records ``run.world_size``. ``--resume`` and ``--stop-after`` work under torchrun, and a run
+may resume on another number of processes (same global batch). Without torchrun, or with
+one process, nothing changes.
+
 MemSR's scheme: ``kd.init=memsr`` with a teacher initialises a plain student
 (:func:`search_space.plain.plain_genotype`, e.g. ``memsr_plain``) from the teacher's plain form
 before the first iteration (:mod:`search_space.plain`; ``init.json`` records the fit), then
@@ -54,6 +65,7 @@ import numpy as np
 import torch
 
 from search_space.network import super_resolve
+from searchers import distributed
 from searchers.config import (
     ConfigError,
     CsvLogger,
@@ -62,6 +74,7 @@ from searchers.config import (
     load_config,
     record_run,
 )
+from searchers.distributed import Dist
 from searchers.training import (
     TrainingDiverged,
     TrainStep,
@@ -132,6 +145,9 @@ class RetrainRun:
     checkpoint_every: int = 200
     val_every: int = 200
     log_every: int = 20
+    # Recorded, not read: the processes the run was (last) launched with (torchrun's
+    # WORLD_SIZE; 1 for a plain run). data.batch_size is the global batch, split among them.
+    world_size: int = 1
 
 
 DEFAULT_KD_WEIGHT = 1.0
@@ -309,18 +325,27 @@ def _teacher_words(identity: dict[str, Any] | None) -> str:
 class Retrainer:
     """One retraining run (the teacher, with ``cfg.kd.teacher``, is loaded here)."""
 
-    def __init__(self, cfg: RetrainConfig, genotype: Any, run_dir: Path) -> None:
+    def __init__(self, cfg: RetrainConfig, genotype: Any, run_dir: Path,
+                 dist: Dist | None = None) -> None:
         from proxies.data import dataset_from_spec
         from proxies.latency import resolve_device
         from search_space import build_model
 
         self.cfg, self.genotype, self.run_dir = cfg, genotype, run_dir
+        self.dist = dist = dist or Dist()
+        if cfg.data.batch_size % dist.world_size:
+            b, n = cfg.data.batch_size, dist.world_size
+            raise ConfigError(
+                f"data.batch_size is {b}, the global batch, but it does not split among "
+                f"{n} processes; set data.batch_size to a multiple of {n} (e.g. "
+                f"{max(n, b - b % n)}) or launch a number of processes that divides {b}",
+                key="data.batch_size")
         scale = genotype.scale
         if cfg.data.scale is not None and cfg.data.scale != scale:
             raise ConfigError(f"data.scale is {cfg.data.scale} but the genotype is x{scale}; "
                               "retrain at the genotype's scale (drop data.scale) or use a "
                               f"genotype built for x{cfg.data.scale}")
-        self.device = resolve_device(cfg.run.device)
+        self.device = distributed.init(dist, resolve_device(cfg.run.device))
         self.teacher = None if cfg.kd.teacher is None else load_teacher(cfg.kd.teacher)
         if self.teacher is not None:
             if self.teacher.genotype.scale != scale:
@@ -352,12 +377,23 @@ class Retrainer:
         if o.amp and not self.amp:
             logger.info("optim.amp: mixed precision is used on CUDA only; training in float32")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.train_step = TrainStep(self.model, self.optimizer,
+        self.net: torch.nn.Module = self.model  # what trains: the DDP wrapper with several ranks
+        if dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.net = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda"
+                else None)
+            # super_resolve reads the net's value range off the module it calls
+            object.__setattr__(self.net, "data_range",
+                               float(getattr(self.model, "data_range", 1.0)))
+        self.train_step = TrainStep(self.net, self.optimizer,
                                     loss=loss_fn(o.loss, o.charbonnier_eps),
                                     grad_clip=o.grad_clip, scheduler=self.scheduler,
                                     amp=self.amp, scaler=self.scaler,
                                     teacher=None if self.teacher is None else self.teacher.model,
-                                    kd_weight=cfg.kd.weight or 0.0)
+                                    kd_weight=cfg.kd.weight or 0.0,
+                                    agree=dist.all_true if dist.enabled else None)
         self.step = 0
         self.resumed = False  # set by load_checkpoint
         self.best_psnr = -math.inf
@@ -409,14 +445,25 @@ class Retrainer:
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), "best_psnr": self.best_psnr,
             "teacher": None if self.teacher is None else self.teacher.identity,
+            "world_size": self.dist.world_size,
             "rng": {"torch": torch.get_rng_state(), "numpy": self.rng.bit_generator.state,
                     "python": random.getstate()},
         }, self.ckpt_path)
 
     def load_checkpoint(self) -> None:
+        """Rank 0 reads the checkpoint and hands it to the other ranks (which need not see the
+        run folder); every rank restores it. Every rank draws the same random stream
+        (:func:`sample_batch` ``part``), so the one RNG state of the checkpoint serves them all,
+        and a run may resume with another world size: the global batch, and with it the
+        training, is the same (up to rounding; batch-norm statistics are per rank)."""
         from search_space import Genotype
 
-        ckpt = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
+        if not self.dist.enabled:
+            ckpt = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
+        else:
+            ckpt = self.dist.broadcast(
+                torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
+                if self.dist.is_main else None)
         theirs = Genotype.from_json(ckpt["genotype"])
         if theirs != self.genotype:
             raise ConfigError(
@@ -449,6 +496,11 @@ class Retrainer:
         self.step = int(ckpt["step"])
         self.resumed = True
         logger.info("resumed %s at iteration %d", self.ckpt_path, self.step)
+        before = int(ckpt.get("world_size", 1))
+        if before != self.dist.world_size:
+            logger.warning("the run was trained on %d process(es) and resumes on %d, with the "
+                           "same global batch %d", before, self.dist.world_size,
+                           self.cfg.data.batch_size)
 
     @property
     def log_columns(self) -> list[str]:
@@ -460,23 +512,27 @@ class Retrainer:
         checkpoint, loaded here unless :meth:`load_checkpoint` already ran."""
         from tqdm import tqdm
 
-        cfg, o = self.cfg, self.cfg.optim
+        cfg, o, dist = self.cfg, self.cfg.optim, self.dist
+        main = dist.is_main  # rank 0 writes, logs and validates; the others only train
         if resume and not self.resumed:
             self.load_checkpoint()
         if cfg.kd.init == "memsr" and not self.resumed and self.step == 0:
-            report = self.memsr_init()
-            atomic_write_text(self.run_dir / "init.json", json.dumps(report, indent=2) + "\n")
+            report = self.memsr_init()  # same patches and fit on every rank
+            if main:
+                atomic_write_text(self.run_dir / "init.json",
+                                  json.dumps(report, indent=2) + "\n")
             if self.ema is not None:  # average from the initialised weights
                 self.ema.module.load_state_dict(self.model.state_dict())
-        log = CsvLogger(self.run_dir / "log.csv", self.log_columns)
-        if resume:
+        log = CsvLogger(self.run_dir / "log.csv", self.log_columns) if main else None
+        if resume and log is not None:
             log.truncate_after("step", self.step)
         g = self.genotype
         bar = tqdm(total=o.iterations, initial=self.step, desc="retrain", unit="it",
-                   dynamic_ncols=True)
+                   dynamic_ncols=True, disable=True if not main else None)
+        part = (dist.rank, dist.world_size)
         while self.step < o.iterations:
             lr, hr = sample_batch(self.train, cfg.data.batch_size, self.patch_size, self.rng,
-                                  self.device)
+                                  self.device, part=part)
             loss = self.train_step(lr, hr, where=(
                 f" at iteration {self.step}; the last good checkpoint is kept in "
                 f"{self.ckpt_path}. Lower optim.lr ({o.lr}) and resume with --resume."))
@@ -484,25 +540,31 @@ class Retrainer:
                 self.ema.update_parameters(self.model)
             self.step += 1
             row: dict[str, Any] = {}
-            if self.step % cfg.run.val_every == 0 or self.step == o.iterations:
+            if main and (self.step % cfg.run.val_every == 0 or self.step == o.iterations):
                 psnr = validate(self.eval_model, self.val, scale=g.scale, device=self.device,
                                 side=cfg.data.val_max_side)
                 self.best_psnr = max(self.best_psnr, psnr)
                 row["val_psnr_y_db"] = psnr
                 bar.set_postfix(val_psnr=f"{psnr:.3f}")
-            if self.teacher is not None:
-                row["loss_kd"] = self.train_step.last_kd
-            if "val_psnr_y_db" in row or self.step % cfg.run.log_every == 0:
-                log.log({"step": self.step, "loss_train": loss,
-                         "lr": self.optimizer.param_groups[0]["lr"], **row})
-            if self.step % cfg.run.checkpoint_every == 0 or self.step == o.iterations:
+            # the same decision on every rank (validation steps are log steps)
+            if (self.step % cfg.run.val_every == 0 or self.step == o.iterations
+                    or self.step % cfg.run.log_every == 0):
+                loss = dist.mean(loss)  # the global batch's loss: the mean over the ranks
+                if self.teacher is not None:
+                    row["loss_kd"] = dist.mean(self.train_step.last_kd or 0.0)
+                if log is not None:
+                    log.log({"step": self.step, "loss_train": loss,
+                             "lr": self.optimizer.param_groups[0]["lr"], **row})
+            if main and (self.step % cfg.run.checkpoint_every == 0
+                         or self.step == o.iterations):
                 self.save_checkpoint()
             bar.update(1)
             if stop_after is not None and self.step >= stop_after:
                 logger.warning("stopping at iteration %d (--stop-after)", self.step)
                 break
         bar.close()
-        log.close()
+        if log is not None:
+            log.close()
 
     def finish(self) -> dict[str, Any]:
         """Final weights, deployment form and its equivalence check, training curves."""
@@ -530,14 +592,9 @@ class Retrainer:
         if not report["equivalent"]:
             logger.warning("the deployed form differs from the trained one by %.2e", max_diff)
         try:
-            import pandas as pd
+            from results.plots import write_training_plots
 
-            from results.plots import loss_figure, write_html
-
-            df = pd.read_csv(self.run_dir / "log.csv")
-            cols = [c for c in ("loss_train", "loss_kd", "lr", "val_psnr_y_db")
-                    if c in df and df[c].notna().any()]
-            write_html(loss_figure(df, cols, title="retraining"), self.run_dir / "training.html")
+            write_training_plots(self.run_dir)  # "Retraining: <run folder>"
         except (ImportError, ValueError) as exc:
             logger.warning("training curves not written: %s", exc)
         logger.info("val Y-PSNR %.3f dB (deployed %.3f dB, max diff %.1e); results in %s",
@@ -579,39 +636,66 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s", datefmt="%H:%M:%S")
+    dist = Dist()
     try:
+        dist = distributed.from_env()
+        if not dist.is_main:  # one voice: the other ranks log only warnings and errors
+            logging.getLogger().setLevel(logging.WARNING)
         label, genotype = resolve_genotype(args.genotype)
         label = run_label(args.genotype, label, genotype)
         overrides = list(args.overrides)
         if args.teacher is not None:  # a JSON string is a YAML string: any path stays as is
             overrides.append(f"kd.teacher={json.dumps(args.teacher)}")
         cfg = load_config(RetrainConfig, args.config, overrides)
+        cfg.run.world_size = dist.world_size
         run_dir = Path(cfg.run.dir) / (cfg.run.name or label)
         ckpt = run_dir / "checkpoint.pt"
-        if args.resume and not ckpt.exists():
-            raise ConfigError(f"--resume: no checkpoint in {run_dir}")
-        if not args.resume and ckpt.exists():
-            raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or "
-                              "choose another run.name=...")
-        trainer = Retrainer(cfg, genotype, run_dir)  # checks the input; writes nothing
+        from proxies.latency import resolve_device
+
+        distributed.init(dist, resolve_device(cfg.run.device))  # the process group, if any
+        trainer = None
+        try:  # every rank sets up; a failure on any stops them all, with its message
+            if dist.is_main and args.resume and not ckpt.exists():
+                raise ConfigError(f"--resume: no checkpoint in {run_dir}")
+            if dist.is_main and not args.resume and ckpt.exists():
+                raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue "
+                                  "it or choose another run.name=...")
+            trainer = Retrainer(cfg, genotype, run_dir, dist)  # checks the input; writes nothing
+        except (ConfigError, GenotypeError, ValueError, FileNotFoundError) as exc:
+            if not dist.enabled:
+                raise
+            _agreed(dist, str(exc))
+        _agreed(dist, None)
+        assert trainer is not None
         if args.resume:
             trainer.load_checkpoint()  # refuses another genotype or teacher before any write
-        run_dir.mkdir(parents=True, exist_ok=True)
-        record_run(run_dir, cfg, [sys.argv[0], *argv], resume=args.resume)
-        genotype.save(run_dir / "genotype.json")
-        if trainer.teacher is not None:
-            atomic_write_text(run_dir / "teacher.json",
-                              json.dumps(trainer.teacher.identity, indent=2) + "\n")
+        if dist.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            record_run(run_dir, cfg, [sys.argv[0], *argv], resume=args.resume)
+            genotype.save(run_dir / "genotype.json")
+            if trainer.teacher is not None:
+                atomic_write_text(run_dir / "teacher.json",
+                                  json.dumps(trainer.teacher.identity, indent=2) + "\n")
         trainer.run(resume=args.resume, stop_after=args.stop_after)
-        if trainer.step >= cfg.optim.iterations:
-            trainer.finish()
+        if dist.is_main and trainer.step >= cfg.optim.iterations:
+            trainer.finish()  # the deployment form and its check: rank 0 only
+        dist.barrier()
     except TrainingDiverged as exc:
         logger.error("%s", exc)
         return 3
     except (ConfigError, GenotypeError, ValueError, FileNotFoundError) as exc:
         logger.error("%s", exc)
         return 2
+    finally:
+        distributed.close(dist)
     return 0
+
+
+def _agreed(dist: Dist, error: str | None) -> None:
+    """Raise ``ConfigError`` on every rank when any rank's setup failed (the lowest rank's)."""
+    first = dist.first_error(error)
+    if first is not None:
+        raise ConfigError(first)
 
 
 if __name__ == "__main__":

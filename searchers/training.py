@@ -19,8 +19,10 @@ pieces:
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -66,9 +68,24 @@ def training_patch_size(patch_size: int | None, attentions: Iterable[str], scale
 
 
 def sample_batch(data: Any, batch_size: int, patch_size: int, rng: np.random.Generator,
-                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """``batch_size`` aligned random LR/HR patches in [0, 1] (flips, rot90), on ``device``."""
-    lr, hr = data.random_patches(batch_size, patch_size, rng)
+                 device: torch.device, *, part: tuple[int, int] = (0, 1)
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch_size`` aligned random LR/HR patches in [0, 1] (flips, rot90), on ``device``.
+
+    ``part=(rank, world_size)``: this rank's share, patches ``rank * b`` to ``(rank + 1) * b``
+    (``b = batch_size // world_size``) of the batch one process would draw from ``rng``; every
+    rank's ``rng`` advances as that process's does.
+    """
+    rank, world = part
+    if world == 1:
+        lr, hr = data.random_patches(batch_size, patch_size, rng)
+    else:
+        if batch_size % world:
+            raise ValueError(f"batch_size: got {batch_size} for {world} processes; pass a "
+                             f"global batch that is a multiple of {world}")
+        b = batch_size // world
+        lr, hr = data.random_patches(batch_size, patch_size, rng,
+                                     keep=slice(rank * b, (rank + 1) * b))
     return lr.to(device), hr.to(device)
 
 
@@ -78,6 +95,45 @@ def training_section() -> Any:
     from proxies.isolation import training
 
     return training()
+
+
+JOINT_TRY_S = 0.05
+"""How long each rank tries for its training section before the ranks compare (seconds)."""
+
+
+@contextlib.contextmanager
+def joint_training_section(agree: Callable[[bool], bool]) -> Iterator[None]:
+    """Every rank of a distributed step inside its host's training section, or none.
+
+    A rank that blocked on its section while another waited in the gradient all-reduce inside
+    its own would deadlock with a measurer queued between them. So each rank tries for
+    :data:`JOINT_TRY_S`, ``agree(got)`` (an all-reduce: true when every rank got it) decides,
+    and on a refusal those that got it let go and all try again, until the lock timeout
+    (``SRNAS_LOCK_TIMEOUT``, as :func:`proxies.isolation.training`).
+    """
+    from proxies import isolation
+
+    deadline, timeout = isolation._deadline(None)
+    pause = JOINT_TRY_S
+    while True:
+        stack = contextlib.ExitStack()
+        try:
+            stack.enter_context(isolation.training(timeout=JOINT_TRY_S))
+            got = True
+        except isolation.IsolationTimeout:
+            got = False
+        if agree(got):
+            break
+        stack.close()
+        if time.monotonic() >= deadline:
+            raise isolation.IsolationTimeout(
+                f"training: the ranks of this distributed run could not all enter their host's "
+                f"training section within {timeout:.0f} s (another srnas process measuring); "
+                f"raise {isolation.ENV_TIMEOUT} or set {isolation.ENV_SWITCH}=off")
+        time.sleep(pause)
+        pause = min(2 * pause, 1.0)
+    with stack:
+        yield
 
 
 class TrainStep:
@@ -101,13 +157,18 @@ class TrainStep:
         teacher: a trained net at the same scale (default ``None``: no distillation). It is put
             in eval mode with its parameters frozen, and run under ``no_grad``.
         kd_weight: the weight of the KD term (default 0.0); > 0 needs a teacher.
+        agree: for a distributed step (``model`` wrapped in DistributedDataParallel), a
+            collective ``agree(flag) -> bool`` true when ``flag`` is true on every rank: the
+            ranks enter the training section together (:func:`joint_training_section`) and
+            stop together when any rank's loss is not finite. ``None`` (default): one process.
     """
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *,
                  loss: LossFn = F.l1_loss, params: list[torch.nn.Parameter] | None = None,
                  grad_clip: float | None = None, scheduler: Any = None, amp: bool = False,
                  scaler: torch.amp.GradScaler | None = None,
-                 teacher: torch.nn.Module | None = None, kd_weight: float = 0.0) -> None:
+                 teacher: torch.nn.Module | None = None, kd_weight: float = 0.0,
+                 agree: Callable[[bool], bool] | None = None) -> None:
         if not (math.isfinite(kd_weight) and kd_weight >= 0):
             raise ValueError(f"kd_weight: got {kd_weight}; a finite weight >= 0")
         if kd_weight > 0 and teacher is None:
@@ -120,6 +181,7 @@ class TrainStep:
         self.teacher, self.kd_weight = teacher, kd_weight
         if teacher is not None:
             teacher.eval().requires_grad_(False)
+        self.agree = agree
         self.last_kd: float | None = None
 
     def forward_terms(self, lr: torch.Tensor, hr: torch.Tensor
@@ -143,13 +205,16 @@ class TrainStep:
     def __call__(self, lr: torch.Tensor, hr: torch.Tensor, *, where: str = "") -> float:
         """Train on one batch; returns the loss (KD term included). Raises
         :class:`TrainingDiverged` (the optimiser untouched) when the loss is not finite."""
-        with training_section():
+        agree = self.agree
+        with training_section() if agree is None else joint_training_section(agree):
             self.model.train()
             loss, kd = self.forward_terms(lr, hr)
             value = float(loss.detach())
             self.last_kd = None if kd is None else float(kd.detach())
-            if not math.isfinite(value):
-                raise TrainingDiverged(f"the loss became {value}{where}")
+            finite = math.isfinite(value)
+            if not (finite if agree is None else agree(finite)):
+                raise TrainingDiverged(f"the loss became {value}{where}" if not finite else
+                                       f"another rank's loss became non-finite{where}")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if self.grad_clip:

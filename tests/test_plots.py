@@ -12,7 +12,6 @@ import pytest
 
 from results import plots
 from results.plots import (
-    UNIT_Y_RANGE,
     alpha_figure,
     alpha_history,
     candidate_styles,
@@ -148,47 +147,70 @@ def test_subplot_grid():
 # --------------------------------------------------------------------------- figures
 
 
-def test_alpha_figure_traces_colours_legend_and_titles(log):
+def test_alpha_winners_and_since_step():
+    steps = pd.Index([0.0, 10.0, 20.0, 30.0], name="step")
+    frame = pd.DataFrame({"a": [0.5, 0.2, 0.3, 0.1], "b": [0.3, 0.5, 0.45, 0.6],
+                          "c": [0.2, 0.3, 0.25, 0.3]}, index=steps)
+    win = plots.alpha_winners({"s": frame}).loc["s"]
+    assert win["winner"] == "b" and win["runner_up"] in ("c",)
+    assert win["since_step"] == 10.0  # b leads from step 10 on
+    assert win["margin"] == pytest.approx(0.3) and win["n_candidates"] == 3
+    single = plots.alpha_winners({"t": pd.DataFrame({"x": [1.0]}, index=steps[:1])}).loc["t"]
+    assert single["runner_up"] is None and single["since_step"] == 0.0
+    with pytest.raises(ValueError):
+        plots.alpha_winners({})
+
+
+def test_own_y_range_and_step_ticks():
+    lo, hi = plots.own_y_range(pd.Series([0.07, 0.09]))
+    assert 0.06 < lo < 0.07 and 0.09 < hi < 0.1  # not 0-1
+    assert plots.own_y_range(pd.Series([0.0, 0.0])) == (-0.05, 0.05)
+    assert plots.step_ticks([10, 11]) == {"tickmode": "linear", "tick0": 10.0, "dtick": 1}
+    assert plots.step_ticks(range(0, 30))["dtick"] == 3
+    assert plots.step_ticks(range(0, 1000, 10)) == {"tickformat": "d"}
+    assert plots.step_ticks([0.5, 1.0]) == {}
+
+
+def test_alpha_heatmap_marks_the_winner(log):
+    history = alpha_history(log)
+    fig = plots.alpha_heatmap(history)
+    groups = plots.slot_groups(history)
+    assert len(fig.data) == len(groups) == 3  # three different candidate lists
+    winners = plots.alpha_winners(history)
+    for trace, (candidates, slots) in zip(fig.data, groups, strict=True):
+        assert list(trace.x) == list(candidates)
+        assert [y.split(" ")[0] for y in trace.y] == slots
+        for r, slot in enumerate(slots):
+            row = np.asarray(trace.z[r], dtype=float)
+            assert row.max() == 1.0 and row.min() == 0.0  # scaled within the slot
+            assert list(candidates)[int(row.argmax())] == winners.loc[slot, "winner"]
+            shown = trace.text[r][int(row.argmax())]
+            assert float(shown) == pytest.approx(winners.loc[slot, "weight"], abs=1e-3)
+            runner = winners.loc[slot, "runner_up"]
+            assert trace.text[r][list(candidates).index(runner)] != shown  # printed apart
+    assert len(fig.layout.shapes) == len(history)  # one box per slot
+
+
+def test_alpha_figure_own_ranges_winner_last_no_legend(log):
     history = alpha_history(log)
     fig = alpha_figure(history, title="run 7")
     assert fig.layout.title.text == "run 7"
-    assert [a.text for a in fig.layout.annotations] == list(SLOTS)
-
-    expected = [(slot, c) for slot, cands in SLOTS.items() for c in cands]
-    assert len(fig.data) == len(expected)
+    assert [a.text.split("<br>")[0] for a in fig.layout.annotations] == [
+        f"<b>{s}</b>" for s in SLOTS]
+    assert len(fig.data) == sum(len(c) for c in SLOTS.values())
+    assert not any(t.showlegend for t in fig.data)
+    winners = plots.alpha_winners(history)
     styles = candidate_styles(c for cands in SLOTS.values() for c in cands)
-    axes_by_slot: dict[str, set[tuple[str, str]]] = {}
-    for trace, (slot, candidate) in zip(fig.data, expected, strict=True):
-        assert trace.name == candidate
-        assert trace.line.color == styles[candidate].color
-        assert list(trace.x) == STEPS
-        np.testing.assert_allclose(trace.y, history[slot][candidate].to_numpy())
-        axes_by_slot.setdefault(slot, set()).add((trace.xaxis, trace.yaxis))
-    # every slot on exactly one subplot, and different slots on different subplots
-    assert all(len(axes) == 1 for axes in axes_by_slot.values())
-    assert len({next(iter(a)) for a in axes_by_slot.values()}) == len(SLOTS)
-
-    # conv3x3 appears in two slots: same colour, one legend entry
-    conv = [t for t in fig.data if t.name == "conv3x3"]
-    assert len(conv) == 2 and conv[0].line.color == conv[1].line.color
-    assert [t.showlegend for t in conv] == [True, False]
-    legend = [t.name for t in fig.data if t.showlegend]
-    assert sorted(legend) == sorted({c for cands in SLOTS.values() for c in cands})
-    assert len({t.line.color for t in fig.data if t.showlegend}) == len(legend)
-
-
-def test_alpha_figure_y_range_only_for_unit_weights(log):
-    log["alpha/gate/skip"] = log["alpha/gate/skip"] * 3  # gate leaves [0, 1]
-    fig = alpha_figure(alpha_history(log))
-    ranges = {}
+    by_axis: dict[str, list] = {}
     for trace in fig.data:
-        axis = fig.layout["yaxis" + trace.yaxis[1:]]
-        ranges[trace.yaxis] = axis.range
-    assert [tuple(r) if r is not None else None for r in ranges.values()] == [
-        UNIT_Y_RANGE,
-        UNIT_Y_RANGE,
-        None,
-    ]
+        by_axis.setdefault(trace.yaxis, []).append(trace)
+    for (axis, traces), slot in zip(by_axis.items(), SLOTS, strict=True):
+        assert traces[-1].name == winners.loc[slot, "winner"]  # drawn on top
+        assert traces[-1].line.color == styles[traces[-1].name].color
+        assert traces[-1].line.width > traces[0].line.width
+        lo, hi = fig.layout["yaxis" + axis[1:]].range
+        values = history[slot].to_numpy()
+        assert lo < values.min() and hi > values.max() and hi - lo < 1.0
 
 
 def test_alpha_figure_grows_with_many_slots():
@@ -201,7 +223,21 @@ def test_alpha_figure_grows_with_many_slots():
     assert len(big.data) == 80
     assert len(big.layout.annotations) == 40
     assert big.layout.height > 10 * small.layout.height
-    assert sum(t.showlegend for t in big.data) == 2
+
+
+def test_loss_figure_skips_unused_terms_and_labels_every_panel(log):
+    log["loss_params"] = 0.0
+    log["loss_zero_one"] = np.nan
+    log["step"] = [10, 11, 12, 13, 14]
+    fig = loss_figure(log, loss_columns(log))
+    assert "loss_params" not in [t.name for t in fig.data]
+    assert "loss_zero_one" not in [t.name for t in fig.data]
+    assert "loss_params, loss_zero_one" in fig.layout.title.subtitle.text
+    axes = [fig.layout["xaxis" + t.xaxis[1:]] for t in fig.data]
+    assert all(a.showticklabels and a.title.text == "step" for a in axes)
+    assert all(a.dtick == 1 and a.tickmode == "linear" for a in axes)
+    with pytest.raises(ValueError, match="nothing to plot"):
+        loss_figure(log, ["loss_params", "loss_zero_one"])
 
 
 def test_loss_figure_log_axes_only_for_positive_losses(log):
@@ -245,11 +281,11 @@ _SCRIPT_SRC = re.compile(r"<script\b[^>]*\bsrc\s*=", re.IGNORECASE)
 
 
 def _assert_offline_html(path: Path) -> str:
+    """plotly.js only from the plotly.min.js beside the page (no CDN), and that file is there."""
     html = path.read_text(encoding="utf-8")
-    assert len(html) > 1_000_000, "plotly.js is not embedded"
-    assert "plotly.js v" in html  # the library's own banner
+    assert re.findall(r'<script\b[^>]*\bsrc\s*=\s*"([^"]*)"', html) == ["plotly.min.js"]
+    assert "plotly.js v" in (path.parent / "plotly.min.js").read_text(encoding="utf-8")[:500]
     assert "Plotly.newPlot" in html
-    assert not _SCRIPT_SRC.search(html), "external script tag"
     return html
 
 
@@ -263,8 +299,26 @@ def test_write_run_plots_writes_offline_html(tmp_path, log):
     alphas = _assert_offline_html(paths[0])
     losses = _assert_offline_html(paths[1])
     assert "cells.1.attention" in alphas and "sep_conv3x3" in alphas
+    assert "Architecture weights: run_3" in alphas and alphas.count("Plotly.newPlot") == 2
     assert "loss_latency" in losses and "expected_params_m" in losses
-    assert sorted(p.name for p in out.iterdir()) == ["alphas.html", "losses.html"]
+    assert sorted(p.name for p in out.iterdir()) == ["alphas.html", "losses.html", "plotly.min.js"]
+    before = (out / "plotly.min.js").stat().st_mtime_ns
+    write_run_plots(csv, out, run_name="named")  # the same copy is kept, not rewritten
+    assert (out / "plotly.min.js").stat().st_mtime_ns == before
+    assert "Architecture weights: named" in paths[0].read_text(encoding="utf-8")
+
+
+def test_write_training_plots(tmp_path):
+    run = tmp_path / "rlfn_s0"
+    run.mkdir()
+    pd.DataFrame({"step": [1, 2], "loss_train": [0.5, 0.4], "loss_kd": [np.nan, np.nan],
+                  "val_psnr_y_db": [27.0, 27.5]}).to_csv(run / "log.csv", index=False)
+    page = plots.write_training_plots(run)
+    assert page == run / "training.html"
+    assert "Retraining: rlfn_s0" in _assert_offline_html(page)
+    (run / "log.csv").write_text("step,other\n1,2\n")
+    with pytest.raises(ValueError, match="none of"):
+        plots.write_training_plots(run)
 
 
 class _StubFigure:
@@ -282,10 +336,10 @@ class _StubFigure:
 def test_write_html_embeds_plotlyjs_and_replaces(tmp_path):
     target = tmp_path / "new" / "fig.html"
     fig = _StubFigure("<html>first</html>")
-    assert write_html(fig, target) == target
+    assert write_html(fig, target, include_plotlyjs=True) == target
     assert fig.kwargs.get("include_plotlyjs") is True
     assert target.read_text(encoding="utf-8") == "<html>first</html>"
-    write_html(_StubFigure("<html>second</html>"), str(target))
+    write_html(_StubFigure("<html>second</html>"), str(target), include_plotlyjs=True)
     assert target.read_text(encoding="utf-8") == "<html>second</html>"
     assert [p.name for p in target.parent.iterdir()] == ["fig.html"]
 
@@ -302,7 +356,7 @@ def test_write_html_failure_keeps_old_file_and_no_temp(tmp_path, monkeypatch):
 
     monkeypatch.setattr(plots.os, "replace", boom)
     with pytest.raises(OSError, match="disk full"):
-        write_html(_StubFigure("<html>new</html>"), target)
+        write_html(_StubFigure("<html>new</html>"), target, include_plotlyjs=True)
     assert len(seen) == 1 and seen[0].parent == tmp_path  # temp file in the target's folder
     assert target.read_text(encoding="utf-8") == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["fig.html"]

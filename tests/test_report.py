@@ -50,8 +50,9 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     latency reference) and two searched nets."""
     root = tmp_path_factory.mktemp("report")
     derived = Genotype.from_dict(DERIVED).save(root / "derived.json")
-    for spec in (str(derived), "rlfn_ntire", "fmen_s"):
-        assert retrain([spec, f"run.dir={root / 'runs'}", *TRAIN]) == 0
+    for spec, name in ((str(derived), ["run.name=derived"]), ("rlfn_ntire", []),
+                       ("fmen_s", [])):
+        assert retrain([spec, f"run.dir={root / 'runs'}", *TRAIN, *name]) == 0
     images = root / "images"
     images.mkdir()
     for name, hr in default_images()[:2]:
@@ -84,8 +85,9 @@ def test_report_end_to_end(runs, tmp_path, caplog, capsys):
     out = tmp_path / "report"
     assert main(_args(runs, out, "--storage", runs["storage"])) == 0
     page = (out / "report.html").read_text()
-    assert page.count("plotly.js v") == 1  # plotly.js embedded once, no external script
-    assert not re.search(r"<script[^>]*\bsrc=", page) and "data:image/png;base64," in page
+    # plotly.js from the plotly.min.js beside the page, no other external script
+    assert re.findall(r"<script[^>]*\bsrc=\"([^\"]*)\"", page) == ["plotly.min.js"]
+    assert (out / "plotly.min.js").is_file() and "data:image/png;base64," in page
     for text in ("Search front and retrained nets", "NTIRE-style table", "Crops", "bicubic",
                  "HR", "retrained derived", "Pareto front", "training_budget"):
         assert text in page, text

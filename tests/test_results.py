@@ -779,7 +779,8 @@ def test_pareto_figures(summary_table):
     assert [t.name for t in fig.data] == ["trials", "infeasible", "Pareto front", "zoo"]
     trials, infeasible, front, zoo = fig.data
     assert len(trials.x) == 5 and len(infeasible.x) == 1  # s1 s2 s5 s6 s7 / s3
-    assert front.line.shape == "hv" and front.mode == "lines+markers"
+    assert front.line.shape == "hv" and front.mode == "lines+markers+text"
+    assert list(front.text) == ["s5", "", "s1", "s2"]  # searched points named; z1 by the zoo
     assert list(front.x) == [5.0, 10.0, 11.0, 19.0]
     assert list(zoo.text) == ["z1", "z2", "z3", "z4"]
     assert "params" in zoo.hovertemplate and "FLOPs" in zoo.hovertemplate
@@ -790,6 +791,11 @@ def test_pareto_figures(summary_table):
     assert [t.name for t in fig3.data] == ["trials", "Pareto front", "zoo"]
     assert len(fig3.data[1].x) == int(pareto_mask(summary_table).sum())
     assert list(fig3.data[2].text) == ["z1", "z2", "z3", "z4"]
+    assert fig3.data[2].marker.symbol == "diamond-open"  # a searched corner point shows through
+    assert fig3.data[1].marker.size > fig3.data[2].marker.size - 3
+    front3 = fig3.data[1]
+    names = list(front3.customdata[:, 0])  # every searched front point is named, zoo ones not
+    assert list(front3.text) == ["" if n.startswith("z") else n for n in names]
 
     par = plots.parallel_coordinates_figure(summary_table)
     dims = par.data[0].dimensions
@@ -808,9 +814,11 @@ def test_pareto_figures(summary_table):
 
 
 def _offline_html(path: Path) -> str:
+    """The page loads plotly.js only from plotly.min.js beside it (no CDN), and that is there."""
     html = path.read_text(encoding="utf-8")
-    assert not _SCRIPT_SRC.search(html), "external script tag"
-    assert html.count("plotly.js v") == 1
+    sources = re.findall(r"<script\b[^>]*\bsrc\s*=\s*\"([^\"]*)\"", html, re.IGNORECASE)
+    assert sources == ["plotly.min.js"], f"script sources {sources}"
+    assert "plotly.js v" in (path.parent / "plotly.min.js").read_text(encoding="utf-8")[:500]
     return html
 
 
@@ -819,9 +827,11 @@ def test_write_pareto_report_single_file(summary_table, tmp_path):
     assert paths == [tmp_path / "report" / "pareto_report.html"]
     html = _offline_html(paths[0])
     assert html.count("Plotly.newPlot") == 4
-    assert 4_000_000 < len(html) < 6_000_000  # plotly.js once
+    assert len(html) < 1_000_000  # plotly.js in the folder's plotly.min.js
     assert "z3" in html and "parcoords" in html and "scatter3d" in html
-    assert [p.name for p in paths[0].parent.iterdir()] == ["pareto_report.html"]
+    assert "Hypervolume, searched front / zoo front" in html and "is dominated by" in html
+    assert sorted(p.name for p in paths[0].parent.iterdir()) == [
+        "pareto_report.html", "plotly.min.js"]
 
 
 def test_write_pareto_report_separate_files(summary_table, tmp_path):
@@ -834,6 +844,7 @@ def test_write_pareto_report_separate_files(summary_table, tmp_path):
     ]
     for path in paths:
         assert _offline_html(path).count("Plotly.newPlot") == 1
+    assert len(list(tmp_path.glob("*.js"))) == 1  # one plotly.js for the four pages
     assert "memory (MiB)" in paths[1].read_text(encoding="utf-8")
 
 
