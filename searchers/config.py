@@ -496,6 +496,62 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     return _atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
+def previous_checkpoint(path: str | Path) -> Path:
+    """Where :func:`save_checkpoint` keeps the checkpoint before the newest one:
+    ``checkpoint.pt`` -> ``checkpoint.prev.pt``."""
+    p = Path(path)
+    return p.with_name(f"{p.stem}.prev{p.suffix}")
+
+
+def save_checkpoint(obj: Any, path: str | Path) -> Path:
+    """Save a training checkpoint atomically, keeping the one it replaces as
+    :func:`previous_checkpoint`. The new file is written and fsynced first, the old one is then
+    hard-linked to the ``.prev`` name, and only then does the new one take the name: at every
+    instant ``path`` is a whole checkpoint (the old or the new), so a kill, even mid-write,
+    loses at most the steps since the last one."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.new")
+    _atomic_write(tmp, lambda fh: torch.save(obj, fh))
+    try:
+        if target.exists():
+            prev, link = previous_checkpoint(target), target.with_name(f".{tmp.name}.prev")
+            os.link(target, link)
+            os.replace(link, prev)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    _fsync_dir(target.parent)
+    return target
+
+
+def load_checkpoint(path: str | Path, map_location: Any = "cpu",
+                    keys: Sequence[str] = ("step",)) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint`, refusing a damaged one (empty,
+    truncated, not a checkpoint, or missing ``keys``) with a :class:`ConfigError` that names
+    the file and the last good one to go back to; it never returns half a checkpoint."""
+    target = Path(path)
+    prev = previous_checkpoint(target)
+    size = target.stat().st_size
+    try:
+        if size == 0:
+            raise ValueError("the file is empty (0 bytes)")
+        ckpt = torch.load(target, map_location=map_location, weights_only=False)
+        if not isinstance(ckpt, dict) or any(k not in ckpt for k in keys):
+            found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
+            raise ValueError(f"it holds {found}, not a checkpoint with {list(keys)}")
+    except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
+        if prev.is_file() and prev.stat().st_size > 0:
+            fix = (f"the last good one is {prev} (the checkpoint before it): "
+                   f"`mv {prev} {target}` and --resume again continues from there")
+        else:
+            fix = "no earlier checkpoint is kept; start a new run (another run.name=...)"
+        raise ConfigError(f"checkpoint {target} is damaged ({size} bytes; {exc}); {fix}"
+                          ) from exc
+    return ckpt
+
+
 def save_run_config(run_dir: str | Path, cfg: Any, argv: Sequence[str]) -> Path:
     """Write ``run_dir/config.yaml`` (resolved config) and ``run_dir/command.txt``.
 

@@ -42,10 +42,11 @@ from search_space.zoo import YARDSTICK
 from searchers.config import (
     ConfigError,
     CsvLogger,
-    atomic_torch_save,
     atomic_write_text,
+    load_checkpoint,
     load_config,
     record_run,
+    save_checkpoint,
 )
 from searchers.training import (
     TrainingDiverged,
@@ -362,7 +363,7 @@ class DartsSearch:
     # -- checkpoints ------------------------------------------------------------------------
 
     def save_checkpoint(self) -> None:
-        atomic_torch_save({
+        save_checkpoint({
             "step": self.step,
             "model": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -373,7 +374,7 @@ class DartsSearch:
         }, self.ckpt_path)
 
     def load_checkpoint(self) -> None:
-        ckpt = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
+        ckpt = load_checkpoint(self.ckpt_path, self.device, keys=("step", "model", "rng"))
         self.net.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.architect.optimizer.load_state_dict(ckpt["arch_optimizer"])

@@ -71,8 +71,10 @@ from searchers.config import (
     CsvLogger,
     atomic_torch_save,
     atomic_write_text,
+    load_checkpoint,
     load_config,
     record_run,
+    save_checkpoint,
 )
 from searchers.distributed import Dist
 from searchers.training import (
@@ -437,7 +439,7 @@ class Retrainer:
         return self.ema.module if self.ema is not None else self.model
 
     def save_checkpoint(self) -> None:
-        atomic_torch_save({
+        save_checkpoint({
             "step": self.step, "genotype": self.genotype.to_json(indent=None),
             "model": self.model.state_dict(),
             "ema": None if self.ema is None else self.ema.module.state_dict(),
@@ -458,12 +460,12 @@ class Retrainer:
         training, is the same (up to rounding; batch-norm statistics are per rank)."""
         from search_space import Genotype
 
+        keys = ("step", "model", "genotype")
         if not self.dist.enabled:
-            ckpt = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
+            ckpt = load_checkpoint(self.ckpt_path, self.device, keys)
         else:
-            ckpt = self.dist.broadcast(
-                torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
-                if self.dist.is_main else None)
+            ckpt = self.dist.broadcast(load_checkpoint(self.ckpt_path, "cpu", keys)
+                                       if self.dist.is_main else None)
         theirs = Genotype.from_json(ckpt["genotype"])
         if theirs != self.genotype:
             raise ConfigError(
