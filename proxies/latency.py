@@ -26,6 +26,12 @@ Timing protocol (both entry points share one timing helper, :func:`_time_runs`):
 * Host-wide: the measured work holds :func:`proxies.isolation.measuring`, so no other srnas
   process on the host measures or runs a training section meanwhile (``SRNAS_ISOLATION=off``
   switches this off).
+* Backend (``backend=``, :mod:`proxies.runtime`): ``"torch"`` (eager, the default) or
+  ``"onnxruntime"``, the deployed net's checked ONNX export run by an ONNX Runtime session
+  (CUDA execution provider on CUDA, CPU on the CPU, intra-op threads fixed to ``threads``),
+  timed with the host clock (``run`` returns when its outputs are ready). Warm-up, the
+  statistics and the interleaving are the same for every backend; the export is done before
+  the host-wide lock is taken.
 """
 
 from __future__ import annotations
@@ -63,7 +69,8 @@ class LatencyResult:
 
     ``std_ms`` is the population standard deviation (0.0 for a single run). ``runs`` is the
     number of timed runs actually done (``max_seconds`` may stop early). ``threads`` is the CPU
-    intra-op thread count used, or ``None`` on CUDA.
+    intra-op thread count used, or ``None`` on CUDA. ``backend``: what ran the net
+    (:data:`proxies.runtime.BACKENDS`).
     """
 
     median_ms: float
@@ -77,6 +84,7 @@ class LatencyResult:
     device: str
     threads: int | None
     input_shape: tuple[int, ...]
+    backend: str = "torch"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict view (JSON-serialisable)."""
@@ -259,6 +267,43 @@ def _runtime(device: torch.device, threads: int | None) -> Iterator[int | None]:
         yield used
 
 
+@contextlib.contextmanager
+def _runner(
+    model: nn.Module,
+    shape: tuple[int, int, int, int],
+    device: torch.device,
+    dtype: torch.dtype,
+    threads: int | None,
+    backend: str,
+) -> Iterator[tuple[Callable[[], object], torch.device, int | None]]:
+    """Yield ``(run, clock_device, threads_used)`` for one net on ``backend``: ``run()`` is one
+    inference on a seeded random input; ``clock_device`` tells :func:`_time_runs` how to time
+    it (CUDA events for torch on CUDA, else the host clock)."""
+    if backend == "torch":
+        with model_for_measurement(model, device, dtype) as net, \
+                _runtime(device, threads) as used:
+            x = make_input(shape, device, dtype)
+            yield (lambda: net(x)), device, used
+        return
+    from proxies.runtime import ort_runner
+
+    with ort_runner(model, shape, device, dtype, threads) as (run, used):
+        yield run, torch.device("cpu"), used
+
+
+def _prepare_backend(backend: str, models: Sequence[nn.Module], channels: int,
+                     dtype: torch.dtype) -> str:
+    """Validate ``backend``; for onnxruntime export every model now (outside the lock)."""
+    from proxies.runtime import check_backend, check_float32, exported_onnx
+
+    backend = check_backend(backend)
+    if backend == "onnxruntime":
+        check_float32(dtype)
+        for m in models:
+            exported_onnx(m, channels)
+    return backend
+
+
 def _time_runs(
     fn: Callable[[], object], device: torch.device, runs: int, max_seconds: float | None = None
 ) -> list[float]:
@@ -295,6 +340,7 @@ def _summarise(
     device: torch.device,
     threads: int | None,
     input_shape: tuple[int, ...],
+    backend: str = "torch",
 ) -> LatencyResult:
     t = np.asarray(times_ms, dtype=np.float64)
     p10, median, p90 = np.percentile(t, [10, 50, 90])
@@ -310,6 +356,7 @@ def _summarise(
         device=str(device),
         threads=threads,
         input_shape=input_shape,
+        backend=backend,
     )
 
 
@@ -323,6 +370,7 @@ def measure_latency(
     threads: int | None = None,
     dtype: torch.dtype = torch.float32,
     max_seconds: float | None = None,
+    backend: str = "torch",
 ) -> LatencyResult:
     """Time ``model`` on a random input of ``input_shape`` (NCHW) on ``device``.
 
@@ -337,10 +385,14 @@ def measure_latency(
         dtype: floating-point dtype of the input (and of the timed model copy, if cast).
         max_seconds: cap on the wall time of the timed loop; at least one run is always done
             and ``LatencyResult.runs`` records how many were.
+        backend: ``"torch"`` (eager) or ``"onnxruntime"`` (the checked ONNX export in an ONNX
+            Runtime session; float32 only); see :mod:`proxies.runtime`.
 
     Raises:
-        ValueError: invalid argument (the message names it and the allowed values).
-        RuntimeError: CUDA requested but not available.
+        ValueError: invalid argument (the message names it and the allowed values), or a
+            backend that is not installed or not implemented.
+        RuntimeError: CUDA requested but not available (or, for onnxruntime, without its
+            CUDA execution provider).
     """
     dev = resolve_device(device)
     shape = check_input_shape(input_shape)
@@ -357,15 +409,15 @@ def measure_latency(
             f"max_seconds must be a finite number > 0 or None, got {max_seconds!r}; "
             "pass e.g. max_seconds=10.0, or None for no cap."
         )
+    backend = _prepare_backend(backend, [model], shape[1], dtype)
     with (
         measuring(),  # no other srnas process on the host trains or measures meanwhile
-        model_for_measurement(model, dev, dtype) as net,
-        _runtime(dev, threads) as used,
+        _runner(model, shape, dev, dtype, threads, backend) as (run, clock, used),
     ):
-        x = make_input(shape, dev, dtype)
-        _time_runs(lambda: net(x), dev, warmup)
-        times_ms = _time_runs(lambda: net(x), dev, runs, max_seconds)
-    result = _summarise(times_ms, warmup=warmup, device=dev, threads=used, input_shape=shape)
+        _time_runs(run, clock, warmup)
+        times_ms = _time_runs(run, clock, runs, max_seconds)
+    result = _summarise(times_ms, warmup=warmup, device=dev, threads=used, input_shape=shape,
+                        backend=backend)
     logger.debug("latency %s: %s", type(model).__name__, result)
     return result
 
@@ -381,6 +433,7 @@ def measure_latency_ratio(
     warmup: int = 5,
     threads: int | None = None,
     dtype: torch.dtype = torch.float32,
+    backend: str = "torch",
 ) -> LatencyRatioResult:
     """Latency of ``model`` relative to ``reference``, timed interleaved on the same input.
 
@@ -389,7 +442,7 @@ def measure_latency_ratio(
     drifts of the machine affect both alike. The ratio of each round's medians is reported.
 
     Args: as :func:`measure_latency`, plus ``reference`` (the fixed yardstick net),
-        ``rounds`` (>= 1) and ``runs_per_round`` (>= 1).
+        ``rounds`` (>= 1) and ``runs_per_round`` (>= 1). ``backend`` runs both nets.
 
     Raises:
         ValueError: invalid argument (the message names it and the allowed values).
@@ -402,22 +455,21 @@ def measure_latency_ratio(
     check_int("warmup", warmup, 0)
     _check_threads(threads)
     check_dtype(dtype)
+    backend = _prepare_backend(backend, [model, reference], shape[1], dtype)
     times_ms: dict[str, list[float]] = {"model": [], "reference": []}
     round_ratios: list[float] = []
     with (
         measuring(),  # no other srnas process on the host trains or measures meanwhile
-        model_for_measurement(model, dev, dtype) as net,
-        model_for_measurement(reference, dev, dtype) as ref,
-        _runtime(dev, threads) as used,
+        _runner(model, shape, dev, dtype, threads, backend) as (run_model, clock, used),
+        _runner(reference, shape, dev, dtype, threads, backend) as (run_ref, _, _),
     ):
-        x = make_input(shape, dev, dtype)
-        fns = {"model": lambda: net(x), "reference": lambda: ref(x)}
+        fns = {"model": run_model, "reference": run_ref}
         for fn in fns.values():
-            _time_runs(fn, dev, warmup)
+            _time_runs(fn, clock, warmup)
         for r in range(rounds):
             medians: dict[str, float] = {}
             for name in ("reference", "model") if r % 2 == 0 else ("model", "reference"):
-                t = _time_runs(fns[name], dev, runs_per_round)
+                t = _time_runs(fns[name], clock, runs_per_round)
                 times_ms[name].extend(t)
                 medians[name] = float(np.median(t))
             if medians["reference"] <= 0.0:
@@ -432,6 +484,7 @@ def measure_latency_ratio(
         "device": dev,
         "threads": used,
         "input_shape": shape,
+        "backend": backend,
     }
     result = LatencyRatioResult(
         ratio_median=float(median),

@@ -25,6 +25,14 @@ input (reported separately as ``weights_mib`` and ``input_mib``).
 The caller's model is never moved or cast (a deep copy is measured if needed; see
 :func:`proxies.latency.model_for_measurement`). The measured work holds the host-wide
 :func:`proxies.isolation.measuring` lock, like the latency proxy.
+
+Backend ``onnxruntime`` (``backend=``, :mod:`proxies.runtime`): ONNX Runtime reports no peak.
+On the CPU (Linux) the peak is the resident-set high-water-mark rise over one run of a session
+with its memory arena and memory pattern off (``method="onnxruntime_rss_hwm"``, page
+granular). On CUDA there is no figure: ``peak_memory_mib`` is NaN and ``method`` starts with
+``unavailable:`` and gives the reason. :func:`measure_peak_memory_or_torch` is for callers that
+need a number (a lookup table, a trial's objective): it falls back to torch eager there and
+says so in ``backend``.
 """
 
 from __future__ import annotations
@@ -33,11 +41,12 @@ import contextlib
 import ctypes
 import gc
 import logging
+import math
 import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -55,7 +64,12 @@ from proxies.latency import (
     resolve_device,
 )
 
-__all__ = ["MemoryResult", "measure_callable_peak_mib", "measure_peak_memory"]
+__all__ = [
+    "MemoryResult",
+    "measure_callable_peak_mib",
+    "measure_peak_memory",
+    "measure_peak_memory_or_torch",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +84,8 @@ class MemoryResult:
     ``peak_memory_mib``: peak allocated during the pass above the level before it (activations,
     output, workspace; excludes weights and input). ``weights_mib``: parameters + buffers.
     ``rss_peak_delta_mib``: CPU resident-set cross-check, ``None`` unless requested and possible.
+    ``backend``: what ran the net; a backend that cannot report its peak gives NaN with
+    ``method`` ``"unavailable: <reason>"``.
     """
 
     peak_memory_mib: float
@@ -80,6 +96,12 @@ class MemoryResult:
     device: str
     input_shape: tuple[int, ...]
     rss_peak_delta_mib: float | None = None
+    backend: str = "torch"
+
+    @property
+    def available(self) -> bool:
+        """False when the backend could not report a peak (``peak_memory_mib`` is NaN)."""
+        return math.isfinite(self.peak_memory_mib)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict view (JSON-serialisable)."""
@@ -93,6 +115,8 @@ def measure_peak_memory(
     device: str | torch.device | None = "cpu",
     dtype: torch.dtype = torch.float32,
     rss_check: bool = False,
+    backend: str = "torch",
+    threads: int | None = None,
 ) -> MemoryResult:
     """Peak memory of one forward pass of ``model`` on a random ``input_shape`` input.
 
@@ -102,14 +126,20 @@ def measure_peak_memory(
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"`` or a :class:`torch.device`.
         dtype: floating-point dtype of the input (and of the measured model copy, if cast).
         rss_check: on CPU, also report the resident-set high-water-mark delta of one forward.
+        backend: ``"torch"`` or ``"onnxruntime"`` (see the module docstring).
+        threads: intra-op threads of the onnxruntime session (default 1); torch ignores it.
 
     Raises:
         ValueError: invalid argument (the message names it and the allowed values).
         RuntimeError: CUDA requested but not available, or the profiler gave no results.
     """
+    from proxies.runtime import check_backend
+
     dev = resolve_device(device)
     shape = check_input_shape(input_shape)
     check_dtype(dtype)
+    if check_backend(backend) == "onnxruntime":
+        return _ort_memory(model, shape, dev, dtype, threads)
     rss_delta_mib: float | None = None
     with contextlib.ExitStack() as stack:
         stack.enter_context(measuring())  # no other srnas process trains or measures meanwhile
@@ -142,6 +172,52 @@ def measure_peak_memory(
     )
     logger.debug("peak memory %s: %s", type(model).__name__, result)
     return result
+
+
+def _ort_memory(model: nn.Module, shape: tuple[int, int, int, int], dev: torch.device,
+                dtype: torch.dtype, threads: int | None) -> MemoryResult:
+    from proxies.runtime import check_float32, exported_onnx, ort_peak_memory
+
+    check_float32(dtype)
+    exported_onnx(model, shape[1])  # outside the lock
+    with measuring(), model_for_measurement(model, torch.device("cpu"), dtype) as net:
+        weights_bytes = sum(
+            t.numel() * t.element_size() for t in (*net.parameters(), *net.buffers()))
+        peak, output_mib, method = ort_peak_memory(model, shape, dev, threads or 1)
+    if peak is None:
+        logger.info("onnxruntime peak memory on %s: %s", dev, method)
+    return MemoryResult(
+        peak_memory_mib=math.nan if peak is None else peak,
+        weights_mib=weights_bytes / MIB,
+        input_mib=math.prod(shape) * 4 / MIB,
+        output_mib=output_mib,
+        method=method,
+        device=str(dev),
+        input_shape=shape,
+        backend="onnxruntime",
+    )
+
+
+def measure_peak_memory_or_torch(
+    model: nn.Module,
+    input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE,
+    *,
+    device: str | torch.device | None = "cpu",
+    dtype: torch.dtype = torch.float32,
+    backend: str = "torch",
+    threads: int | None = None,
+) -> MemoryResult:
+    """:func:`measure_peak_memory` on ``backend``; where that backend cannot report a peak
+    (onnxruntime on CUDA), the torch-eager figure, with ``backend="torch"`` and ``method``
+    naming the fallback. For callers that need a number."""
+    mem = measure_peak_memory(model, input_shape, device=device, dtype=dtype, backend=backend,
+                              threads=threads)
+    if mem.available:
+        return mem
+    logger.warning("%s cannot report peak memory (%s); using torch eager's figure", backend,
+                   mem.method)
+    fallback = measure_peak_memory(model, input_shape, device=device, dtype=dtype)
+    return replace(fallback, method=f"{fallback.method} (fallback: {mem.method})")
 
 
 def measure_callable_peak_mib(fn: Callable[[], object],

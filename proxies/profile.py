@@ -10,6 +10,14 @@ two ratios measured in the same process, the net's ``x ref`` divided by ``rlfn_n
 ``x ref`` (its own row when it is profiled, else one extra interleaved measurement of it
 against the reference; exactly ``x ref`` when the reference is ``rlfn_ntire``). It has no
 p10-p90. ``--json`` prints machine-readable rows.
+
+``--backend onnxruntime`` measures latency and peak memory on ONNX Runtime instead of torch
+eager (:mod:`proxies.runtime`; the reference net too, so ``x ref`` compares like with like).
+``--backend torch onnxruntime`` profiles every net on each backend in this one process, prints
+each table, then the eager-vs-runtime comparison (:func:`compare_backends`: each net's latency
+on both, their ratio, its rank on each, and the Spearman and Kendall correlations of the two
+rankings). A backend that is not installed or not implemented is skipped with the reason.
+Where a backend cannot report peak memory (ONNX Runtime on CUDA) the column says ``n/a``.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import logging
 import math
 import platform
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +94,7 @@ class ProfileSettings:
     latency: bool = True
     memory: bool = True
     thop: bool = False
+    backend: str = "torch"  # proxies.runtime.BACKENDS
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:
@@ -151,12 +160,13 @@ def profile_model(
             lat = measure_latency(
                 model, shape, device=settings.device,
                 runs=settings.rounds * settings.runs_per_round, warmup=settings.warmup,
-                threads=settings.threads,
+                threads=settings.threads, backend=settings.backend,
             )
         row.update(latency_ms=lat.median_ms, latency_p10_ms=lat.p10_ms,
                    latency_p90_ms=lat.p90_ms)
     if settings.memory:
-        mem = measure_peak_memory(model, shape, device=settings.device)
+        mem = measure_peak_memory(model, shape, device=settings.device,
+                                  backend=settings.backend, threads=settings.threads)
         row.update(peak_memory_mib=mem.peak_memory_mib, weights_mib=mem.weights_mib)
     return ProfileRow(**row)
 
@@ -166,7 +176,7 @@ def _interleaved(model: nn.Module, reference: nn.Module,
     return measure_latency_ratio(
         model, reference, (1, 3, *settings.lr_size), device=settings.device,
         rounds=settings.rounds, runs_per_round=settings.runs_per_round, warmup=settings.warmup,
-        threads=settings.threads,
+        threads=settings.threads, backend=settings.backend,
     )
 
 
@@ -227,6 +237,8 @@ def profile_genotypes(
 
 
 def _fmt(value: float | None, spec: str) -> str:
+    if value is not None and math.isnan(value):
+        return "n/a"  # measured, but the backend cannot report it (see the table's note)
     return "-" if value is None else format(value, spec)
 
 
@@ -282,6 +294,105 @@ def format_table(rows: Sequence[ProfileRow], markdown: bool = False) -> str:
     return "\n".join(lines)
 
 
+def compare_backends(rows: Mapping[str, Sequence[ProfileRow]]) -> dict[str, Any]:
+    """Eager vs runtime: the same nets profiled on two backends in one process.
+
+    ``rows`` maps two backend names (the first is the baseline, e.g. ``torch``) to rows of the
+    same nets in the same order. Returns ``backends``, ``rows`` (per net: latency on each
+    backend, ``runtime_over_baseline``, the ``x ref`` ratio on each and the net's rank by
+    latency on each, 1 = fastest), ``spearman`` and ``kendall`` (of the two latency rankings),
+    ``ratio_spearman`` (of the two ``x ref`` rankings; NaN without a reference),
+    ``rank_changes`` (nets whose rank differs) and ``max_rank_shift``.
+
+    Raises:
+        ValueError: not exactly two backends, or rows of different nets or without latency.
+    """
+    from searchers.hardware import kendall, spearman
+
+    if len(rows) != 2:
+        raise ValueError(f"rows: got backends {list(rows)}; compare exactly two, e.g. "
+                         "{'torch': ..., 'onnxruntime': ...}")
+    (base, a), (other, b) = rows.items()
+    if [r.name for r in a] != [r.name for r in b]:
+        raise ValueError(f"rows: {base} has nets {[r.name for r in a]} but {other} has "
+                         f"{[r.name for r in b]}; profile the same nets in the same order")
+    if any(r.latency_ms is None for r in (*a, *b)):
+        raise ValueError("rows: a row has no latency; profile with latency on (no --no-latency)")
+    lat_a = [float(r.latency_ms) for r in a]  # type: ignore[arg-type]
+    lat_b = [float(r.latency_ms) for r in b]  # type: ignore[arg-type]
+    rank_a = _ranks(lat_a)
+    rank_b = _ranks(lat_b)
+    ratios_a = [r.latency_ratio for r in a]
+    ratios_b = [r.latency_ratio for r in b]
+    have_ratio = all(x is not None for x in (*ratios_a, *ratios_b))
+    out_rows = [{"name": ra.name, f"{base}_ms": la, f"{other}_ms": lb,
+                 "runtime_over_baseline": lb / la, f"{base}_x_ref": ra.latency_ratio,
+                 f"{other}_x_ref": rb.latency_ratio, f"{base}_rank": ka, f"{other}_rank": kb,
+                 f"{base}_peak_memory_mib": ra.peak_memory_mib,
+                 f"{other}_peak_memory_mib": rb.peak_memory_mib}
+                for ra, rb, la, lb, ka, kb in zip(a, b, lat_a, lat_b, rank_a, rank_b,
+                                                  strict=True)]
+    enough = len(a) >= 2
+    return {
+        "backends": [base, other],
+        "rows": out_rows,
+        "spearman": spearman(lat_a, lat_b) if enough else math.nan,
+        "kendall": kendall(lat_a, lat_b) if enough else math.nan,
+        "ratio_spearman": spearman([float(x) for x in ratios_a],  # type: ignore[arg-type]
+                                   [float(x) for x in ratios_b])  # type: ignore[arg-type]
+        if have_ratio and enough else math.nan,
+        "rank_changes": sum(x != y for x, y in zip(rank_a, rank_b, strict=True)),
+        "max_rank_shift": max((abs(x - y) for x, y in zip(rank_a, rank_b, strict=True)),
+                              default=0),
+    }
+
+
+def _ranks(values: Sequence[float]) -> list[int]:
+    """1-based rank of each value (1 = smallest; ties by order)."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0] * len(values)
+    for rank, i in enumerate(order, start=1):
+        ranks[i] = rank
+    return ranks
+
+
+def format_comparison(cmp: Mapping[str, Any]) -> str:
+    """Markdown table of :func:`compare_backends`' result, with its correlations below."""
+    base, other = cmp["backends"]
+    header = ["Model", f"{base} [ms]", f"{other} [ms]", f"{other} / {base}", f"x ref {base}",
+              f"x ref {other}", f"rank {base}", f"rank {other}", f"mem {base} [MiB]",
+              f"mem {other} [MiB]"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in cmp["rows"]:
+        cells = [r["name"], f"{r[f'{base}_ms']:.2f}", f"{r[f'{other}_ms']:.2f}",
+                 f"{r['runtime_over_baseline']:.2f}", _fmt(r[f"{base}_x_ref"], ".2f"),
+                 _fmt(r[f"{other}_x_ref"], ".2f"), str(r[f"{base}_rank"]),
+                 str(r[f"{other}_rank"]), _fmt(r[f"{base}_peak_memory_mib"], ".1f"),
+                 _fmt(r[f"{other}_peak_memory_mib"], ".1f")]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append(f"\nlatency ranking {base} vs {other}: Spearman {cmp['spearman']:.3f}, Kendall "
+                 f"{cmp['kendall']:.3f}, x ref Spearman {cmp['ratio_spearman']:.3f}; "
+                 f"{cmp['rank_changes']} of {len(cmp['rows'])} nets change rank (at most by "
+                 f"{cmp['max_rank_shift']})")
+    return "\n".join(lines)
+
+
+def backend_note(backend: str, device: torch.device, threads: int | None) -> str:
+    """How ``backend`` ran the nets, for a table's footer."""
+    if backend == "torch":
+        return "backend torch (eager)"
+    from proxies.runtime import ort_providers
+
+    provider = ort_providers(device)[0]
+    name = provider[0] if isinstance(provider, tuple) else provider
+    memory = ("peak memory: n/a (ONNX Runtime's CUDA EP reports none)" if device.type == "cuda"
+              else "peak memory: RSS high-water mark of one run, arena off")
+    import onnxruntime
+
+    return (f"backend onnxruntime {onnxruntime.__version__} ({name}, intra-op threads "
+            f"{threads or torch.get_num_threads()}, ONNX export of the deployed net); {memory}")
+
+
 def _size(text: str) -> tuple[int, int]:
     try:
         parts = [int(p) for p in text.lower().split("x")]
@@ -319,6 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-per-round", type=int, default=2, help="timed runs per round")
     p.add_argument("--warmup", type=int, default=2, help="untimed warm-up runs")
     p.add_argument("--threads", type=int, help="CPU threads (default: torch's current setting)")
+    p.add_argument("--backend", nargs="+", default=["torch"], metavar="BACKEND",
+                   help="measurement backend(s): torch (eager) and/or onnxruntime (the ONNX "
+                   "export in ONNX Runtime; CUDA EP on CUDA); two give the eager-vs-runtime "
+                   "comparison (default torch)")
     p.add_argument("--no-latency", action="store_true", help="skip latency")
     p.add_argument("--no-memory", action="store_true", help="skip peak memory")
     p.add_argument("--thop", action="store_true",
@@ -373,14 +488,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (GenotypeError, FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    try:
+        backends, skipped = _backends(args.backend)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not backends:
+        print("error: --backend: no backend can measure here: " + "; ".join(
+            f"{b}: {why}" for b, why in skipped.items()), file=sys.stderr)
+        return 2
     settings = ProfileSettings(
         device=str(device), lr_size=args.size, rounds=args.rounds,
         runs_per_round=args.runs_per_round, warmup=args.warmup, threads=args.threads,
         latency=not args.no_latency, memory=not args.no_memory, thop=args.thop,
+        backend=backends[0],
     )
     aim = None if reference is None else at_scale(ZOO[AIM_NET], reference.scale)
-    torch.manual_seed(0)
-    rows = profile_genotypes(named, settings, reference, aim)
+    by_backend: dict[str, list[ProfileRow]] = {}
+    for backend in backends:
+        torch.manual_seed(0)
+        by_backend[backend] = profile_genotypes(named, replace(settings, backend=backend),
+                                                reference, aim)
+    rows = by_backend[backends[0]]
+    comparison = (compare_backends({b: by_backend[b] for b in backends[:2]})
+                  if len(backends) >= 2 and settings.latency else None)
     info = machine_info(device)
     if args.threads:
         info["threads"] = args.threads  # what the measurements used
@@ -391,14 +522,48 @@ def main(argv: Sequence[str] | None = None) -> int:
             "reference": ref_name,
             "aim": None if aim is None else AIM_NET,
             "rows": [r.to_dict() for r in rows],
+            "backends": {b: [r.to_dict() for r in rs] for b, rs in by_backend.items()},
+            "skipped_backends": skipped,
+            "comparison": comparison,
         }
         print(json.dumps(payload, indent=2))
         return 0
-    print(format_table(rows, markdown=args.markdown))
-    print(f"\n{info['date']}  torch {info['torch']}  {info.get('gpu', info['cpu'])}  "
-          f"device={info['device']} threads={info['threads']}  LR {args.size[0]}x{args.size[1]}"
-          f"  complexity at 256x256  {ratio_note(ref_name)}")
+    for backend, why in skipped.items():
+        print(f"skipped backend {backend}: {why}")
+    for backend, backend_rows in by_backend.items():
+        if len(by_backend) > 1:
+            print(f"\n### {backend}\n")
+        print(format_table(backend_rows, markdown=args.markdown))
+        print(f"\n{info['date']}  torch {info['torch']}  {info.get('gpu', info['cpu'])}  "
+              f"device={info['device']} threads={info['threads']}  LR "
+              f"{args.size[0]}x{args.size[1]}  complexity at 256x256  {ratio_note(ref_name)}  "
+              f"{backend_note(backend, device, args.threads)}")
+    if comparison is not None:
+        print(f"\n### {backends[0]} vs {backends[1]} (same process)\n")
+        print(format_comparison(comparison))
     return 0
+
+
+def _backends(names: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """(the backends that can measure, in order without repeats; skipped ones -> reason).
+
+    Raises:
+        ValueError: a name that is no backend at all (with the allowed names).
+    """
+    from proxies.runtime import BACKENDS, NOT_IMPLEMENTED, backend_reasons
+
+    reasons = backend_reasons()
+    usable: list[str] = []
+    skipped: dict[str, str] = {}
+    for name in dict.fromkeys(names):
+        if name not in (*BACKENDS, *NOT_IMPLEMENTED):
+            raise ValueError(f"--backend: got {name!r}; allowed: {', '.join(BACKENDS)}")
+        why = reasons[name]
+        if why is None:
+            usable.append(name)
+        else:
+            skipped[name] = why
+    return usable, skipped
 
 
 if __name__ == "__main__":

@@ -627,10 +627,10 @@ def run_cli(args: argparse.Namespace) -> int:
         if args.images is None:
             raise ProtocolError(f"--protocol {protocol} needs --images DIR: a folder of LR "
                                 f"images, or of HR images to downscale ({HINT})")
-        backend = getattr(args, "backend", None)
-        if backend not in (None, "torch"):
-            raise ProtocolError(f"--backend: got {backend!r}; --protocol {protocol} measures "
-                                "PyTorch eager, as test_demo.py does: drop --backend")
+        backends = getattr(args, "backend", None) or ["torch"]
+        if list(backends) != ["torch"]:
+            raise ProtocolError(f"--backend: got {' '.join(backends)}; --protocol {protocol} "
+                                "measures PyTorch eager, as test_demo.py does: drop --backend")
         if args.no_latency:
             raise ProtocolError(f"--no-latency: --protocol {protocol} is a latency "
                                 "measurement; drop --no-latency")

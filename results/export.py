@@ -310,6 +310,7 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     check_image: np.ndarray | None = None,
     atol: float = DEFAULT_ATOL,
+    channels: int = 3,
 ) -> dict[str, Any]:
     """Export ``model`` to ONNX and check the file against PyTorch with ONNX Runtime.
 
@@ -330,6 +331,9 @@ def export_onnx(
             1x1 px for the nets of this repository, ESA included).
         atol: allowed max abs difference, relative to the data range (the bound applied is
             ``atol * data_range``).
+        channels: input channels (3 for a net; the width for one op or cell alone, as the
+            ONNX Runtime measurement backend exports a lookup-table candidate, see
+            :mod:`proxies.runtime`); ``check_image`` needs 3.
 
     Returns:
         ``path``, ``format``, ``exporter``, ``opset``, ``file_bytes``, ``input_name``,
@@ -353,13 +357,19 @@ def export_onnx(
             f"{fn}: opset: got {opset!r}; allowed: an integer in [{MIN_OPSET}, {max_opset}] "
             f"(default {DEFAULT_OPSET})"
         )
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1 or (
+        check_image is not None and channels != 3
+    ):
+        raise ValueError(
+            f"{fn}: channels: got {channels!r}; allowed: an integer >= 1 (3 with check_image)"
+        )
     data_range = _data_range(model)
     tol = _check_atol(fn, atol) * data_range
     first = None if check_image is None else _image_tensor(fn, check_image, data_range)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
 
-    example = _synthetic((2, 3, *_EXPORT_HW), data_range, seed=0)
+    example = _synthetic((2, channels, *_EXPORT_HW), data_range, seed=0)
     dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height"),
             3: torch.export.Dim("width")}
     with _inference(model), _quiet_onnx_registry():
@@ -389,7 +399,8 @@ def export_onnx(
     logger.info("wrote %s (opset %d, inputs >= %dx%d px)", path, opset, *min_hw)
 
     if first is None:
-        first = _synthetic((1, 3, max(20, min_hw[0]), max(24, min_hw[1])), data_range, seed=1)
+        first = _synthetic((1, channels, max(20, min_hw[0]), max(24, min_hw[1])), data_range,
+                           seed=1)
     if not _in_range(hw, *first.shape[-2:]):
         raise ValueError(
             f"{fn}: check_image: got {first.shape[-2]}x{first.shape[-1]} px; allowed: at least "

@@ -943,6 +943,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads while timing (default 1; 0 keeps torch's setting)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
+    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
+                   help="measurement backend of latency and peak memory (proxies.runtime)")
     p.add_argument("--tile", type=_tile_arg, default=None,
                    help="LR tile side or 'auto' for the evaluation")
     p.add_argument("--crop-set", help="set of the crops (default: the first of --sets)")
@@ -1002,7 +1004,8 @@ def run_report(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
                                  cache_dir=out / EVAL_DIR)
         summaries[run.name] = summarise(per_image)
     settings = ProfileSettings(device=str(device), lr_size=(args.size, args.size),
-                               rounds=args.rounds, threads=args.threads or None)
+                               rounds=args.rounds, threads=args.threads or None,
+                               backend=args.backend)
     scale = runs[0].deployed.scale
     reference = build_model(at_scale(ZOO[args.reference], scale)).to(device).eval()
     torch.manual_seed(0)
@@ -1016,7 +1019,8 @@ def run_report(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     profiles = dict(zip(profiles, with_aim_ratio(list(profiles.values()), aim_ratio),
                         strict=True))
     ref_memory = measure_peak_memory(reference, (1, 3, args.size, args.size),
-                                     device=device).peak_memory_mib
+                                     device=device, backend=args.backend,
+                                     threads=args.threads or None).peak_memory_mib
     table = build_table(runs, summaries, profiles)
     table["memory_ratio"] = table["peak_memory_mib"] / ref_memory if ref_memory else math.nan
     links = {} if search is None else link_search_trials(search, runs)

@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from search_space.genotype import ATTENTIONS, REPARAM_OPS, Attention
-from search_space.ops import StatelessAct, add_residual, sigmoid_gate, sigmoid_of
+from search_space.ops import ConvChain, StatelessAct, add_residual, sigmoid_gate, sigmoid_of
 from search_space.registry import Registry
-from search_space.rep import bias_of, bn_scale_shift, pad_with
+from search_space.rep import bias_of, bn_scale_shift, pad_with, reparameterize_modules
 
 ATTENTION_OPS: Registry[Callable[[int, Attention, str], nn.Module]] = Registry("attention")
 
@@ -242,8 +242,6 @@ class HFAB(nn.Module):
         self.bn1 = nn.BatchNorm2d(channels) if bn else None
         self.squeeze = nn.Conv2d(channels, mid, 3, padding=pad)
         self.act1 = StatelessAct(act, mid)
-        from search_space.cells import ConvChain  # the same body as ERB's
-
         self.convs = nn.Sequential(*(ConvChain((op, op), mid, act) for _ in range(blocks)))
         self.act2 = StatelessAct(act, mid)
         self.bn2 = nn.BatchNorm2d(mid) if bn else None
@@ -271,8 +269,6 @@ class HFAB(nn.Module):
     @torch.no_grad()
     def reparameterize(self) -> HFAB:
         """The deployed HFAB: batch norms folded into squeeze/excitate, inner ops merged."""
-        from search_space.network import reparameterize_modules
-
         c, mid = self.squeeze.in_channels, self.squeeze.out_channels
         op = REPARAM_OPS.get(self.op, self.op)
         out = HFAB(c, mid, len(self.convs), op, self.act, bn=False).to(self.squeeze.weight)

@@ -36,7 +36,14 @@ from torch import nn
 
 from search_space.attention import ATTENTION_OPS, AttentionProduct
 from search_space.genotype import Attention, AttentionSpec, CellGene, GroupGene
-from search_space.ops import ACTIVATION_OPS, OPS, StatelessAct, add_residual, spab_gate
+from search_space.ops import (
+    ACTIVATION_OPS,
+    OPS,
+    ConvChain,
+    StatelessAct,
+    add_residual,
+    spab_gate,
+)
 from search_space.registry import Registry
 from search_space.rep import ChannelShuffle, WeightNormConv2d, bias_of, fold_shuffle, plain_conv
 
@@ -77,34 +84,6 @@ DEFAULT_BUILDER = SlotBuilder()
 
 CellBuilder = Callable[..., nn.Module]
 CELLS: Registry[CellBuilder] = Registry("cell type")
-
-
-class ConvChain(nn.Module):
-    """Conv slots of equal width with an activation between consecutive ones (ERB's body).
-
-    Args:
-        ops: conv op names, one per conv.
-        channels: width of every conv.
-        act: activation name (applied functionally, as FMEN does; see ``StatelessAct``).
-        builder: where the convs and activations come from.
-        prefix: slot-name prefix.
-        bias: the convs have biases.
-    """
-
-    def __init__(self, ops: tuple[str, ...], channels: int, act: str,
-                 builder: SlotBuilder = DEFAULT_BUILDER, prefix: str = "",
-                 bias: bool = True) -> None:
-        super().__init__()
-        self.convs = nn.ModuleList(builder.conv(f"{prefix}conv{i}", op, channels, channels, bias)
-                                   for i, op in enumerate(ops))
-        self.acts = nn.ModuleList(builder.stateless_act(f"{prefix}act", act, channels)
-                                  for _ in ops[1:])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.convs[0](x)
-        for act, conv in zip(self.acts, self.convs[1:], strict=True):
-            x = conv(act(x))
-        return x
 
 
 @CELLS.register("rfdb")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 import torch
@@ -12,7 +11,7 @@ from torch import nn
 from search_space.cells import CELLS, GROUPS, Scale, frame_conv
 from search_space.genotype import Genotype, GroupGene
 from search_space.ops import ACTIVATION_OPS, OPS, add_residual
-from search_space.rep import bias_of, plain_conv
+from search_space.rep import bias_of, plain_conv, reparameterize_modules
 
 
 class DualTail(nn.Module):
@@ -330,23 +329,6 @@ def super_resolve(model: nn.Module, lr: torch.Tensor) -> torch.Tensor:
     if r == 1.0:
         return model(lr)
     return model(lr * r) / r
-
-
-def reparameterize_modules(module: nn.Module) -> nn.Module:
-    """A deployed copy of ``module``: each part with ``reparameterize()`` replaced by its result."""
-    if hasattr(module, "reparameterize"):
-        return module.reparameterize()  # type: ignore[operator]
-    module = copy.deepcopy(module)
-    _deploy_children(module)
-    return module
-
-
-def _deploy_children(module: nn.Module) -> None:
-    for name, child in module.named_children():
-        if hasattr(child, "reparameterize"):
-            setattr(module, name, child.reparameterize())  # type: ignore[operator]
-        else:
-            _deploy_children(child)
 
 
 @torch.no_grad()

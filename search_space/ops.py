@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -160,3 +161,54 @@ class StatelessAct(nn.Module):
 
     def extra_repr(self) -> str:
         return self.name
+
+
+class ConvSlots(Protocol):
+    """What :class:`ConvChain` asks of a slot builder (:class:`search_space.cells.SlotBuilder`
+    and the DARTS supernet's): a conv per slot and the activation between two of them."""
+
+    def conv(self, slot: str, op: str, c_in: int, c_out: int, bias: bool = True) -> nn.Module:
+        ...
+
+    def stateless_act(self, slot: str, name: str, channels: int) -> nn.Module:
+        ...
+
+
+class _OpSlots:
+    """The ops the names say (the default of :class:`ConvChain`)."""
+
+    def conv(self, slot: str, op: str, c_in: int, c_out: int, bias: bool = True) -> nn.Module:
+        return OPS[op](c_in, c_out, bias=bias)
+
+    def stateless_act(self, slot: str, name: str, channels: int) -> nn.Module:
+        return StatelessAct(name, channels)
+
+
+class ConvChain(nn.Module):
+    """Conv slots of equal width with an activation between consecutive ones (ERB's body, and
+    HFAB's inner blocks).
+
+    Args:
+        ops: conv op names, one per conv.
+        channels: width of every conv.
+        act: activation name (applied functionally, as FMEN does; see ``StatelessAct``).
+        builder: where the convs and activations come from (default: the named ops).
+        prefix: slot-name prefix.
+        bias: the convs have biases.
+    """
+
+    def __init__(self, ops: tuple[str, ...], channels: int, act: str,
+                 builder: ConvSlots | None = None, prefix: str = "",
+                 bias: bool = True) -> None:
+        super().__init__()
+        slots = builder if builder is not None else _OpSlots()
+        self.convs = nn.ModuleList(slots.conv(f"{prefix}conv{i}", op, channels, channels, bias)
+                                   for i, op in enumerate(ops))
+        self.acts = nn.ModuleList(slots.stateless_act(f"{prefix}act", act, channels)
+                                  for _ in ops[1:])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.convs[0](x)
+        for act, conv in zip(self.acts, self.convs[1:], strict=True):
+            x = conv(act(x))
+        return x

@@ -338,3 +338,20 @@ def fold_shuffle(conv: nn.Conv2d, groups: int) -> nn.Conv2d:
     src = shuffle_source(conv.in_channels, groups).to(folded.weight.device)
     folded.weight[:, src] = folded.weight.clone()
     return folded
+
+
+def reparameterize_modules(module: nn.Module) -> nn.Module:
+    """A deployed copy of ``module``: each part with ``reparameterize()`` replaced by its result."""
+    if hasattr(module, "reparameterize"):
+        return module.reparameterize()  # type: ignore[operator]
+    module = copy.deepcopy(module)
+    _deploy_children(module)
+    return module
+
+
+def _deploy_children(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        if hasattr(child, "reparameterize"):
+            setattr(module, name, child.reparameterize())  # type: ignore[operator]
+        else:
+            _deploy_children(child)

@@ -77,9 +77,10 @@ def bench_lut(cfg: DartsConfig, samples: int) -> str:
         r = validate_table(search.net, search.table, samples=samples, seed=cfg.run.seed)
     size = cfg.hardware.size
     return (
-        "| nets | LR size | threads | Spearman | MAPE [%] | measured median [ms] |\n"
-        "|---|---|---|---|---|---|\n"
-        f"| {r['samples']} | {size}x{size} | {cfg.hardware.threads} | {r['spearman']:.3f} | "
+        "| backend | nets | LR size | threads | Spearman | MAPE [%] | measured median [ms] |\n"
+        "|---|---|---|---|---|---|---|\n"
+        f"| {cfg.hardware.backend} | {r['samples']} | {size}x{size} | {cfg.hardware.threads} | "
+        f"{r['spearman']:.3f} | "
         f"{r['mape_percent']:.1f} | {statistics.median(r['measured_ms']):.2f} |"
     )
 

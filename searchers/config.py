@@ -508,20 +508,29 @@ def save_checkpoint(obj: Any, path: str | Path) -> Path:
     :func:`previous_checkpoint`. The new file is written and fsynced first, the old one is then
     hard-linked to the ``.prev`` name, and only then does the new one take the name: at every
     instant ``path`` is a whole checkpoint (the old or the new), so a kill, even mid-write,
-    loses at most the steps since the last one."""
+    loses at most the steps since the last one. Temporary files a killed writer left behind
+    (one process writes a run's checkpoint) are removed by the next save."""
     target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.new")
-    _atomic_write(tmp, lambda fh: torch.save(obj, fh))
+    stem = f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}"
+    tmp, link = target.with_name(f"{stem}.new"), target.with_name(f"{stem}.prev")
     try:
+        with open(tmp, "xb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
         if target.exists():
-            prev, link = previous_checkpoint(target), target.with_name(f".{tmp.name}.prev")
+            prev = previous_checkpoint(target)
             os.link(target, link)
             os.replace(link, prev)
         os.replace(tmp, target)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        for leftover in (tmp, link):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
         raise
+    for stale in target.parent.glob(f".{target.name}.*"):  # left by a writer killed mid-write
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
     _fsync_dir(target.parent)
     return target
 

@@ -199,6 +199,12 @@ class HardwareConfig:
     warmup: int = 3
     threads: int | None = 1
     cache_dir: str = "runs/hardware_cache"
+    backend: str = "torch"  # torch | onnxruntime: the table, budget and final profile
+
+    def __post_init__(self) -> None:
+        from proxies.runtime import check_backend
+
+        check_backend(self.backend, "hardware.backend")
 
 
 @dataclass
@@ -304,7 +310,8 @@ class DartsSearch:
         hw = cfg.hardware
         self.table = HardwareTable(
             TableSettings(device=hw.device, size=(hw.size, hw.size), runs=hw.runs,
-                          warmup=hw.warmup, threads=hw.threads), hw.cache_dir)
+                          warmup=hw.warmup, threads=hw.threads, backend=hw.backend),
+            hw.cache_dir)
         fill_supernet_costs(self.net, self.table, progress=True)
         self.net.to(self.device)
         penalty = {k: v for k, v in asdict(cfg.loss).items()
@@ -337,7 +344,7 @@ class DartsSearch:
             saved = json.loads(path.read_text())
         else:
             from proxies.latency import measure_latency
-            from proxies.memory import measure_peak_memory
+            from proxies.memory import measure_peak_memory_or_torch
             from search_space import build_model
             from search_space.zoo import ZOO, at_scale
 
@@ -347,9 +354,10 @@ class DartsSearch:
             saved = {"reference": loss.reference, "size": hw.size,
                      "reference_latency_ms": measure_latency(
                          ref, shape, device=hw.device, runs=hw.runs, warmup=hw.warmup,
-                         threads=hw.threads).median_ms,
-                     "reference_memory_mib": measure_peak_memory(
-                         ref, shape, device=hw.device).peak_memory_mib}
+                         threads=hw.threads, backend=hw.backend).median_ms,
+                     "reference_memory_mib": measure_peak_memory_or_torch(
+                         ref, shape, device=hw.device, backend=hw.backend,
+                         threads=hw.threads).peak_memory_mib}
             if loss.latency_x is not None:
                 saved["latency_target_ms"] = loss.latency_x * saved["reference_latency_ms"]
             if loss.memory_x is not None:
@@ -496,7 +504,8 @@ class DartsSearch:
         p = self.cfg.profile
         settings = ProfileSettings(device=str(self.device), lr_size=(p.size, p.size),
                                    rounds=p.rounds, runs_per_round=p.runs_per_round,
-                                   warmup=p.warmup, threads=p.threads)
+                                   warmup=p.warmup, threads=p.threads,
+                                   backend=self.cfg.hardware.backend)
         scale = genotype.scale
         nets = [("derived (darts)", genotype)]
         nets += [(name, at_scale(ZOO[name], scale)) for name in p.yardstick]

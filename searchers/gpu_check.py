@@ -46,7 +46,6 @@ import argparse
 import contextlib
 import dataclasses
 import datetime as _dt
-import inspect
 import json
 import logging
 import platform
@@ -355,16 +354,12 @@ def item_onnxruntime_cuda(ctx: Context) -> tuple[dict[str, Any], str]:
         raise Skipped(f"onnxruntime {ort.__version__} has no CUDAExecutionProvider (providers: "
                       f"{', '.join(providers)}); install onnxruntime-gpu matching the CUDA "
                       "version")
-    if "backend" not in inspect.signature(measure_latency).parameters:
-        raise Skipped("measure.backend=onnxruntime is not in this checkout yet: "
-                      "proxies.latency.measure_latency has no backend parameter (another change "
-                      "adds it); rerun this check once it has landed")
     names = [REFERENCE_NET] if ctx.dry_run else list(YARDSTICK)
     scale = 2 if ctx.dry_run else 4
     side = 16 if ctx.dry_run else 256
     runs, warmup = (2, 1) if ctx.dry_run else (30, 5)
     rows, lines = [], []
-    backend: dict[str, Any] = {"backend": "onnxruntime"}  # the option another change adds
+    backend: dict[str, Any] = {"backend": "onnxruntime"}
     for name in names:
         model = build_model(at_scale(ZOO[name], scale)).eval()
         shape = (1, 3, side, side)

@@ -30,7 +30,7 @@ from torch import nn
 
 from proxies.complexity import count_params
 from proxies.latency import measure_latency, resolve_device
-from proxies.memory import measure_peak_memory
+from proxies.memory import measure_peak_memory_or_torch
 from proxies.profile import cpu_name
 from search_space.attention import ATTENTION_OPS
 from search_space.cells import CELLS
@@ -63,6 +63,7 @@ class TableSettings:
     warmup: int = 3
     threads: int | None = None
     dtype: str = "float32"
+    backend: str = "torch"  # proxies.runtime.BACKENDS; each entry exported and timed alone
 
 
 @dataclass(frozen=True)
@@ -89,12 +90,16 @@ class HardwareTable:
     def __init__(self, settings: TableSettings, cache_dir: str | Path | None = None) -> None:
         self.settings = settings
         self.device = resolve_device(settings.device)
+        from proxies.runtime import check_backend
+
+        check_backend(settings.backend, "hardware.backend")
         self.threads = settings.threads or torch.get_num_threads()
         self.path: Path | None = None
         self.entries: dict[str, Entry] = {}
         if cache_dir is not None:
             name = (f"lut_{device_tag(self.device)}_{settings.dtype}_t{self.threads}_"
-                    f"r{settings.runs}.json")
+                    f"r{settings.runs}"
+                    f"{'' if settings.backend == 'torch' else '_' + settings.backend}.json")
             self.path = Path(cache_dir) / name
             self._load()
 
@@ -145,8 +150,10 @@ class HardwareTable:
         module = deployed_form(module.eval()).to(self.device, dtype).eval()
         lat = measure_latency(module, shape, device=self.device, runs=self.settings.runs,
                               warmup=self.settings.warmup, threads=self.settings.threads,
-                              dtype=dtype)
-        mem = measure_peak_memory(module, shape, device=self.device, dtype=dtype)
+                              dtype=dtype, backend=self.settings.backend)
+        mem = measure_peak_memory_or_torch(module, shape, device=self.device, dtype=dtype,
+                                           backend=self.settings.backend,
+                                           threads=self.settings.threads)
         entry = Entry(lat.median_ms, mem.peak_memory_mib, count_params(module))
         self.entries[key] = entry
         self._save()
@@ -304,7 +311,8 @@ def validate_table(net: SuperNet, table: HardwareTable, samples: int = 30,
         model = build_model(g).eval()
         measured = measure_latency(model, (1, 3, *table.settings.size), device=table.device,
                                    runs=table.settings.runs, warmup=table.settings.warmup,
-                                   threads=table.settings.threads)
+                                   threads=table.settings.threads,
+                                   backend=table.settings.backend)
         pred = predict_genotype(net, g)
         rows.append((pred["latency_ms"], measured.median_ms))
     pred_ms = [p for p, _ in rows]

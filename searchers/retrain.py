@@ -48,6 +48,7 @@ attention, e.g. ``edsr_baseline`` or a smaller one of the same layout) of the st
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import logging
@@ -638,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s", datefmt="%H:%M:%S")
-    dist = Dist()
+    dist, trainer = Dist(), None
     try:
         dist = distributed.from_env()
         if not dist.is_main:  # one voice: the other ranks log only warnings and errors
@@ -655,7 +656,6 @@ def main(argv: list[str] | None = None) -> int:
         from proxies.latency import resolve_device
 
         distributed.init(dist, resolve_device(cfg.run.device))  # the process group, if any
-        trainer = None
         try:  # every rank sets up; a failure on any stops them all, with its message
             if dist.is_main and args.resume and not ckpt.exists():
                 raise ConfigError(f"--resume: no checkpoint in {run_dir}")
@@ -689,6 +689,11 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", exc)
         return 2
     finally:
+        # The DDP wrapper's reducer must go before its process group: destroyed after it (at
+        # interpreter exit), Gloo can abort the process ("terminate called without an active
+        # exception") after a run that otherwise ended well.
+        del trainer
+        gc.collect()
         distributed.close(dist)
     return 0
 

@@ -92,6 +92,12 @@ class MeasureConfig:
     runs: int = 10
     warmup: int = 2
     threads: int | None = 1
+    backend: str = "torch"  # torch | onnxruntime (proxies.runtime)
+
+    def __post_init__(self) -> None:
+        from proxies.runtime import check_backend
+
+        check_backend(self.backend, "measure.backend")
 
 
 @dataclass
@@ -264,7 +270,7 @@ def constraint_values(result_like: dict[str, float], cfg: ConstraintConfig,
     return out
 
 
-_REFERENCE_MEMORY: dict[tuple[str, int, int, str], float] = {}
+_REFERENCE_MEMORY: dict[tuple[str, int, int, str, str], float] = {}
 
 
 def reference_ratios(model: torch.nn.Module, memory_mib: float, budget: BudgetConfig,
@@ -274,7 +280,7 @@ def reference_ratios(model: torch.nn.Module, memory_mib: float, budget: BudgetCo
     interleaved with the reference round by round; the reference's peak memory measured once
     per process and input."""
     from proxies.latency import measure_latency_ratio
-    from proxies.memory import measure_peak_memory
+    from proxies.memory import measure_peak_memory_or_torch
     from search_space import build_model
 
     assert budget.reference is not None
@@ -283,10 +289,13 @@ def reference_ratios(model: torch.nn.Module, memory_mib: float, budget: BudgetCo
     shape = (1, 3, measure.lr_size, measure.lr_size)
     ratio = measure_latency_ratio(model, ref, shape, device=device, rounds=budget.rounds,
                                   runs_per_round=max(1, measure.runs // 2),
-                                  warmup=measure.warmup, threads=measure.threads)
-    key = (budget.reference, scale, measure.lr_size, str(device))
+                                  warmup=measure.warmup, threads=measure.threads,
+                                  backend=measure.backend)
+    key = (budget.reference, scale, measure.lr_size, str(device), measure.backend)
     if key not in _REFERENCE_MEMORY:
-        _REFERENCE_MEMORY[key] = measure_peak_memory(ref, shape, device=device).peak_memory_mib
+        _REFERENCE_MEMORY[key] = measure_peak_memory_or_torch(
+            ref, shape, device=device, backend=measure.backend,
+            threads=measure.threads).peak_memory_mib
     return ratio.ratio_median, memory_mib / _REFERENCE_MEMORY[key]
 
 
@@ -298,7 +307,7 @@ def evaluate_genotype(genotype: Genotype, proxy: ProxyConfig, measure: MeasureCo
     ``budget``: constraints relative to a reference net (:class:`BudgetConfig`)."""
     from proxies.complexity import measure_complexity
     from proxies.latency import measure_latency, resolve_device
-    from proxies.memory import measure_peak_memory
+    from proxies.memory import measure_peak_memory_or_torch
     from search_space import build_model
 
     start = time.perf_counter()
@@ -310,8 +319,9 @@ def evaluate_genotype(genotype: Genotype, proxy: ProxyConfig, measure: MeasureCo
     cplx = measure_complexity(model)
     shape = (1, 3, measure.lr_size, measure.lr_size)
     lat = measure_latency(model, shape, device=device, runs=measure.runs, warmup=measure.warmup,
-                          threads=measure.threads)
-    mem = measure_peak_memory(model, shape, device=device)
+                          threads=measure.threads, backend=measure.backend)
+    mem = measure_peak_memory_or_torch(model, shape, device=device, backend=measure.backend,
+                                       threads=measure.threads)
     lat_x = mem_x = math.nan
     if budget is not None and budget.reference:
         lat_x, mem_x = reference_ratios(model, mem.peak_memory_mib, budget, measure,

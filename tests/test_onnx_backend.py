@@ -1,0 +1,71 @@
+"""The onnxruntime measurement backend (proxies.runtime through the latency/memory proxies)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+pytest.importorskip("onnxruntime")
+
+from proxies.latency import measure_latency, measure_latency_ratio  # noqa: E402
+from proxies.memory import measure_peak_memory  # noqa: E402
+from proxies.profile import ProfileRow, compare_backends  # noqa: E402
+from proxies.runtime import _EXPORTS, check_backend, exported_onnx  # noqa: E402
+
+
+def _net(width: int) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.ReLU(),
+                         nn.Conv2d(width, 3, 3, padding=1)).eval()
+
+
+def test_bad_backends_are_refused_with_the_reason():
+    with pytest.raises(ValueError, match=r"backend: got 'tvm'; allowed: torch, onnxruntime"):
+        check_backend("tvm")
+    with pytest.raises(ValueError, match=r"measure.backend: got 'tensorrt'; .*tensorrt"):
+        check_backend("tensorrt", "measure.backend")
+    with pytest.raises(ValueError, match="float32"):
+        measure_latency(_net(4), (1, 3, 16, 16), backend="onnxruntime", dtype=torch.float64)
+
+
+def test_onnxruntime_latency_ratio_and_memory_are_measured():
+    small, big = _net(4), _net(48)
+    lat = measure_latency(small, (1, 3, 24, 24), runs=5, warmup=1, threads=1,
+                          backend="onnxruntime")
+    assert lat.backend == "onnxruntime" and lat.runs == 5 and lat.threads == 1
+    assert 0 < lat.p10_ms <= lat.median_ms <= lat.p90_ms
+    assert small in _EXPORTS  # exported once, reused below
+    ratio = measure_latency_ratio(big, small, (1, 3, 48, 48), rounds=3, runs_per_round=3,
+                                  warmup=1, threads=1, backend="onnxruntime")
+    assert ratio.model.backend == "onnxruntime" and ratio.ratio_median > 1.0
+    mem = measure_peak_memory(big, (1, 3, 64, 64), backend="onnxruntime", threads=1)
+    assert mem.backend == "onnxruntime"
+    if mem.available:  # Linux: RSS high-water mark; 48 x 64 x 64 float32 = 0.75 MiB live
+        assert mem.method == "onnxruntime_rss_hwm" and mem.peak_memory_mib > 0.5
+    else:
+        assert mem.method.startswith("unavailable:") and math.isnan(mem.peak_memory_mib)
+
+
+def test_export_cache_follows_the_weights_and_ops_export_with_their_width():
+    op = nn.Conv2d(8, 8, 3, padding=1).eval()
+    first = exported_onnx(op, channels=8)
+    assert exported_onnx(op, channels=8) is first
+    with torch.no_grad():
+        op.weight.add_(1.0)
+    assert exported_onnx(op, channels=8) is not first
+
+
+def test_compare_backends_counts_rank_changes():
+    def rows(ms):
+        return [ProfileRow(name=f"n{i}", scale=4, params_m=0, ntire_flops_g=0, macs_g=0,
+                           ntire_activations_m=0, ntire_num_conv=0, latency_ms=v,
+                           latency_ratio=v / ms[0]) for i, v in enumerate(ms)]
+
+    cmp = compare_backends({"torch": rows([1.0, 2.0, 3.0]), "onnxruntime": rows([1.0, 3.0, 2.0])})
+    assert cmp["rank_changes"] == 2 and cmp["max_rank_shift"] == 1
+    assert cmp["spearman"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="same nets"):
+        compare_backends({"torch": rows([1.0, 2.0]), "onnxruntime": rows([1.0, 2.0, 3.0])})
