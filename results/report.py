@@ -1057,8 +1057,11 @@ def run_report(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         blocks += [search_figure(search, table, "latency", args.reference, front_set),
                    search_figure(search, table, "memory", args.reference, front_set)]
     blocks.append(retrained_figure(table, front_set))
+    how = (" (the ONNX export; peak memory: the resident-set rise)"
+           if args.backend == "onnxruntime" else " (eager)")
     blocks.append("<h2>NTIRE-style table</h2><p>Every net in its deployed form, measured in "
-                  f"this process: LR {args.size}x{args.size} timing input, "
+                  f"this process on {html.escape(args.backend)}{how}: "
+                  f"LR {args.size}x{args.size} timing input, "
                   f"{html.escape(ratio_note(args.reference))}; complexity at 256x256."
                   "</p>" + _table_html(table))
     if overlaps:

@@ -315,3 +315,16 @@ def test_a_kd_run_is_another_budget(runs, tmp_path):
     plain, distilled = load_run(runs["rlfn"]), load_run(kd_run)
     assert "kd" not in plain.budget and distilled.budget["kd"]["teacher"] == "runs/teacher"
     assert "kd.teacher" in budget_differences([plain, distilled])
+
+
+def test_report_on_onnx_runtime(runs, tmp_path):
+    """``--backend onnxruntime``: every net's latency and memory come from ONNX Runtime running
+    its deployed ONNX export, and the page and report.json say so (issue 12, item 1)."""
+    out = tmp_path / "ort"
+    assert main(_args(runs, out, "--backend", "onnxruntime")) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["profile_settings"]["backend"] == "onnxruntime"
+    assert "measured in this process on onnxruntime (the ONNX export" in (
+        out / "report.html").read_text()
+    table = pd.read_csv(out / "table.csv")
+    assert (table["latency_ms"] > 0).all() and (table["latency_ratio"] > 0).all()
