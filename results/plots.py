@@ -51,7 +51,6 @@ import html
 import logging
 import math
 import os
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -61,6 +60,7 @@ import pandas as pd
 
 from results.pareto import pareto_mask, search_summary
 from results.table import OBJECTIVES
+from search_space.files import atomic_write_text
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -752,18 +752,7 @@ def write_html(
 def _write_text_atomic(text: str, path: str | os.PathLike[str]) -> Path:
     """Write ``text`` to ``path`` through a temporary file in the same folder (see
     :func:`write_html`); returns the path."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        # os.open with 0o666 honours the umask, unlike tempfile's private 0o600 files.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    target = atomic_write_text(path, text)
     logger.info("Wrote %s (%.1f MB)", target, len(text) / 1e6)
     return target
 

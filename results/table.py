@@ -54,12 +54,13 @@ import logging
 import math
 import os
 import re
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pandas as pd
+
+from search_space.files import atomic_write_text
 
 if TYPE_CHECKING:
     import optuna
@@ -638,15 +639,7 @@ def to_csv(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
 
     The parent folder is created if needed; returns the path.
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    target = atomic_write_text(path, df.to_csv(index=False))
     logger.info("Wrote %s (%d rows)", target, len(df))
     return target
 

@@ -39,12 +39,14 @@ import shlex
 import sys
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import IO, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import torch
 import yaml
+
+from search_space.files import atomic_write, atomic_write_text, fsync_dir
 
 __all__ = [
     "ConfigError",
@@ -459,36 +461,8 @@ def load_config(cls: type[T], path: str | Path | None, overrides: Sequence[str] 
 # --------------------------------------------------------------------------- run folder
 
 
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):  # not supported on every platform / file system
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies, as usual
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    _fsync_dir(target.parent)
-    return target
-
-
-def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
-    """Write ``text`` to ``path`` atomically (temp file in the same folder, fsync, replace)."""
-    return _atomic_write(path, lambda fh: fh.write(text.encode(encoding)))
+_atomic_write = atomic_write  # the one writer: search_space.files
+_fsync_dir = fsync_dir
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:

@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -34,6 +33,7 @@ from proxies.memory import measure_peak_memory_or_torch
 from proxies.profile import cpu_name
 from search_space.attention import ATTENTION_OPS
 from search_space.cells import CELLS
+from search_space.files import atomic_write_text
 from search_space.genotype import REPARAM_OPS, Attention, Genotype
 from search_space.network import SRNet, deployed_form
 from search_space.ops import ACTIVATION_OPS, OPS
@@ -129,9 +129,7 @@ class HardwareTable:
             "threads": self.threads,
             "entries": {k: asdict(v) for k, v in sorted(self.entries.items())},
         }
-        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(payload, indent=1))
-        tmp.replace(self.path)
+        atomic_write_text(self.path, json.dumps(payload, indent=1))
 
     def key(self, cost: SlotCost, detail: str = "") -> str:
         """The entry of a slot candidate. A re-parameterisable op shares the entry of the op it
