@@ -307,7 +307,7 @@ def compare_backends(rows: Mapping[str, Sequence[ProfileRow]]) -> dict[str, Any]
     Raises:
         ValueError: not exactly two backends, or rows of different nets or without latency.
     """
-    from searchers.hardware import kendall, spearman
+    from proxies.stats import kendall, spearman
 
     if len(rows) != 2:
         raise ValueError(f"rows: got backends {list(rows)}; compare exactly two, e.g. "

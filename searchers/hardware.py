@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -31,6 +30,7 @@ from proxies.complexity import count_params
 from proxies.latency import measure_latency, resolve_device
 from proxies.memory import measure_peak_memory_or_torch
 from proxies.profile import cpu_name
+from proxies.stats import kendall, spearman  # noqa: F401  (re-exported)
 from search_space.attention import ATTENTION_OPS
 from search_space.cells import CELLS
 from search_space.files import atomic_write_text
@@ -277,24 +277,6 @@ def random_genotypes(net: SuperNet, n: int, seed: int = 0) -> list[Genotype]:
         if len(out) == n:
             break
     return out
-
-
-def spearman(a: list[float], b: list[float]) -> float:
-    """Spearman rank correlation (average ranks for ties)."""
-    import pandas as pd
-
-    return float(pd.Series(a).rank().corr(pd.Series(b).rank()))
-
-
-def kendall(a: list[float], b: list[float]) -> float:
-    """Kendall's tau-b (ties in either list counted as neither concordant nor discordant)."""
-    import numpy as np
-
-    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    i, j = np.triu_indices(len(x), k=1)
-    dx, dy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
-    denom = math.sqrt(float(np.count_nonzero(dx)) * float(np.count_nonzero(dy)))
-    return float(np.sum(dx * dy) / denom) if denom else math.nan
 
 
 def validate_table(net: SuperNet, table: HardwareTable, samples: int = 30,

@@ -74,3 +74,19 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
     with pytest.raises(OSError, match="disk full"):
         atomic_write(target, fail)
     assert target.read_text() == "old" and [p.name for p in target.parent.iterdir()] == ["a.txt"]
+
+
+def test_packages_import_downward_only():
+    """search_space at the bottom, searchers at the top: search_space imports no other package
+    of the project, and proxies and results never import searchers (issue 13's layering)."""
+    import re
+
+    root = PACKAGE.parent
+    pattern = re.compile(r"^\s*(?:from|import)\s+(search_space|proxies|results|searchers)\b",
+                         re.M)
+    below = {"search_space": set(), "proxies": {"search_space", "results"},
+             "results": {"search_space", "proxies"}}
+    for package, allowed in below.items():
+        for path in (root / package).glob("*.py"):
+            used = set(pattern.findall(path.read_text())) - {package}
+            assert used <= allowed, f"{package}/{path.name} imports {sorted(used - allowed)}"
