@@ -116,17 +116,26 @@ def test_malformed_config_is_refused(tmp_path, caplog):
     assert "nsga2" in caplog.text
 
 
-def test_postgresql_with_two_workers(tmp_path):
+def test_postgresql_with_four_workers(tmp_path):
+    """4 workers on PostgreSQL (a crowd, issue 13): the zoo trials popped once each (the row is
+    locked), none lost or failed, n_trials overshot by at most the workers minus one."""
     from pg_server import start_or_skip_reason
 
     server, reason = start_or_skip_reason()
     if server is None:
         pytest.skip(reason)
+    workers, n_trials = 4, 8
     try:
-        assert main(_args(tmp_path, "study.n_trials=4", "run.workers=2",
-                          f"study.storage={server.url}", "study.enqueue_zoo=false")) == 0
-        study = optuna.load_study(study_name="srnas", storage=server.url)
-        assert sum(t.state.name == "COMPLETE" for t in study.trials) >= 4
+        assert main(_args(tmp_path, f"study.n_trials={n_trials}", f"run.workers={workers}",
+                          f"study.storage={server.url}", "study.sampler=random",
+                          "proxy.steps=1", "measure.threads=1")) == 0
+        trials = optuna.load_study(study_name="srnas", storage=server.url).trials
+        complete = [t for t in trials if t.state.name == "COMPLETE"]
+        assert all(t.state.name in ("COMPLETE", "FAIL") for t in trials)
+        assert not [t.user_attrs.get("fail_reason") for t in trials if t.state.name == "FAIL"]
+        assert n_trials <= len(complete) <= n_trials + workers - 1, len(complete)
+        assert sorted(t.user_attrs["name"] for t in complete if t.user_attrs.get("is_zoo")) == [
+            "fmen_s", "rlfn_ntire"]
     finally:
         server.stop()
 
@@ -282,3 +291,20 @@ def test_a_sigkilled_study_ends_with_n_trials_complete(tmp_path):
     states = [t.state for t in _study(tmp_path).get_trials()]
     assert states.count(TrialState.COMPLETE) == 4, states
     assert states.count(TrialState.FAIL) == 1 and TrialState.RUNNING not in states, states
+
+
+def test_a_crowd_of_eight_sqlite_workers(tmp_path):
+    """8 worker processes on one SQLite study, tiny trials: none lost (left RUNNING) or failed
+    on a locked database, the zoo trials run once each, and n_trials overshot by at most the
+    workers minus one (issue 13, crowds)."""
+    workers, n_trials = 8, 16
+    assert main(_args(tmp_path, f"study.n_trials={n_trials}", f"run.workers={workers}",
+                      "study.sampler=random", "proxy.steps=1", "measure.threads=1")) == 0
+    trials = _study(tmp_path).get_trials()
+    states = [t.state.name for t in trials]
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    assert "RUNNING" not in states and "WAITING" not in states, states
+    assert not [t.user_attrs.get("fail_reason") for t in trials if t.state.name == "FAIL"]
+    assert n_trials <= len(complete) <= n_trials + workers - 1, len(complete)
+    zoo = [t.user_attrs["name"] for t in complete if t.user_attrs.get("is_zoo")]
+    assert sorted(zoo) == ["fmen_s", "rlfn_ntire"]  # each enqueued net evaluated once
