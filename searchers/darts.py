@@ -41,13 +41,13 @@ from search_space.genotype import (
 from search_space.zoo import YARDSTICK
 from searchers.config import (
     ConfigError,
-    CsvLogger,
     atomic_write_text,
     load_checkpoint,
     load_config,
     record_run,
     save_checkpoint,
 )
+from searchers.logs import CsvLogger
 from searchers.training import (
     TrainingDiverged,
     TrainStep,

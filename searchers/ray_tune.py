@@ -238,7 +238,7 @@ def run(cfg: RayConfig, run_dir: Path, address: str | None) -> Any:
         logger.info("resuming %s", exp_dir)
         tuner = tune.Tuner.restore(str(exp_dir), trainable=fn, resume_errored=True)
     else:
-        from searchers.ray_search import ConstrainedOptunaSearch, PicklableNSGAIISampler
+        from searchers.tune_optuna_search import ConstrainedOptunaSearch, PicklableNSGAIISampler
 
         space = DefineSpace(cfg)
         search = ConstrainedOptunaSearch(

@@ -69,7 +69,6 @@ from search_space.network import super_resolve
 from searchers import distributed
 from searchers.config import (
     ConfigError,
-    CsvLogger,
     atomic_torch_save,
     atomic_write_text,
     load_checkpoint,
@@ -78,6 +77,7 @@ from searchers.config import (
     save_checkpoint,
 )
 from searchers.distributed import Dist
+from searchers.logs import CsvLogger
 from searchers.training import (
     TrainingDiverged,
     TrainStep,

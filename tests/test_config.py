@@ -15,7 +15,6 @@ import yaml
 
 from searchers.config import (
     ConfigError,
-    CsvLogger,
     atomic_torch_save,
     atomic_write_text,
     dump_yaml,
@@ -26,6 +25,7 @@ from searchers.config import (
     save_run_config,
     to_dict,
 )
+from searchers.logs import CsvLogger
 
 
 @dataclass(frozen=True)

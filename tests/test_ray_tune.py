@@ -42,7 +42,7 @@ def test_local_ray_runs_the_zoo_and_samples_and_restores(tmp_path):
 
 
 def test_constraints_reach_the_optuna_trial():
-    from searchers.ray_search import ConstrainedOptunaSearch
+    from searchers.tune_optuna_search import ConstrainedOptunaSearch
 
     def space(trial):
         trial.suggest_float("x", 0, 1)
@@ -82,7 +82,7 @@ def _space(trial):
 def test_the_nsga2_searcher_survives_a_checkpoint(tmp_path):
     # Optuna 5's GA samplers hold a thread lock; Tune pickles the searcher at start and at
     # every checkpoint, so an unpicklable sampler stops the run before its first trial.
-    from searchers.ray_search import ConstrainedOptunaSearch, PicklableNSGAIISampler
+    from searchers.tune_optuna_search import ConstrainedOptunaSearch, PicklableNSGAIISampler
 
     search = ConstrainedOptunaSearch(
         space=_space, metric=["psnr_db", "latency_ms", "memory_mib"], mode=["max", "min", "min"],
