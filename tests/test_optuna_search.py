@@ -263,12 +263,13 @@ def test_a_sigkilled_study_ends_with_n_trials_complete(tmp_path):
     root = Path(__file__).resolve().parents[1]
     cmd = [sys.executable, str(root / "searchers" / "optuna_search.py"),
            *_args(tmp_path, "study.n_trials=4", "study.zoo=[fmen_s]", "study.heartbeat_s=1",
-                  "study.grace_s=2", "study.retries=1", "measure.threads=1")]
+                  "study.grace_s=2", "study.retries=1", "measure.threads=1",
+                  "proxy.steps=40")]  # trials of ~1 s: longer than a poll of the study
     env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1")
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     db = tmp_path / "default" / "study.db"
-    kill_after = random.Random().randint(0, 2)  # finished trials before the kill
+    kill_after = random.Random().randint(0, 1)  # finished trials before the kill
     deadline = time.monotonic() + 120
     killed = False
     while time.monotonic() < deadline and proc.poll() is None:
