@@ -246,54 +246,6 @@ def test_constraints_stored_for_optuna_and_for_the_dashboard():
     assert [t.number for t in _get_feasible_trials(study.trials)] == [good.number]
 
 
-def test_a_sigkilled_study_ends_with_n_trials_complete(tmp_path):
-    """SIGKILL the real command while a trial runs; after the grace period the same command
-    fails the stale trial, retries it, and ends with n_trials COMPLETE, none RUNNING: the killed
-    attempt does not count toward n_trials (issue 13)."""
-    import os
-    import random
-    import signal
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
-
-    from optuna.trial import TrialState
-
-    root = Path(__file__).resolve().parents[1]
-    cmd = [sys.executable, str(root / "searchers" / "optuna_search.py"),
-           *_args(tmp_path, "study.n_trials=4", "study.zoo=[fmen_s]", "study.heartbeat_s=1",
-                  "study.grace_s=2", "study.retries=1", "measure.threads=1",
-                  "proxy.steps=40")]  # trials of ~1 s: longer than a poll of the study
-    env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    db = tmp_path / "default" / "study.db"
-    kill_after = random.Random().randint(0, 1)  # finished trials before the kill
-    deadline = time.monotonic() + 120
-    killed = False
-    while time.monotonic() < deadline and proc.poll() is None:
-        if db.exists():
-            try:
-                states = [t.state for t in _study(tmp_path).get_trials(deepcopy=False)]
-            except Exception:  # the study is being created
-                states = []
-            if states.count(TrialState.COMPLETE) >= kill_after and TrialState.RUNNING in states:
-                proc.send_signal(signal.SIGKILL)
-                killed = True
-                break
-        time.sleep(0.05)
-    proc.wait(timeout=30)
-    assert killed, "the search ended before a trial could be killed mid-run"
-    assert TrialState.RUNNING in [t.state for t in _study(tmp_path).get_trials()]
-    time.sleep(3)  # past the grace period: the killed trial's heartbeat is stale
-    done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-2000:]
-    states = [t.state for t in _study(tmp_path).get_trials()]
-    assert states.count(TrialState.COMPLETE) == 4, states
-    assert states.count(TrialState.FAIL) == 1 and TrialState.RUNNING not in states, states
-
-
 def test_a_crowd_of_eight_sqlite_workers(tmp_path):
     """8 worker processes on one SQLite study, tiny trials: none lost (left RUNNING) or failed
     on a locked database, the zoo trials run once each, and n_trials overshot by at most the
