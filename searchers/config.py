@@ -458,13 +458,9 @@ def load_config(cls: type[T], path: str | Path | None, overrides: Sequence[str] 
 # --------------------------------------------------------------------------- run folder
 
 
-_atomic_write = atomic_write  # the one writer: search_space.files
-_fsync_dir = fsync_dir
-
-
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """``torch.save(obj, path)`` atomically: a kill mid-write never leaves a truncated file."""
-    return _atomic_write(path, lambda fh: torch.save(obj, fh))
+    return atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def previous_checkpoint(path: str | Path) -> Path:
@@ -502,7 +498,7 @@ def save_checkpoint(obj: Any, path: str | Path) -> Path:
     for stale in target.parent.glob(f".{target.name}.*"):  # left by a writer killed mid-write
         with contextlib.suppress(FileNotFoundError):
             stale.unlink()
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     return target
 
 
