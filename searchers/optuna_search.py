@@ -15,11 +15,14 @@ storage to watch it.
 from __future__ import annotations
 
 import argparse
+import datetime
 import logging
 import math
 import multiprocessing
+import os
+import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,6 +52,7 @@ from searchers.trials import (
 logger = logging.getLogger("searchers.optuna_search")
 
 STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql", "journal")
+OWNER_ATTR = "srnas:owner"  # trial system attribute: the process that runs the trial
 
 
 @dataclass
@@ -117,11 +121,110 @@ def make_storage(url: str, cfg: StudyConfig) -> Any:
         retry = RetryHeartbeatStaleTrialCallback(max_retry=cfg.retries)
     # A worker killed mid-trial stops its heartbeat; after the grace period the trial is
     # marked FAIL and re-enqueued (up to study.retries times) for another worker.
-    return optuna.storages.RDBStorage(
+    return _heartbeat_storage_class()(
         url, heartbeat_interval=cfg.heartbeat_s, grace_period=cfg.grace_s,
         heartbeat_stale_trial_callback=retry,
         engine_kwargs={"connect_args": {"timeout": 60}} if scheme == "sqlite" else None,
     )
+
+
+def process_owner(pid: int) -> str:
+    """``host|boot id|pid namespace|pid|start time`` of process ``pid`` (``?`` for a part this
+    machine cannot tell: no ``/proc``), the owner recorded on each trial it runs."""
+    parts = [socket.gethostname(), "?", "?", str(pid), "?"]
+    try:
+        parts[1] = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        parts[2] = os.readlink("/proc/self/ns/pid")
+        parts[4] = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        pass
+    return "|".join(parts)
+
+
+def owner_is_dead(owner: str) -> bool:
+    """True only when ``owner`` (:func:`process_owner`) is a process of this machine and pid
+    namespace that is gone: no such pid, a zombie, or the pid reused by a process started at
+    another time. Any other owner (another host, unknown parts) may be alive: False."""
+    parts = owner.split("|")
+    mine = process_owner(os.getpid()).split("|")
+    if len(parts) != 5 or "?" in parts or "?" in mine or parts[:3] != mine[:3]:
+        return False
+    try:
+        fields = Path(f"/proc/{int(parts[3])}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError, IndexError):
+        return False
+    return fields[0] in ("Z", "X") or fields[19] != parts[4]
+
+
+_STORAGE_CLASS: Any = None
+
+
+def _heartbeat_storage_class() -> Any:
+    """Optuna's RDBStorage, with stale trials found sooner and without a hole.
+
+    Optuna records a trial's first heartbeat only when the trial's heartbeat thread starts,
+    after ``study.ask()`` created (or popped) the trial and sampled it; a worker killed in
+    between left a RUNNING trial without a heartbeat, which Optuna never finds stale
+    (``RDBStorage._get_stale_trial_ids`` skips it), so it stayed RUNNING for good. Here a
+    trial gets its owner (:func:`process_owner`; in the same write for a new trial, right
+    after for a popped waiting one) and a heartbeat the moment it turns RUNNING, and a trial
+    counts as stale when Optuna finds its heartbeat stale, when its owner is a process of
+    this machine that is gone (:func:`owner_is_dead`: a re-run on the host of a killed worker
+    fails its trial at once, without waiting for ``study.grace_s``), or when it has no owner
+    ``study.grace_s`` after it started (a popped trial whose worker was killed between the
+    pop and the next write)."""
+    global _STORAGE_CLASS
+    if _STORAGE_CLASS is not None:
+        return _STORAGE_CLASS
+    import optuna
+    from optuna.trial import FrozenTrial, TrialState
+
+    class HeartbeatRDBStorage(optuna.storages.RDBStorage):
+        def _create_new_trial(self, study_id: int, template_trial: Any = None) -> Any:
+            # create_new_trial and Optuna's storage cache both create trials through this; a
+            # new RUNNING trial is written with its owner in the same transaction
+            if template_trial is None:
+                template_trial = FrozenTrial(
+                    number=-1, state=TrialState.RUNNING, value=None, values=None,
+                    datetime_start=datetime.datetime.now(), datetime_complete=None,
+                    params={}, distributions={}, user_attrs={},
+                    system_attrs={OWNER_ATTR: process_owner(os.getpid())},
+                    intermediate_values={}, trial_id=-1)
+            trial = super()._create_new_trial(study_id, template_trial)
+            if template_trial.state == TrialState.RUNNING:
+                self.record_heartbeat(trial._trial_id)
+            return trial
+
+        def set_trial_state_values(self, trial_id: int, state: Any,
+                                   values: Any = None) -> bool:
+            changed = bool(super().set_trial_state_values(trial_id, state, values))
+            if changed and state == TrialState.RUNNING:  # a waiting trial popped
+                self._claim(trial_id)
+            return changed
+
+        def _claim(self, trial_id: int) -> None:
+            self.set_trial_system_attr(trial_id, OWNER_ATTR, process_owner(os.getpid()))
+            self.record_heartbeat(trial_id)
+
+        def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+            stale = [int(t) for t in super()._get_stale_trial_ids(study_id)]
+            grace = self.grace_period or 2 * (self.heartbeat_interval or 0)
+            now = datetime.datetime.now()  # Optuna's datetime_start is local time too
+            for t in self.get_all_trials(study_id, deepcopy=False,
+                                         states=(TrialState.RUNNING,)):
+                owner = t.system_attrs.get(OWNER_ATTR)
+                if t._trial_id in stale:
+                    continue
+                if (owner is None and t.datetime_start is not None
+                        and (now - t.datetime_start).total_seconds() > grace) or (
+                            owner is not None and owner_is_dead(str(owner))):
+                    stale.append(t._trial_id)
+            return stale
+
+    _STORAGE_CLASS = HeartbeatRDBStorage
+    return _STORAGE_CLASS
 
 
 def make_sampler(cfg: StudyConfig, nsga2: type | None = None) -> Any:
@@ -145,6 +248,61 @@ def random_sampler(seed: int, worker: int, trials_so_far: int) -> Any:
 
     state = np.random.SeedSequence([seed, worker, trials_so_far]).generate_state(1)[0]
     return optuna.samplers.RandomSampler(seed=int(state))
+
+
+def trial_sampler(cfg: StudyConfig, worker: int, drawn: int) -> Any:
+    """The sampler of one trial, seeded by (seed, worker, ``drawn``: the trials drawn before
+    it), so that a study resumed after a kill draws what the uninterrupted one drew, and a
+    second worker draws other architectures (one sampler seeded per process re-draws the
+    first trials after every restart, and every worker draws the same ones)."""
+    if cfg.sampler == "random":
+        return random_sampler(cfg.seed, worker, drawn)
+    import numpy as np
+
+    state = np.random.SeedSequence([cfg.seed, worker, drawn]).generate_state(1)[0]
+    return make_sampler(replace(cfg, seed=int(state)))
+
+
+def drawn_trials(study: Any) -> int:
+    """The position of the study's next trial in a run without kills: its number less the
+    failed attempts that were retried before it; for a retry (the next trial when one is
+    waiting: Optuna pops the lowest number first), the position of the attempt it repeats.
+    Seeding the next draw with it (:func:`trial_sampler`) makes a study resumed after a kill
+    draw what the uninterrupted one drew, the killed attempt included."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    retried = retried_numbers(trials)
+    waiting = [t for t in trials if t.state == TrialState.WAITING]
+    number = len(trials)
+    if waiting:
+        head = min(waiting, key=lambda t: t.number)
+        number = min(retried_numbers([head]), default=head.number)
+    return number - sum(1 for n in retried if n < number)
+
+
+def retried_numbers(trials: list[Any]) -> set[int]:
+    """The numbers of the trials that were retried (the stale-trial retry records them)."""
+    import warnings
+
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    with warnings.catch_warnings():  # retry_history is marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
+
+
+def fail_stale_trials(study: Any) -> None:
+    """Fail the study's trials whose worker is gone (:func:`_heartbeat_storage_class`),
+    re-enqueueing each up to ``study.retries`` times."""
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():  # marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
 
 
 def open_study(cfg: OptunaConfig, storage_url: str) -> Any:
@@ -248,11 +406,10 @@ def finished_trials(study: Any) -> int:
     that will not be run again. A trial whose worker was killed is failed once its heartbeat
     is stale and re-enqueued as a new trial (``study.retries``); the failed attempt does not
     count, its retry does, so a user who asks for 8 trials gets 8 finished ones."""
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
-    retried = {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
+    retried = retried_numbers(trials)
     return sum(1 for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
                or (t.state == TrialState.FAIL and t.number not in retried))
 
@@ -273,6 +430,10 @@ def run_worker(cfg: OptunaConfig, storage_url: str, worker: int) -> None:
     study = optuna.load_study(study_name=cfg.study.name,
                               storage=make_storage(storage_url, cfg.study),
                               sampler=make_sampler(cfg.study))
+    # A trial of a killed worker of this host is failed (and retried) before the first pass;
+    # one of another host once its heartbeat is older than study.grace_s (Optuna checks
+    # before every trial, and this run checks again at the end).
+    fail_stale_trials(study)
     bar = None
     for _ in range(3 * cfg.study.n_trials):  # a cap: each pass runs (or loses) one trial
         finished = finished_trials(study)
@@ -282,8 +443,7 @@ def run_worker(cfg: OptunaConfig, storage_url: str, worker: int) -> None:
             from tqdm import tqdm
 
             bar = tqdm(total=cfg.study.n_trials, initial=finished, desc="trials", unit="trial")
-        if cfg.study.sampler == "random":
-            study.sampler = random_sampler(cfg.study.seed, worker, len(study.trials))
+        study.sampler = trial_sampler(cfg.study, worker, drawn_trials(study))
         try:
             study.optimize(lambda t: objective(t, cfg), n_trials=1, catch=(Exception,))
         except ValueError as exc:
@@ -296,6 +456,14 @@ def run_worker(cfg: OptunaConfig, storage_url: str, worker: int) -> None:
             bar.refresh()
     if bar is not None:
         bar.close()
+    fail_stale_trials(study)
+    from optuna.trial import TrialState
+
+    running = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    if running:
+        logger.info("worker %d: trials %s still RUNNING (on other workers, or of a worker "
+                    "killed on another host less than study.grace_s=%ds ago: the next run "
+                    "fails and retries those)", worker, running, cfg.study.grace_s)
 
 
 def _worker_entry(cfg: OptunaConfig, storage_url: str, worker: int) -> None:
@@ -341,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         if any(proc.exitcode for proc in procs):
             logger.error("a worker failed (exit codes %s)", [proc.exitcode for proc in procs])
             return 1
-    from results.table import from_optuna
+    from results.table_optuna import from_optuna
 
     table = from_optuna(make_storage(storage_url, cfg.study), cfg.study.name)
     table.to_csv(run_dir / "trials.csv", index=False)
