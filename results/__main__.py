@@ -12,7 +12,7 @@ Loads the trial table of an Optuna study or a Ray Tune experiment folder and wri
   point, dominated zoo nets), or the counts and an ``error`` when the table has no complete zoo
   net; and ``aim_candidates`` (:func:`results.pareto.aim_candidates`): the searched front nets
   faster than ``rlfn_ntire`` within ``fmen_s``'s memory, best proxy PSNR first;
-* the Plotly report (:func:`results.plots.write_pareto_report`).
+* the Plotly report (:func:`results.plot_pareto.write_pareto_report`).
 
 It prints a short summary; exit status 2 for a missing storage / folder or a bad study.
 """
@@ -31,8 +31,10 @@ from typing import Any
 import pandas as pd
 
 from results.pareto import pareto_mask, search_summary
-from results.plots import write_pareto_report
-from results.table import from_optuna, from_ray, to_csv, validate_table
+from results.plot_pareto import write_pareto_report
+from results.table import to_csv, validate_table
+from results.table_optuna import from_optuna
+from results.table_ray import from_ray
 
 logger = logging.getLogger("results")
 

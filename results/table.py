@@ -31,17 +31,9 @@ device        object  device the trial was measured on, or None
 String columns hold Python ``str`` (or ``None`` where nullable) in ``object`` columns, so the
 table looks the same under pandas 2 and pandas 3.
 
-Loaders:
-
-* :func:`from_optuna`: a study whose directions are ``psnr_db`` max, ``latency_ms`` min and
-  ``memory_mib`` min, named with ``study.set_metric_names`` (any order of the three);
-* :func:`from_ray`: an experiment folder written by Ray Tune, read as plain files (no Ray
-  cluster, no Ray import). Ray Tune 2.60 writes ``<storage_path>/<experiment>/`` holding
-  ``experiment_state-<date>.json``, ``basic-variant-state-<date>.json``, ``tuner.pkl`` and one
-  folder per trial, ``<trainable>_<trial_id>_<index>_<tag>_<date>/``, with ``params.json`` (the
-  trial's config), ``params.pkl``, ``result.json`` (one JSON object per ``tune.report`` call; the
-  file exists but is empty when nothing was reported), ``progress.csv``, ``events.out.tfevents.*``
-  and, for a crashed trial, ``error.txt`` / ``error.pkl``.
+Loaders, one per searcher, build such a table: :func:`results.table_optuna.from_optuna` (an
+Optuna study) and :func:`results.table_ray.from_ray` (a Ray Tune experiment folder, read as
+plain files).
 
 :func:`validate_table` checks a frame against the schema; :func:`to_csv` / :func:`read_csv`
 round-trip a table through CSV.
@@ -53,17 +45,13 @@ import json
 import logging
 import math
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import pandas as pd
 
 from search_space.files import atomic_write_text
-
-if TYPE_CHECKING:
-    import optuna
 
 __all__ = [
     "OBJECTIVES",
@@ -73,8 +61,6 @@ __all__ = [
     "TRIAL_COLUMNS",
     "ColumnSpec",
     "empty_table",
-    "from_optuna",
-    "from_ray",
     "read_csv",
     "to_csv",
     "validate_table",
@@ -123,19 +109,6 @@ SCHEMA: dict[str, ColumnSpec] = {
 TRIAL_COLUMNS: tuple[str, ...] = tuple(SCHEMA)
 
 _FLOAT_ATTRS: tuple[str, ...] = ("params_m", "flops_g", "macs_g", "activations_m")
-
-# Ray Tune trial status (experiment_state-*.json) -> table state.
-_RAY_STATUS: dict[str, str] = {
-    "TERMINATED": "COMPLETE",
-    "ERROR": "FAIL",
-    "RUNNING": "RUNNING",
-    "PENDING": "WAITING",
-    "PAUSED": "WAITING",
-}
-# "<trainable>_<5 hex run id>_<5 digit counter>_<index>_..." (Ray's default trial folder name)
-_RAY_DIRNAME = re.compile(r"_([0-9a-f]{5}_(\d{5}))_\d+_")
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_FAIL_REASON_CHARS = 500
 
 
 # --------------------------------------------------------------------------- helpers
@@ -260,318 +233,6 @@ def _missing(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
-# --------------------------------------------------------------------------- Optuna
-
-
-def _check_sqlite_exists(storage: str) -> None:
-    """Fail early for a missing SQLite file: connecting would silently create an empty one."""
-    prefix = "sqlite:///"
-    if not storage.startswith(prefix):
-        return
-    path = storage[len(prefix) :].split("?", 1)[0]
-    if path in ("", ":memory:"):
-        return
-    if not Path(path).is_file():
-        raise FileNotFoundError(
-            f"storage={storage!r}: the SQLite file {path!r} does not exist; pass the URL of an "
-            "existing study database, e.g. sqlite:///runs/optuna.db (three slashes and a "
-            "relative path, or four slashes and an absolute one)"
-        )
-
-
-def _check_objectives(study: optuna.Study) -> list[str]:
-    """Metric names of ``study`` in value order, after checking them against OBJECTIVES."""
-    directions = [d.name for d in study.directions]
-    names = study.metric_names
-    expected = ", ".join(
-        f"{k} ({'MAXIMIZE' if v == 'max' else 'MINIMIZE'})" for k, v in OBJECTIVES.items()
-    )
-    if len(directions) < 2:
-        raise ValueError(
-            f"study {study.study_name!r} is not multi-objective: found directions {directions} "
-            f"and metric names {names}; expected {len(OBJECTIVES)} objectives: {expected}"
-        )
-    if names is None or sorted(names) != sorted(OBJECTIVES):
-        raise ValueError(
-            f"study {study.study_name!r} has metric names {names} (directions {directions}); "
-            f"expected the objectives {expected}, set with "
-            f"study.set_metric_names({list(OBJECTIVES)})"
-        )
-    wrong = [
-        f"{name}: {direction}"
-        for name, direction in zip(names, directions, strict=True)
-        if direction != ("MAXIMIZE" if OBJECTIVES[name] == "max" else "MINIMIZE")
-    ]
-    if wrong:
-        raise ValueError(
-            f"study {study.study_name!r} optimises {', '.join(wrong)} the wrong way; "
-            f"expected {expected}"
-        )
-    return list(names)
-
-
-def from_optuna(
-    storage: str | optuna.storages.BaseStorage, study_name: str | None = None
-) -> pd.DataFrame:
-    """The trial table of one Optuna study.
-
-    Args:
-        storage: a storage URL (``sqlite:///runs/optuna.db``...) or storage object.
-        study_name: the study to read; ``None`` picks the only study of ``storage``.
-
-    Every trial becomes a row, whatever its state; objective values are NaN unless the trial is
-    COMPLETE. ``duration_s`` falls back to Optuna's own start/end times when the trial did not
-    record it.
-
-    Raises:
-        FileNotFoundError: ``storage`` is a SQLite URL whose file does not exist.
-        ValueError: ``study_name`` is None and the storage holds zero or several studies, or no
-            study has that name (the message lists the names found); the study is not
-            multi-objective, or its metric names or directions differ from
-            :data:`OBJECTIVES`.
-    """
-    import optuna
-
-    if isinstance(storage, str):
-        _check_sqlite_exists(storage)
-    names = optuna.study.get_all_study_names(storage)
-    if study_name is None:
-        if len(names) != 1:
-            raise ValueError(
-                f"study_name=None needs a storage holding exactly one study, found "
-                f"{len(names)}: {sorted(names)}; pass one of them as study_name (--study)"
-            )
-        study_name = names[0]
-    elif study_name not in names:
-        raise ValueError(
-            f"study_name={study_name!r} is not in the storage; studies found: {sorted(names)}"
-        )
-    study = optuna.load_study(study_name=study_name, storage=storage)
-    metric_names = _check_objectives(study)
-
-    rows = []
-    for trial in study.get_trials(deepcopy=False):
-        state = trial.state.name
-        values = trial.values if state == "COMPLETE" and trial.values is not None else []
-        duration = trial.duration.total_seconds() if trial.duration is not None else math.nan
-        rows.append(
-            _row(
-                source="optuna",
-                study=study_name,
-                trial=trial.number,
-                state=state,
-                attrs=trial.user_attrs,
-                objectives=dict(zip(metric_names, values, strict=False)),
-                where=f"study {study_name!r} trial {trial.number}",
-                duration_s=duration,
-            )
-        )
-    logger.info("Optuna study %r: %d trials", study_name, len(rows))
-    return _finish(rows)
-
-
-# --------------------------------------------------------------------------- Ray Tune
-
-
-def _read_last_result(path: Path) -> dict[str, Any] | None:
-    """The last JSON object of a ``result.json`` file (JSON lines); None if there is none."""
-    if not path.is_file():
-        return None
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    for line in reversed(lines):
-        try:
-            result = json.loads(line)
-        except json.JSONDecodeError:
-            # a line cut short while Ray was writing it: use the previous one
-            logger.warning("%s: skipping an unreadable line", path)
-            continue
-        if isinstance(result, dict):
-            return result
-    return None
-
-
-def _read_json_object(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        logger.warning("%s: not valid JSON, ignored", path)
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _error_reason(path: Path) -> str:
-    """A one-line reason from a Ray ``error.txt``.
-
-    The file starts with ``Failure # N (occurred at <date>)`` and a traceback; the exception
-    (type and message, possibly several lines) comes last. That exception is returned, its lines
-    joined with `` | ``; files of another shape give their first non-empty lines instead.
-    """
-    text = _ANSI.sub("", path.read_text(encoding="utf-8", errors="replace"))
-    lines = [line.rstrip() for line in text.splitlines()]
-    frames = [i for i, line in enumerate(lines) if line.lstrip().startswith('File "')]
-    start = None
-    for i in range(frames[-1] + 1 if frames else 0, len(lines)):
-        line = lines[i]
-        if line and not line[0].isspace() and re.match(r"^[A-Za-z_][\w.]*(: |:?$)", line):
-            if line.startswith("Failure #"):
-                continue
-            start = i
-            break
-    if start is None:
-        chosen = [line.strip() for line in lines if line.strip()][:3]
-    else:
-        chosen = [line.strip() for line in lines[start:] if line.strip()]
-    reason = " | ".join(chosen) or f"{path.name} is empty"
-    if len(reason) > _FAIL_REASON_CHARS:
-        reason = reason[: _FAIL_REASON_CHARS - 3] + "..."
-    return reason
-
-
-def _ray_trial_status(experiment: Path) -> dict[str, tuple[str | None, str | None]]:
-    """``{trial folder name: (trial_id, status)}`` from the newest ``experiment_state-*.json``.
-
-    Returns an empty dict when there is no such file or it cannot be read (the loader then
-    infers states from the trial folders alone).
-    """
-    files = sorted(experiment.glob("experiment_state-*.json"))
-    if not files:
-        logger.info("%s: no experiment_state-*.json; states are inferred from files", experiment)
-        return {}
-    path = files[-1]
-    status: dict[str, tuple[str | None, str | None]] = {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        for entry in data["trial_data"]:
-            trial = json.loads(entry[0]) if isinstance(entry[0], str) else entry[0]
-            folder = trial.get("relative_logdir")
-            if folder:
-                status[str(folder)] = (trial.get("trial_id"), trial.get("status"))
-    except (json.JSONDecodeError, KeyError, TypeError, IndexError, AttributeError) as err:
-        logger.warning("%s: unreadable (%r); states are inferred from files", path, err)
-        return {}
-    return status
-
-
-def _trial_number(trial_id: str | None, folder: str) -> int | None:
-    if trial_id:
-        tail = str(trial_id).rsplit("_", 1)[-1]
-        if tail.isdigit():
-            return int(tail)
-    match = _RAY_DIRNAME.search(folder)
-    return int(match.group(2)) if match else None
-
-
-def _objectives_missing(result: Mapping[str, Any]) -> list[str]:
-    return [key for key in OBJECTIVES if not math.isfinite(_float(result.get(key)))]
-
-
-def from_ray(experiment_dir: str | os.PathLike[str]) -> pd.DataFrame:
-    """The trial table of one Ray Tune experiment folder (``<storage_path>/<name>``).
-
-    Reads only files: every sub-folder holding ``params.json``, ``result.json`` or
-    ``error.txt`` is a trial. Its final result is the last line of ``result.json``; ``params.json``
-    (the trial's config) fills in ``name`` / ``genotype`` / ``is_zoo`` when the trial reported
-    nothing. The state comes from the newest ``experiment_state-*.json`` when it can be read:
-
-    * ``ERROR``, or an ``error.txt`` with no reported result -> FAIL, ``fail_reason`` from the
-      exception at the end of ``error.txt`` (unless the result names one);
-    * ``RUNNING`` -> RUNNING; ``PENDING`` / ``PAUSED`` -> WAITING; no state file and nothing
-      reported or raised yet -> RUNNING;
-    * otherwise a reported result -> COMPLETE, or FAIL when it carries a ``fail_reason`` or a
-      non-finite objective; ``TERMINATED`` without any result -> FAIL.
-
-    A trial that failed and was retried successfully (``max_failures``) keeps an ``error.txt``
-    but ends TERMINATED, so it is COMPLETE. ``trial`` is the counter at the end of Ray's trial
-    id (``3d3b8_00002`` -> 2); ``study`` is the folder's name.
-
-    Raises:
-        FileNotFoundError: ``experiment_dir`` does not exist or is not a folder.
-        ValueError: it holds no trial folder (the message says if it looks like a storage
-            path holding several experiments).
-    """
-    experiment = Path(experiment_dir)
-    if not experiment.is_dir():
-        raise FileNotFoundError(
-            f"experiment_dir={str(experiment)!r} is not an existing folder; pass the Ray Tune "
-            "experiment folder, <storage_path>/<experiment name> (RunConfig(storage_path=..., "
-            "name=...))"
-        )
-    markers = ("params.json", "result.json", "error.txt")
-    folders = sorted(
-        p for p in experiment.iterdir() if p.is_dir() and any((p / m).exists() for m in markers)
-    )
-    if not folders:
-        nested = sorted(
-            p.name for p in experiment.iterdir() if p.is_dir() and any(p.glob("experiment_state-*"))
-        )
-        hint = (
-            f"; it holds the experiments {nested}: pass one of them"
-            if nested
-            else "; pass the folder Ray Tune wrote, <storage_path>/<experiment name>"
-        )
-        raise ValueError(
-            f"experiment_dir={str(experiment)!r} holds no trial folder (a sub-folder with "
-            f"{' / '.join(markers)}){hint}"
-        )
-    status_by_folder = _ray_trial_status(experiment)
-    study = experiment.resolve().name
-
-    rows = []
-    used_numbers: set[int] = set()
-    for folder in folders:
-        trial_id, status = status_by_folder.get(folder.name, (None, None))
-        result = _read_last_result(folder / "result.json")
-        params = _read_json_object(folder / "params.json")
-        if result is not None:
-            trial_id = trial_id or result.get("trial_id")
-        number = _trial_number(trial_id, folder.name)
-        if number is None or number in used_numbers:
-            number = max(used_numbers, default=-1) + 1
-        used_numbers.add(number)
-        error = folder / "error.txt"
-        attrs: dict[str, Any] = {
-            k: params[k] for k in ("name", "genotype", "is_zoo") if k in params
-        }
-        if result is not None:
-            attrs.update(result)
-        where = f"Ray trial {folder.name}"
-
-        if error.is_file() and (status == "ERROR" or (status is None and result is None)):
-            state = "FAIL"
-            if not _opt_str(attrs.get("fail_reason")):
-                attrs["fail_reason"] = _error_reason(error)
-        elif status in ("RUNNING", "PENDING", "PAUSED"):
-            state = _RAY_STATUS[status]
-        elif result is not None:
-            missing = _objectives_missing(result)
-            state = "FAIL" if _opt_str(result.get("fail_reason")) or missing else "COMPLETE"
-            if missing and not _opt_str(result.get("fail_reason")):
-                attrs["fail_reason"] = f"no finite value reported for {missing}"
-        elif status is None:
-            state = "RUNNING"
-        else:
-            state = "FAIL"
-            attrs["fail_reason"] = f"Ray status {status} without any reported result"
-        objectives = result if result is not None and state in ("COMPLETE", "FAIL") else {}
-        rows.append(
-            _row(
-                source="ray",
-                study=study,
-                trial=number,
-                state=state,
-                attrs=attrs,
-                objectives={k: v for k, v in objectives.items() if k in OBJECTIVES},
-                where=where,
-                duration_s=_float(result.get("time_total_s")) if result else math.nan,
-            )
-        )
-    logger.info("Ray experiment %s: %d trials", experiment, len(rows))
-    table = _finish(rows)
-    return table.sort_values("trial", kind="stable").reset_index(drop=True)
-
-
 # --------------------------------------------------------------------------- schema checks
 
 
@@ -609,7 +270,7 @@ def validate_table(df: pd.DataFrame, allow_extra: bool = False) -> None:
     if missing:
         raise ValueError(
             f"trial table lacks the columns {missing}; a trial table has {list(TRIAL_COLUMNS)} "
-            "(build it with results.table.from_optuna / from_ray)"
+            "(build it with results.table_optuna.from_optuna / results.table_ray.from_ray)"
         )
     extra = [str(c) for c in df.columns if c not in SCHEMA]
     if extra and not allow_extra:

@@ -485,7 +485,7 @@ class DartsSearch:
         atomic_write_text(self.run_dir / "top_k" / "summary.json", json.dumps(summary, indent=2))
         logger.info("derived genotype written to %s", self.run_dir / "genotype.json")
         if self.cfg.run.plots:
-            from results.plots import write_run_plots
+            from results.plot_run import write_run_plots
 
             write_run_plots(self.run_dir / "log.csv", self.run_dir)
         if self.cfg.profile.enabled:

@@ -264,8 +264,8 @@ def _deployed_from_weights(weights: Path, genotype: Genotype, genotype_name: str
 def load_teacher(spec: str) -> Teacher:
     """The KD teacher at ``spec`` (see the module docstring), in its deployed form on the CPU.
 
-    A run folder is read with :func:`results.report.load_run` and
-    :func:`results.report.build_deployed` when it holds ``deployed.pt``; otherwise its
+    A run folder is read with :func:`results.report_runs.load_run` and
+    :func:`results.report_runs.build_deployed` when it holds ``deployed.pt``; otherwise its
     ``model.pt`` is loaded into ``genotype.json``'s net and re-parameterised, as is a checkpoint
     file. Raises :class:`ConfigError` naming ``spec`` and what was expected.
     """
@@ -279,7 +279,7 @@ def load_teacher(spec: str) -> Teacher:
     try:
         if path.is_dir():
             if (path / "deployed.pt").is_file() and (path / "deployed_genotype.json").is_file():
-                from results.report import build_deployed, load_run
+                from results.report_runs import build_deployed, load_run
 
                 run = load_run(path)
                 model, deployed = build_deployed(run, torch.device("cpu")), run.deployed
@@ -595,7 +595,7 @@ class Retrainer:
         if not report["equivalent"]:
             logger.warning("the deployed form differs from the trained one by %.2e", max_diff)
         try:
-            from results.plots import write_training_plots
+            from results.plot_run import write_training_plots
 
             write_training_plots(self.run_dir)  # "Retraining: <run folder>"
         except (ImportError, ValueError) as exc:

@@ -1,10 +1,10 @@
 """Every kind of page, opened in headless Chromium with the network cut off.
 
 Pages come from the project's own writers on tiny real data: ``alphas.html`` / ``losses.html``
-(:func:`results.plots.write_run_plots` of a DARTS-like log), ``training.html``
-(:func:`results.plots.write_training_plots`), the Pareto page (2-D, 3-D and parallel
-coordinates, :func:`results.plots.write_pareto_report`) and a report-style page
-(:func:`results.plots.write_page_html` with fragments and figures).
+(:func:`results.plot_run.write_run_plots` of a DARTS-like log), ``training.html``
+(:func:`results.plot_run.write_training_plots`), the Pareto page (2-D, 3-D and parallel
+coordinates, :func:`results.plot_pareto.write_pareto_report`) and a report-style page
+(:func:`results.page.write_page_html` with fragments and figures).
 
 How the network is cut: ``--host-resolver-rules=MAP * ~NOTFOUND`` (no name resolves),
 ``--proxy-server=127.0.0.1:9`` (every connection goes to a dead proxy),
@@ -33,7 +33,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from results import plots
+from results.page import write_html, write_page_html
+from results.plot_pareto import pareto_figure_2d, write_pareto_report
+from results.plot_run import write_run_plots, write_training_plots
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser")) if p), None)
 pytestmark = pytest.mark.skipif(
@@ -179,17 +181,17 @@ def pages(tmp_path_factory) -> dict[str, Path]:
     run = root / "darts_run"
     run.mkdir()
     darts_log().to_csv(run / "log.csv", index=False)
-    alphas, losses = plots.write_run_plots(run / "log.csv", run)
+    alphas, losses = write_run_plots(run / "log.csv", run)
     retrain = root / "retrain_run"
     retrain.mkdir()
     pd.DataFrame({"step": [0, 1, 2], "loss_train": [0.5, 0.4, 0.3], "lr": [1e-3] * 3,
                   "val_psnr_y_db": [np.nan, 27.0, 27.4]}).to_csv(retrain / "log.csv",
                                                                  index=False)
-    training = plots.write_training_plots(retrain)
-    pareto = plots.write_pareto_report(trial_table(), root / "pareto")[0]
-    separate = plots.write_pareto_report(trial_table(), root / "separate", single_file=False)
-    report = plots.write_page_html(
-        ["<h2>table</h2><p>fragment</p>", plots.pareto_figure_2d(trial_table()), "<p>end</p>"],
+    training = write_training_plots(retrain)
+    pareto = write_pareto_report(trial_table(), root / "pareto")[0]
+    separate = write_pareto_report(trial_table(), root / "separate", single_file=False)
+    report = write_page_html(
+        ["<h2>table</h2><p>fragment</p>", pareto_figure_2d(trial_table()), "<p>end</p>"],
         root / "report" / "report.html", "Report")
     return {"alphas": alphas, "losses": losses, "training": training, "pareto": pareto,
             "pareto_3d": separate[2], "report": report}
@@ -241,7 +243,7 @@ def test_empty_figure_fails(tmp_path):
     """The check can fail: a figure without data draws nothing."""
     import plotly.graph_objects as go
 
-    page = plots.write_html(go.Figure(go.Scatter(x=[], y=[])), tmp_path / "empty.html")
+    page = write_html(go.Figure(go.Scatter(x=[], y=[])), tmp_path / "empty.html")
     with pytest.raises(AssertionError, match="draws nothing"):
         assert_page_draws(page, n_figures=1)
 

@@ -1,4 +1,5 @@
-"""Benchmark evaluation (``results.evaluate``): tiled inference, per-image metrics, the CLI."""
+"""Benchmark evaluation (``results.evaluate``, ``results.eval_sets``, ``results.inference``): tiled
+inference, per-image metrics, the CLI."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from torch import nn
 
 from proxies import data
 from proxies.quality import evaluate_pair, tensor_to_uint8
+from results import eval_sets, inference
 from results import evaluate as ev
 from search_space import Attention, CellGene, Genotype, build_model
 
@@ -137,8 +139,8 @@ def test_tiled_equals_whole_when_overlap_covers_receptive_field(tile):
     model = tiny_net()
     overlap = receptive_radius(model)
     lr = torch.rand(1, 3, 29, 23, generator=torch.Generator().manual_seed(0))
-    whole = ev.sr_forward(model, lr, data_range=1.0)
-    tiled = ev.sr_forward(model, lr, data_range=1.0, tile=tile, overlap=overlap)
+    whole = inference.sr_forward(model, lr, data_range=1.0)
+    tiled = inference.sr_forward(model, lr, data_range=1.0, tile=tile, overlap=overlap)
     assert tiled.shape == whole.shape == (1, 3, 58, 46)
     assert (tiled - whole).abs().max().item() < 1e-5
 
@@ -147,8 +149,8 @@ def test_tiles_without_enough_overlap_differ():
     """The equality above is not vacuous: with too little context the seams show."""
     model = tiny_net()
     lr = torch.rand(1, 3, 29, 23, generator=torch.Generator().manual_seed(0))
-    whole = ev.sr_forward(model, lr, data_range=1.0)
-    tiled = ev.sr_forward(model, lr, data_range=1.0, tile=7, overlap=2)
+    whole = inference.sr_forward(model, lr, data_range=1.0)
+    tiled = inference.sr_forward(model, lr, data_range=1.0, tile=7, overlap=2)
     assert (tiled - whole).abs().max().item() > 1e-3
 
 
@@ -159,7 +161,7 @@ def test_data_range_scaling_and_clamp():
     # The net sees [0, 255] and returns [0, 255]; the caller sees [0, 1] both ways.
     seen: list[float] = []
     up.register_forward_hook(lambda m, i, o: seen.append(float(i[0].max())))
-    out = ev.sr_forward(up, lr, data_range=255.0)
+    out = inference.sr_forward(up, lr, data_range=255.0)
     assert seen[0] > 1.5
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
 
@@ -167,7 +169,7 @@ def test_data_range_scaling_and_clamp():
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return F.interpolate(x, scale_factor=2) * 3.0 - 255.0
 
-    out = ev.sr_forward(Affine(), lr, data_range=255.0)
+    out = inference.sr_forward(Affine(), lr, data_range=255.0)
     assert out.min().item() >= 0.0 and out.max().item() <= 1.0
     assert (out == 0).any() and (out == 1).any()
 
@@ -177,7 +179,7 @@ def test_eval_mode_inside_and_training_flag_restored():
     model = tiny_net()
     model.register_forward_pre_hook(lambda m, i: modes.append(m.training))
     model.train()
-    out = ev.sr_forward(model, torch.rand(1, 3, 8, 8), data_range=1.0)
+    out = inference.sr_forward(model, torch.rand(1, 3, 8, 8), data_range=1.0)
     assert modes == [False] and model.training
     out += 1  # an ordinary tensor, not an inference-mode one
     assert not out.requires_grad
@@ -186,10 +188,10 @@ def test_eval_mode_inside_and_training_flag_restored():
 def test_auto_falls_back_to_smaller_tiles(caplog):
     inner = tiny_net()
     lr = torch.rand(1, 3, 160, 150, generator=torch.Generator().manual_seed(0))
-    whole = ev.sr_forward(inner, lr, data_range=1.0)
+    whole = inference.sr_forward(inner, lr, data_range=1.0)
     capped = MemoryCapped(inner, cap=100 * 100)
     with caplog.at_level(logging.WARNING, logger="results.evaluate"):
-        out = ev.sr_forward(capped, lr, data_range=1.0, tile="auto", overlap=16)
+        out = inference.sr_forward(capped, lr, data_range=1.0, tile="auto", overlap=16)
     assert (out - whole).abs().max().item() < 1e-5
     # whole image failed, then tiles of 128 (144x144 with context) failed, tiles of 64 worked
     assert capped.calls[0] == (160, 150, False)
@@ -205,33 +207,33 @@ def test_auto_falls_back_on_cuda_oom_class():
     lr = torch.rand(1, 3, 80, 70, generator=torch.Generator().manual_seed(0))
     capped = MemoryCapped(inner, cap=79 * 70, error=torch.cuda.OutOfMemoryError,
                           message="CUDA error: something")
-    out = ev.sr_forward(capped, lr, data_range=1.0, tile="auto", overlap=6)
-    assert (out - ev.sr_forward(inner, lr, data_range=1.0)).abs().max().item() < 1e-5
+    out = inference.sr_forward(capped, lr, data_range=1.0, tile="auto", overlap=6)
+    assert (out - inference.sr_forward(inner, lr, data_range=1.0)).abs().max().item() < 1e-5
     assert capped.calls[0] == (80, 70, False) and capped.calls[-1][2]
 
 
 def test_auto_does_not_swallow_other_errors():
     capped = MemoryCapped(tiny_net(), cap=10, message="Given groups=1, weight of size ...")
     with pytest.raises(RuntimeError, match="weight of size"):
-        ev.sr_forward(capped, torch.rand(1, 3, 80, 70), data_range=1.0, tile="auto")
+        inference.sr_forward(capped, torch.rand(1, 3, 80, 70), data_range=1.0, tile="auto")
     assert len(capped.calls) == 1
 
 
 def test_auto_gives_up_with_a_clear_error():
     capped = MemoryCapped(tiny_net(), cap=10)
     with pytest.raises(RuntimeError, match="every size tried") as info:
-        ev.sr_forward(capped, torch.rand(1, 3, 300, 280), data_range=1.0, tile="auto")
+        inference.sr_forward(capped, torch.rand(1, 3, 300, 280), data_range=1.0, tile="auto")
     assert "tiles of 64" in str(info.value)
 
 
 def test_auto_goes_straight_to_tiles_above_max_pixels():
     capped = MemoryCapped(tiny_net(), cap=10**9)
     lr = torch.rand(1, 3, 300, 280)
-    ev.sr_forward(capped, lr, data_range=1.0, tile="auto", overlap=4, max_pixels=200 * 200)
+    inference.sr_forward(capped, lr, data_range=1.0, tile="auto", overlap=4, max_pixels=200 * 200)
     assert all(h <= 256 + 8 and w <= 256 + 8 for h, w, _ in capped.calls)
     assert len(capped.calls) == 4  # 2 x 2 tiles of 256
     capped.calls.clear()
-    ev.sr_forward(capped, lr, data_range=1.0, tile="auto")  # under the default budget: whole
+    inference.sr_forward(capped, lr, data_range=1.0, tile="auto")  # under the default budget: whole
     assert capped.calls == [(300, 280, True)]
 
 
@@ -250,12 +252,12 @@ def test_auto_goes_straight_to_tiles_above_max_pixels():
 def test_sr_forward_rejects_bad_arguments(kwargs, name):
     args: dict[str, object] = {"data_range": 1.0, **kwargs}
     with pytest.raises(ValueError, match=rf"^{name}: got"):
-        ev.sr_forward(tiny_net(), torch.rand(1, 3, 8, 8), **args)
+        inference.sr_forward(tiny_net(), torch.rand(1, 3, 8, 8), **args)
 
 
 def test_sr_forward_rejects_non_image_input():
     with pytest.raises(ValueError, match=r"^lr: got \(3, 8, 8\)"):
-        ev.sr_forward(tiny_net(), torch.rand(3, 8, 8), data_range=1.0)
+        inference.sr_forward(tiny_net(), torch.rand(3, 8, 8), data_range=1.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,9 +267,9 @@ def test_sr_forward_rejects_non_image_input():
 
 def test_evaluate_model_rows_and_saved_images(image_folder, tmp_path):
     save = tmp_path / "sr"
-    df = ev.evaluate_model(tiny_net(), [str(image_folder)], scale=2, data_range=1.0,
-                           save_dir=save)
-    assert list(df.columns) == list(ev.ROW_COLUMNS)
+    df = eval_sets.evaluate_model(tiny_net(), [str(image_folder)], scale=2, data_range=1.0,
+                                  save_dir=save)
+    assert list(df.columns) == list(eval_sets.ROW_COLUMNS)
     assert df["set"].tolist() == ["mini", "mini"]  # an .../<name>/HR folder is labelled <name>
     assert df["image"].tolist() == ["a", "b"]
     assert df[["lr_h", "lr_w"]].values.tolist() == [[24, 20], [18, 25]]
@@ -280,10 +282,10 @@ def test_evaluate_model_rows_and_saved_images(image_folder, tmp_path):
 
 
 def test_evaluate_model_tiled_flag(image_folder):
-    df = ev.evaluate_model(tiny_net(), [str(image_folder)], scale=2, data_range=1.0, tile=12,
-                           overlap=6)
+    df = eval_sets.evaluate_model(tiny_net(), [str(image_folder)], scale=2, data_range=1.0, tile=12,
+                                  overlap=6)
     assert df["tiled"].all()
-    whole = ev.evaluate_model(tiny_net(), [str(image_folder)], scale=2, data_range=1.0)
+    whole = eval_sets.evaluate_model(tiny_net(), [str(image_folder)], scale=2, data_range=1.0)
     np.testing.assert_allclose(df["psnr_y_db"], whole["psnr_y_db"], rtol=0, atol=1e-9)
 
 
@@ -291,8 +293,8 @@ def test_oracle_scores_infinite_and_saves_the_ground_truth(image_folder, tmp_pat
     """Pairs each LR with its own HR and round-trips data_range: PSNR inf, SSIM 1."""
     images = data.SRImageSet.from_folder(image_folder, 2)
     oracle = Oracle({tuple(lr.shape[-2:]): hr for _, lr, hr in images}, 255.0)
-    df = ev.evaluate_model(oracle, [str(image_folder)], scale=2, data_range=255.0,
-                           save_dir=tmp_path / "sr")
+    df = eval_sets.evaluate_model(oracle, [str(image_folder)], scale=2, data_range=255.0,
+                                  save_dir=tmp_path / "sr")
     assert df["psnr_y_db"].tolist() == [math.inf, math.inf]
     assert df["psnr_rgb_db"].tolist() == [math.inf, math.inf]
     np.testing.assert_allclose(df["ssim_y"], 1.0, atol=1e-12)
@@ -302,7 +304,7 @@ def test_oracle_scores_infinite_and_saves_the_ground_truth(image_folder, tmp_pat
 
 
 def test_bicubic_metrics_match_evaluate_pair(image_folder):
-    df = ev.evaluate_model(Bicubic(2), [str(image_folder)], scale=2, data_range=1.0)
+    df = eval_sets.evaluate_model(Bicubic(2), [str(image_folder)], scale=2, data_range=1.0)
     for (name, lr, hr), row in zip(data.SRImageSet.from_folder(image_folder, 2),
                                    df.itertuples(), strict=True):
         sr = F.interpolate(lr, scale_factor=2, mode="bicubic", align_corners=False).clamp(0, 1)
@@ -316,41 +318,41 @@ def test_bicubic_metrics_match_evaluate_pair(image_folder):
 
 def test_scale_mismatch_names_both(image_folder):
     with pytest.raises(ValueError, match=r"scale: got 3 but the model's scale is 2"):
-        ev.evaluate_model(tiny_net(), [str(image_folder)], scale=3, data_range=1.0)
+        eval_sets.evaluate_model(tiny_net(), [str(image_folder)], scale=3, data_range=1.0)
     with pytest.raises(ValueError, match=r"data_range: got 255.0 but the model's data_range is"):
-        ev.evaluate_model(tiny_net(), [str(image_folder)], scale=2, data_range=255.0)
+        eval_sets.evaluate_model(tiny_net(), [str(image_folder)], scale=2, data_range=255.0)
 
 
 def test_output_of_the_wrong_size_is_reported(image_folder):
     with pytest.raises(ValueError, match=r"image 'a'.*scale=2"):
-        ev.evaluate_model(Bicubic(3), [str(image_folder)], scale=2, data_range=1.0)
+        eval_sets.evaluate_model(Bicubic(3), [str(image_folder)], scale=2, data_range=1.0)
 
 
 def test_missing_benchmark_folder_names_it_and_the_fix(tmp_path, image_folder):
     with pytest.raises(FileNotFoundError) as info:
-        ev.evaluate_model(tiny_net(), ["Set5"], scale=2, data_range=1.0,
-                          datasets_root=tmp_path / "nowhere")
+        eval_sets.evaluate_model(tiny_net(), ["Set5"], scale=2, data_range=1.0,
+                                 datasets_root=tmp_path / "nowhere")
     msg = str(info.value)
     assert str(tmp_path / "nowhere" / "Set5" / "HR") in msg
     assert "--datasets-root" in msg and "SRNAS_DATASETS" in msg
     # checked before any set runs: the good folder first does not get evaluated
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        ev.evaluate_model(MemoryCapped(tiny_net(), cap=0), [str(image_folder), "no/such/dir"],
-                          scale=2, data_range=1.0)
+        eval_sets.evaluate_model(MemoryCapped(tiny_net(), cap=0),
+                                 [str(image_folder), "no/such/dir"], scale=2, data_range=1.0)
 
 
 def test_set_resolution(tmp_path, monkeypatch):
     (tmp_path / "Set14" / "HR").mkdir(parents=True)
-    assert ev.resolve_set("Set14", tmp_path) == tmp_path / "Set14" / "HR"
+    assert eval_sets.resolve_set("Set14", tmp_path) == tmp_path / "Set14" / "HR"
     monkeypatch.setenv("SRNAS_DATASETS", str(tmp_path))
-    assert ev.default_datasets_root() == tmp_path
-    assert ev.resolve_set("Set14") == tmp_path / "Set14" / "HR"
+    assert eval_sets.default_datasets_root() == tmp_path
+    assert eval_sets.resolve_set("Set14") == tmp_path / "Set14" / "HR"
     monkeypatch.delenv("SRNAS_DATASETS")
     repo = Path(ev.__file__).resolve().parents[1]
-    assert ev.default_datasets_root() == repo.parent / "shared" / "datasets"
-    assert ev.resolve_set(str(tmp_path)) == tmp_path  # any other string is a folder
+    assert eval_sets.default_datasets_root() == repo.parent / "shared" / "datasets"
+    assert eval_sets.resolve_set(str(tmp_path)) == tmp_path  # any other string is a folder
     with pytest.raises(TypeError, match="single string"):
-        ev.evaluate_model(tiny_net(), "Set14", scale=2, data_range=1.0)
+        eval_sets.evaluate_model(tiny_net(), "Set14", scale=2, data_range=1.0)
 
 
 def test_summarise_means_per_set_in_order():
@@ -360,17 +362,17 @@ def test_summarise_means_per_set_in_order():
         "psnr_rgb_db": [29.0, 31.0, 24.0], "lr_h": [8, 8, 8], "lr_w": [8, 8, 8],
         "seconds": [0.1, 0.3, 0.2], "tiled": [False, True, False],
     })
-    s = ev.summarise(df)
-    assert list(s.columns) == list(ev.SUMMARY_COLUMNS)
+    s = eval_sets.summarise(df)
+    assert list(s.columns) == list(eval_sets.SUMMARY_COLUMNS)
     assert s["set"].tolist() == ["B", "A"] and s["images"].tolist() == [2, 1]
     np.testing.assert_allclose(s["psnr_y_db"], [31.0, 25.0])
     np.testing.assert_allclose(s["ssim_y"], [0.85, 0.5])
     np.testing.assert_allclose(s["psnr_rgb_db"], [30.0, 24.0])
     np.testing.assert_allclose(s["seconds"], [0.2, 0.2])
-    table = ev.summary_markdown(s)
+    table = eval_sets.summary_markdown(s)
     assert "| B | 2 | 31.00 | 0.8500 | 30.00 | 0.200 |" in table.splitlines()
     with pytest.raises(ValueError, match="missing columns"):
-        ev.summarise(df.drop(columns=["ssim_y"]))
+        eval_sets.summarise(df.drop(columns=["ssim_y"]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -444,11 +446,11 @@ def test_cli_loads_checkpoint_and_writes_csv(tmp_path, genotype_file, image_fold
     stdout = capsys.readouterr().out
     assert "| set | images | PSNR-Y [dB]" in stdout and "| mini | 2 |" in stdout
     df = pd.read_csv(out)
-    assert list(df.columns) == list(ev.ROW_COLUMNS) and len(df) == 2
+    assert list(df.columns) == list(eval_sets.ROW_COLUMNS) and len(df) == 2
     # the numbers are those of the checkpoint's weights, not of a fresh init
-    expected = ev.evaluate_model(trained, [str(image_folder)], scale=2, data_range=1.0)
+    expected = eval_sets.evaluate_model(trained, [str(image_folder)], scale=2, data_range=1.0)
     np.testing.assert_allclose(df["psnr_y_db"], expected["psnr_y_db"], rtol=0, atol=1e-9)
-    fresh = ev.evaluate_model(tiny_net(8), [str(image_folder)], scale=2, data_range=1.0)
+    fresh = eval_sets.evaluate_model(tiny_net(8), [str(image_folder)], scale=2, data_range=1.0)
     assert not np.allclose(df["psnr_y_db"], fresh["psnr_y_db"])
 
 
@@ -478,12 +480,12 @@ def test_cli_wrong_checkpoint_missing_folder_and_no_weights(
     reason=f"shared benchmark folder {DATASETS / 'Set5' / 'HR'} absent (set SRNAS_DATASETS)",
 )
 def test_tiny_net_on_set5():
-    df = ev.evaluate_model(tiny_net(scale=4), ["Set5"], scale=4, data_range=1.0,
-                           datasets_root=DATASETS)
+    df = eval_sets.evaluate_model(tiny_net(scale=4), ["Set5"], scale=4, data_range=1.0,
+                                  datasets_root=DATASETS)
     assert df["image"].tolist() == ["baby", "bird", "butterfly", "head", "woman"]
     assert df[["lr_h", "lr_w"]].values.tolist() == [
         [128, 128], [72, 72], [64, 64], [70, 70], [86, 57]
     ]
     assert np.isfinite(df["psnr_y_db"]).all() and (df["set"] == "Set5").all()
-    summary = ev.summarise(df)
+    summary = eval_sets.summarise(df)
     assert summary["images"].tolist() == [5]

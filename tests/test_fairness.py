@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from proxies.data import dataset_from_spec, holdout_split
-from results.report import RetrainedRun, selection_overlaps
+from results.report_runs import RetrainedRun, selection_overlaps
 from search_space.genotype import ATTENTION_MIN_INPUT, GenotypeError, min_patch_size
 from search_space.zoo import ZOO
 from searchers.training import training_patch_size

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -10,15 +11,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from results import plots
-from results.plots import (
-    alpha_figure,
+from results.page import write_html
+from results.plot_alphas import alpha_figure, alpha_heatmap
+from results.plot_run import loss_figure, write_run_plots, write_training_plots
+from results.plot_run_data import (
+    PALETTE,
     alpha_history,
+    alpha_winners,
     candidate_styles,
     loss_columns,
-    loss_figure,
-    write_html,
-    write_run_plots,
+    own_y_range,
+    slot_groups,
+    step_ticks,
+    subplot_grid,
 )
 
 STEPS = [0, 10, 20, 30, 40]
@@ -131,17 +136,17 @@ def test_candidate_styles_depend_only_on_the_set_of_names():
     assert a == b
     assert list(a) == ["conv3x3", "esa", "skip"]
     assert len({s.color for s in a.values()}) == 3
-    many = candidate_styles(f"op{i:02d}" for i in range(len(plots.PALETTE) + 1))
+    many = candidate_styles(f"op{i:02d}" for i in range(len(PALETTE) + 1))
     assert len(set(many.values())) == len(many)  # wrap-around changes the dash pattern
 
 
 def test_subplot_grid():
-    assert plots.subplot_grid(1) == (1, 1)
-    assert plots.subplot_grid(3) == (1, 3)
-    assert plots.subplot_grid(4) == (2, 3)
-    assert plots.subplot_grid(40) == (14, 3)
+    assert subplot_grid(1) == (1, 1)
+    assert subplot_grid(3) == (1, 3)
+    assert subplot_grid(4) == (2, 3)
+    assert subplot_grid(40) == (14, 3)
     with pytest.raises(ValueError):
-        plots.subplot_grid(0)
+        subplot_grid(0)
 
 
 # --------------------------------------------------------------------------- figures
@@ -151,32 +156,32 @@ def test_alpha_winners_and_since_step():
     steps = pd.Index([0.0, 10.0, 20.0, 30.0], name="step")
     frame = pd.DataFrame({"a": [0.5, 0.2, 0.3, 0.1], "b": [0.3, 0.5, 0.45, 0.6],
                           "c": [0.2, 0.3, 0.25, 0.3]}, index=steps)
-    win = plots.alpha_winners({"s": frame}).loc["s"]
+    win = alpha_winners({"s": frame}).loc["s"]
     assert win["winner"] == "b" and win["runner_up"] in ("c",)
     assert win["since_step"] == 10.0  # b leads from step 10 on
     assert win["margin"] == pytest.approx(0.3) and win["n_candidates"] == 3
-    single = plots.alpha_winners({"t": pd.DataFrame({"x": [1.0]}, index=steps[:1])}).loc["t"]
+    single = alpha_winners({"t": pd.DataFrame({"x": [1.0]}, index=steps[:1])}).loc["t"]
     assert single["runner_up"] is None and single["since_step"] == 0.0
     with pytest.raises(ValueError):
-        plots.alpha_winners({})
+        alpha_winners({})
 
 
 def test_own_y_range_and_step_ticks():
-    lo, hi = plots.own_y_range(pd.Series([0.07, 0.09]))
+    lo, hi = own_y_range(pd.Series([0.07, 0.09]))
     assert 0.06 < lo < 0.07 and 0.09 < hi < 0.1  # not 0-1
-    assert plots.own_y_range(pd.Series([0.0, 0.0])) == (-0.05, 0.05)
-    assert plots.step_ticks([10, 11]) == {"tickmode": "linear", "tick0": 10.0, "dtick": 1}
-    assert plots.step_ticks(range(0, 30))["dtick"] == 3
-    assert plots.step_ticks(range(0, 1000, 10)) == {"tickformat": "d"}
-    assert plots.step_ticks([0.5, 1.0]) == {}
+    assert own_y_range(pd.Series([0.0, 0.0])) == (-0.05, 0.05)
+    assert step_ticks([10, 11]) == {"tickmode": "linear", "tick0": 10.0, "dtick": 1}
+    assert step_ticks(range(0, 30))["dtick"] == 3
+    assert step_ticks(range(0, 1000, 10)) == {"tickformat": "d"}
+    assert step_ticks([0.5, 1.0]) == {}
 
 
 def test_alpha_heatmap_marks_the_winner(log):
     history = alpha_history(log)
-    fig = plots.alpha_heatmap(history)
-    groups = plots.slot_groups(history)
+    fig = alpha_heatmap(history)
+    groups = slot_groups(history)
     assert len(fig.data) == len(groups) == 3  # three different candidate lists
-    winners = plots.alpha_winners(history)
+    winners = alpha_winners(history)
     for trace, (candidates, slots) in zip(fig.data, groups, strict=True):
         assert list(trace.x) == list(candidates)
         assert [y.split(" ")[0] for y in trace.y] == slots
@@ -199,7 +204,7 @@ def test_alpha_figure_own_ranges_winner_last_no_legend(log):
         f"<b>{s}</b>" for s in SLOTS]
     assert len(fig.data) == sum(len(c) for c in SLOTS.values())
     assert not any(t.showlegend for t in fig.data)
-    winners = plots.alpha_winners(history)
+    winners = alpha_winners(history)
     styles = candidate_styles(c for cands in SLOTS.values() for c in cands)
     by_axis: dict[str, list] = {}
     for trace in fig.data:
@@ -313,12 +318,12 @@ def test_write_training_plots(tmp_path):
     run.mkdir()
     pd.DataFrame({"step": [1, 2], "loss_train": [0.5, 0.4], "loss_kd": [np.nan, np.nan],
                   "val_psnr_y_db": [27.0, 27.5]}).to_csv(run / "log.csv", index=False)
-    page = plots.write_training_plots(run)
+    page = write_training_plots(run)
     assert page == run / "training.html"
     assert "Retraining: rlfn_s0" in _assert_offline_html(page)
     (run / "log.csv").write_text("step,other\n1,2\n")
     with pytest.raises(ValueError, match="none of"):
-        plots.write_training_plots(run)
+        write_training_plots(run)
 
 
 class _StubFigure:
@@ -354,7 +359,7 @@ def test_write_html_failure_keeps_old_file_and_no_temp(tmp_path, monkeypatch):
         seen.append(Path(str(src)))
         raise OSError("disk full")
 
-    monkeypatch.setattr(plots.os, "replace", boom)
+    monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError, match="disk full"):
         write_html(_StubFigure("<html>new</html>"), target, include_plotlyjs=True)
     assert len(seen) == 1 and seen[0].parent == tmp_path  # temp file in the target's folder

@@ -28,7 +28,7 @@ def _args(tmp_path, *extra):
 
 
 def test_local_ray_runs_the_zoo_and_samples_and_restores(tmp_path):
-    from results.table import from_ray
+    from results.table_ray import from_ray
 
     assert main(_args(tmp_path)) == 0
     table = from_ray(tmp_path / "default" / "tune")

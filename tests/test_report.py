@@ -15,21 +15,24 @@ import yaml
 from PIL import Image
 
 from proxies.data import default_images
-from results import plots
-from results.report import (
-    ReportError,
-    RetrainedRun,
+from results.page import write_page_html
+from results.plot_pareto_data import pareto_data
+from results.report import main
+from results.report_crops import pick_crop
+from results.report_data import (
     aim_latency_ratio,
     aim_verdict,
-    budget_differences,
     link_search_trials,
-    load_run,
-    main,
-    pick_crop,
     repeated_seeds,
     search_points,
     seed_summary,
-    seeds_markdown,
+)
+from results.report_render import seeds_markdown
+from results.report_runs import (
+    ReportError,
+    RetrainedRun,
+    budget_differences,
+    load_run,
     zoo_match,
 )
 from search_space import Genotype
@@ -251,13 +254,13 @@ def test_pick_crop_finds_the_detail():
 
 
 def test_search_points_need_the_reference(runs):
-    from results.table import from_optuna
+    from results.table_optuna import from_optuna
 
     points = search_points(from_optuna(runs["storage"]))  # ratios to SPAN, by default
     assert points.loc[points["name"] == "span_ntire2024", "latency_x"].item() == 1.0
     assert points.loc[points["name"] == "rlfn_ntire", "latency_x"].item() == pytest.approx(1.8)
     assert points.loc[points["name"] == "trial_2", "memory_x"].item() == pytest.approx(5 / 4)
-    front = plots.pareto_data(points, x="latency_x", y="psnr_db").front  # ratio axes plot
+    front = pareto_data(points, x="latency_x", y="psnr_db").front  # ratio axes plot
     assert front["name"].tolist() == ["span_ntire2024", "trial_2", "fmen_s"]
     rlfn = search_points(from_optuna(runs["storage"]), "rlfn_ntire")
     assert rlfn.loc[rlfn["name"] == "rlfn_ntire", "latency_x"].item() == 1.0
@@ -297,10 +300,10 @@ def test_page_mixes_figures_and_html(tmp_path):
     import plotly.graph_objects as go
 
     with pytest.raises(ValueError, match="blocks is empty"):
-        plots.write_page_html([], tmp_path / "x.html", "t")
+        write_page_html([], tmp_path / "x.html", "t")
     figs = [go.Figure(go.Scatter(x=[1], y=[2])), "<p id='mid'>text</p>",
             go.Figure(go.Bar(x=[1], y=[2]))]
-    page = plots.write_page_html(figs, tmp_path / "p.html", "T", style="p {color: red}")
+    page = write_page_html(figs, tmp_path / "p.html", "T", style="p {color: red}")
     text = page.read_text()
     assert "<p id='mid'>text</p>" in text and "p {color: red}" in text
     assert text.count("figure-0") >= 1 and text.count("figure-2") >= 1

@@ -16,8 +16,8 @@ import optuna
 import pandas as pd
 import pytest
 
-from results import plots
 from results.__main__ import main
+from results.page import write_figures_html
 from results.pareto import (
     aim_candidates,
     eligible_mask,
@@ -26,18 +26,24 @@ from results.pareto import (
     pareto_mask,
     zoo_reference_point,
 )
+from results.plot_pareto import (
+    parallel_coordinates_figure,
+    pareto_figure_2d,
+    pareto_figure_3d,
+    write_pareto_report,
+)
+from results.plot_pareto_data import pareto_data
 from results.table import (
     OBJECTIVES,
     SCHEMA,
     TRIAL_COLUMNS,
-    _ray_trial_status,
     empty_table,
-    from_optuna,
-    from_ray,
     read_csv,
     to_csv,
     validate_table,
 )
+from results.table_optuna import from_optuna
+from results.table_ray import _ray_trial_status, from_ray
 from search_space import Genotype
 from search_space.zoo import resolve_genotype
 
@@ -751,7 +757,7 @@ def test_front_summary(summary_table):
 
 
 def test_pareto_data_2d(summary_table):
-    data = plots.pareto_data(summary_table, x="latency_ms", y="psnr_db")
+    data = pareto_data(summary_table, x="latency_ms", y="psnr_db")
     assert data.axes == {"latency_ms": "min", "psnr_db": "max"}
     assert data.line_shape == "hv"
     complete = summary_table["state"] == "COMPLETE"
@@ -763,19 +769,19 @@ def test_pareto_data_2d(summary_table):
     assert data.zoo["name"].tolist() == ["z1", "z2", "z3", "z4"]
     on_front = data.points.set_index("name")["on_front"]
     assert on_front["s1"] and not on_front["s7"] and not on_front["z3"]
-    flipped = plots.pareto_data(summary_table, x="psnr_db", y="latency_ms")
+    flipped = pareto_data(summary_table, x="psnr_db", y="latency_ms")
     assert flipped.line_shape == "vh"
     assert (
-        plots.pareto_data(summary_table, "latency_ms", "memory_mib", "psnr_db").line_shape is None
+        pareto_data(summary_table, "latency_ms", "memory_mib", "psnr_db").line_shape is None
     )
     with pytest.raises(ValueError, match="repeat"):
-        plots.pareto_data(summary_table, x="psnr_db", y="psnr_db")
+        pareto_data(summary_table, x="psnr_db", y="psnr_db")
     with pytest.raises(ValueError, match=r"axis 'state' is neither"):
-        plots.pareto_data(summary_table, x="state")
+        pareto_data(summary_table, x="state")
 
 
 def test_pareto_figures(summary_table):
-    fig = plots.pareto_figure_2d(summary_table)
+    fig = pareto_figure_2d(summary_table)
     assert [t.name for t in fig.data] == ["trials", "infeasible", "Pareto front", "zoo"]
     trials, infeasible, front, zoo = fig.data
     assert len(trials.x) == 5 and len(infeasible.x) == 1  # s1 s2 s5 s6 s7 / s3
@@ -787,7 +793,7 @@ def test_pareto_figures(summary_table):
     assert zoo.customdata[0][0] == "z1"
     assert fig.layout.xaxis.title.text == "latency (ms)"
 
-    fig3 = plots.pareto_figure_3d(summary_table)
+    fig3 = pareto_figure_3d(summary_table)
     assert [t.name for t in fig3.data] == ["trials", "Pareto front", "zoo"]
     assert len(fig3.data[1].x) == int(pareto_mask(summary_table).sum())
     assert list(fig3.data[2].text) == ["z1", "z2", "z3", "z4"]
@@ -797,7 +803,7 @@ def test_pareto_figures(summary_table):
     names = list(front3.customdata[:, 0])  # every searched front point is named, zoo ones not
     assert list(front3.text) == ["" if n.startswith("z") else n for n in names]
 
-    par = plots.parallel_coordinates_figure(summary_table)
+    par = parallel_coordinates_figure(summary_table)
     dims = par.data[0].dimensions
     assert [d.label for d in dims] == [
         "PSNR (dB)",
@@ -823,7 +829,7 @@ def _offline_html(path: Path) -> str:
 
 
 def test_write_pareto_report_single_file(summary_table, tmp_path):
-    paths = plots.write_pareto_report(summary_table, tmp_path / "report")
+    paths = write_pareto_report(summary_table, tmp_path / "report")
     assert paths == [tmp_path / "report" / "pareto_report.html"]
     html = _offline_html(paths[0])
     assert html.count("Plotly.newPlot") == 4
@@ -835,7 +841,7 @@ def test_write_pareto_report_single_file(summary_table, tmp_path):
 
 
 def test_write_pareto_report_separate_files(summary_table, tmp_path):
-    paths = plots.write_pareto_report(summary_table, tmp_path, single_file=False)
+    paths = write_pareto_report(summary_table, tmp_path, single_file=False)
     assert [p.name for p in paths] == [
         "pareto_latency.html",
         "pareto_memory.html",
@@ -850,7 +856,7 @@ def test_write_pareto_report_separate_files(summary_table, tmp_path):
 
 def test_write_figures_html_needs_figures(tmp_path):
     with pytest.raises(ValueError, match="figures is empty"):
-        plots.write_figures_html([], tmp_path / "x.html")
+        write_figures_html([], tmp_path / "x.html")
 
 
 # --------------------------------------------------------------------------- CLI
