@@ -45,7 +45,7 @@ def _plotly() -> tuple[Any, Any]:
         from plotly.subplots import make_subplots
     except ImportError as err:
         raise ImportError(
-            "results.plots needs plotly to render figures; install it with `pip install plotly` "
+            "the srnas plots need plotly to render figures; install it with `pip install plotly` "
             "(or `pip install -e .`, which pulls it in)"
         ) from err
     return go, make_subplots
