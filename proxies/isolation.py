@@ -17,16 +17,17 @@ is a no-op; a ``measuring()`` inside ``training()`` suspends the thread's traini
 duration and takes it back afterwards). Entering and leaving a training section when nobody
 measures costs a few ``flock`` system calls (microseconds), cheap enough for every step.
 
-Mechanism: two lock files in :func:`lock_dir` locked with :func:`fcntl.flock`, ``measure.lock``
-(the main lock) and ``turnstile.lock``. A measurer takes the turnstile exclusively, then the
-main lock exclusively. A trainer takes the turnstile shared, then the main lock shared, then
-lets go of the turnstile. Once a measurer holds the turnstile no new training section starts on
-the host, so it waits only for the sections already running (one step each) to end: a stream of
-trainers cannot starve it. Trainers resume as soon as the measurement ends. The kernel drops
-``flock`` locks of a process that exits or crashes, so a dead worker never blocks the others.
-Threads of one process coordinate in-process (a writer-preferring reader/writer lock), since
-``flock`` locks belong to the process's open file, not to a thread. A forked child (e.g. a
-DataLoader worker) starts with no section held and never releases its parent's.
+Mechanism: two lock files in :func:`proxies.lock_files.lock_dir` locked with
+:func:`fcntl.flock`, ``measure.lock`` (the main lock) and ``turnstile.lock``. A measurer takes
+the turnstile exclusively, then the main lock exclusively. A trainer takes the turnstile
+shared, then the main lock shared, then lets go of the turnstile. Once a measurer holds the
+turnstile no new training section starts on the host, so it waits only for the sections
+already running (one step each) to end: a stream of trainers cannot starve it. Trainers resume
+as soon as the measurement ends. The kernel drops ``flock`` locks of a process that exits or
+crashes, so a dead worker never blocks the others. Threads of one process coordinate
+in-process (a writer-preferring reader/writer lock), since ``flock`` locks belong to the
+process's open file, not to a thread. A forked child (e.g. a DataLoader worker) starts with
+no section held and never releases its parent's.
 
 Guaranteed, among processes on one host that use this module with the same lock folder: while a
 process is inside :func:`measuring`, no other such process or thread is inside
@@ -45,197 +46,33 @@ Not guaranteed:
 * The lock folder must be on a local filesystem; on NFS ``flock`` may be emulated with locks
   seen by every host mounting it, which would serialise hosts with each other.
 
-Environment:
-
-* ``SRNAS_ISOLATION=off`` (or ``0``/``false``/``no``): both context managers do nothing.
-* ``SRNAS_LOCK_DIR``: the lock folder; default ``/tmp/srnas-locks`` (``/tmp`` rather than
-  ``$TMPDIR``, which schedulers such as Slurm often set per job and would split the host), or
-  ``tempfile.gettempdir()/srnas-locks`` where there is no ``/tmp``.
-* ``SRNAS_LOCK_TIMEOUT``: seconds to wait for the lock before :class:`IsolationTimeout`
-  (default 1800 s; a ``timeout`` argument overrides it). A warning naming the lock file and the
-  processes holding it is logged every 60 s of waiting.
-
-On a platform without :mod:`fcntl` (Windows) both context managers do nothing.
+Environment (``SRNAS_ISOLATION``, ``SRNAS_LOCK_DIR``, ``SRNAS_LOCK_TIMEOUT``) and the lock
+files themselves: :mod:`proxies.lock_files`. On a platform without :mod:`fcntl` (Windows) both
+context managers do nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 
-fcntl: ModuleType | None
-try:
-    import fcntl
-except ImportError:  # not POSIX: no isolation
-    fcntl = None
+from proxies.lock_files import (
+    WARN_EVERY_S,
+    IsolationTimeout,
+    LockFiles,
+    enabled,
+    lock_advice,
+    lock_deadline,
+    lock_dir,
+)
 
 __all__ = [
-    "ENV_DIR",
-    "ENV_SWITCH",
-    "ENV_TIMEOUT",
-    "IsolationTimeout",
-    "enabled",
-    "lock_dir",
     "measuring",
     "training",
 ]
-
-logger = logging.getLogger(__name__)
-
-ENV_SWITCH = "SRNAS_ISOLATION"
-ENV_DIR = "SRNAS_LOCK_DIR"
-ENV_TIMEOUT = "SRNAS_LOCK_TIMEOUT"
-DEFAULT_TIMEOUT_S = 1800.0
-WARN_EVERY_S = 60.0
-MAIN_LOCK = "measure.lock"
-TURNSTILE_LOCK = "turnstile.lock"
-
-_OFF = frozenset({"0", "off", "false", "no", "disable", "disabled"})
-_POLL_MIN_S = 1e-4  # first retry interval of a blocked flock, seconds (doubles up to max)
-_POLL_MAX_S = 0.02  # longest retry interval, seconds: a trainer resumes <= 20 ms late
-
-
-class IsolationTimeout(TimeoutError):
-    """A measuring or training section could not take the host-wide lock in time."""
-
-
-def enabled() -> bool:
-    """False when ``SRNAS_ISOLATION`` is ``off``/``0``/``false``/``no`` or without fcntl."""
-    return fcntl is not None and os.environ.get(ENV_SWITCH, "on").strip().lower() not in _OFF
-
-
-def lock_dir() -> Path:
-    """The host-wide lock folder: ``$SRNAS_LOCK_DIR``, else ``/tmp/srnas-locks``."""
-    env = os.environ.get(ENV_DIR, "").strip()
-    if env:
-        return Path(env)
-    base = "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
-    return Path(base) / "srnas-locks"
-
-
-def _deadline(timeout: float | None) -> tuple[float, float]:
-    """(monotonic deadline, timeout) in seconds, from ``timeout`` or ``$SRNAS_LOCK_TIMEOUT``."""
-    if timeout is None:
-        raw = os.environ.get(ENV_TIMEOUT, "").strip()
-        try:
-            timeout = float(raw) if raw else DEFAULT_TIMEOUT_S
-        except ValueError:
-            timeout = -1.0
-        if not timeout > 0:
-            raise ValueError(f"{ENV_TIMEOUT}={raw!r} is not a number of seconds > 0; "
-                             f"unset it (default {DEFAULT_TIMEOUT_S:.0f} s) or set e.g. 600")
-    elif isinstance(timeout, bool) or not timeout > 0:
-        raise ValueError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
-    return time.monotonic() + timeout, float(timeout)
-
-
-def _holders(path: Path) -> list[int]:
-    """PIDs holding a lock on ``path`` according to ``/proc/locks`` (Linux; else [])."""
-    try:
-        inode = os.stat(path).st_ino
-        with open("/proc/locks", encoding="ascii", errors="replace") as locks:
-            lines = locks.readlines()
-    except OSError:
-        return []
-    pids = set()
-    for line in lines:
-        # "1: FLOCK  ADVISORY  WRITE 1234 08:01:56789 0 EOF"; "->" lines are waiters
-        parts = line.split()
-        if len(parts) < 6 or "->" in parts:
-            continue
-        with contextlib.suppress(ValueError):
-            if int(parts[5].rsplit(":", 1)[-1]) == inode:
-                pids.add(int(parts[4]))
-    return sorted(pids)
-
-
-def _advice() -> str:
-    return (f"raise {ENV_TIMEOUT} (seconds), point {ENV_DIR} at another folder, or set "
-            f"{ENV_SWITCH}=off to run without measurement isolation")
-
-
-class _Files:
-    """The two lock files of one folder, opened lazily and kept open (one fd each)."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.main = folder / MAIN_LOCK
-        self.turnstile = folder / TURNSTILE_LOCK
-        self._fds: dict[Path, int] = {}
-
-    def fd(self, path: Path) -> int:
-        if path not in self._fds:
-            self._fds[path] = self._open(path)
-        return self._fds[path]
-
-    def _open(self, path: Path) -> int:
-        try:
-            if not self.folder.is_dir():
-                self.folder.mkdir(parents=True, exist_ok=True)
-                with contextlib.suppress(OSError):  # every user's srnas shares the folder
-                    os.chmod(self.folder, 0o1777)
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-                with contextlib.suppress(OSError):
-                    os.fchmod(fd, 0o666)
-            except PermissionError:  # another user's file: flock works on a read-only fd
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise OSError(f"cannot open the srnas measurement lock file {path} ({exc}); "
-                          f"set {ENV_DIR} to a writable local folder, or set {ENV_SWITCH}=off "
-                          "to run without measurement isolation") from exc
-        return fd
-
-    def take(self, path: Path, shared: bool, deadline: float, timeout: float, who: str) -> None:
-        """flock ``path`` shared/exclusive, polling until ``deadline``; IsolationTimeout then."""
-        assert fcntl is not None
-        fd = self.fd(path)
-        op = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
-        with contextlib.suppress(BlockingIOError):
-            fcntl.flock(fd, op)
-            return
-        start = time.monotonic()
-        next_warn, pause = start + WARN_EVERY_S, _POLL_MIN_S
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                raise IsolationTimeout(
-                    f"{who}: could not lock {path} ({'shared' if shared else 'exclusive'}) "
-                    f"within {timeout:.0f} s; held by pid(s) {_holders(path) or 'unknown'} "
-                    "(another srnas process measuring or training on this host, or a stopped "
-                    f"one); {_advice()}")
-            if now >= next_warn:
-                logger.warning("%s: waiting %.0f s for %s, held by pid(s) %s (gives up after "
-                               "%.0f s; %s)", who, now - start, path,
-                               _holders(path) or "unknown", timeout, _advice())
-                next_warn += WARN_EVERY_S
-            time.sleep(min(pause, deadline - now))
-            pause = min(2 * pause, _POLL_MAX_S)
-            with contextlib.suppress(BlockingIOError):
-                fcntl.flock(fd, op)
-                waited = time.monotonic() - start
-                if waited > 1.0:
-                    logger.debug("%s: waited %.2f s for %s", who, waited, path)
-                return
-
-    def release(self, path: Path) -> None:
-        assert fcntl is not None
-        if path in self._fds:
-            fcntl.flock(self._fds[path], fcntl.LOCK_UN)
-
-    def close(self) -> None:
-        """Close the fds without unlocking (in a forked child the parent's locks stay)."""
-        for fd in self._fds.values():
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._fds.clear()
 
 
 class _State:
@@ -248,7 +85,7 @@ class _State:
         self.writers_waiting = 0  # threads waiting to measure (they go before new readers)
         self.busy = False  # a thread is taking the file locks (outside ``cond``)
         self.mode: str | None = None  # file locks held: "sh", "ex" or None
-        self.files: _Files | None = None
+        self.files: LockFiles | None = None
         self.local = threading.local()  # per thread: ex_depth, sh_depth, sh_held
 
     def thread(self) -> threading.local:
@@ -257,20 +94,20 @@ class _State:
             local.ex_depth, local.sh_depth, local.sh_held = 0, 0, False
         return local
 
-    def files_now(self) -> _Files:
+    def files_now(self) -> LockFiles:
         """The lock files of the current :func:`lock_dir` (only called with nothing held)."""
         folder = lock_dir()
         if self.files is None or self.files.folder != folder:
             if self.files is not None:
                 self.files.close()
-            self.files = _Files(folder)
+            self.files = LockFiles(folder)
         return self.files
 
     def wait(self, deadline: float, timeout: float, who: str) -> None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise IsolationTimeout(f"{who}: another thread of this process held the "
-                                   f"measurement lock for over {timeout:.0f} s; {_advice()}")
+                                   f"measurement lock for over {timeout:.0f} s; {lock_advice()}")
         self.cond.wait(min(remaining, WARN_EVERY_S))
 
     def enter_shared(self, deadline: float, timeout: float) -> None:
@@ -388,7 +225,7 @@ def training(timeout: float | None = None) -> Iterator[None]:
         finally:
             local.sh_depth -= 1
         return
-    state.enter_shared(*_deadline(timeout))
+    state.enter_shared(*lock_deadline(timeout))
     local.sh_depth, local.sh_held = 1, True
     try:
         yield
@@ -433,7 +270,7 @@ def measuring(timeout: float | None = None) -> Iterator[None]:
     if suspended:
         local.sh_held = False
         state.exit_shared()
-    state.enter_exclusive(*_deadline(timeout))
+    state.enter_exclusive(*lock_deadline(timeout))
     local.ex_depth = 1
     try:
         yield
@@ -442,5 +279,5 @@ def measuring(timeout: float | None = None) -> Iterator[None]:
             local.ex_depth = 0
             state.exit_exclusive()
             if suspended:
-                state.enter_shared(*_deadline(timeout))
+                state.enter_shared(*lock_deadline(timeout))
                 local.sh_held = True

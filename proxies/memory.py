@@ -23,7 +23,7 @@ input (reported separately as ``weights_mib`` and ``input_mib``).
   anything else the process does at the same time all show up in it.
 
 The caller's model is never moved or cast (a deep copy is measured if needed; see
-:func:`proxies.latency.model_for_measurement`). The measured work holds the host-wide
+:func:`proxies.measure_setup.model_for_measurement`). The measured work holds the host-wide
 :func:`proxies.isolation.measuring` lock, like the latency proxy.
 
 Backend ``onnxruntime`` (``backend=``, :mod:`proxies.runtime`): ONNX Runtime reports no peak.
@@ -55,7 +55,7 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 from proxies.isolation import measuring
-from proxies.latency import (
+from proxies.measure_setup import (
     DEFAULT_INPUT_SHAPE,
     check_dtype,
     check_input_shape,

@@ -6,7 +6,7 @@ The latency and memory proxies (:mod:`proxies.latency`, :mod:`proxies.memory`) t
 
 =============== ============================================================================
 ``torch``       PyTorch eager (the default): the deployed module is called directly.
-``onnxruntime`` the deployed net's ONNX export (:func:`results.export.export_onnx`, checked
+``onnxruntime`` the deployed net's ONNX export (:func:`proxies.onnx_export.export_onnx`, checked
                 against PyTorch with ONNX Runtime) run by an ONNX Runtime session with
                 ``CUDAExecutionProvider`` on a CUDA device (CPU fallback for unsupported
                 nodes, as deployed) and ``CPUExecutionProvider`` on the CPU; all graph
@@ -47,6 +47,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from proxies.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx
 
 __all__ = [
     "BACKENDS",
@@ -102,7 +104,7 @@ def check_backend(backend: object, where: str = "backend") -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Export (results.export.export_onnx), cached per live module and weights
+# Export (proxies.onnx_export.export_onnx), cached per live module and weights
 # --------------------------------------------------------------------------------------------
 
 _EXPORTS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], bytes]] = (
@@ -118,11 +120,10 @@ def _fingerprint(model: nn.Module, channels: int) -> tuple[Any, ...]:
 
 def exported_onnx(model: nn.Module, channels: int = 3) -> bytes:
     """The ONNX file (bytes) of ``model``'s deployed form, on the CPU in float32, exported and
-    checked against PyTorch by :func:`results.export.export_onnx` (input ``lr`` with
+    checked against PyTorch by :func:`proxies.onnx_export.export_onnx` (input ``lr`` with
     ``channels`` channels, output ``sr``; batch, height and width dynamic). Cached while
     ``model`` lives and its tensors are unchanged."""
-    from proxies.latency import model_for_measurement
-    from results.export import export_onnx
+    from proxies.measure_setup import model_for_measurement
 
     key = _fingerprint(model, channels)
     cached = _EXPORTS.get(model)
@@ -207,8 +208,7 @@ def ort_runner(
     """Yield ``(run, threads_used)``: ``run()`` does one ONNX Runtime inference of ``model``'s
     export on a seeded random input of ``shape`` on ``device``. ``threads_used`` is the
     intra-op thread count on the CPU, ``None`` on CUDA (as the torch path reports)."""
-    from proxies.latency import make_input
-    from results.export import INPUT_NAME, OUTPUT_NAME
+    from proxies.measure_setup import make_input
 
     check_float32(dtype)
     data = exported_onnx(model, shape[1])
@@ -241,9 +241,8 @@ def ort_peak_memory(
     ``device``."""
     import sys
 
-    from proxies.latency import make_input
+    from proxies.measure_setup import make_input
     from proxies.memory import _rss_peak_delta_mib
-    from results.export import INPUT_NAME, OUTPUT_NAME
 
     out_mib = 0.0
     if device.type == "cuda":

@@ -54,15 +54,10 @@ from typing import Any
 import pandas as pd
 import torch
 
-from proxies.latency import resolve_device
+from proxies.measure_setup import resolve_device
 from proxies.memory import measure_peak_memory
-from proxies.profile import (
-    ProfileSettings,
-    machine_info,
-    profile_model,
-    ratio_note,
-    with_aim_ratio,
-)
+from proxies.profile_measure import ProfileSettings, machine_info, profile_model, with_aim_ratio
+from proxies.profile_table import ratio_note
 from results.eval_sets import DEFAULT_SETS, resolve_set, summarise
 from results.evaluate import _tile_arg
 from results.page import _write_text_atomic, write_page_html

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from proxies.profile import ProfileRow
+from proxies.profile_measure import ProfileRow
 from results.eval_sets import evaluate_model
 from results.inference import Tile
 from results.page import _write_text_atomic
@@ -104,7 +104,7 @@ def build_table(
     profiles: Mapping[str, ProfileRow],
 ) -> pd.DataFrame:
     """One row per run: kind, per-set metrics (``psnr_y_<set>``, ``ssim_y_<set>``,
-    ``psnr_rgb_<set>``) and the profile columns of :class:`proxies.profile.ProfileRow`."""
+    ``psnr_rgb_<set>``) and the profile columns of :class:`proxies.profile_measure.ProfileRow`."""
     rows = []
     for run in runs:
         row: dict[str, Any] = {"name": run.name, "kind": run.kind, "zoo_name": run.zoo_name}

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from proxies.profile import COLUMNS as PROFILE_COLUMNS
-from proxies.profile import ProfileRow, table_cells
+from proxies.profile_measure import ProfileRow
+from proxies.profile_table import COLUMNS as PROFILE_COLUMNS
+from proxies.profile_table import table_cells
 from results.report_data import MEMORY_REFERENCE, _finite, set_labels
 from search_space.zoo import AIM_NET
 
@@ -147,7 +148,8 @@ def _kind_label(rec: Mapping[str, Any]) -> str:
 
 def _table_cells(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Header and rows: net, kind, PSNR-Y / SSIM per set, then the profile table's columns
-    (:data:`proxies.profile.COLUMNS`, formatted by :func:`proxies.profile.table_cells`)."""
+    (:data:`proxies.profile_table.COLUMNS`, formatted by
+    :func:`proxies.profile_table.table_cells`)."""
     sets = set_labels(table)
     header = ["Net", "Kind", *(f"{s} PSNR-Y / SSIM" for s in sets),
               *(title for title, _ in PROFILE_COLUMNS[1:])]

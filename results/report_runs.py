@@ -218,7 +218,7 @@ def selection_overlaps(runs: Sequence[RetrainedRun], sets: Sequence[str],
     hold-out split, ``FOLDER::holdout``). Selecting on a set that the report then scores is
     selection on the test set; the report flags every such run.
     """
-    from proxies.data import split_spec
+    from proxies.splits import split_spec
 
     reported = {}
     for spec in sets:

@@ -224,7 +224,7 @@ def bench_proxy_rank(cfg: Any, archs: int, factor: int, zoo: list[str] | None = 
     nets over processes; a run whose caches hold everything prints the table."""
     import json
 
-    from proxies.latency import resolve_device
+    from proxies.measure_setup import resolve_device
     from search_space import build_model
     from searchers.hardware import kendall, spearman
     from searchers.trials import proxy_psnr, study_patch_size

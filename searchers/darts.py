@@ -278,8 +278,8 @@ class DartsSearch:
     """One search run: data, supernet, hardware table, optimisers, run folder."""
 
     def __init__(self, cfg: DartsConfig, run_dir: Path) -> None:
-        from proxies.data import dataset_from_spec
-        from proxies.latency import resolve_device
+        from proxies.datasets import dataset_from_spec
+        from proxies.measure_setup import resolve_device
         from searchers.architect import Architect, HardwarePenalty
         from searchers.hardware import HardwareTable, TableSettings, fill_supernet_costs
         from searchers.supernet import ArchState, SuperNet, SupernetSpec
@@ -492,13 +492,8 @@ class DartsSearch:
             self._profile(genotype)
 
     def _profile(self, genotype: Any) -> None:
-        from proxies.profile import (
-            ProfileSettings,
-            format_table,
-            machine_info,
-            profile_genotypes,
-            ratio_note,
-        )
+        from proxies.profile_measure import ProfileSettings, machine_info, profile_genotypes
+        from proxies.profile_table import format_table, ratio_note
         from search_space.zoo import AIM_NET, REFERENCE_NET, ZOO, at_scale
 
         p = self.cfg.profile

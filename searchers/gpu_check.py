@@ -10,8 +10,8 @@ on one GPU):
 item                cap s  what (the code it calls)
 ==================  =====  ==================================================================
 ``zoo_fp32``        70     the zoo on CUDA, NTIRE 2024-2026 protocol and ours, FP32
-                           (:func:`proxies.protocol.compare`: ``test_demo.py``'s protocol
-                           beside :mod:`proxies.profile`'s steady state)
+                           (:func:`proxies.protocol_compare.compare`: ``test_demo.py``'s
+                           protocol beside :mod:`proxies.profile`'s steady state)
 ``zoo_fp16``        60     the same in FP16
 ``lut_fidelity``    80     the DARTS hardware table measured on CUDA, checked against 30
                            whole random nets (:func:`searchers.hardware.validate_table`,
@@ -197,7 +197,10 @@ def dry_folder(ctx: Context) -> str:
 
 
 def _zoo(ctx: Context, dtype: torch.dtype) -> tuple[dict[str, Any], str]:
-    from proxies.protocol import ProtocolError, compare, format_comparison, open_images
+    from proxies.protocol import ProtocolError
+    from proxies.protocol_cli import format_comparison
+    from proxies.protocol_compare import compare
+    from proxies.protocol_images import open_images
     from search_space.zoo import AIM_NET, REFERENCE_NET, ZOO, at_scale
 
     device = ctx.need_cuda()
@@ -398,7 +401,7 @@ ITEMS: tuple[Item, ...] = (
 
 
 def environment(device: torch.device | None) -> dict[str, Any]:
-    from proxies.profile import cpu_name
+    from proxies.profile_measure import cpu_name
 
     env: dict[str, Any] = {
         "date": _dt.datetime.now().isoformat(timespec="seconds"), "python":
@@ -445,7 +448,7 @@ def run_check(out: Path, *, dry_run: bool = False, only: list[str] | None = None
               images: str | None = None, device: str = "cuda") -> dict[str, Any]:
     """Run the items (all, or ``only``), write ``gpu_check.json`` and ``gpu_check.md`` in
     ``out`` and return the JSON payload."""
-    from proxies.latency import resolve_device
+    from proxies.measure_setup import resolve_device
 
     names = [i.name for i in ITEMS]
     unknown = sorted(set(only or []) - set(names))

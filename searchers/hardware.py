@@ -27,9 +27,10 @@ import torch
 from torch import nn
 
 from proxies.complexity import count_params
-from proxies.latency import measure_latency, resolve_device
+from proxies.latency import measure_latency
+from proxies.measure_setup import resolve_device
 from proxies.memory import measure_peak_memory_or_torch
-from proxies.profile import cpu_name
+from proxies.profile_measure import cpu_name
 from proxies.stats import kendall, spearman  # noqa: F401  (re-exported)
 from search_space.attention import ATTENTION_OPS
 from search_space.cells import CELLS

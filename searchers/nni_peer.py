@@ -132,7 +132,7 @@ def run_nni_darts(cfg: Any, out_dir: Path) -> Genotype:
     from nni.nas.strategy import DARTS
     from torch.utils.data import TensorDataset
 
-    from proxies.data import dataset_from_spec
+    from proxies.datasets import dataset_from_spec
     from searchers.darts import DEFAULT_PATCH
     from searchers.training import training_patch_size
 
@@ -192,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(cfg.run.dir).parent / "nni" / cfg.run.name
     genotype = run_nni_darts(cfg, out_dir)
 
-    from proxies.profile import ProfileSettings, format_table, profile_genotypes, ratio_note
+    from proxies.profile_measure import ProfileSettings, profile_genotypes
+    from proxies.profile_table import format_table, ratio_note
     from search_space.zoo import AIM_NET, REFERENCE_NET, ZOO, at_scale
 
     pc = cfg.profile

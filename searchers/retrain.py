@@ -330,8 +330,8 @@ class Retrainer:
 
     def __init__(self, cfg: RetrainConfig, genotype: Any, run_dir: Path,
                  dist: Dist | None = None) -> None:
-        from proxies.data import dataset_from_spec
-        from proxies.latency import resolve_device
+        from proxies.datasets import dataset_from_spec
+        from proxies.measure_setup import resolve_device
         from search_space import build_model
 
         self.cfg, self.genotype, self.run_dir = cfg, genotype, run_dir
@@ -653,7 +653,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.run.world_size = dist.world_size
         run_dir = Path(cfg.run.dir) / (cfg.run.name or label)
         ckpt = run_dir / "checkpoint.pt"
-        from proxies.latency import resolve_device
+        from proxies.measure_setup import resolve_device
 
         distributed.init(dist, resolve_device(cfg.run.device))  # the process group, if any
         try:  # every rank sets up; a failure on any stops them all, with its message

@@ -111,25 +111,25 @@ def joint_training_section(agree: Callable[[bool], bool]) -> Iterator[None]:
     and on a refusal those that got it let go and all try again, until the lock timeout
     (``SRNAS_LOCK_TIMEOUT``, as :func:`proxies.isolation.training`).
     """
-    from proxies import isolation
+    from proxies import isolation, lock_files
 
-    deadline, timeout = isolation._deadline(None)
+    deadline, timeout = lock_files.lock_deadline(None)
     pause = JOINT_TRY_S
     while True:
         stack = contextlib.ExitStack()
         try:
             stack.enter_context(isolation.training(timeout=JOINT_TRY_S))
             got = True
-        except isolation.IsolationTimeout:
+        except lock_files.IsolationTimeout:
             got = False
         if agree(got):
             break
         stack.close()
         if time.monotonic() >= deadline:
-            raise isolation.IsolationTimeout(
+            raise lock_files.IsolationTimeout(
                 f"training: the ranks of this distributed run could not all enter their host's "
                 f"training section within {timeout:.0f} s (another srnas process measuring); "
-                f"raise {isolation.ENV_TIMEOUT} or set {isolation.ENV_SWITCH}=off")
+                f"raise {lock_files.ENV_TIMEOUT} or set {lock_files.ENV_SWITCH}=off")
         time.sleep(pause)
         pause = min(2 * pause, 1.0)
     with stack:

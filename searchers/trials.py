@@ -180,7 +180,7 @@ _DATA_CACHE: dict[tuple[str, int, int], Any] = {}
 
 
 def _dataset(spec: str, scale: int, patch: int | None) -> Any:
-    from proxies.data import dataset_from_spec
+    from proxies.datasets import dataset_from_spec
 
     key = (spec, scale, patch or 0)
     if key not in _DATA_CACHE:
@@ -306,7 +306,8 @@ def evaluate_genotype(genotype: Genotype, proxy: ProxyConfig, measure: MeasureCo
     training diverged. ``patch_size``: the study's training patch (see :func:`proxy_psnr`);
     ``budget``: constraints relative to a reference net (:class:`BudgetConfig`)."""
     from proxies.complexity import measure_complexity
-    from proxies.latency import measure_latency, resolve_device
+    from proxies.latency import measure_latency
+    from proxies.measure_setup import resolve_device
     from proxies.memory import measure_peak_memory_or_torch
     from search_space import build_model
 

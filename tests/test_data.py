@@ -1,4 +1,5 @@
-"""Tests for the image data pipeline (``proxies.data``)."""
+"""Tests for the image data pipeline (``proxies.images``, ``proxies.downsample``,
+``proxies.data``, ``proxies.datasets``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from proxies import data
+from proxies import data, datasets, downsample, images
 
 DATASETS = Path(
     os.environ.get("SRNAS_DATASETS")
@@ -72,7 +73,7 @@ def _write_png16(path: Path, arr: np.ndarray) -> None:
 
 def test_load_rgb_8bit_exact(tmp_path):
     img = _noise(5, 7)
-    out = data.load_image(_save(tmp_path / "a.png", img))
+    out = images.load_image(_save(tmp_path / "a.png", img))
     assert out.dtype == np.float32 and out.shape == (5, 7, 3)
     np.testing.assert_array_equal(out, img)
 
@@ -84,7 +85,7 @@ def test_load_grey_replicated(tmp_path, mode):
     if mode == "LA":
         im = Image.merge("LA", (im, Image.fromarray(np.full_like(grey, 7))))
     im.save(tmp_path / "g.png")
-    out = data.load_image(tmp_path / "g.png")
+    out = images.load_image(tmp_path / "g.png")
     assert out.shape == (2, 3, 3)
     for c in range(3):
         np.testing.assert_array_equal(out[:, :, c], grey / np.float32(255))
@@ -94,7 +95,7 @@ def test_load_bilevel(tmp_path):
     im = Image.new("1", (4, 2), 0)
     im.putpixel((1, 0), 1)
     im.save(tmp_path / "b.png")
-    out = data.load_image(tmp_path / "b.png")
+    out = images.load_image(tmp_path / "b.png")
     assert out.shape == (2, 4, 3)
     assert out[0, 1].tolist() == [1.0, 1.0, 1.0] and out.sum() == 3.0
 
@@ -103,7 +104,7 @@ def test_load_rgba_drops_alpha(tmp_path):
     rgba = np.zeros((3, 3, 4), dtype=np.uint8)
     rgba[..., 0], rgba[..., 1], rgba[..., 2], rgba[..., 3] = 200, 100, 50, 0  # fully transparent
     Image.fromarray(rgba, mode="RGBA").save(tmp_path / "a.png")
-    out = data.load_image(tmp_path / "a.png")
+    out = images.load_image(tmp_path / "a.png")
     assert out.shape == (3, 3, 3)
     np.testing.assert_allclose(out[1, 1], np.array([200, 100, 50]) / 255, atol=1e-7)
 
@@ -115,7 +116,7 @@ def test_load_palette_with_transparency(tmp_path):
     im.save(tmp_path / "p.png", transparency=bytes([0, 128]))  # per-entry alpha table
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # Pillow warns if such an image goes straight to RGB
-        out = data.load_image(tmp_path / "p.png")
+        out = images.load_image(tmp_path / "p.png")
     assert out.shape == (1, 2, 3)
     np.testing.assert_allclose(out[0] * 255, [[10, 20, 30], [250, 128, 0]], atol=1e-4)
 
@@ -125,7 +126,7 @@ def test_load_16bit_grey_full_precision(tmp_path):
     Image.fromarray(vals).save(tmp_path / "g16.png")
     with Image.open(tmp_path / "g16.png") as im:
         assert im.mode.startswith("I")  # really a 16-bit file
-    out = data.load_image(tmp_path / "g16.png")
+    out = images.load_image(tmp_path / "g16.png")
     expected = (vals / 65535.0).astype(np.float32)  # 1 and 65534 would be lost at 8 bits
     for c in range(3):
         np.testing.assert_array_equal(out[:, :, c], expected)
@@ -136,7 +137,7 @@ def test_load_32bit_int_mode_i(tmp_path):
     Image.fromarray(vals).save(tmp_path / "i.tif")
     with Image.open(tmp_path / "i.tif") as im:
         assert im.mode == "I"
-    out = data.load_image(tmp_path / "i.tif")
+    out = images.load_image(tmp_path / "i.tif")
     np.testing.assert_array_equal(out[..., 1], (vals / 65535.0).astype(np.float32))
 
 
@@ -145,7 +146,7 @@ def test_load_16bit_rgb_png(tmp_path, channels):
     rng = np.random.default_rng(1)
     arr = rng.integers(0, 65536, size=(6, 5, channels)).astype(np.uint16)
     _write_png16(tmp_path / "rgb16.png", arr)
-    out = data.load_image(tmp_path / "rgb16.png")
+    out = images.load_image(tmp_path / "rgb16.png")
     assert out.shape == (6, 5, 3) and out.dtype == np.float32
     # Pillow keeps only the high byte of 16-bit colour samples: within 1/255 of the exact value.
     assert np.abs(out - arr[..., :3] / 65535.0).max() <= 1 / 255
@@ -154,8 +155,8 @@ def test_load_16bit_rgb_png(tmp_path, channels):
 def test_unreadable_file_names_path(tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"this is not an image")
-    with pytest.raises(data.ImageReadError, match="broken.png") as info:
-        data.load_image(bad)
+    with pytest.raises(images.ImageReadError, match="broken.png") as info:
+        images.load_image(bad)
     assert isinstance(info.value, ValueError)
 
 
@@ -163,13 +164,13 @@ def test_truncated_file_raises_image_read_error(tmp_path):
     _save(tmp_path / "full.png", _noise(64, 64))
     blob = (tmp_path / "full.png").read_bytes()
     (tmp_path / "cut.png").write_bytes(blob[: len(blob) // 2])
-    with pytest.raises(data.ImageReadError, match="cut.png"):
-        data.load_image(tmp_path / "cut.png")
+    with pytest.raises(images.ImageReadError, match="cut.png"):
+        images.load_image(tmp_path / "cut.png")
 
 
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.png"):
-        data.load_image(tmp_path / "nope.png")
+        images.load_image(tmp_path / "nope.png")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,18 +180,18 @@ def test_missing_file(tmp_path):
 
 def test_modcrop_keeps_top_left():
     img = _noise(13, 10)
-    out = data.modcrop(img, 4)
+    out = downsample.modcrop(img, 4)
     assert out.shape == (12, 8, 3)
     np.testing.assert_array_equal(out, img[:12, :8])
-    assert data.modcrop(img, 1).shape == img.shape
+    assert downsample.modcrop(img, 1).shape == img.shape
     with pytest.raises(ValueError, match="scale"):
-        data.modcrop(img, 0)
+        downsample.modcrop(img, 0)
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
-@pytest.mark.parametrize("fn", [data.bicubic_downsample, data.matlab_imresize])
+@pytest.mark.parametrize("fn", [downsample.bicubic_downsample, downsample.matlab_imresize])
 def test_lr_size_exact_on_odd_sizes(scale, fn):
-    hr = data.modcrop(_noise(37, 53), scale)
+    hr = downsample.modcrop(_noise(37, 53), scale)
     lr = fn(hr, scale)
     assert lr.shape == (37 // scale, 53 // scale, 3) and lr.dtype == np.float32
     assert lr.min() >= 0 and lr.max() <= 1
@@ -198,14 +199,14 @@ def test_lr_size_exact_on_odd_sizes(scale, fn):
 
 
 def test_bicubic_downsample_modcrops_itself():
-    assert data.bicubic_downsample(_noise(37, 53), 4).shape == (9, 13, 3)
-    assert data.bicubic_downsample(_noise(9, 10)[..., 0], 3).shape == (3, 3)
+    assert downsample.bicubic_downsample(_noise(37, 53), 4).shape == (9, 13, 3)
+    assert downsample.bicubic_downsample(_noise(9, 10)[..., 0], 3).shape == (3, 3)
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_matlab_constant_stays_constant(scale):
     img = np.full((24, 36, 3), 0.4, dtype=np.float32)
-    out = data.matlab_imresize(img, scale)
+    out = downsample.matlab_imresize(img, scale)
     np.testing.assert_array_equal(out, np.float32(round(0.4 * 255) / 255))
 
 
@@ -213,7 +214,7 @@ def test_matlab_constant_stays_constant(scale):
 def test_matlab_ramp_sampled_at_pixel_centres(scale):
     w = 36  # slope 6 levels/pixel: the ramp at every LR centre is a whole 8-bit level
     ramp = np.tile((np.arange(w) * 6 / 255.0)[None, :, None], (12, 1, 3))
-    out = data.matlab_imresize(ramp, scale)
+    out = downsample.matlab_imresize(ramp, scale)
     centres = (np.arange(w // scale) + 0.5) * scale - 0.5  # LR centres in HR pixel coordinates
     inner = slice(2, -2)  # away from the mirrored borders
     np.testing.assert_allclose(out[1, inner, 0] * 255, centres[inner] * 6, atol=1e-3)
@@ -225,7 +226,7 @@ def test_matlab_border_mirroring_hand_computed():
     # Ramp 10*j (j = 1..24) with MATLAB's [1..n, n..1] mirroring gives 14.49 at the first output
     # and 235.51 at the last (edge-clamped kernels would give 15 and 235); 20*i - 5 inside.
     ramp = np.tile((np.arange(1, 25) * 10 / 255.0)[None, :], (6, 1))
-    out = np.round(data.matlab_imresize(ramp, 2)[2] * 255).astype(int)
+    out = np.round(downsample.matlab_imresize(ramp, 2)[2] * 255).astype(int)
     assert out.tolist() == [14] + [20 * i - 5 for i in range(2, 12)] + [236]
 
 
@@ -238,9 +239,9 @@ def test_matlab_border_mirroring_hand_computed():
 # MATLAB mirrors); inside, the two agree to 1 level at most (float32 rounding at .5 ties).
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_torch_path_close_to_matlab_imresize(scale):
-    astronaut = dict(data.default_images())["astronaut"]
-    hr = data.modcrop(astronaut, scale)
-    ref, fast = data.matlab_imresize(hr, scale), data.bicubic_downsample(hr, scale)
+    astronaut = dict(datasets.default_images())["astronaut"]
+    hr = downsample.modcrop(astronaut, scale)
+    ref, fast = downsample.matlab_imresize(hr, scale), downsample.bicubic_downsample(hr, scale)
     diff = np.abs(ref.astype(np.float64) - fast) * 255
     psnr = 10 * np.log10(255**2 / np.mean(diff**2))
     assert psnr > 55, psnr
@@ -338,9 +339,9 @@ def test_from_arrays_formats_and_errors():
 def test_matlab_downsampler_selectable():
     img = _noise(24, 24)
     ds = data.SRImageSet.from_arrays([("a", img)], 4, downsampler="matlab")
-    np.testing.assert_array_equal(ds.images[0].lr, data.matlab_imresize(img, 4))
+    np.testing.assert_array_equal(ds.images[0].lr, downsample.matlab_imresize(img, 4))
     ds = data.SRImageSet.from_arrays([("a", img)], 4)
-    np.testing.assert_array_equal(ds.images[0].lr, data.bicubic_downsample(img, 4))
+    np.testing.assert_array_equal(ds.images[0].lr, downsample.bicubic_downsample(img, 4))
 
 
 def test_whole_image_access():
@@ -465,19 +466,19 @@ def test_cache_reuses_and_invalidates(tmp_path):
 
 
 def test_default_images_and_split():
-    imgs = dict(data.default_images())
-    assert set(imgs) == set(data.DEFAULT_TRAIN_NAMES) | set(data.DEFAULT_VAL_NAMES)
+    imgs = dict(datasets.default_images())
+    assert set(imgs) == set(datasets.DEFAULT_TRAIN_NAMES) | set(datasets.DEFAULT_VAL_NAMES)
     assert len(imgs) == 15
     assert all(a.ndim == 3 and a.shape[2] == 3 and max(a.shape[:2]) <= 1024 for a in imgs.values())
     assert imgs["retina"].shape == (1024, 1024, 3)  # centre crop of 1411x1411
     import skimage.data
 
-    full = data.load_image(Path(os.path.dirname(skimage.data.__file__)) / "retina.jpg")
+    full = images.load_image(Path(os.path.dirname(skimage.data.__file__)) / "retina.jpg")
     np.testing.assert_array_equal(imgs["retina"], full[193:1217, 193:1217])
 
-    train, val = data.default_split("train", 4), data.default_split("val", 4, patch_size=96)
-    assert val.names == list(data.DEFAULT_VAL_NAMES) == ["chelsea", "coffee", "rocket"]
-    assert train.names == list(data.DEFAULT_TRAIN_NAMES) and len(train) == 12
+    train, val = datasets.default_split("train", 4), datasets.default_split("val", 4, patch_size=96)
+    assert val.names == list(datasets.DEFAULT_VAL_NAMES) == ["chelsea", "coffee", "rocket"]
+    assert train.names == list(datasets.DEFAULT_TRAIN_NAMES) and len(train) == 12
     assert not set(train.names) & set(val.names)
     assert all(
         im.hr.shape[0] % 4 == 0 and im.lr.shape[0] * 4 == im.hr.shape[0] for im in train.images
@@ -486,21 +487,21 @@ def test_default_images_and_split():
 
 def test_default_split_bad_name():
     with pytest.raises(ValueError, match=r"\['train', 'val'\].*'test'"):
-        data.default_split("test", 2)
+        datasets.default_split("test", 2)
 
 
 def test_dataset_from_spec(tmp_path):
-    ds = data.dataset_from_spec("default:val", 3)
-    assert ds.names == list(data.DEFAULT_VAL_NAMES) and ds.scale == 3
+    ds = datasets.dataset_from_spec("default:val", 3)
+    assert ds.names == list(datasets.DEFAULT_VAL_NAMES) and ds.scale == 3
     _save(tmp_path / "z.png", _noise(12, 12))
-    assert data.dataset_from_spec(str(tmp_path), 3).names == ["z"]
+    assert datasets.dataset_from_spec(str(tmp_path), 3).names == ["z"]
     with pytest.raises(ValueError, match="'train', 'val'"):
-        data.dataset_from_spec("default:everything", 2)
+        datasets.dataset_from_spec("default:everything", 2)
 
 
 @needs_set5
 def test_set5_from_shared_folder():
-    ds = data.dataset_from_spec(str(DATASETS / "Set5" / "HR"), 3)
+    ds = datasets.dataset_from_spec(str(DATASETS / "Set5" / "HR"), 3)
     assert ds.names == ["baby", "bird", "butterfly", "head", "woman"]
     shapes = {n: im.hr.shape for n, im in zip(ds.names, ds.images, strict=True)}
     assert shapes["baby"] == (510, 510, 3) and shapes["woman"] == (342, 228, 3)
@@ -509,13 +510,14 @@ def test_set5_from_shared_folder():
 
 @needs_set14
 def test_bridge_becomes_rgb():
-    img = data.load_image(DATASETS / "Set14" / "HR" / "bridge.png")
+    img = images.load_image(DATASETS / "Set14" / "HR" / "bridge.png")
     assert img.shape == (512, 512, 3)
     assert np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 0], img[..., 2])
 
 
 def test_compare_downsamplers_command(capsys):
-    from proxies.data import compare_downsamplers, main
+    from proxies.downsample import compare_downsamplers
+    from proxies.downsample_cli import main
 
     hr = np.linspace(0, 1, 48 * 40 * 3, dtype=np.float32).reshape(48, 40, 3)
     row = compare_downsamplers(hr, 4)

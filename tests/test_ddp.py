@@ -140,7 +140,7 @@ def test_a_batch_that_does_not_split_is_refused(runs):
 def test_rank_shares_are_the_single_process_batch():
     import numpy as np
 
-    from proxies.data import dataset_from_spec
+    from proxies.datasets import dataset_from_spec
 
     data = dataset_from_spec("default:train", 2, patch_size=16)
     whole_rng, rngs = np.random.default_rng(3), [np.random.default_rng(3) for _ in range(2)]

@@ -1,4 +1,5 @@
-"""Deployment export (results/export.py): ONNX via ONNX Runtime and torch.export programs.
+"""Deployment export (proxies/onnx_export.py, results/pt2_export.py and the results/export.py
+command): ONNX via ONNX Runtime and torch.export programs.
 
 Every file is checked twice: by the export function itself, and here, independently, at an
 input size (and batch) that the export function did not use.
@@ -27,15 +28,12 @@ from PIL import Image
 from torch import nn
 
 import results.export as export_module
-from proxies.data import bicubic_downsample, default_images
-from results.export import (
-    PROGRAM_META,
-    ExportCheckError,
-    export_onnx,
-    export_pt2,
-    load_state_dict,
-    main,
-)
+from proxies.datasets import default_images
+from proxies.downsample import bicubic_downsample
+from proxies.export_check import ExportCheckError
+from proxies.onnx_export import export_onnx
+from results.export import load_state_dict, main
+from results.pt2_export import PROGRAM_META, export_pt2
 from search_space import Attention, CellGene, Genotype, SRNet, build_model, reparameterize
 from search_space.attention import ESA, ESALite
 from search_space.genotype import GroupGene

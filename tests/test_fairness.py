@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from proxies.data import dataset_from_spec, holdout_split
+from proxies.datasets import dataset_from_spec
+from proxies.splits import holdout_split
 from results.report_runs import RetrainedRun, selection_overlaps
 from search_space.genotype import ATTENTION_MIN_INPUT, GenotypeError, min_patch_size
 from search_space.zoo import ZOO

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 import proxies.isolation as iso
-from proxies.isolation import IsolationTimeout, measuring, training
+import proxies.lock_files as lock_files
+from proxies.isolation import measuring, training
+from proxies.lock_files import IsolationTimeout
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,7 +70,7 @@ def _spawn(tmp_path: Path, role: str, tag: str = "") -> subprocess.Popen[bytes]:
     script = tmp_path / "worker.py"
     if not script.exists():
         script.write_text(WORKER)
-    env = {**os.environ, iso.ENV_DIR: str(tmp_path / "locks"), iso.ENV_SWITCH: "on"}
+    env = {**os.environ, lock_files.ENV_DIR: str(tmp_path / "locks"), lock_files.ENV_SWITCH: "on"}
     return subprocess.Popen([sys.executable, str(script), role, str(tmp_path), tag], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
@@ -91,8 +93,8 @@ def _overlap(a: list[int], b: list[int]) -> bool:
 
 @pytest.fixture
 def lock_folder(tmp_path, monkeypatch):
-    monkeypatch.setenv(iso.ENV_DIR, str(tmp_path / "locks"))
-    monkeypatch.setenv(iso.ENV_SWITCH, "on")
+    monkeypatch.setenv(lock_files.ENV_DIR, str(tmp_path / "locks"))
+    monkeypatch.setenv(lock_files.ENV_SWITCH, "on")
     return tmp_path / "locks"
 
 
@@ -130,8 +132,9 @@ def test_a_held_lock_times_out_naming_the_file_and_the_holder(tmp_path, lock_fol
             pass
         assert 0.25 < time.monotonic() - start < 5.0
         message = str(info.value)
-        assert str(lock_folder / iso.TURNSTILE_LOCK) in message  # trainers wait at the turnstile
-        assert f"{holder.pid}" in message and iso.ENV_SWITCH in message
+        # trainers wait at the turnstile
+        assert str(lock_folder / lock_files.TURNSTILE_LOCK) in message
+        assert f"{holder.pid}" in message and lock_files.ENV_SWITCH in message
         with pytest.raises(IsolationTimeout, match="measure.lock|turnstile.lock"), measuring(
                 timeout=0.2):
             pass
@@ -156,7 +159,7 @@ def test_sections_are_reentrant_and_nest(lock_folder):
             assert state.mode == "ex"
         assert state.mode == "sh" and state.readers == 1
     assert state.mode is None and state.readers == 0 and state.owner is None
-    assert (lock_folder / iso.MAIN_LOCK).exists()
+    assert (lock_folder / lock_files.MAIN_LOCK).exists()
 
 
 def test_threads_of_one_process_exclude_each_other(lock_folder):
@@ -187,9 +190,9 @@ def test_threads_of_one_process_exclude_each_other(lock_folder):
 
 
 def test_switched_off_sections_do_nothing(tmp_path, monkeypatch):
-    monkeypatch.setenv(iso.ENV_DIR, str(tmp_path / "off"))
-    monkeypatch.setenv(iso.ENV_SWITCH, "off")
-    assert not iso.enabled()
+    monkeypatch.setenv(lock_files.ENV_DIR, str(tmp_path / "off"))
+    monkeypatch.setenv(lock_files.ENV_SWITCH, "off")
+    assert not lock_files.enabled()
     with measuring(), training():
         assert iso._STATE.mode is None
     assert not (tmp_path / "off").exists()
@@ -198,8 +201,8 @@ def test_switched_off_sections_do_nothing(tmp_path, monkeypatch):
 def test_bad_timeouts_are_refused(lock_folder, monkeypatch):
     with pytest.raises(ValueError, match="timeout"), training(timeout=0):
         pass
-    monkeypatch.setenv(iso.ENV_TIMEOUT, "soon")
-    with pytest.raises(ValueError, match=iso.ENV_TIMEOUT), measuring():
+    monkeypatch.setenv(lock_files.ENV_TIMEOUT, "soon")
+    with pytest.raises(ValueError, match=lock_files.ENV_TIMEOUT), measuring():
         pass
 
 

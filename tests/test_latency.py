@@ -18,8 +18,8 @@ from proxies.latency import (
     LatencyResult,
     measure_latency,
     measure_latency_ratio,
-    resolve_device,
 )
+from proxies.measure_setup import resolve_device
 
 SHAPE = (1, 3, 16, 16)
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -1,5 +1,6 @@
-"""The import arrows inside ``search_space/`` point one way: every import a module makes,
-at the top or inside a function, forms a graph without a cycle (issue 13)."""
+"""The import arrows point one way (issue 13): inside ``search_space/`` every import a module
+makes, at the top or inside a function, forms a graph without a cycle, and between the
+packages every import points down ``search_space <- proxies <- results <- searchers``."""
 
 from __future__ import annotations
 
@@ -76,17 +77,39 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
     assert target.read_text() == "old" and [p.name for p in target.parent.iterdir()] == ["a.txt"]
 
 
-def test_packages_import_downward_only():
-    """search_space at the bottom, searchers at the top: search_space imports no other package
-    of the project, and proxies and results never import searchers (issue 13's layering)."""
-    import re
+LAYERS = ("search_space", "proxies", "results", "searchers")
+"""The packages from the bottom up: each may import only those before it."""
 
+
+def _package_imports(path: Path, package: str) -> list[tuple[int, str]]:
+    """``(line, module)`` of every import of a project package in ``path``: top-level, inside
+    functions, under ``TYPE_CHECKING``, and ``importlib.import_module("...")`` with a literal."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.ImportFrom):
+            names = [package if node.level else (node.module or "")]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif (isinstance(node, ast.Call) and node.args
+              and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
+              and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"):
+            names = [node.args[0].value]
+        else:
+            continue
+        found += [(node.lineno, n) for n in names if n.split(".")[0] in LAYERS]
+    return found
+
+
+def test_packages_import_downward_only():
+    """search_space at the bottom, then proxies, results, searchers at the top: a package
+    imports only the packages below it, anywhere in a module (issue 13's layering)."""
     root = PACKAGE.parent
-    pattern = re.compile(r"^\s*(?:from|import)\s+(search_space|proxies|results|searchers)\b",
-                         re.M)
-    below = {"search_space": set(), "proxies": {"search_space", "results"},
-             "results": {"search_space", "proxies"}}
-    for package, allowed in below.items():
-        for path in (root / package).glob("*.py"):
-            used = set(pattern.findall(path.read_text())) - {package}
-            assert used <= allowed, f"{package}/{path.name} imports {sorted(used - allowed)}"
+    upward = []
+    for rank, package in enumerate(LAYERS):
+        above = set(LAYERS[rank + 1:])
+        for path in sorted((root / package).rglob("*.py")):
+            upward += [f"{path.relative_to(root)}:{line} imports {module} ({package} sits below "
+                       f"{module.split('.')[0]})"
+                       for line, module in _package_imports(path, package)
+                       if module.split(".")[0] in above]
+    assert not upward, "imports that point up the layers:\n" + "\n".join(upward)

@@ -12,7 +12,8 @@ pytest.importorskip("onnxruntime")
 
 from proxies.latency import measure_latency, measure_latency_ratio  # noqa: E402
 from proxies.memory import measure_peak_memory  # noqa: E402
-from proxies.profile import ProfileRow, compare_backends  # noqa: E402
+from proxies.profile_measure import ProfileRow  # noqa: E402
+from proxies.profile_table import compare_backends  # noqa: E402
 from proxies.runtime import _EXPORTS, check_backend, exported_onnx  # noqa: E402
 
 

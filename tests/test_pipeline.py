@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _hr(tmp_path):
-    from proxies.data import default_images
+    from proxies.datasets import default_images
 
     folder = tmp_path / "hr"
     folder.mkdir()

@@ -7,17 +7,15 @@ import json
 import pytest
 import torch
 
-from proxies.profile import (
-    COLUMNS,
+from proxies.profile import build_parser, main
+from proxies.profile_measure import (
     ProfileRow,
     ProfileSettings,
-    build_parser,
-    format_table,
-    main,
     profile_genotypes,
     profile_model,
     with_aim_ratio,
 )
+from proxies.profile_table import COLUMNS, format_table
 from search_space import build_model
 from search_space.zoo import ZOO, at_scale
 

@@ -13,13 +13,12 @@ from torch import nn
 
 from proxies import protocol
 from proxies.complexity import count_macs
-from proxies.data import bicubic_downsample, load_image
+from proxies.downsample import bicubic_downsample
+from proxies.images import load_image
 from proxies.profile import main
-from proxies.protocol import (
-    ProtocolError,
-    measure_ntire,
-    open_images,
-)
+from proxies.protocol import ProtocolError, measure_ntire
+from proxies.protocol_compare import compare
+from proxies.protocol_images import open_images
 from search_space import build_model
 from search_space.zoo import ZOO, at_scale
 
@@ -75,7 +74,7 @@ def test_hr_folder_is_downscaled_with_the_projects_degradation(tmp_path, capsys)
                  "--scale", "2", "--reference", "none", *FAST])
     assert code == 0
     text = capsys.readouterr().out
-    assert "2 HR images from" in text and "downscaled x2 with proxies.data" in text
+    assert "2 HR images from" in text and "downscaled x2 with proxies.downsample" in text
     assert "NTIRE mean [ms]" in text and "ours median [ms]" in text
     assert "Why the columns differ:" in text and "16x16" in text
 
@@ -117,22 +116,22 @@ def test_every_image_is_forwarded_once_without_warm_up_in_the_nets_range(monkeyp
 def test_channels_last_and_fp16_run_on_cpu(tmp_path):
     source = open_images(f"lr:{_write(tmp_path / 'lr', n=1, size=24)}")
     nets = [("span", at_scale(ZOO["span_ntire2024"], 2))]
-    cmp = protocol.compare(nets, source, device="cpu", channels_last=True,
-                           reference=nets[0], rounds=1, runs_per_round=1, warmup=0,
-                           threads=1, memory=False)
+    cmp = compare(nets, source, device="cpu", channels_last=True,
+                  reference=nets[0], rounds=1, runs_per_round=1, warmup=0,
+                  threads=1, memory=False)
     assert cmp.ntire[0].channels_last and cmp.settings["channels_last"]
     assert cmp.steady[0].latency_ratio is not None
     assert any("One image only" in n for n in cmp.notes)
     try:
-        half = protocol.compare(nets, source, device="cpu", dtype=torch.float16,
-                                reference=nets[0], rounds=1, runs_per_round=1, warmup=0,
-                                threads=1, memory=False)
+        half = compare(nets, source, device="cpu", dtype=torch.float16,
+                       reference=nets[0], rounds=1, runs_per_round=1, warmup=0,
+                       threads=1, memory=False)
     except ProtocolError as exc:
         assert "--fp16" in str(exc) and "--device cuda" in str(exc)
         pytest.skip(f"float16 is not supported on this CPU: {exc}")
     assert half.ntire[0].dtype == "float16" and half.steady[0].latency_ms is not None
-    alone = protocol.compare(nets, source, device="cpu", dtype=torch.float16, rounds=1,
-                             runs_per_round=1, warmup=0, threads=1, memory=False)
+    alone = compare(nets, source, device="cpu", dtype=torch.float16, rounds=1,
+                    runs_per_round=1, warmup=0, threads=1, memory=False)
     assert alone.steady[0].latency_ms is not None and alone.steady[0].latency_ratio is None
 
 

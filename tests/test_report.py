@@ -14,7 +14,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from proxies.data import default_images
+from proxies.datasets import default_images
 from results.page import write_page_html
 from results.plot_pareto_data import pareto_data
 from results.report import main
@@ -232,7 +232,7 @@ def test_seed_summary_keeps_recipes_apart():
 
 
 def test_the_rlfn_column_divides_by_the_mean_of_the_rlfn_runs():
-    from proxies.profile import ProfileRow
+    from proxies.profile_measure import ProfileRow
 
     runs = [_run("d", Genotype.from_dict(DERIVED), 0), _run("r_s0", ZOO["rlfn_ntire"], 0),
             _run("r_s1", ZOO["rlfn_ntire"], 1), _run("s", ZOO["span_ntire2024_train"], 0)]
