@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from proxies.downsample import check_downsampler, check_scale, downsample, modcrop
-from proxies.images import IMAGE_EXTENSIONS, array_to_float_rgb, load_image
+from proxies.images import IMAGE_EXTENSIONS, array_to_float_rgb, check_rgb8, load_image
 from proxies.splits import holdout_split
 
 logger = logging.getLogger(__name__)
@@ -157,6 +157,7 @@ class SRImageSet:
         downsampler: str = "torch",
         max_images: int | None = None,
         split: str | None = None,
+        rgb_only: bool = False,
     ) -> SRImageSet:
         """Load every image file directly inside ``path`` (sorted by name; not recursive).
 
@@ -164,7 +165,9 @@ class SRImageSet:
         starting with ``.``) are ignored. ``max_images`` keeps only the first N files. With
         ``patch_size``, images smaller than the patch are skipped with a warning. ``split``
         (``"train"`` or ``"holdout"``) keeps one side of the folder's fixed hold-out split
-        (:func:`proxies.splits.holdout_split`).
+        (:func:`proxies.splits.holdout_split`). ``rgb_only`` refuses greyscale, alpha and 16-bit
+        files (:func:`proxies.images.check_rgb8`; training and selection folders) instead of
+        converting them (benchmark sets: Set14 holds one greyscale image).
         """
         scale = check_scale(scale)
         downsampler = check_downsampler(downsampler)
@@ -203,6 +206,8 @@ class SRImageSet:
             files = files[:max_images]
         sources = []
         for f in files:
+            if rgb_only:
+                check_rgb8(f)
             hr, key = load_cached(f)
             sources.append(Source(f.stem, str(f), hr, key))
         return build_set(sources, scale, patch_size, downsampler, f"folder {str(folder)!r}")
@@ -351,6 +356,11 @@ def build_set(
     images: list[SRImage] = []
     for src in sources:
         h, w = src.hr.shape[:2]
+        if h < scale or w < scale:
+            raise ValueError(
+                f"Image {src.label} from {origin} is {_hw(src.hr)}, smaller than scale={scale}; "
+                "remove it or use a smaller scale."
+            )
         if patch_size is not None and (h < patch_size or w < patch_size):
             warnings.warn(
                 f"Skipping image {src.label} from {origin}: its size {_hw(src.hr)} is smaller "
@@ -358,11 +368,6 @@ def build_set(
                 stacklevel=3,
             )
             continue
-        if h < scale or w < scale:
-            raise ValueError(
-                f"Image {src.label} from {origin} is {_hw(src.hr)}, smaller than scale={scale}; "
-                "remove it or use a smaller scale."
-            )
         hr = modcrop(src.hr, scale)
         images.append(SRImage(src.name, hr, _lr_for(hr, src.key, scale, downsampler)))
     if not images:

@@ -96,7 +96,8 @@ def dataset_from_spec(
 ) -> SRImageSet:
     """Resolve a data-set spec: ``"default:train"`` / ``"default:val"``, a folder path, or one
     side of a folder's fixed hold-out split, ``"PATH::train"`` / ``"PATH::holdout"``
-    (:func:`proxies.splits.holdout_split`)."""
+    (:func:`proxies.splits.holdout_split`). These sets train and select nets, so a folder's
+    files must be 8-bit RGB (``rgb_only``; greyscale, alpha and 16-bit are refused)."""
     if not isinstance(spec, str | os.PathLike):
         raise TypeError(
             f"spec must be a string, got {type(spec).__name__}; "
@@ -108,4 +109,4 @@ def dataset_from_spec(
         return default_split(split, scale, patch_size=patch_size, downsampler=downsampler)
     path, side = split_spec(spec)
     return SRImageSet.from_folder(path, scale, patch_size=patch_size, downsampler=downsampler,
-                                  split=side)
+                                  split=side, rgb_only=True)

@@ -3,7 +3,8 @@
 :func:`load_image` decodes a file with Pillow (the rules for greyscale, alpha, 16-bit and other
 modes are in its docstring) and raises :class:`ImageReadError` naming the file when it cannot;
 :func:`array_to_float_rgb` applies the same layout to an array. :data:`IMAGE_EXTENSIONS` says
-which files count as images.
+which files count as images. :func:`check_rgb8` refuses what a training or selection folder must
+not hold (greyscale, alpha, 16-bit), where the benchmark sets' loader converts it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "array_to_float_rgb", "load_image"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "array_to_float_rgb", "check_rgb8", "load_image"]
 
 #: File suffixes (lower case, compared case-insensitively) treated as images.
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -64,6 +65,38 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
             f"Check that it is a valid image (accepted extensions: {', '.join(IMAGE_EXTENSIONS)}) "
             "or remove it from the folder."
         ) from exc
+
+
+def _not_rgb8(im: Image.Image) -> str | None:
+    """What keeps ``im`` from being a plain 8-bit RGB image, or None."""
+    mode = im.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        return f"mode {mode!r}: 16-bit or float greyscale, not 8-bit RGB"
+    if mode in ("1", "L"):
+        return f"mode {mode!r}: greyscale, not RGB"
+    if mode in ("LA", "La", "RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in im.info):
+        return f"mode {mode!r}: it has an alpha channel; RGB without alpha is needed"
+    if mode not in ("RGB", "P"):
+        return f"mode {mode!r}, not RGB"
+    return None
+
+
+def check_rgb8(path: str | os.PathLike[str]) -> None:
+    """Refuse an image file that is not 8-bit RGB (greyscale, alpha, 16-bit, CMYK, ...): a
+    training or selection folder must hold what the net is trained for, not a silent
+    conversion. Raises :class:`ImageReadError` naming the file, its mode and the fix. A file
+    Pillow cannot open passes here; :func:`load_image` reports it."""
+    try:
+        with Image.open(path) as im:
+            problem = _not_rgb8(im)
+    except _DECODE_ERRORS:
+        return
+    if problem is not None:
+        raise ImageReadError(
+            f"image file {str(path)!r} is {problem}; training and selection folders take 8-bit "
+            "RGB images only. Convert it (e.g. PIL.Image.open(f).convert('RGB').save(f)) or "
+            "remove it from the folder"
+        )
 
 
 def _pil_to_float_rgb(im: Image.Image) -> np.ndarray:

@@ -22,6 +22,7 @@ from torch import nn
 
 __all__ = [
     "DEFAULT_INPUT_SHAPE",
+    "DeviceUnavailable",
     "check_dtype",
     "check_input_shape",
     "check_int",
@@ -35,6 +36,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_INPUT_SHAPE: tuple[int, int, int, int] = (1, 3, 256, 256)
 
 
+class DeviceUnavailable(ValueError, RuntimeError):
+    """A device was asked for that this machine lacks (CUDA without a working GPU): bad input
+    to a command (a ValueError, exit status 2), and a RuntimeError for callers that catch it."""
+
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """Turn ``"auto"``/``None``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` into a concrete device.
@@ -45,7 +50,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     Raises:
         ValueError: unknown device string, a device type other than cpu/cuda, or a CUDA index
             that does not exist.
-        RuntimeError: CUDA requested but ``torch.cuda.is_available()`` is False.
+        DeviceUnavailable: CUDA requested but ``torch.cuda.is_available()`` is False.
     """
     if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
         if torch.cuda.is_available():
@@ -61,7 +66,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if dev.type != "cuda":
         raise ValueError(f"device={device!r} has unsupported type {dev.type!r}; use {allowed}.")
     if not torch.cuda.is_available():
-        raise RuntimeError(
+        raise DeviceUnavailable(
             f"device={device!r} asks for CUDA, but torch.cuda.is_available() is False "
             f"(torch {torch.__version__}, built with CUDA {torch.version.cuda}); "
             "use device='cpu' or 'auto', or run on a machine with a working CUDA GPU."

@@ -34,6 +34,7 @@ from results.eval_sets import (
     summary_markdown,
 )
 from results.inference import _brief
+from search_space.files import error_line
 
 logger = logging.getLogger("results.evaluate")  # also when run as __main__
 
@@ -287,8 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             tile=args.tile, overlap=args.overlap, save_dir=args.save_images,
             datasets_root=args.datasets_root,
         )
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (OSError, ValueError) as err:
+        print(f"error: {error_line(err)}", file=sys.stderr)
         return 2
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

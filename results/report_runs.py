@@ -145,7 +145,8 @@ def load_run(run_dir: str | Path) -> RetrainedRun:
     try:
         cfg = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise ReportError(f"run {str(folder)!r}: config.yaml is not valid YAML ({exc})") from exc
+        raise ReportError(f"run {str(folder)!r}: config.yaml is not valid YAML "
+                          f"({' '.join(str(exc).split())})") from exc
     budget = {section: cfg.get(section, {}) for section in BUDGET_SECTIONS}
     kd = cfg.get("kd") or {}
     if kd.get("teacher"):  # distillation is part of the recipe (runs without it have no kd)

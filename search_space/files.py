@@ -7,18 +7,25 @@ or the new one, never a part of one, and a process killed mid-write leaves the t
 (only its ``.NAME.PID.HEX.tmp`` temporary behind, which the next write does not reuse). After a
 power loss the new content is on disk once the call returned (where the file system honours
 ``fsync``; folder ``fsync`` is skipped where unsupported).
+
+:func:`error_line` turns the error of a refused input or a failed write into the one line a
+command prints before it exits with status 2.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "fsync_dir"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "error_line", "fsync_dir"]
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_NO_WRITE = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def fsync_dir(directory: str | os.PathLike[str]) -> None:
@@ -60,3 +67,21 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
     """Write ``text`` to ``path`` atomically."""
     return atomic_write(path, lambda fh: fh.write(text.encode(encoding)))
+
+
+def error_line(exc: BaseException) -> str:
+    """``exc`` as one line: its message with whitespace runs (newlines too) collapsed; an error
+    the operating system raised (it has an ``errno``) names the path, the reason and the fix."""
+    if isinstance(exc, OSError) and exc.errno is not None and exc.strerror:
+        where = f"{exc.filename!s}: " if exc.filename else ""
+        code = errno.errorcode.get(exc.errno, str(exc.errno))
+        if exc.errno in _NO_SPACE:
+            fix = "free disk space, or point run.dir (or --out) at a folder on another disk"
+        elif exc.errno in _NO_WRITE:
+            fix = "make the folder writable, or point run.dir (or --out) at a writable folder"
+        else:
+            fix = "check the path and that the folder exists"
+        text = f"{where}{exc.strerror} ({code}); {fix}"
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())

@@ -30,6 +30,7 @@ import dataclasses
 import difflib
 import functools
 import logging
+import math
 import os
 import re
 import secrets
@@ -89,6 +90,14 @@ _ConfigLoader.add_implicit_resolver(
     re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
     list("-+0123456789"),
 )
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A one-line account of a YAML parse error: what is wrong and at which line and column."""
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc)
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return " ".join(f"{problem}{where}".split())
 
 
 def _load_yaml(text: str) -> Any:
@@ -155,6 +164,8 @@ def _is_dataclass_type(tp: Any) -> bool:
 
 def _coerce_union(value: Any, tp: Any, args: tuple[Any, ...], where: str) -> Any:
     if any(isinstance(arg, type) and type(value) is arg for arg in args):
+        if type(value) is float:
+            return _coerce(value, float, where)  # still refuse NaN and infinities
         return value  # exact match first (``None`` for ``X | None``; ``float | int`` keeps ints)
     errors: list[ConfigError] = []
     for arg in args:
@@ -237,6 +248,12 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise _mismatch(where, value, tp)
+        if not math.isfinite(value):
+            raise ConfigError(
+                f"{where}: got {value!r}; a finite number is required (NaN and infinities are "
+                "refused); give a number, or null where the setting allows none",
+                key=where,
+            )
         return float(value)
     if tp is _NONE_TYPE:
         if value is not None:
@@ -400,7 +417,10 @@ def _read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     try:
         data = _load_yaml(file.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {str(file)!r} is not valid YAML: {exc}") from exc
+        raise ConfigError(
+            f"config file {str(file)!r} is not valid YAML: {yaml_problem(exc)}; fix the file "
+            "(e.g. close brackets and quotes, indent with spaces) or pass another config"
+        ) from exc
     if data is None:
         return {}
     if not isinstance(data, dict):

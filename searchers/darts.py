@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from search_space.files import error_line
 from search_space.genotype import (
     ACTIVATIONS,
     ATTENTIONS,
@@ -362,6 +363,7 @@ class DartsSearch:
                 saved["latency_target_ms"] = loss.latency_x * saved["reference_latency_ms"]
             if loss.memory_x is not None:
                 saved["memory_target_mib"] = loss.memory_x * saved["reference_memory_mib"]
+            path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(path, json.dumps(saved, indent=2) + "\n")
         figures = ", ".join(f"{k}={v:.3f}" for k, v in saved.items()
                             if k.endswith(("_ms", "_mib")))
@@ -548,9 +550,9 @@ def run_search(cfg: DartsConfig, run_dir: Path, resume: bool, argv: list[str],
     if not resume and ckpt.exists():
         raise ConfigError(f"{run_dir} already holds a run (checkpoint.pt); pass --resume to "
                           "continue it, or choose another run.name=...")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    search = DartsSearch(cfg, run_dir)  # reads the data, device and space: bad input fails here,
+    run_dir.mkdir(parents=True, exist_ok=True)  # before anything is written
     record_run(run_dir, cfg, argv, resume=resume)
-    search = DartsSearch(cfg, run_dir)
     search.run(resume=resume, stop_after=stop_after)
     if search.finished:
         search.write_results()
@@ -571,8 +573,8 @@ def main(argv: list[str] | None = None) -> int:
     except SearchDiverged as exc:
         logger.error("%s", exc)
         return 3
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        logger.error("%s", exc)
+    except (ConfigError, ValueError, OSError) as exc:
+        logger.error("%s", error_line(exc))
         return 2
     return 0
 

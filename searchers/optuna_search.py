@@ -20,6 +20,7 @@ import logging
 import math
 import multiprocessing
 import os
+import shutil
 import socket
 import sys
 from dataclasses import dataclass, field, replace
@@ -31,6 +32,7 @@ if __package__ in (None, ""):
 
 import torch
 
+from search_space.files import error_line
 from searchers.config import ConfigError, load_config, save_run_config
 from searchers.trials import (
     DEFAULT_ZOO,
@@ -97,6 +99,16 @@ class OptunaConfig:
     run: RunSection = field(default_factory=RunSection)
 
 
+def check_storage_url(url: str) -> str:
+    """The scheme of storage ``url``; :class:`ConfigError` naming it if it is not supported."""
+    scheme = url.split(":", 1)[0].split("+", 1)[0] if ":" in url else ""
+    if scheme not in STORAGE_SCHEMES:
+        raise ConfigError(f"study.storage: got {url!r} (scheme {scheme!r}); supported schemes: "
+                          f"{', '.join(STORAGE_SCHEMES)}, e.g. sqlite:///runs/study.db, "
+                          "postgresql://user@host/db, journal:///shared/study.log")
+    return scheme
+
+
 def make_storage(url: str, cfg: StudyConfig) -> Any:
     """An Optuna storage for ``url``: RDB (heartbeat + retry) or a journal file."""
     import warnings
@@ -104,11 +116,7 @@ def make_storage(url: str, cfg: StudyConfig) -> Any:
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-    scheme = url.split(":", 1)[0].split("+", 1)[0] if ":" in url else ""
-    if scheme not in STORAGE_SCHEMES:
-        raise ConfigError(f"study.storage: got {url!r} (scheme {scheme!r}); supported schemes: "
-                          f"{', '.join(STORAGE_SCHEMES)}, e.g. sqlite:///runs/study.db, "
-                          "postgresql://user@host/db, journal:///shared/study.log")
+    scheme = check_storage_url(url)
     if scheme == "journal":
         from optuna.storages.journal import JournalFileBackend
 
@@ -489,11 +497,18 @@ def main(argv: list[str] | None = None) -> int:
                     cfg.proxy.val)
         run_dir = Path(cfg.run.dir) / cfg.run.name
         storage_url = cfg.study.storage or f"sqlite:///{run_dir.resolve() / 'study.db'}"
-        run_dir.mkdir(parents=True, exist_ok=True)
+        check_storage_url(storage_url)
+        fresh = not run_dir.exists()
+        run_dir.mkdir(parents=True, exist_ok=True)  # the default study.db lives in it
+        try:
+            open_study(cfg, storage_url)  # before the config is saved: a refused study
+        except BaseException:  # (other objectives, no server) leaves the folder as it was
+            if fresh:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
         save_run_config(run_dir, cfg, [sys.argv[0], *argv])
-        open_study(cfg, storage_url)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        logger.error("%s", exc)
+    except (ConfigError, ValueError, OSError) as exc:
+        logger.error("%s", error_line(exc))
         return 2
     logger.info("study %r on %s, %d worker(s)", cfg.study.name, storage_url, cfg.run.workers)
     if cfg.run.workers == 1:

@@ -44,6 +44,7 @@ from typing import Any, Literal
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from search_space.files import error_line
 from searchers.config import (
     ConfigError,
     atomic_write_text,
@@ -394,8 +395,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(PipelineConfig, args.config, args.overrides)
         pipe = Pipeline(cfg, [sys.argv[0], *argv])
         summary = pipe.run()
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        logger.error("%s", exc)
+    except (ConfigError, ValueError, OSError) as exc:
+        logger.error("%s", error_line(exc))
         return 2
     except RuntimeError as exc:
         logger.error("%s", exc)

@@ -32,6 +32,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from search_space.files import error_line
 from searchers.config import ConfigError, from_dict, load_config, save_run_config
 from searchers.optuna_search import OptunaConfig, make_sampler, zoo_params
 from searchers.trials import (
@@ -288,8 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as exc:
         logger.error("%s", exc)
         return 2
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        logger.error("%s", exc)
+    except (ConfigError, ValueError, OSError) as exc:
+        logger.error("%s", error_line(exc))
         return 2
     try:
         grid = run(cfg, run_dir, args.address)

@@ -65,6 +65,7 @@ if __package__ in (None, ""):
 import numpy as np
 import torch
 
+from search_space.files import error_line
 from search_space.network import super_resolve
 from searchers import distributed
 from searchers.config import (
@@ -663,7 +664,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue "
                                   "it or choose another run.name=...")
             trainer = Retrainer(cfg, genotype, run_dir, dist)  # checks the input; writes nothing
-        except (ConfigError, GenotypeError, ValueError, FileNotFoundError) as exc:
+        except (ConfigError, GenotypeError, ValueError, OSError) as exc:
             if not dist.enabled:
                 raise
             _agreed(dist, str(exc))
@@ -685,8 +686,8 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as exc:
         logger.error("%s", exc)
         return 3
-    except (ConfigError, GenotypeError, ValueError, FileNotFoundError) as exc:
-        logger.error("%s", exc)
+    except (ConfigError, GenotypeError, ValueError, OSError) as exc:
+        logger.error("%s", error_line(exc))
         return 2
     finally:
         # The DDP wrapper's reducer must go before its process group: destroyed after it (at
