@@ -35,11 +35,12 @@ export serves the latency, the interleaved ratio and the memory of a trial).
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import hashlib
 import importlib.util
 import logging
 import tempfile
-import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -104,31 +105,37 @@ def check_backend(backend: object, where: str = "backend") -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Export (proxies.onnx_export.export_onnx), cached per live module and weights
+# Export (proxies.onnx_export.export_onnx), cached by content
 # --------------------------------------------------------------------------------------------
 
-_EXPORTS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], bytes]] = (
-    weakref.WeakKeyDictionary())
+_EXPORTS: collections.OrderedDict[str, bytes] = collections.OrderedDict()
+_EXPORTS_KEPT = 16  # files kept (each a net's ONNX, well under 10 MB for the zoo)
 
 
-def _fingerprint(model: nn.Module, channels: int) -> tuple[Any, ...]:
-    """Changes when a tensor of the module is replaced or modified in place."""
-    state = tuple((k, v.data_ptr(), v._version, tuple(v.shape), str(v.device), v.dtype)
-                  for k, v in model.state_dict(keep_vars=True).items())
-    return channels, state
+def _fingerprint(model: nn.Module, channels: int) -> str:
+    """The net's content: its structure (``repr``, which names every module and its settings)
+    and the bytes of every tensor. Two live copies of one net share an export; a tensor
+    replaced or modified in place gives a new one."""
+    digest = hashlib.sha256(f"{channels}|{model!r}".encode())
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().to("cpu").contiguous()
+        digest.update(f"|{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
 
 
 def exported_onnx(model: nn.Module, channels: int = 3) -> bytes:
     """The ONNX file (bytes) of ``model``'s deployed form, on the CPU in float32, exported and
     checked against PyTorch by :func:`proxies.onnx_export.export_onnx` (input ``lr`` with
-    ``channels`` channels, output ``sr``; batch, height and width dynamic). Cached while
-    ``model`` lives and its tensors are unchanged."""
+    ``channels`` channels, output ``sr``; batch, height and width dynamic). Cached by content
+    (:func:`_fingerprint`): the last few nets exported in this process are not exported again."""
     from proxies.measure_setup import model_for_measurement
 
     key = _fingerprint(model, channels)
-    cached = _EXPORTS.get(model)
-    if cached is not None and cached[0] == key:
-        return cached[1]
+    cached = _EXPORTS.get(key)
+    if cached is not None:
+        _EXPORTS.move_to_end(key)
+        return cached
     with (model_for_measurement(model, torch.device("cpu"), torch.float32) as net,
           tempfile.TemporaryDirectory(prefix="srnas_ort_") as tmp):
         path = Path(tmp) / "model.onnx"
@@ -136,8 +143,9 @@ def exported_onnx(model: nn.Module, channels: int = 3) -> bytes:
         data = path.read_bytes()
     logger.debug("exported %s for onnxruntime (%d bytes, max abs diff %.3g)",
                  type(model).__name__, len(data), info["max_abs_diff"])
-    with contextlib.suppress(TypeError):  # a module that cannot be weakly referenced
-        _EXPORTS[model] = (key, data)
+    _EXPORTS[key] = data
+    while len(_EXPORTS) > _EXPORTS_KEPT:
+        _EXPORTS.popitem(last=False)
     return data
 
 

@@ -45,7 +45,8 @@ import torch
 import torch.nn.functional as F
 
 from searchers.config import load_config
-from searchers.darts import DartsConfig, DartsSearch
+from searchers.darts import DartsSearch
+from searchers.darts_config import DartsConfig
 
 logger = logging.getLogger(__name__)
 

@@ -236,7 +236,7 @@ def item_zoo_fp16(ctx: Context) -> tuple[dict[str, Any], str]:
 
 def _darts_config(ctx: Context, device: torch.device) -> Any:
     from searchers.config import load_config
-    from searchers.darts import DartsConfig
+    from searchers.darts_config import DartsConfig
 
     cache = ctx.out / "hardware_cache"
     over = [f"run.device={device}", f"hardware.device={device}", f"hardware.cache_dir={cache}",

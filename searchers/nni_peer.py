@@ -133,15 +133,11 @@ def run_nni_darts(cfg: Any, out_dir: Path) -> Genotype:
     from torch.utils.data import TensorDataset
 
     from proxies.datasets import dataset_from_spec
-    from searchers.darts import DEFAULT_PATCH
+    from searchers.darts_config import DEFAULT_PATCH
     from searchers.training import training_patch_size
 
     d, sc, sp = cfg.data, cfg.search, cfg.space
-    spec = SupernetSpec(scale=sp.scale, width=sp.width, num_cells=sp.num_cells,
-                        cell_types=tuple(sp.cell_types),
-                        conv_candidates=tuple(sp.conv_candidates),
-                        attention_candidates=tuple(sp.attention_candidates),
-                        act_candidates=tuple(sp.act_candidates), fusion=sp.fusion)
+    spec = sp.supernet_spec()
     torch.manual_seed(cfg.run.seed)
     rng = np.random.default_rng(cfg.run.seed)
     patch = training_patch_size(d.patch_size, sp.attention_candidates, sp.scale,
@@ -173,7 +169,7 @@ def run_nni_darts(cfg: Any, out_dir: Path) -> Genotype:
 
 def main(argv: list[str] | None = None) -> int:
     from searchers.config import load_config
-    from searchers.darts import DartsConfig
+    from searchers.darts_config import DartsConfig
 
     p = argparse.ArgumentParser(prog="python -m searchers.nni_peer", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -52,7 +52,7 @@ from searchers.config import (
     load_config,
     save_run_config,
 )
-from searchers.darts import DartsConfig
+from searchers.darts_config import DartsConfig
 from searchers.optuna_search import OptunaConfig
 from searchers.retrain import RetrainConfig
 

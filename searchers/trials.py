@@ -371,8 +371,8 @@ def inherit_supernet_weights(model: torch.nn.Module, run_dir: Path) -> None:
     candidates); otherwise a ValueError says which field differs.
     """
     from searchers.config import load_config
-    from searchers.darts import DartsConfig
-    from searchers.supernet import MixedCell, MixedOp, SuperNet, SupernetSpec
+    from searchers.darts_config import DartsConfig
+    from searchers.supernet import MixedCell, MixedOp, SuperNet
 
     ckpt_path = run_dir / "checkpoint.pt"
     if not ckpt_path.exists():
@@ -380,11 +380,7 @@ def inherit_supernet_weights(model: torch.nn.Module, run_dir: Path) -> None:
                                 "folder of a DARTS search (e.g. runs/darts/default)")
     cfg = load_config(DartsConfig, run_dir / "config.yaml")
     sp = cfg.space
-    spec = SupernetSpec(scale=sp.scale, width=sp.width, num_cells=sp.num_cells,
-                        cell_types=tuple(sp.cell_types),
-                        conv_candidates=tuple(sp.conv_candidates),
-                        attention_candidates=tuple(sp.attention_candidates),
-                        act_candidates=tuple(sp.act_candidates), fusion=sp.fusion)
+    spec = sp.supernet_spec()
     g: Genotype = model.genotype  # type: ignore[assignment]
     for field_name, ours, theirs in (("scale", g.scale, spec.scale),
                                      ("width", g.width, spec.width),

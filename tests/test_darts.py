@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from search_space import Genotype, build_model
 from search_space.network import deployed_form
 from searchers.architect import Architect, HardwarePenalty
-from searchers.darts import DartsConfig, DartsSearch, LossConfig, main
+from searchers.darts import DartsSearch, main
+from searchers.darts_config import DartsConfig, LossConfig
 from searchers.hardware import (
     HardwareTable,
     TableSettings,
@@ -408,7 +409,7 @@ def test_final_profile_is_against_span_with_an_rlfn_column(tmp_path, capsys):
     import json
     from types import SimpleNamespace
 
-    from searchers.darts import ProfileConfig
+    from searchers.darts_config import ProfileConfig
     from searchers.trials import DEFAULT_ZOO
 
     assert "span_ntire2024" in DartsConfig().profile.yardstick and "rlfn_ntire" in DEFAULT_ZOO

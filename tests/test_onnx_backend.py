@@ -14,7 +14,7 @@ from proxies.latency import measure_latency, measure_latency_ratio  # noqa: E402
 from proxies.memory import measure_peak_memory  # noqa: E402
 from proxies.profile_measure import ProfileRow  # noqa: E402
 from proxies.profile_table import compare_backends  # noqa: E402
-from proxies.runtime import _EXPORTS, check_backend, exported_onnx  # noqa: E402
+from proxies.runtime import _EXPORTS, _fingerprint, check_backend, exported_onnx  # noqa: E402
 
 
 def _net(width: int) -> nn.Module:
@@ -38,7 +38,7 @@ def test_onnxruntime_latency_ratio_and_memory_are_measured():
                           backend="onnxruntime")
     assert lat.backend == "onnxruntime" and lat.runs == 5 and lat.threads == 1
     assert 0 < lat.p10_ms <= lat.median_ms <= lat.p90_ms
-    assert small in _EXPORTS  # exported once, reused below
+    assert _fingerprint(small, 3) in _EXPORTS  # exported once, reused below
     ratio = measure_latency_ratio(big, small, (1, 3, 48, 48), rounds=3, runs_per_round=3,
                                   warmup=1, threads=1, backend="onnxruntime")
     assert ratio.model.backend == "onnxruntime" and ratio.ratio_median > 1.0
@@ -70,3 +70,20 @@ def test_compare_backends_counts_rank_changes():
     assert cmp["spearman"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="same nets"):
         compare_backends({"torch": rows([1.0, 2.0]), "onnxruntime": rows([1.0, 2.0, 3.0])})
+
+
+def test_the_export_cache_is_keyed_by_content():
+    """A second live copy of a net reuses its export; a weight changed in place, or another
+    activation (same tensors), gives another one."""
+    import copy
+
+    a = _net(4)
+    first = exported_onnx(a)
+    b = copy.deepcopy(a)
+    assert _fingerprint(b, 3) == _fingerprint(a, 3) and exported_onnx(b) is first
+    with torch.no_grad():
+        next(b.parameters()).add_(1.0)
+    assert _fingerprint(b, 3) != _fingerprint(a, 3)
+    c = copy.deepcopy(a)
+    c[1] = nn.SiLU()  # the same tensors, another net
+    assert _fingerprint(c, 3) != _fingerprint(a, 3)
