@@ -1,6 +1,7 @@
 """Differentiable, hardware-aware architecture search over SR cells.
 
-Run ``python searchers/darts.py`` (the embedded default data, about 5 minutes on 2 CPU cores) or
+Run ``python searchers/darts.py`` (the embedded default data, about 6 minutes on 2 CPU cores;
+``--config configs/quickstart.yaml``, the sampled mode: under 2) or
 ``python searchers/darts.py --config configs/darts_t91.yaml search.steps=2000``. Any config key
 can be overridden as ``key=value`` (dotted keys). ``--resume`` continues a killed run.
 
