@@ -38,9 +38,15 @@ def fsync_dir(directory: str | os.PathLike[str]) -> None:
             os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:
+def atomic_write(
+    path: str | os.PathLike[str],
+    write: Callable[[IO[bytes]], object],
+    before_replace: Callable[[Path], object] | None = None,
+) -> Path:
     """Call ``write`` on a binary handle of a temporary file, then put it in place at ``path``
-    atomically (see the module docstring); the parent folder is created if needed."""
+    atomically (see the module docstring); the parent folder is created if needed.
+    ``before_replace(target)`` runs once the new file is whole on disk, just before it takes the
+    name (a checkpoint keeps the file it replaces there)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
@@ -50,6 +56,8 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], obje
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        if before_replace is not None:
+            before_replace(target)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

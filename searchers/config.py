@@ -491,30 +491,26 @@ def previous_checkpoint(path: str | Path) -> Path:
 
 
 def save_checkpoint(obj: Any, path: str | Path) -> Path:
-    """Save a training checkpoint atomically, keeping the one it replaces as
-    :func:`previous_checkpoint`. The new file is written and fsynced first, the old one is then
-    hard-linked to the ``.prev`` name, and only then does the new one take the name: at every
-    instant ``path`` is a whole checkpoint (the old or the new), so a kill, even mid-write,
-    loses at most the steps since the last one. Temporary files a killed writer left behind
-    (one process writes a run's checkpoint) are removed by the next save."""
+    """Save a training checkpoint atomically (:func:`search_space.files.atomic_write`), keeping
+    the one it replaces as :func:`previous_checkpoint`. The new file is written and fsynced
+    first, the old one is then hard-linked to the ``.prev`` name, and only then does the new one
+    take the name: at every instant ``path`` is a whole checkpoint (the old or the new), so a
+    kill, even mid-write, loses at most the steps since the last one. Temporary files a killed
+    writer left behind (one process writes a run's checkpoint) are removed by the next save."""
     target = Path(path)
-    stem = f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}"
-    tmp, link = target.with_name(f"{stem}.new"), target.with_name(f"{stem}.prev")
-    try:
-        with open(tmp, "xb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+
+    def keep_previous(target: Path) -> None:
         if target.exists():
-            prev = previous_checkpoint(target)
+            link = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.prev")
             os.link(target, link)
-            os.replace(link, prev)
-        os.replace(tmp, target)
-    except BaseException:
-        for leftover in (tmp, link):
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
-        raise
+            try:
+                os.replace(link, previous_checkpoint(target))
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    link.unlink()
+                raise
+
+    atomic_write(target, lambda fh: torch.save(obj, fh), before_replace=keep_previous)
     for stale in target.parent.glob(f".{target.name}.*"):  # left by a writer killed mid-write
         with contextlib.suppress(FileNotFoundError):
             stale.unlink()

@@ -167,7 +167,7 @@ def test_a_sigkilled_darts_search_resumes_to_the_same_genotype(tmp_path):
             rows = len(log.read_text().splitlines()) - 1
         except FileNotFoundError:
             return False
-        writing = any(run.glob(".checkpoint.pt.*.new"))
+        writing = any(run.glob(".checkpoint.pt.*.tmp"))  # the atomic writer's temporary
         caught["mid_write"] = rows >= kill_at and writing
         return rows >= kill_at + 2 or caught["mid_write"]
 
