@@ -100,6 +100,35 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
     return " ".join(f"{problem}{where}".split())
 
 
+@dataclasses.dataclass
+class RunSection:
+    """The one run-section type: where a command's run goes, the folder ``dir``/``name``. Each
+    command's section extends it with what only that command needs: the DARTS search's
+    (:class:`searchers.darts_config.DartsRun`), retraining's
+    (:class:`searchers.retrain.RetrainRun`), the trial searches' on Optuna and Ray Tune
+    (:class:`searchers.optuna_search.TrialsRun`) and the pipeline's
+    (:class:`searchers.pipeline.PipelineSection`)."""
+
+    dir: str = "runs"
+    name: str | None = "default"
+
+    def __post_init__(self) -> None:
+        if not self.dir.strip():
+            raise ValueError("dir: got ''; give the folder runs go in, e.g. runs")
+        if self.name is not None and (not self.name.strip() or "/" in self.name
+                                      or self.name in (".", "..")):
+            raise ValueError(f"name: got {self.name!r}; a run name is one folder name (no '/'), "
+                             "e.g. default")
+
+    def folder(self, unset: str | None = None) -> Path:
+        """The run folder; ``unset`` names it when ``name`` is null (retraining: the net)."""
+        name = self.name or unset
+        if not name:
+            raise ConfigError("name is null and nothing names the run; set it, e.g. name=default",
+                              key="name")
+        return Path(self.dir) / name
+
+
 def _load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_ConfigLoader)  # safe: _ConfigLoader derives from SafeLoader
 

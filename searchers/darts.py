@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
                         "%(message)s", datefmt="%H:%M:%S")
     try:
         cfg = load_config(DartsConfig, args.config, args.overrides)
-        run_dir = Path(cfg.run.dir) / cfg.run.name
+        run_dir = cfg.run.folder()
         if args.resume and (run_dir / "config.yaml").exists():
             cfg = load_config(DartsConfig, run_dir / "config.yaml", args.overrides)
         run_search(cfg, run_dir, args.resume, [sys.argv[0], *argv], args.stop_after)

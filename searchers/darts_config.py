@@ -21,6 +21,7 @@ from search_space.genotype import (
     check_names,
 )
 from search_space.zoo import YARDSTICK
+from searchers.config import RunSection
 
 if TYPE_CHECKING:
     from searchers.supernet import SupernetSpec
@@ -193,9 +194,11 @@ class ProfileConfig:
 
 
 @dataclass
-class RunConfig:
+class DartsRun(RunSection):
+    """The search's run folder (:class:`searchers.config.RunSection`), seed and device."""
+
     dir: str = "runs/darts"
-    name: str = "default"
+    name: str | None = "default"
     seed: int = 0
     device: str = "auto"
     checkpoint_every: int = 50
@@ -212,4 +215,4 @@ class DartsConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
-    run: RunConfig = field(default_factory=RunConfig)
+    run: DartsRun = field(default_factory=DartsRun)

@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", exc)
         return 2
     cfg = load_config(DartsConfig, args.config, args.overrides)
-    out_dir = Path(cfg.run.dir).parent / "nni" / cfg.run.name
+    out_dir = Path(cfg.run.dir).parent / "nni" / cfg.run.folder().name
     genotype = run_nni_darts(cfg, out_dir)
 
     from proxies.profile_measure import ProfileSettings, profile_genotypes

@@ -33,7 +33,7 @@ if __package__ in (None, ""):
 import torch
 
 from search_space.files import error_line
-from searchers.config import ConfigError, load_config, save_run_config
+from searchers.config import ConfigError, RunSection, load_config, save_run_config
 from searchers.trials import (
     DEFAULT_ZOO,
     DIRECTIONS,
@@ -78,12 +78,16 @@ class StudyConfig:
 
 
 @dataclass
-class RunSection:
+class TrialsRun(RunSection):
+    """The trial search's run folder (:class:`searchers.config.RunSection`) and its worker
+    processes (Optuna; Ray Tune's trials run as the cluster schedules them)."""
+
     dir: str = "runs/optuna"
-    name: str = "default"
+    name: str | None = "default"
     workers: int = 1
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.workers < 1:
             raise ValueError(f"workers: got {self.workers}; must be >= 1")
 
@@ -96,7 +100,7 @@ class OptunaConfig:
     constraints: ConstraintConfig = field(default_factory=ConstraintConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
-    run: RunSection = field(default_factory=RunSection)
+    run: TrialsRun = field(default_factory=TrialsRun)
 
 
 def check_storage_url(url: str) -> str:
@@ -495,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
                                  cfg.study.zoo if cfg.study.enqueue_zoo else [])
         logger.info("every trial trains on %d px HR patches; selection on %s", patch,
                     cfg.proxy.val)
-        run_dir = Path(cfg.run.dir) / cfg.run.name
+        run_dir = cfg.run.folder()
         storage_url = cfg.study.storage or f"sqlite:///{run_dir.resolve() / 'study.db'}"
         check_storage_url(storage_url)
         fresh = not run_dir.exists()

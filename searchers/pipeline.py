@@ -47,6 +47,7 @@ if __package__ in (None, ""):
 from search_space.files import error_line
 from searchers.config import (
     ConfigError,
+    RunSection,
     atomic_write_text,
     dump_yaml,
     load_config,
@@ -62,9 +63,11 @@ METHODS = ("random", "nsga2", "darts")
 
 
 @dataclass
-class PipelineSection:
+class PipelineSection(RunSection):
+    """The pipeline's run folder (:class:`searchers.config.RunSection`) and its stages."""
+
     dir: str = "runs/pipeline"
-    name: str = "default"
+    name: str | None = "default"
     methods: list[Literal["random", "nsga2", "darts"]] = field(
         default_factory=lambda: ["random", "nsga2", "darts"])
     patches: int | None = None  # equal total search budget in trained HR patches (null: as set)
@@ -76,6 +79,7 @@ class PipelineSection:
     report_rounds: int = 5
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.methods or len(set(self.methods)) != len(self.methods):
             raise ValueError(f"pipeline.methods: got {self.methods}; list one or more of "
                              f"{', '.join(METHODS)}, each once")
@@ -121,7 +125,7 @@ class Pipeline:
 
     def __init__(self, cfg: PipelineConfig, argv: list[str]) -> None:
         self.cfg = equal_budgets(cfg)
-        self.root = Path(cfg.pipeline.dir) / cfg.pipeline.name
+        self.root = cfg.pipeline.folder()
         self.argv = argv
         self.state_path = self.root / "state.json"
 

@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides.append("run.dir=runs/ray")
         cfg = load_config(RayConfig, args.config, overrides)
         study_patch_size(cfg.space, cfg.proxy, cfg.study.zoo if cfg.study.enqueue_zoo else [])
-        run_dir = Path(cfg.run.dir) / cfg.run.name
+        run_dir = cfg.run.folder()
         run_dir.mkdir(parents=True, exist_ok=True)
         save_run_config(run_dir, cfg, [sys.argv[0], *argv])
     except ImportError as exc:

@@ -70,6 +70,7 @@ from search_space.network import super_resolve
 from searchers import distributed
 from searchers.config import (
     ConfigError,
+    RunSection,
     atomic_torch_save,
     atomic_write_text,
     load_checkpoint,
@@ -141,7 +142,10 @@ class RetrainOptim:
 
 
 @dataclass
-class RetrainRun:
+class RetrainRun(RunSection):
+    """The retraining's run folder (:class:`searchers.config.RunSection`; a null name is the
+    net's), seed, device and schedule of checkpoints, validation and logs."""
+
     dir: str = "runs/retrain"
     name: str | None = None
     seed: int = 0
@@ -652,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides.append(f"kd.teacher={json.dumps(args.teacher)}")
         cfg = load_config(RetrainConfig, args.config, overrides)
         cfg.run.world_size = dist.world_size
-        run_dir = Path(cfg.run.dir) / (cfg.run.name or label)
+        run_dir = cfg.run.folder(label)
         ckpt = run_dir / "checkpoint.pt"
         from proxies.measure_setup import resolve_device
 

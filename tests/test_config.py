@@ -397,3 +397,24 @@ def test_csv_logger_truncate_after(tmp_path):
     assert os.listdir(tmp_path) == ["metrics.csv"]
     with CsvLogger(path, ["step", "loss"]) as log, pytest.raises(ValueError, match="epoch"):
         log.truncate_after("epoch", 1)
+
+
+def test_one_run_section_type_for_every_command():
+    """Every command's run section is a RunSection: the folder is dir/name, a null name takes
+    what names the run, and a name that is not one folder name is refused."""
+    from searchers.config import ConfigError, RunSection, from_dict
+    from searchers.darts_config import DartsConfig
+    from searchers.optuna_search import OptunaConfig
+    from searchers.pipeline import PipelineConfig
+    from searchers.retrain import RetrainConfig
+
+    sections = [DartsConfig().run, OptunaConfig().run, RetrainConfig().run,
+                PipelineConfig().pipeline]
+    assert all(isinstance(s, RunSection) for s in sections)
+    assert DartsConfig().run.folder() == Path("runs/darts/default")
+    assert RetrainConfig().run.folder("rlfn_ntire") == Path("runs/retrain/rlfn_ntire")
+    with pytest.raises(ConfigError, match="name is null"):
+        RetrainConfig().run.folder()
+    for bad in ("a/b", "..", " "):
+        with pytest.raises(ConfigError, match="a run name is one folder name"):
+            from_dict(DartsConfig, {"run": {"name": bad}})
