@@ -253,7 +253,11 @@ def run(cfg: RayConfig, run_dir: Path, address: str | None) -> Any:
             tune_config=tune.TuneConfig(
                 search_alg=search, num_samples=cfg.study.n_trials, reuse_actors=True,
                 max_concurrent_trials=cfg.resources.max_concurrent),
-            run_config=tune.RunConfig(name="tune", storage_path=str(run_dir), verbose=1),
+            # a trial whose worker or node died is run again (study.retries times, as on
+            # Optuna's heartbeat), not left ERROR
+            run_config=tune.RunConfig(name="tune", storage_path=str(run_dir), verbose=1,
+                                      failure_config=tune.FailureConfig(
+                                          max_failures=cfg.study.retries)),
         )
     return tuner.fit()
 
