@@ -38,7 +38,6 @@ says so in ``backend``.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import logging
 import math
@@ -63,6 +62,7 @@ from proxies.measure_setup import (
     model_for_measurement,
     resolve_device,
 )
+from proxies.rss import rss_peak_delta_mib
 
 __all__ = [
     "MemoryResult",
@@ -155,7 +155,7 @@ def measure_peak_memory(
         if rss_check and dev.type == "cuda":
             logger.info("rss_check measures host memory only; rss_peak_delta_mib=None on %s", dev)
         elif rss_check:
-            rss_delta_mib = _rss_peak_delta_mib(lambda: net(x))
+            rss_delta_mib = rss_peak_delta_mib(lambda: net(x))
         weights_bytes = sum(
             t.numel() * t.element_size() for t in (*net.parameters(), *net.buffers())
         )
@@ -340,53 +340,3 @@ def _stderr_to_log() -> Iterator[None]:
             for line in sink.read().decode(errors="replace").splitlines():
                 level = logging.DEBUG if line.startswith(_KINETO_NOISE) else logging.WARNING
                 logger.log(level, "profiler stderr: %s", line)
-
-
-def _read_status_kib() -> dict[str, int]:
-    """``VmHWM`` and ``VmRSS`` (KiB) from ``/proc/self/status``."""
-    values: dict[str, int] = {}
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            key, _, rest = line.partition(":")
-            if key in ("VmHWM", "VmRSS"):
-                values[key] = int(rest.split()[0])
-    if len(values) != 2:
-        raise OSError(f"/proc/self/status lacks VmHWM/VmRSS (found {sorted(values)})")
-    return values
-
-
-def _malloc_trim() -> None:
-    """Return freed heap memory to the OS (glibc), so the next peak needs fresh pages."""
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError) as exc:
-        logger.debug("malloc_trim unavailable (%s); RSS delta may understate the peak", exc)
-
-
-def _rss_peak_delta_mib(forward: Callable[[], object]) -> float | None:
-    """Rise of the resident-set high-water mark (MiB) over one ``forward()``; None if unknown."""
-    if not sys.platform.startswith("linux"):
-        logger.info(
-            "rss_check needs Linux /proc (platform %s); rss_peak_delta_mib=None", sys.platform
-        )
-        return None
-    gc.collect()
-    _malloc_trim()
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
-            clear_refs.write("5")  # reset VmHWM to the current RSS
-        before = _read_status_kib()
-    except OSError as exc:
-        logger.info("rss_check: cannot reset the peak RSS (%s); rss_peak_delta_mib=None", exc)
-        return None
-    if before["VmHWM"] - before["VmRSS"] > 1024:
-        logger.info(
-            "rss_check: VmHWM (%d KiB) did not reset to VmRSS (%d KiB); rss_peak_delta_mib=None",
-            before["VmHWM"],
-            before["VmRSS"],
-        )
-        return None
-    out = forward()
-    del out
-    after = _read_status_kib()
-    return (after["VmHWM"] - before["VmHWM"]) / 1024.0

@@ -50,6 +50,7 @@ import torch
 from torch import nn
 
 from proxies.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx
+from proxies.rss import rss_peak_delta_mib
 
 __all__ = [
     "BACKENDS",
@@ -250,7 +251,6 @@ def ort_peak_memory(
     import sys
 
     from proxies.measure_setup import make_input
-    from proxies.memory import _rss_peak_delta_mib
 
     out_mib = 0.0
     if device.type == "cuda":
@@ -265,7 +265,7 @@ def ort_peak_memory(
     out = session.run([OUTPUT_NAME], feed)  # warm-up: kernels' one-time buffers
     out_mib = float(out[0].nbytes) / 2**20
     del out
-    peak = _rss_peak_delta_mib(lambda: session.run([OUTPUT_NAME], feed))
+    peak = rss_peak_delta_mib(lambda: session.run([OUTPUT_NAME], feed))
     if peak is None:
         return None, out_mib, "unavailable: the resident-set high-water mark cannot be reset"
     return max(peak, 0.0), out_mib, "onnxruntime_rss_hwm"
