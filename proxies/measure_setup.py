@@ -15,6 +15,7 @@ import contextlib
 import copy
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from torch import nn
 __all__ = [
     "DEFAULT_INPUT_SHAPE",
     "DeviceUnavailable",
+    "MeasureSettings",
     "check_dtype",
     "check_input_shape",
     "check_int",
@@ -34,6 +36,38 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_INPUT_SHAPE: tuple[int, int, int, int] = (1, 3, 256, 256)
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    """How nets are measured: the one settings type of the measurements that take settings,
+    the hardware table's entries (:class:`searchers.hardware.HardwareTable`, one round) and the
+    profile's rows (:func:`proxies.profile_measure.profile_model`, interleaved rounds with the
+    reference). The config sections turn into it (``HardwareConfig.settings``,
+    ``ProfileConfig.settings``); every field is recorded with the figures.
+
+    ``runs_per_round`` timed runs of a net per round, ``rounds`` rounds: :attr:`runs` in all
+    when a net is timed alone. ``complexity_size`` and the ``latency``/``memory``/``thop``
+    switches are what a profile row holds; the table reads neither.
+    """
+
+    device: str = "auto"
+    lr_size: tuple[int, int] = (256, 256)
+    rounds: int = 5
+    runs_per_round: int = 2
+    warmup: int = 2
+    threads: int | None = None
+    dtype: str = "float32"
+    backend: str = "torch"  # proxies.runtime.BACKENDS
+    complexity_size: tuple[int, int] = (256, 256)
+    latency: bool = True
+    memory: bool = True
+    thop: bool = False
+
+    @property
+    def runs(self) -> int:
+        """Timed runs of a net measured alone: ``rounds * runs_per_round``."""
+        return self.rounds * self.runs_per_round
 
 
 class DeviceUnavailable(ValueError, RuntimeError):

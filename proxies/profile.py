@@ -35,8 +35,8 @@ from dataclasses import asdict, replace
 
 import torch
 
-from proxies.measure_setup import resolve_device
-from proxies.profile_measure import ProfileRow, ProfileSettings, machine_info, profile_genotypes
+from proxies.measure_setup import MeasureSettings, resolve_device
+from proxies.profile_measure import ProfileRow, machine_info, profile_genotypes
 from proxies.profile_table import (
     backend_note,
     compare_backends,
@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: --backend: no backend can measure here: " + "; ".join(
             f"{b}: {why}" for b, why in skipped.items()), file=sys.stderr)
         return 2
-    settings = ProfileSettings(
+    settings = MeasureSettings(
         device=str(device), lr_size=args.size, rounds=args.rounds,
         runs_per_round=args.runs_per_round, warmup=args.warmup, threads=args.threads,
         latency=not args.no_latency, memory=not args.no_memory, thop=args.thop,

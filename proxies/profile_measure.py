@@ -25,6 +25,7 @@ from torch import nn
 
 from proxies.complexity import count_thop_macs, measure_complexity
 from proxies.latency import LatencyRatioResult, measure_latency, measure_latency_ratio
+from proxies.measure_setup import MeasureSettings
 from proxies.memory import measure_peak_memory
 
 if TYPE_CHECKING:
@@ -61,23 +62,6 @@ class ProfileRow:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class ProfileSettings:
-    """How the measured columns are taken (every field is recorded with the results)."""
-
-    device: str = "auto"
-    lr_size: tuple[int, int] = (256, 256)
-    complexity_size: tuple[int, int] = (256, 256)
-    rounds: int = 5
-    runs_per_round: int = 2
-    warmup: int = 2
-    threads: int | None = None
-    latency: bool = True
-    memory: bool = True
-    thop: bool = False
-    backend: str = "torch"  # proxies.runtime.BACKENDS
-
-
 def machine_info(device: torch.device) -> dict[str, Any]:
     """Where the figures were measured."""
     info: dict[str, Any] = {
@@ -108,7 +92,7 @@ def cpu_name() -> str:
 def profile_model(
     name: str,
     model: nn.Module,
-    settings: ProfileSettings,
+    settings: MeasureSettings,
     reference: nn.Module | None = None,
 ) -> ProfileRow:
     """Measure the deployed form of one model. ``reference`` (timed interleaved) gives the
@@ -153,7 +137,7 @@ def profile_model(
 
 
 def _interleaved(model: nn.Module, reference: nn.Module,
-                 settings: ProfileSettings) -> LatencyRatioResult:
+                 settings: MeasureSettings) -> LatencyRatioResult:
     return measure_latency_ratio(
         model, reference, (1, 3, *settings.lr_size), device=settings.device,
         rounds=settings.rounds, runs_per_round=settings.runs_per_round, warmup=settings.warmup,
@@ -182,7 +166,7 @@ def with_aim_ratio(rows: Sequence[ProfileRow], aim_ratio: float | None) -> list[
 
 def profile_genotypes(
     nets: Sequence[tuple[str, Genotype]],
-    settings: ProfileSettings,
+    settings: MeasureSettings,
     reference: Genotype | None = None,
     aim: Genotype | None = None,
 ) -> list[ProfileRow]:

@@ -19,11 +19,10 @@ import torch
 from torch import nn
 
 from proxies.latency import measure_latency, measure_latency_ratio
-from proxies.measure_setup import resolve_device
+from proxies.measure_setup import MeasureSettings, resolve_device
 from proxies.memory import measure_peak_memory
 from proxies.profile_measure import (
     ProfileRow,
-    ProfileSettings,
     machine_info,
     profile_genotypes,
     profile_model,
@@ -49,7 +48,7 @@ logger = logging.getLogger(__name__)
 # ------------------------------------------------------------------------------ steady state
 
 
-def steady_rows(nets: Sequence[tuple[str, Genotype]], settings: ProfileSettings,
+def steady_rows(nets: Sequence[tuple[str, Genotype]], settings: MeasureSettings,
                 reference: Genotype | None, aim: Genotype | None, *,
                 dtype: torch.dtype = torch.float32,
                 channels_last: bool = False) -> list[ProfileRow]:
@@ -85,7 +84,7 @@ def steady_rows(nets: Sequence[tuple[str, Genotype]], settings: ProfileSettings,
     return with_aim_ratio(rows, aim_ratio)
 
 
-def _row(name: str, genotype: Genotype, model: nn.Module, settings: ProfileSettings,
+def _row(name: str, genotype: Genotype, model: nn.Module, settings: MeasureSettings,
          ref: nn.Module | None, dtype: torch.dtype) -> ProfileRow:
     from search_space import build_model
 
@@ -114,7 +113,7 @@ def _row(name: str, genotype: Genotype, model: nn.Module, settings: ProfileSetti
     return ProfileRow(**{**row.to_dict(), **values})
 
 
-def replace_settings(settings: ProfileSettings) -> ProfileSettings:
+def replace_settings(settings: MeasureSettings) -> MeasureSettings:
     """``settings`` without any measurement (complexity columns only)."""
     from dataclasses import replace
 
@@ -183,7 +182,7 @@ def compare(nets: Sequence[tuple[str, Genotype]], source: ImageSource, *,
                                    device=dev, dtype=dtype, channels_last=channels_last,
                                    threads=threads))
     size = steady_size(source.lr_images(first_scale))
-    settings = ProfileSettings(device=str(dev), lr_size=size, rounds=rounds,
+    settings = MeasureSettings(device=str(dev), lr_size=size, rounds=rounds,
                                runs_per_round=runs_per_round, warmup=warmup, threads=threads,
                                latency=True, memory=memory)
     rows: list[ProfileRow] = []

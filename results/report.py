@@ -54,9 +54,9 @@ from typing import Any
 import pandas as pd
 import torch
 
-from proxies.measure_setup import resolve_device
+from proxies.measure_setup import MeasureSettings, resolve_device
 from proxies.memory import measure_peak_memory
-from proxies.profile_measure import ProfileSettings, machine_info, profile_model, with_aim_ratio
+from proxies.profile_measure import machine_info, profile_model, with_aim_ratio
 from proxies.profile_table import ratio_note
 from results.eval_sets import DEFAULT_SETS, resolve_set, summarise
 from results.evaluate import _tile_arg
@@ -200,7 +200,7 @@ def run_report(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
                                  tile=args.tile, datasets_root=args.datasets_root,
                                  cache_dir=out / EVAL_DIR)
         summaries[run.name] = summarise(per_image)
-    settings = ProfileSettings(device=str(device), lr_size=(args.size, args.size),
+    settings = MeasureSettings(device=str(device), lr_size=(args.size, args.size),
                                rounds=args.rounds, threads=args.threads or None,
                                backend=args.backend)
     scale = runs[0].deployed.scale

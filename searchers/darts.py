@@ -90,7 +90,7 @@ class DartsSearch:
         from proxies.datasets import dataset_from_spec
         from proxies.measure_setup import resolve_device
         from searchers.architect import Architect, HardwarePenalty
-        from searchers.hardware import HardwareTable, TableSettings, fill_supernet_costs
+        from searchers.hardware import HardwareTable, fill_supernet_costs
         from searchers.supernet import ArchState, SuperNet
 
         self.cfg, self.run_dir = cfg, run_dir
@@ -111,10 +111,7 @@ class DartsSearch:
                           sample_k=sc.sample_k if sc.memory_mode == "sample" else 0)
         self.net = SuperNet(self.spec, state).to(self.device)
         hw = cfg.hardware
-        self.table = HardwareTable(
-            TableSettings(device=hw.device, size=(hw.size, hw.size), runs=hw.runs,
-                          warmup=hw.warmup, threads=hw.threads, backend=hw.backend),
-            hw.cache_dir)
+        self.table = HardwareTable(hw.settings(), hw.cache_dir)
         fill_supernet_costs(self.net, self.table, progress=True)
         self.net.to(self.device)
         penalty = {k: v for k, v in asdict(cfg.loss).items()
@@ -296,15 +293,12 @@ class DartsSearch:
             self._profile(genotype)
 
     def _profile(self, genotype: Any) -> None:
-        from proxies.profile_measure import ProfileSettings, machine_info, profile_genotypes
+        from proxies.profile_measure import machine_info, profile_genotypes
         from proxies.profile_table import format_table, ratio_note
         from search_space.zoo import AIM_NET, REFERENCE_NET, ZOO, at_scale
 
         p = self.cfg.profile
-        settings = ProfileSettings(device=str(self.device), lr_size=(p.size, p.size),
-                                   rounds=p.rounds, runs_per_round=p.runs_per_round,
-                                   warmup=p.warmup, threads=p.threads,
-                                   backend=self.cfg.hardware.backend)
+        settings = p.settings(str(self.device), self.cfg.hardware.backend)
         scale = genotype.scale
         nets = [("derived (darts)", genotype)]
         nets += [(name, at_scale(ZOO[name], scale)) for name in p.yardstick]

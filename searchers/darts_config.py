@@ -24,6 +24,7 @@ from search_space.zoo import YARDSTICK
 from searchers.config import RunSection
 
 if TYPE_CHECKING:
+    from proxies.measure_setup import MeasureSettings
     from searchers.supernet import SupernetSpec
 
 DEFAULT_PATCH = 48
@@ -179,6 +180,14 @@ class HardwareConfig:
 
         check_backend(self.backend, "hardware.backend")
 
+    def settings(self) -> MeasureSettings:
+        """The table's measurement settings: one round of ``runs`` runs per entry."""
+        from proxies.measure_setup import MeasureSettings
+
+        return MeasureSettings(device=self.device, lr_size=(self.size, self.size), rounds=1,
+                               runs_per_round=self.runs, warmup=self.warmup,
+                               threads=self.threads, backend=self.backend)
+
 
 @dataclass
 class ProfileConfig:
@@ -191,6 +200,14 @@ class ProfileConfig:
     warmup: int = 1
     threads: int | None = 1
     yardstick: list[str] = field(default_factory=lambda: list(YARDSTICK))
+
+    def settings(self, device: str, backend: str) -> MeasureSettings:
+        """The profile's measurement settings on ``device`` with ``backend`` (the table's)."""
+        from proxies.measure_setup import MeasureSettings
+
+        return MeasureSettings(device=device, lr_size=(self.size, self.size),
+                               rounds=self.rounds, runs_per_round=self.runs_per_round,
+                               warmup=self.warmup, threads=self.threads, backend=backend)
 
 
 @dataclass

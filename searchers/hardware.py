@@ -28,7 +28,7 @@ from torch import nn
 
 from proxies.complexity import count_params
 from proxies.latency import measure_latency
-from proxies.measure_setup import resolve_device
+from proxies.measure_setup import MeasureSettings, resolve_device
 from proxies.memory import measure_peak_memory_or_torch
 from proxies.profile_measure import cpu_name
 from proxies.stats import kendall, spearman  # noqa: F401  (re-exported)
@@ -55,19 +55,6 @@ into); version 1 tables held training-form costs and are ignored."""
 
 
 @dataclass(frozen=True)
-class TableSettings:
-    """How entries are measured. All of it is part of the cache identity."""
-
-    device: str = "cpu"
-    size: tuple[int, int] = (64, 64)
-    runs: int = 10
-    warmup: int = 3
-    threads: int | None = None
-    dtype: str = "float32"
-    backend: str = "torch"  # proxies.runtime.BACKENDS; each entry exported and timed alone
-
-
-@dataclass(frozen=True)
 class Entry:
     latency_ms: float
     memory_mib: float
@@ -84,11 +71,13 @@ class HardwareTable:
     """Entries keyed by what was measured, cached in ``cache_dir``.
 
     Args:
-        settings: how to measure.
+        settings: how to measure (one round of ``runs_per_round`` runs per entry: its
+            :attr:`~proxies.measure_setup.MeasureSettings.runs`); all of it is part of the
+            cache identity.
         cache_dir: where the JSON cache lives (``None``: no cache).
     """
 
-    def __init__(self, settings: TableSettings, cache_dir: str | Path | None = None) -> None:
+    def __init__(self, settings: MeasureSettings, cache_dir: str | Path | None = None) -> None:
         self.settings = settings
         self.device = resolve_device(settings.device)
         from proxies.runtime import check_backend
@@ -136,7 +125,7 @@ class HardwareTable:
         """The entry of a slot candidate. A re-parameterisable op shares the entry of the op it
         deploys as (``rep_conv3x3``, ``ecb3x3`` and ``conv3xc`` cost exactly what ``conv3x3``
         costs)."""
-        h, w = self.settings.size
+        h, w = self.settings.lr_size
         name = REPARAM_OPS.get(cost.name, cost.name) if cost.kind == "conv" else cost.name
         return f"{cost.kind}:{name}:{cost.c_in}x{cost.c_out}@{h}x{w}{detail}"
 
@@ -144,7 +133,7 @@ class HardwareTable:
         """The entry for ``key``, measuring ``module`` on a ``channels``-channel input if new."""
         if key in self.entries:
             return self.entries[key]
-        shape = (1, channels, *self.settings.size)
+        shape = (1, channels, *self.settings.lr_size)
         dtype = getattr(torch, self.settings.dtype)
         module = deployed_form(module.eval()).to(self.device, dtype).eval()
         lat = measure_latency(module, shape, device=self.device, runs=self.settings.runs,
@@ -198,7 +187,7 @@ class _Rest(nn.Module):
 
 
 def _rest_key(table: HardwareTable, genotype: Genotype) -> str:
-    h, w = table.settings.size
+    h, w = table.settings.lr_size
     switches = genotype.to_dict()
     frame = {k: switches[k] for k in ("fusion_taps", "lr_conv_before_fusion", "long_skip",
                                       "input_mean", "bias") if k in switches}
@@ -290,7 +279,7 @@ def validate_table(net: SuperNet, table: HardwareTable, samples: int = 30,
     rows = []
     for g in tqdm(random_genotypes(net, samples, seed), desc="validating table", unit="net"):
         model = build_model(g).eval()
-        measured = measure_latency(model, (1, 3, *table.settings.size), device=table.device,
+        measured = measure_latency(model, (1, 3, *table.settings.lr_size), device=table.device,
                                    runs=table.settings.runs, warmup=table.settings.warmup,
                                    threads=table.settings.threads,
                                    backend=table.settings.backend)

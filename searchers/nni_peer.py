@@ -188,14 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(cfg.run.dir).parent / "nni" / cfg.run.folder().name
     genotype = run_nni_darts(cfg, out_dir)
 
-    from proxies.profile_measure import ProfileSettings, profile_genotypes
+    from proxies.profile_measure import profile_genotypes
     from proxies.profile_table import format_table, ratio_note
     from search_space.zoo import AIM_NET, REFERENCE_NET, ZOO, at_scale
 
     pc = cfg.profile
-    settings = ProfileSettings(lr_size=(pc.size, pc.size), rounds=pc.rounds,
-                               runs_per_round=pc.runs_per_round, warmup=pc.warmup,
-                               threads=pc.threads)
+    settings = pc.settings(cfg.run.device, cfg.hardware.backend)
     nets = [("nni darts", genotype)]
     nets += [(Path(c).parent.name + " (ours)", Genotype.load(c)) for c in args.compare]
     nets += [(n, at_scale(ZOO[n], genotype.scale)) for n in pc.yardstick]

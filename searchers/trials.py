@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from proxies.measure_setup import MeasureSettings
 from search_space.genotype import Genotype
 from search_space.zoo import YARDSTICK
 from searchers.space import (  # noqa: F401  (re-exported: the trials' space)
@@ -98,6 +99,12 @@ class MeasureConfig:
         from proxies.runtime import check_backend
 
         check_backend(self.backend, "measure.backend")
+
+    def settings(self) -> MeasureSettings:
+        """The trial's measurement settings: each net timed alone, ``runs`` runs."""
+        return MeasureSettings(device=self.device, lr_size=(self.lr_size, self.lr_size),
+                               rounds=1, runs_per_round=self.runs, warmup=self.warmup,
+                               threads=self.threads, backend=self.backend)
 
 
 @dataclass
@@ -286,16 +293,15 @@ def reference_ratios(model: torch.nn.Module, memory_mib: float, budget: BudgetCo
     assert budget.reference is not None
     torch.manual_seed(0)
     ref = build_model(zoo_genotype(budget.reference, scale))
-    shape = (1, 3, measure.lr_size, measure.lr_size)
+    ms = measure.settings()
+    shape = (1, 3, *ms.lr_size)
     ratio = measure_latency_ratio(model, ref, shape, device=device, rounds=budget.rounds,
-                                  runs_per_round=max(1, measure.runs // 2),
-                                  warmup=measure.warmup, threads=measure.threads,
-                                  backend=measure.backend)
-    key = (budget.reference, scale, measure.lr_size, str(device), measure.backend)
+                                  runs_per_round=max(1, ms.runs // 2), warmup=ms.warmup,
+                                  threads=ms.threads, backend=ms.backend)
+    key = (budget.reference, scale, measure.lr_size, str(device), ms.backend)
     if key not in _REFERENCE_MEMORY:
         _REFERENCE_MEMORY[key] = measure_peak_memory_or_torch(
-            ref, shape, device=device, backend=measure.backend,
-            threads=measure.threads).peak_memory_mib
+            ref, shape, device=device, backend=ms.backend, threads=ms.threads).peak_memory_mib
     return ratio.ratio_median, memory_mib / _REFERENCE_MEMORY[key]
 
 
@@ -312,17 +318,18 @@ def evaluate_genotype(genotype: Genotype, proxy: ProxyConfig, measure: MeasureCo
     from search_space import build_model
 
     start = time.perf_counter()
-    device = resolve_device(measure.device)
+    ms = measure.settings()
+    device = resolve_device(ms.device)
     torch.manual_seed(proxy.seed)
     model = build_model(genotype)
     if proxy.supernet:
         inherit_supernet_weights(model, Path(proxy.supernet))
     cplx = measure_complexity(model)
-    shape = (1, 3, measure.lr_size, measure.lr_size)
-    lat = measure_latency(model, shape, device=device, runs=measure.runs, warmup=measure.warmup,
-                          threads=measure.threads, backend=measure.backend)
-    mem = measure_peak_memory_or_torch(model, shape, device=device, backend=measure.backend,
-                                       threads=measure.threads)
+    shape = (1, 3, *ms.lr_size)
+    lat = measure_latency(model, shape, device=device, runs=ms.runs, warmup=ms.warmup,
+                          threads=ms.threads, backend=ms.backend)
+    mem = measure_peak_memory_or_torch(model, shape, device=device, backend=ms.backend,
+                                       threads=ms.threads)
     lat_x = mem_x = math.nan
     if budget is not None and budget.reference:
         lat_x, mem_x = reference_ratios(model, mem.peak_memory_mib, budget, measure,

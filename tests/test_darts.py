@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from proxies.measure_setup import MeasureSettings
 from search_space import Genotype, build_model
 from search_space.network import deployed_form
 from searchers.architect import Architect, HardwarePenalty
@@ -16,7 +17,6 @@ from searchers.darts import DartsSearch, main
 from searchers.darts_config import DartsConfig, LossConfig
 from searchers.hardware import (
     HardwareTable,
-    TableSettings,
     fill_supernet_costs,
     predict_genotype,
     random_genotypes,
@@ -35,7 +35,7 @@ def _seed():
 
 @pytest.fixture(scope="module")
 def table(tmp_path_factory):
-    settings = TableSettings(size=(16, 16), runs=2, warmup=1, threads=1)
+    settings = MeasureSettings(lr_size=(16, 16), rounds=1, runs_per_round=2, warmup=1, threads=1)
     return HardwareTable(settings, tmp_path_factory.mktemp("lut"))
 
 

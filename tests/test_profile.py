@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
+from proxies.measure_setup import MeasureSettings
 from proxies.profile import build_parser, main
 from proxies.profile_measure import (
     ProfileRow,
-    ProfileSettings,
     profile_genotypes,
     profile_model,
     with_aim_ratio,
@@ -19,13 +19,13 @@ from proxies.profile_table import COLUMNS, format_table
 from search_space import build_model
 from search_space.zoo import ZOO, at_scale
 
-TINY = ProfileSettings(lr_size=(16, 16), rounds=1, runs_per_round=1, warmup=0, memory=False,
+TINY = MeasureSettings(lr_size=(16, 16), rounds=1, runs_per_round=1, warmup=0, memory=False,
                        threads=1)
 
 
 def test_profile_model_row_without_timing():
     model = build_model(ZOO["rlfn_ntire"])
-    row = profile_model("rlfn_ntire", model, ProfileSettings(latency=False, memory=False))
+    row = profile_model("rlfn_ntire", model, MeasureSettings(latency=False, memory=False))
     assert row.params_m == pytest.approx(0.317218)
     assert round(row.ntire_flops_g, 4) == 19.6953 and row.ntire_num_conv == 39
     assert row.latency_ms is None and "rlfn_ntire" in format_table([row])
