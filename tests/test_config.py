@@ -418,3 +418,22 @@ def test_one_run_section_type_for_every_command():
     for bad in ("a/b", "..", " "):
         with pytest.raises(ConfigError, match="a run name is one folder name"):
             from_dict(DartsConfig, {"run": {"name": bad}})
+
+
+def test_one_measurement_settings_type_for_every_section():
+    """The hardware table's, the profile's and the trials' settings are all MeasureSettings,
+    with the runs each section asks for."""
+    from proxies.measure_setup import MeasureSettings
+    from searchers.darts_config import DartsConfig
+    from searchers.optuna_search import OptunaConfig
+
+    cfg, trials = DartsConfig(), OptunaConfig()
+    table = cfg.hardware.settings()
+    profile = cfg.profile.settings("cpu", "onnxruntime")
+    measure = trials.measure.settings()
+    assert all(isinstance(s, MeasureSettings) for s in (table, profile, measure))
+    assert (table.lr_size, table.runs, table.backend) == (
+        (cfg.hardware.size,) * 2, cfg.hardware.runs, cfg.hardware.backend)
+    assert (profile.rounds, profile.runs_per_round, profile.backend) == (
+        cfg.profile.rounds, cfg.profile.runs_per_round, "onnxruntime")
+    assert (measure.lr_size, measure.runs) == ((trials.measure.lr_size,) * 2, trials.measure.runs)
