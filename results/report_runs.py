@@ -21,6 +21,7 @@ import yaml
 from results.eval_sets import resolve_set
 from results.evaluate import load_checkpoint
 from search_space import Genotype, GenotypeError
+from search_space.files import error_line
 from search_space.zoo import ZOO
 
 if TYPE_CHECKING:
@@ -146,7 +147,7 @@ def load_run(run_dir: str | Path) -> RetrainedRun:
         cfg = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ReportError(f"run {str(folder)!r}: config.yaml is not valid YAML "
-                          f"({' '.join(str(exc).split())})") from exc
+                          f"({error_line(exc)})") from exc
     budget = {section: cfg.get(section, {}) for section in BUDGET_SECTIONS}
     kd = cfg.get("kd") or {}
     if kd.get("teacher"):  # distillation is part of the recipe (runs without it have no kd)

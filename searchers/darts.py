@@ -1,7 +1,7 @@
 """Differentiable, hardware-aware architecture search over SR cells.
 
 Run ``python searchers/darts.py`` (the embedded default data, about 6 minutes on 2 CPU cores;
-``--config configs/quickstart.yaml``, the sampled mode: under 2) or
+``--config configs/quickstart.yaml``, the sampled mode: under 2 minutes) or
 ``python searchers/darts.py --config configs/darts_t91.yaml search.steps=2000``. Any config key
 can be overridden as ``key=value`` (dotted keys). ``--resume`` continues a killed run.
 
@@ -162,7 +162,6 @@ class DartsSearch:
                 saved["latency_target_ms"] = loss.latency_x * saved["reference_latency_ms"]
             if loss.memory_x is not None:
                 saved["memory_target_mib"] = loss.memory_x * saved["reference_memory_mib"]
-            path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(path, json.dumps(saved, indent=2) + "\n")
         figures = ", ".join(f"{k}={v:.3f}" for k, v in saved.items()
                             if k.endswith(("_ms", "_mib")))
