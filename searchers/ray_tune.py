@@ -12,15 +12,20 @@ cluster with GPUs (``ray.cluster_resources()``), requests at least one GPU whate
 worker has no GPU (:func:`check_trial_device`) instead of timing on the CPU. Set
 ``measure.device=cpu`` to measure on CPUs on a GPU cluster.
 
-Cluster: start the head with ``ray start --head``, each worker host with
-``ray start --address=HEAD_IP:6379``, then run this with ``--address HEAD_IP:6379`` (or
-``--address auto`` on a cluster node). Without ``--address`` a fresh local instance is used.
-After the driver dies, re-running the same command resumes the experiment (``Tuner.restore``).
+Cluster: ``ray get-auth-token --generate`` and ``ray start --head`` on the head, each worker
+host with the token and ``RAY_AUTH_MODE=token ray start --address=HEAD_IP:6379``, then run this
+with ``--address HEAD_IP:6379`` (or ``--address auto`` on a cluster node); see the README.
+Without ``--address`` a fresh local instance is used. A trial whose worker or node dies is run
+again (``study.retries``). After the driver dies, re-running the same command resumes the
+experiment (``Tuner.restore``); a trial that had finished after Tune's last experiment
+checkpoint reports its recorded result instead of running again (:func:`trainable`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
 import math
 import os
@@ -32,7 +37,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from search_space.files import error_line
+from search_space.files import atomic_write_text, error_line
 from searchers.config import ConfigError, from_dict, load_config, save_run_config
 from searchers.optuna_search import OptunaConfig, make_sampler, zoo_params
 from searchers.trials import (
@@ -163,16 +168,43 @@ def check_trial_device(device: str, wants_cuda: bool) -> None:
             "worker) or set measure.device=cpu.")
 
 
+EVALUATED_DIR = "evaluated"  # in the run folder: each finished trial's report, by trial id
+
+
+def _recorded(folder: str | None, trial_id: str) -> dict[str, Any] | None:
+    """The report a trial of this id recorded before, or None."""
+    if not folder:
+        return None
+    try:
+        return json.loads((Path(folder) / f"{trial_id}.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def trainable(config: dict[str, Any]) -> None:
-    """One Tune trial: rebuild the genotype from the sampled parameters and evaluate it."""
+    """One Tune trial: rebuild the genotype from the sampled parameters and evaluate it.
+
+    Its report is recorded (``<run>/evaluated/<trial id>.json``) before it goes to Tune. A
+    trial that finished after the driver's last experiment checkpoint is started again by
+    ``Tuner.restore``; it then reports the recorded result instead of evaluating the net a
+    second time. Trials on other hosts see the record only where the run folder is shared."""
     from ray import tune
 
+    trial_id = tune.get_context().get_trial_id()
+    folder = config.get("_evaluated")
+    recorded = _recorded(folder, trial_id)
+    if recorded is not None:
+        logger.info("trial %s finished before the driver stopped: its recorded result is "
+                    "reported again, the net is not evaluated again", trial_id)
+        tune.report(recorded)
+        return
     cfg = from_dict(RayConfig, config["_cfg"])
-    params = {k: v for k, v in config.items() if k not in ("_cfg", "_measure_cuda", "zoo")}
+    params = {k: v for k, v in config.items()
+              if k not in ("_cfg", "_measure_cuda", "_evaluated", "zoo")}
     zoo = config.get("zoo")
     genotype = zoo_genotype(zoo, cfg.space.scale) if zoo else sample_genotype(_Fixed(params),
                                                                                 cfg.space)
-    name = zoo or f"trial_{tune.get_context().get_trial_id()}"
+    name = zoo or f"trial_{trial_id}"
     report: dict[str, Any] = {"name": name, "is_zoo": bool(zoo),
                               "genotype": genotype.to_json(indent=None)}
     try:
@@ -184,11 +216,13 @@ def trainable(config: dict[str, Any]) -> None:
     except Exception as exc:  # reported as a failed trial with its reason; Tune goes on
         report.update({k: math.nan for k in OBJECTIVE_NAMES})
         report["fail_reason"] = f"{type(exc).__name__}: {exc}"[:1000]
-        tune.report(report)
-        return
-    report.update(asdict(result))
-    if not math.isfinite(result.psnr_db):
-        report["fail_reason"] = "the proxy training diverged (NaN loss)"
+    else:
+        report.update(asdict(result))
+        if not math.isfinite(result.psnr_db):
+            report["fail_reason"] = "the proxy training diverged (NaN loss)"
+    if folder:
+        with contextlib.suppress(OSError):  # a folder this host cannot write: not recorded
+            atomic_write_text(Path(folder) / f"{trial_id}.json", json.dumps(report))
     tune.report(report)
 
 
@@ -249,7 +283,8 @@ def run(cfg: RayConfig, run_dir: Path, address: str | None) -> Any:
         tuner = tune.Tuner(
             fn,
             param_space={"_cfg": _plain(cfg),
-                         "_measure_cuda": measure_wants_cuda(cfg.measure.device, cluster_gpus)},
+                         "_measure_cuda": measure_wants_cuda(cfg.measure.device, cluster_gpus),
+                         "_evaluated": str(run_dir / EVALUATED_DIR)},
             tune_config=tune.TuneConfig(
                 search_alg=search, num_samples=cfg.study.n_trials, reuse_actors=True,
                 max_concurrent_trials=cfg.resources.max_concurrent),
