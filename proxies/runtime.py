@@ -129,19 +129,20 @@ def exported_onnx(model: nn.Module, channels: int = 3) -> bytes:
     """The ONNX file (bytes) of ``model``'s deployed form, on the CPU in float32, exported and
     checked against PyTorch by :func:`proxies.onnx_export.export_onnx` (input ``lr`` with
     ``channels`` channels, output ``sr``; batch, height and width dynamic). Cached by content
-    (:func:`_fingerprint`): the last few nets exported in this process are not exported again."""
+    (:func:`_fingerprint` of the deployed form, so a net's training and deployed forms share
+    one): the last few nets exported in this process are not exported again."""
     from proxies.measure_setup import model_for_measurement
 
-    key = _fingerprint(model, channels)
-    cached = _EXPORTS.get(key)
-    if cached is not None:
-        _EXPORTS.move_to_end(key)
-        return cached
-    with (model_for_measurement(model, torch.device("cpu"), torch.float32) as net,
-          tempfile.TemporaryDirectory(prefix="srnas_ort_") as tmp):
-        path = Path(tmp) / "model.onnx"
-        info = export_onnx(net, path, channels=channels)
-        data = path.read_bytes()
+    with model_for_measurement(model, torch.device("cpu"), torch.float32) as net:
+        key = _fingerprint(net, channels)
+        cached = _EXPORTS.get(key)
+        if cached is not None:
+            _EXPORTS.move_to_end(key)
+            return cached
+        with tempfile.TemporaryDirectory(prefix="srnas_ort_") as tmp:
+            path = Path(tmp) / "model.onnx"
+            info = export_onnx(net, path, channels=channels)
+            data = path.read_bytes()
     logger.debug("exported %s for onnxruntime (%d bytes, max abs diff %.3g)",
                  type(model).__name__, len(data), info["max_abs_diff"])
     _EXPORTS[key] = data

@@ -87,3 +87,14 @@ def test_the_export_cache_is_keyed_by_content():
     c = copy.deepcopy(a)
     c[1] = nn.SiLU()  # the same tensors, another net
     assert _fingerprint(c, 3) != _fingerprint(a, 3)
+
+
+def test_a_training_form_and_its_deployed_form_share_one_export():
+    from search_space import Attention, CellGene, Genotype
+    from search_space.network import build_model, deployed_form
+
+    train = build_model(Genotype(scale=2, width=8, cells=(
+        CellGene("erb", ("ecb3x3", "conv3x3"), Attention("none"), "relu"),))).eval()
+    deployed = deployed_form(train)
+    assert deployed is not train and _fingerprint(deployed, 3) != _fingerprint(train, 3)
+    assert exported_onnx(train) is exported_onnx(deployed)
