@@ -53,7 +53,7 @@ def _torchrun(root, args, nproc=2, wait=True):
            "--monitor-interval=0.1",
            str(ROOT / "searchers" / "retrain.py"), *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "SRNAS_ISOLATION": "on",
-           "SRNAS_LOCK_DIR": str(root / "locks")}
+           "SRNAS_LOCK_DIR": str(root / "locks"), "TMPDIR": str(root)}  # torchrun's logs too
     if not wait:
         return subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

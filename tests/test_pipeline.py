@@ -24,6 +24,9 @@ from searchers.config import load_config
 from searchers.pipeline import Pipeline, PipelineConfig, equal_budgets
 
 ROOT = Path(__file__).resolve().parents[1]
+# pipeline.patches=16 in equal budgets: 16 / (2 steps x 1 seed x 2 per batch) trials per study,
+# 16 / (2 x 2 per batch) DARTS steps
+TRIALS, DARTS_STEPS = 4, 4
 
 
 def _hr(tmp_path):
@@ -42,7 +45,7 @@ def _args(tmp_path, name):
         f"pipeline.dir={tmp_path}", f"pipeline.name={name}", "pipeline.seeds=[0]",
         "pipeline.zoo=[span_ntire2024]", f"pipeline.sets=[{tmp_path / 'hr'}]",
         "pipeline.datasets_root=null", "pipeline.report_size=16", "pipeline.report_rounds=1",
-        "pipeline.patches=24",
+        "pipeline.patches=16",
         "trials.space.widths=[8]", "trials.space.cells_min=1", "trials.space.cells_max=2",
         "trials.space.conv_candidates=[conv3x3,sep_conv3x3]",
         "trials.space.attention_candidates=[none,pa]", "trials.proxy.steps=2",
@@ -150,7 +153,7 @@ def test_the_pipeline_runs_end_to_end_and_a_killed_one_resumes(tmp_path):
         study = optuna.load_study(study_name=method,
                                   storage=f"sqlite:///{cut / 'search' / method / 'study.db'}")
         states = [t.state.name for t in study.trials]
-        assert states.count("COMPLETE") == 6 and "RUNNING" not in states, (point, states)
+        assert states.count("COMPLETE") == TRIALS and "RUNNING" not in states, (point, states)
     # the same final report as the uninterrupted run: the same selected genotypes and the same
     # table numbers, timing columns aside (latency is measured afresh; search_trial names a
     # trial by number, which a retried trial changes)
@@ -171,7 +174,7 @@ def _kill_point(cut, point, rng):
     trial RUNNING in a study after k complete ones, a DARTS step, a retraining step, the
     report being written."""
     if point in ("random", "nsga2"):
-        db, k = cut / "search" / point / "study.db", rng.randint(0, 5)
+        db, k = cut / "search" / point / "study.db", rng.randint(0, TRIALS - 1)
 
         def ready():
             if not db.exists():
@@ -184,7 +187,7 @@ def _kill_point(cut, point, rng):
             return "RUNNING" in states and states.count("COMPLETE") >= k
         return ready
     if point == "darts":
-        log, k = cut / "search" / "darts" / "log.csv", rng.randint(1, 5)
+        log, k = cut / "search" / "darts" / "log.csv", rng.randint(1, DARTS_STEPS - 1)
         return lambda: log.exists() and len(log.read_text().splitlines()) > k
     if point == "retrain":
         name = rng.choice(["random_s0", "nsga2_s0", "darts_s0", "span_ntire2024_s0"])

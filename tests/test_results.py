@@ -512,6 +512,7 @@ def ray_experiment(tmp_path_factory: pytest.TempPathFactory) -> Path:
             param_space={
                 "kind": tune.grid_search(["zoo", "searched", "infeasible", "failed", "raises"])
             },
+            tune_config=tune.TuneConfig(reuse_actors=True),
             run_config=tune.RunConfig(name="nas_ray", storage_path=str(storage), verbose=0),
         )
         results = tuner.fit()
