@@ -37,6 +37,7 @@ says so in ``backend``.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import gc
 import logging
@@ -44,6 +45,7 @@ import math
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -279,7 +281,44 @@ def _cpu_profiler_peak(net: nn.Module, x: torch.Tensor) -> tuple[int, int]:
     return _cpu_profiler_peak_of(lambda: net(x))
 
 
+_PROFILER_THREAD: list[concurrent.futures.ThreadPoolExecutor] = []
+_PROFILER_LOCK = threading.Lock()
+
+
+def _profiler_thread() -> concurrent.futures.ThreadPoolExecutor:
+    """The one thread of this process that runs torch profiler sessions, started on first
+    use. Each Ray Tune trial runs in a thread of its own, and actors are reused, so without it
+    every trial profiled from another thread: Kineto printed "External init callback must run
+    in same thread as registerClient" for each trial, and one trial failed with torch's
+    ``INTERNAL ASSERT FAILED ... schema_.has_value()``. With it the message comes once per
+    process; whether it also prevents the assert is not proven (it was seen once in about ten
+    runs of tests/test_ray_cluster.py)."""
+    with _PROFILER_LOCK:
+        if not _PROFILER_THREAD:
+            _PROFILER_THREAD.append(concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="srnas-profiler"))
+        return _PROFILER_THREAD[0]
+
+
+if hasattr(os, "register_at_fork"):  # a forked child has no such thread: start its own
+    os.register_at_fork(after_in_child=_PROFILER_THREAD.clear)
+
+
 def _cpu_profiler_peak_of(fn: Callable[[], object]) -> tuple[int, int]:
+    """:func:`_profile_cpu_peak` in the profiler thread, under the caller's grad and inference
+    modes (both are per thread)."""
+    inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
+
+    def run() -> tuple[int, int]:
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+            return _profile_cpu_peak(fn)
+
+    if threading.current_thread().name.startswith("srnas-profiler"):
+        return run()
+    return _profiler_thread().submit(run).result()
+
+
+def _profile_cpu_peak(fn: Callable[[], object]) -> tuple[int, int]:
     out = fn()  # warm-up outside the profiler: lazy init, oneDNN primitive cache
     del out
     gc.collect()

@@ -184,10 +184,12 @@ def _recorded(folder: str | None, trial_id: str) -> dict[str, Any] | None:
 def trainable(config: dict[str, Any]) -> None:
     """One Tune trial: rebuild the genotype from the sampled parameters and evaluate it.
 
-    Its report is recorded (``<run>/evaluated/<trial id>.json``) before it goes to Tune. A
-    trial that finished after the driver's last experiment checkpoint is started again by
-    ``Tuner.restore``; it then reports the recorded result instead of evaluating the net a
-    second time. Trials on other hosts see the record only where the run folder is shared."""
+    Its report, once the net was evaluated, is recorded (``<run>/evaluated/<trial id>.json``)
+    before it goes to Tune. A trial that finished after the driver's last experiment checkpoint
+    is started again by ``Tuner.restore``; it then reports the recorded result instead of
+    evaluating the net a second time. A trial whose evaluation raised is not recorded, so a
+    restarted one tries again. Trials on other hosts see the record only where the run folder
+    is shared."""
     from ray import tune
 
     trial_id = tune.get_context().get_trial_id()
@@ -216,10 +218,11 @@ def trainable(config: dict[str, Any]) -> None:
     except Exception as exc:  # reported as a failed trial with its reason; Tune goes on
         report.update({k: math.nan for k in OBJECTIVE_NAMES})
         report["fail_reason"] = f"{type(exc).__name__}: {exc}"[:1000]
-    else:
-        report.update(asdict(result))
-        if not math.isfinite(result.psnr_db):
-            report["fail_reason"] = "the proxy training diverged (NaN loss)"
+        tune.report(report)  # not recorded: a restarted trial tries again
+        return
+    report.update(asdict(result))
+    if not math.isfinite(result.psnr_db):
+        report["fail_reason"] = "the proxy training diverged (NaN loss)"
     if folder:
         with contextlib.suppress(OSError):  # a folder this host cannot write: not recorded
             atomic_write_text(Path(folder) / f"{trial_id}.json", json.dumps(report))
