@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = {"scale": 2, "width": 8, "cells": [{"type": "erb", "ops": ["conv3x3"]}]}
 
 
-ITERATIONS = 24
+ITERATIONS = 16
 
 
 def _args(root, genotype, name, *extra):

@@ -136,7 +136,7 @@ def test_a_killed_optuna_worker_leaves_no_trial_running_and_n_trials_count(tmp_p
 
 # -- 2. DARTS: killed at a random step, checkpoint writes included -----------------------------
 
-DARTS_STEPS = 24
+DARTS_STEPS = 16
 
 
 def _darts_cmd(run_dir: Path, name: str, lut: Path) -> list[str]:
