@@ -51,11 +51,16 @@ def _ports(n: int) -> list[int]:
         return [s.getsockname()[1] for s in socks]
 
 
+NODE_PORTS = 16  # 6 for the node's services, 10 for its worker processes
+
+
 def _node_ports(p: list[int]) -> list[str]:
+    """A node's ports, all distinct from each other and from the other node's (a worker-port
+    range could hold a port another component took: Ray refuses to start then)."""
     return [f"--node-manager-port={p[0]}", f"--object-manager-port={p[1]}",
-            f"--min-worker-port={p[2]}", f"--max-worker-port={p[2] + 40}",
-            f"--dashboard-agent-listen-port={p[3]}", f"--dashboard-agent-grpc-port={p[4]}",
-            f"--metrics-export-port={p[5]}", f"--runtime-env-agent-port={p[6]}"]
+            f"--dashboard-agent-listen-port={p[2]}", f"--dashboard-agent-grpc-port={p[3]}",
+            f"--metrics-export-port={p[4]}", f"--runtime-env-agent-port={p[5]}",
+            f"--worker-port-list={','.join(map(str, p[6:NODE_PORTS]))}"]
 
 
 def _children(pid: int) -> list[int]:
@@ -144,7 +149,7 @@ def test_two_nodes_a_killed_worker_node_and_a_killed_driver(tmp_path):
     env = {**os.environ, "HOME": str(home), "RAY_USAGE_STATS_ENABLED": "0",
            "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     env.pop("RAY_AUTH_MODE", None)
-    ports = _ports(16)
+    ports = _ports(1 + 2 * NODE_PORTS)
     gcs = ports[0]
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -158,7 +163,7 @@ def test_two_nodes_a_killed_worker_node_and_a_killed_driver(tmp_path):
         head = _start(stack, [
             ray, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}",
             "--num-cpus=1", f"--temp-dir={temp}", "--include-dashboard=false",
-            "--disable-usage-stats", *_node_ports(ports[2:9])], logs / "head.log",
+            "--disable-usage-stats", *_node_ports(ports[1:1 + NODE_PORTS])], logs / "head.log",
             {**env, "RAY_health_check_initial_delay_ms": "0", "RAY_health_check_period_ms": "500",
              "RAY_health_check_timeout_ms": "500", "RAY_health_check_failure_threshold": "3"},
             marker=temp)
@@ -166,7 +171,7 @@ def test_two_nodes_a_killed_worker_node_and_a_killed_driver(tmp_path):
         # ... and `RAY_AUTH_MODE=token ray start --address=HEAD:PORT` for the worker
         worker = _start(stack, [
             ray, "start", f"--address=127.0.0.1:{gcs}", "--block", "--node-ip-address=127.0.0.1",
-            "--num-cpus=1", "--disable-usage-stats", *_node_ports(ports[9:16])],
+            "--num-cpus=1", "--disable-usage-stats", *_node_ports(ports[1 + NODE_PORTS:])],
             logs / "worker.log", {**env, "RAY_AUTH_MODE": "token"}, marker=temp)
 
         run_dir = tmp_path / "run"
