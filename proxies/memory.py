@@ -290,9 +290,9 @@ def _profiler_thread() -> concurrent.futures.ThreadPoolExecutor:
     use. Each Ray Tune trial runs in a thread of its own, and actors are reused, so without it
     every trial profiled from another thread: Kineto printed "External init callback must run
     in same thread as registerClient" for each trial, and one trial failed with torch's
-    ``INTERNAL ASSERT FAILED ... schema_.has_value()``. With it the message comes once per
-    process; whether it also prevents the assert is not proven (it was seen once in about ten
-    runs of tests/test_ray_cluster.py)."""
+    ``INTERNAL ASSERT FAILED ... schema_.has_value()``. With it the message came 1-2 times per
+    run of tests/test_ray_cluster.py (two actor processes); whether it also prevents the
+    assert is not proven (it was seen once in about ten runs of that test)."""
     with _PROFILER_LOCK:
         if not _PROFILER_THREAD:
             _PROFILER_THREAD.append(concurrent.futures.ThreadPoolExecutor(

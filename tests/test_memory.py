@@ -238,3 +238,30 @@ def test_callable_peak_sees_a_training_step():
     with torch.inference_mode():
         infer_peak = measure_callable_peak_mib(lambda: net(x))
     assert train_peak > infer_peak >= 16 * 64 * 64 * 4 / 2**20  # backward keeps activations
+
+
+def test_profiler_sessions_run_in_one_thread_under_the_callers_grad_modes() -> None:
+    """Every CPU profiler session of a process runs in the one profiler thread (Ray runs each
+    trial in a thread of its own), under the grad and inference modes of the thread that asked."""
+    import threading
+
+    from proxies.memory import _cpu_profiler_peak_of
+
+    seen: list[tuple[str, bool, bool]] = []
+
+    def fn() -> torch.Tensor:
+        seen.append((threading.current_thread().name, torch.is_inference_mode_enabled(),
+                     torch.is_grad_enabled()))
+        return torch.ones(64, 64) * 2
+
+    def caller(inference: bool) -> None:
+        with torch.inference_mode(inference):
+            _cpu_profiler_peak_of(fn)
+
+    threads = [threading.Thread(target=caller, args=(mode,)) for mode in (True, False)]
+    for t in threads:
+        t.start()
+        t.join()
+    names = {name for name, _, _ in seen}
+    assert len(names) == 1 and names.pop().startswith("srnas-profiler")
+    assert [(inf, grad) for _, inf, grad in seen] == [(True, False)] * 2 + [(False, True)] * 2
