@@ -292,7 +292,9 @@ def _profiler_thread() -> concurrent.futures.ThreadPoolExecutor:
     in same thread as registerClient" for each trial, and one trial failed with torch's
     ``INTERNAL ASSERT FAILED ... schema_.has_value()``. With it the message came 1-2 times per
     run of tests/test_ray_cluster.py (two actor processes); whether it also prevents the
-    assert is not proven (it was seen once in about ten runs of that test)."""
+    assert is not proven (it was seen once in about ten runs of that test). The main thread
+    profiles in place: after one session in this thread, the main thread's own training ran
+    2.3x slower (the quick start's DARTS steps, 5.2 -> 2.2 steps/s; BENCHMARKS.md)."""
     with _PROFILER_LOCK:
         if not _PROFILER_THREAD:
             _PROFILER_THREAD.append(concurrent.futures.ThreadPoolExecutor(
@@ -305,15 +307,16 @@ if hasattr(os, "register_at_fork"):  # a forked child has no such thread: start 
 
 
 def _cpu_profiler_peak_of(fn: Callable[[], object]) -> tuple[int, int]:
-    """:func:`_profile_cpu_peak` in the profiler thread, under the caller's grad and inference
-    modes (both are per thread)."""
+    """:func:`_profile_cpu_peak` in place when called from the main thread, else in the
+    profiler thread under the caller's grad and inference modes (both are per thread)."""
     inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
 
     def run() -> tuple[int, int]:
         with torch.inference_mode(inference), torch.set_grad_enabled(grad):
             return _profile_cpu_peak(fn)
 
-    if threading.current_thread().name.startswith("srnas-profiler"):
+    here = threading.current_thread()
+    if here is threading.main_thread() or here.name.startswith("srnas-profiler"):
         return run()
     return _profiler_thread().submit(run).result()
 

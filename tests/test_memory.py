@@ -241,8 +241,10 @@ def test_callable_peak_sees_a_training_step():
 
 
 def test_profiler_sessions_run_in_one_thread_under_the_callers_grad_modes() -> None:
-    """Every CPU profiler session of a process runs in the one profiler thread (Ray runs each
-    trial in a thread of its own), under the grad and inference modes of the thread that asked."""
+    """A CPU profiler session asked for by any thread but the main one runs in the one profiler
+    thread (Ray runs each trial in a thread of its own), under the grad and inference modes of
+    the thread that asked; the main thread profiles in place (a session in another thread left
+    the main thread's training 2.3x slower afterwards: BENCHMARKS.md, quick start)."""
     import threading
 
     from proxies.memory import _cpu_profiler_peak_of
@@ -265,3 +267,6 @@ def test_profiler_sessions_run_in_one_thread_under_the_callers_grad_modes() -> N
     names = {name for name, _, _ in seen}
     assert len(names) == 1 and names.pop().startswith("srnas-profiler")
     assert [(inf, grad) for _, inf, grad in seen] == [(True, False)] * 2 + [(False, True)] * 2
+    seen.clear()
+    _cpu_profiler_peak_of(fn)
+    assert [name for name, _, _ in seen] == [threading.main_thread().name] * 2
