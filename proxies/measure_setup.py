@@ -43,8 +43,9 @@ class MeasureSettings:
     """How nets are measured: the one settings type of the measurements that take settings,
     the hardware table's entries (:class:`searchers.hardware.HardwareTable`, one round) and the
     profile's rows (:func:`proxies.profile_measure.profile_model`, interleaved rounds with the
-    reference). The config sections turn into it (``HardwareConfig.settings``,
-    ``ProfileConfig.settings``); every field is recorded with the figures.
+    reference). The config sections turn into it (``searchers.config.MeasureSection.settings``
+    for the trials' ``measure`` and the DARTS search's ``hardware`` sections,
+    ``ProfileConfig.settings`` for the profile); every field is recorded with the figures.
 
     ``runs_per_round`` timed runs of a net per round, ``rounds`` rounds: :attr:`runs` in all
     when a net is timed alone. ``complexity_size`` and the ``latency``/``memory``/``thop``

@@ -76,7 +76,7 @@ def bench_lut(cfg: DartsConfig, samples: int) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         search = _search(cfg, tmp)
         r = validate_table(search.net, search.table, samples=samples, seed=cfg.run.seed)
-    size = cfg.hardware.size
+    size = cfg.hardware.lr_size
     return (
         "| backend | nets | LR size | threads | Spearman | MAPE [%] | measured median [ms] |\n"
         "|---|---|---|---|---|---|---|\n"

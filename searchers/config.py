@@ -40,12 +40,15 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePath
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import torch
 import yaml
 
 from search_space.files import atomic_write, atomic_write_text, fsync_dir
+
+if TYPE_CHECKING:
+    from proxies.measure_setup import MeasureSettings
 
 __all__ = [
     "ConfigError",
@@ -127,6 +130,36 @@ class RunSection:
             raise ConfigError("name is null and nothing names the run; set it, e.g. name=default",
                               key="name")
         return Path(self.dir) / name
+
+
+@dataclasses.dataclass
+class MeasureSection:
+    """The one measurement section of the configs: how latency and peak memory are measured,
+    each net timed alone (``runs`` runs after ``warmup``) on an ``lr_size`` x ``lr_size`` LR
+    input. :meth:`settings` turns it into :class:`proxies.measure_setup.MeasureSettings`, the
+    one settings type the measurements take. The trials' ``measure`` section is this type; the
+    DARTS search's ``hardware`` section extends it with the lookup table's cache folder
+    (:class:`searchers.darts_config.HardwareConfig`)."""
+
+    device: str = "auto"
+    lr_size: int = 64
+    runs: int = 10
+    warmup: int = 2
+    threads: int | None = 1
+    backend: str = "torch"  # torch | onnxruntime (proxies.runtime.BACKENDS)
+
+    def __post_init__(self) -> None:
+        from proxies.runtime import check_backend
+
+        check_backend(self.backend, "backend")
+
+    def settings(self) -> MeasureSettings:
+        """The measurement settings: one round of ``runs`` runs per net."""
+        from proxies.measure_setup import MeasureSettings
+
+        return MeasureSettings(device=self.device, lr_size=(self.lr_size, self.lr_size),
+                               rounds=1, runs_per_round=self.runs, warmup=self.warmup,
+                               threads=self.threads, backend=self.backend)
 
 
 def _load_yaml(text: str) -> Any:

@@ -150,8 +150,8 @@ class DartsSearch:
 
             torch.manual_seed(0)
             ref = build_model(at_scale(ZOO[loss.reference], self.cfg.space.scale))
-            shape = (1, 3, hw.size, hw.size)
-            saved = {"reference": loss.reference, "size": hw.size,
+            shape = (1, 3, hw.lr_size, hw.lr_size)
+            saved = {"reference": loss.reference, "size": hw.lr_size,
                      "reference_latency_ms": measure_latency(
                          ref, shape, device=hw.device, runs=hw.runs, warmup=hw.warmup,
                          threads=hw.threads, backend=hw.backend).median_ms,
@@ -306,7 +306,7 @@ class DartsSearch:
         table = format_table(rows, markdown=True)
         info = machine_info(self.device)
         footer = (f"\n\n{info['date']}, torch {info['torch']}, {info.get('gpu', info['cpu'])}, "
-                  f"device {info['device']}, threads {p.threads}, LR {p.size}x{p.size}, "
+                  f"device {info['device']}, threads {p.threads}, LR {p.lr_size}x{p.lr_size}, "
                   f"x{scale}; complexity at 256x256; {ratio_note(REFERENCE_NET)}.\n")
         atomic_write_text(self.run_dir / "profile.md", table + footer)
         atomic_write_text(self.run_dir / "profile.json", json.dumps(

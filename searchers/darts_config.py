@@ -21,7 +21,7 @@ from search_space.genotype import (
     check_names,
 )
 from search_space.zoo import YARDSTICK
-from searchers.config import RunSection
+from searchers.config import MeasureSection, RunSection
 
 if TYPE_CHECKING:
     from proxies.measure_setup import MeasureSettings
@@ -164,29 +164,13 @@ class LossConfig:
 
 
 @dataclass
-class HardwareConfig:
-    """How the latency/memory lookup table is measured (and where it is cached)."""
+class HardwareConfig(MeasureSection):
+    """How the latency/memory lookup table is measured (:class:`searchers.config.MeasureSection`,
+    one round of ``runs`` runs per entry), where it is cached, and the backend of the table,
+    the budget and the final profile."""
 
-    device: str = "auto"
-    size: int = 64
-    runs: int = 10
     warmup: int = 3
-    threads: int | None = 1
     cache_dir: str = "runs/hardware_cache"
-    backend: str = "torch"  # torch | onnxruntime: the table, budget and final profile
-
-    def __post_init__(self) -> None:
-        from proxies.runtime import check_backend
-
-        check_backend(self.backend, "hardware.backend")
-
-    def settings(self) -> MeasureSettings:
-        """The table's measurement settings: one round of ``runs`` runs per entry."""
-        from proxies.measure_setup import MeasureSettings
-
-        return MeasureSettings(device=self.device, lr_size=(self.size, self.size), rounds=1,
-                               runs_per_round=self.runs, warmup=self.warmup,
-                               threads=self.threads, backend=self.backend)
 
 
 @dataclass
@@ -194,7 +178,7 @@ class ProfileConfig:
     """The final comparison of the derived net with the zoo, measured in the same run."""
 
     enabled: bool = True
-    size: int = 128
+    lr_size: int = 128
     rounds: int = 3
     runs_per_round: int = 2
     warmup: int = 1
@@ -205,7 +189,7 @@ class ProfileConfig:
         """The profile's measurement settings on ``device`` with ``backend`` (the table's)."""
         from proxies.measure_setup import MeasureSettings
 
-        return MeasureSettings(device=device, lr_size=(self.size, self.size),
+        return MeasureSettings(device=device, lr_size=(self.lr_size, self.lr_size),
                                rounds=self.rounds, runs_per_round=self.runs_per_round,
                                warmup=self.warmup, threads=self.threads, backend=backend)
 

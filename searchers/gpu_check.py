@@ -249,7 +249,7 @@ def _darts_config(ctx: Context, device: torch.device) -> Any:
                  "data.batch_size=1", "space.scale=2", "space.width=8", "space.num_cells=1",
                  "space.cell_types=[erb]", "space.conv_candidates=[conv3x3,conv1x1]",
                  "space.attention_candidates=[none]", "space.fusion=false",
-                 "hardware.size=16", "hardware.runs=1", "hardware.warmup=0"]
+                 "hardware.lr_size=16", "hardware.runs=1", "hardware.warmup=0"]
     return load_config(DartsConfig, None, over)
 
 
@@ -265,7 +265,7 @@ def item_lut_fidelity(ctx: Context) -> tuple[dict[str, Any], str]:
         search = DartsSearch(cfg, Path(tmp))
         built = time.perf_counter() - t0
         r = validate_table(search.net, search.table, samples=samples, seed=cfg.run.seed)
-    size = cfg.hardware.size
+    size = cfg.hardware.lr_size
     data = {"device": str(device), "lr_size": [size, size], "entries": len(search.table.entries),
             "table_seconds": built, **r}
     md = ("| nets | LR size | table entries | table build [s] | Spearman | MAPE [%] | "

@@ -33,14 +33,19 @@ if __package__ in (None, ""):
 import torch
 
 from search_space.files import error_line
-from searchers.config import ConfigError, RunSection, load_config, save_run_config
+from searchers.config import (
+    ConfigError,
+    MeasureSection,
+    RunSection,
+    load_config,
+    save_run_config,
+)
 from searchers.trials import (
     DEFAULT_ZOO,
     DIRECTIONS,
     OBJECTIVE_NAMES,
     BudgetConfig,
     ConstraintConfig,
-    MeasureConfig,
     NotInSpace,
     ProxyConfig,
     SampleSpace,
@@ -96,7 +101,7 @@ class TrialsRun(RunSection):
 class OptunaConfig:
     space: SampleSpace = field(default_factory=SampleSpace)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
-    measure: MeasureConfig = field(default_factory=MeasureConfig)
+    measure: MeasureSection = field(default_factory=MeasureSection)
     constraints: ConstraintConfig = field(default_factory=ConstraintConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     study: StudyConfig = field(default_factory=StudyConfig)

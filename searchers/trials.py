@@ -21,9 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from proxies.measure_setup import MeasureSettings
 from search_space.genotype import Genotype
 from search_space.zoo import YARDSTICK
+from searchers.config import MeasureSection
 from searchers.space import (  # noqa: F401  (re-exported: the trials' space)
     NotInSpace,
     SampleSpace,
@@ -82,29 +82,6 @@ class ProxyConfig:
         if self.seeds < 1:
             raise ValueError(f"proxy.seeds: got {self.seeds}; give 1 or more (the proxy PSNR "
                              "is the mean over that many short trainings)")
-
-
-@dataclass
-class MeasureConfig:
-    """How latency and memory are measured on the trial's device."""
-
-    device: str = "auto"
-    lr_size: int = 64
-    runs: int = 10
-    warmup: int = 2
-    threads: int | None = 1
-    backend: str = "torch"  # torch | onnxruntime (proxies.runtime)
-
-    def __post_init__(self) -> None:
-        from proxies.runtime import check_backend
-
-        check_backend(self.backend, "measure.backend")
-
-    def settings(self) -> MeasureSettings:
-        """The trial's measurement settings: each net timed alone, ``runs`` runs."""
-        return MeasureSettings(device=self.device, lr_size=(self.lr_size, self.lr_size),
-                               rounds=1, runs_per_round=self.runs, warmup=self.warmup,
-                               threads=self.threads, backend=self.backend)
 
 
 @dataclass
@@ -281,7 +258,7 @@ _REFERENCE_MEMORY: dict[tuple[str, int, int, str, str], float] = {}
 
 
 def reference_ratios(model: torch.nn.Module, memory_mib: float, budget: BudgetConfig,
-                     measure: MeasureConfig, scale: int, device: torch.device
+                     measure: MeasureSection, scale: int, device: torch.device
                      ) -> tuple[float, float]:
     """(latency ratio, memory ratio) of ``model`` to ``budget.reference``: latency timed
     interleaved with the reference round by round; the reference's peak memory measured once
@@ -305,7 +282,7 @@ def reference_ratios(model: torch.nn.Module, memory_mib: float, budget: BudgetCo
     return ratio.ratio_median, memory_mib / _REFERENCE_MEMORY[key]
 
 
-def evaluate_genotype(genotype: Genotype, proxy: ProxyConfig, measure: MeasureConfig,
+def evaluate_genotype(genotype: Genotype, proxy: ProxyConfig, measure: MeasureSection,
                       constraints: ConstraintConfig, patch_size: int | None = None,
                       budget: BudgetConfig | None = None) -> TrialResult:
     """Build, measure (in its deployed form) and briefly train one net. NaN PSNR means the

@@ -29,7 +29,7 @@ TINY_DARTS = ["space.scale=2", "space.width=8", "space.num_cells=1", "space.cell
               "space.conv_candidates=[conv3x3,sep_conv3x3]",
               "space.attention_candidates=[none,pa]", "data.patch_size=16",
               "data.batch_size=2", "search.steps=2", "search.warmup_steps=0",
-              "hardware.size=16", "hardware.runs=1", "hardware.warmup=0",
+              "hardware.lr_size=16", "hardware.runs=1", "hardware.warmup=0",
               "profile.enabled=false", "run.plots=false"]
 
 

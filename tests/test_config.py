@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import sys
@@ -433,7 +434,13 @@ def test_one_measurement_settings_type_for_every_section():
     measure = trials.measure.settings()
     assert all(isinstance(s, MeasureSettings) for s in (table, profile, measure))
     assert (table.lr_size, table.runs, table.backend) == (
-        (cfg.hardware.size,) * 2, cfg.hardware.runs, cfg.hardware.backend)
+        (cfg.hardware.lr_size,) * 2, cfg.hardware.runs, cfg.hardware.backend)
     assert (profile.rounds, profile.runs_per_round, profile.backend) == (
         cfg.profile.rounds, cfg.profile.runs_per_round, "onnxruntime")
     assert (measure.lr_size, measure.runs) == ((trials.measure.lr_size,) * 2, trials.measure.runs)
+    # one section type: the trials' measure section, and the table's, which adds its cache
+    from searchers.config import MeasureSection
+
+    assert type(trials.measure) is MeasureSection and isinstance(cfg.hardware, MeasureSection)
+    assert {f.name for f in dataclasses.fields(cfg.hardware)} - {
+        f.name for f in dataclasses.fields(MeasureSection)} == {"cache_dir"}

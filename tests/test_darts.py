@@ -84,9 +84,10 @@ def test_a_training_form_cost_never_reaches_a_search(table):
     from proxies.complexity import measure_complexity
     from proxies.memory import measure_peak_memory
     from search_space.genotype import Attention, CellGene
+    from searchers.config import MeasureSection
     from searchers.hardware import cost_module
     from searchers.supernet import SlotCost
-    from searchers.trials import ConstraintConfig, MeasureConfig, ProxyConfig, evaluate_genotype
+    from searchers.trials import ConstraintConfig, ProxyConfig, evaluate_genotype
 
     # The lookup table: rep, ECB and Conv3XC share conv3x3's entry, measured on one 3x3 conv.
     for op in ("rep_conv3x3", "ecb3x3", "conv3xc"):
@@ -119,7 +120,7 @@ def test_a_training_form_cost_never_reaches_a_search(table):
         assert measure_peak_memory(trained, (1, 3, 16, 16)).peak_memory_mib == \
             measure_peak_memory(build_model(plain), (1, 3, 16, 16)).peak_memory_mib
     # Trials: the recorded params (what constraints.max_params_m checks) are deployed ones.
-    measure = MeasureConfig(device="cpu", lr_size=16, runs=1, warmup=0)
+    measure = MeasureSection(device="cpu", lr_size=16, runs=1, warmup=0)
     proxy = ProxyConfig(steps=0, val_max_side=48)
     results = [evaluate_genotype(g, proxy, measure, ConstraintConfig(max_params_m=0.0))
                for g in (plain, rep, c3xc)]
@@ -315,7 +316,7 @@ def _args(tmp_path, *extra):
             "space.conv_candidates=[conv3x3,sep_conv3x3,rep_conv3x3]",
             "space.attention_candidates=[none,pa]", "data.patch_size=16", "data.batch_size=2",
             "search.steps=6", "search.warmup_steps=1", "run.checkpoint_every=2",
-            "run.log_every=1", "hardware.size=16", "hardware.runs=2", "hardware.warmup=0",
+            "run.log_every=1", "hardware.lr_size=16", "hardware.runs=2", "hardware.warmup=0",
             f"hardware.cache_dir={tmp_path}/lut", "profile.enabled=false", "run.plots=false",
             *extra]
 
@@ -420,7 +421,7 @@ def test_final_profile_is_against_span_with_an_rlfn_column(tmp_path, capsys):
     from searchers.trials import DEFAULT_ZOO
 
     assert "span_ntire2024" in DartsConfig().profile.yardstick and "rlfn_ntire" in DEFAULT_ZOO
-    cfg = DartsConfig(profile=ProfileConfig(size=16, rounds=1, runs_per_round=1, warmup=0,
+    cfg = DartsConfig(profile=ProfileConfig(lr_size=16, rounds=1, runs_per_round=1, warmup=0,
                                             yardstick=["rlfn_ntire"]))
     search = SimpleNamespace(cfg=cfg, device=torch.device("cpu"), run_dir=tmp_path)
     derived = Genotype.from_dict({"scale": 2, "width": 8, "cells": [

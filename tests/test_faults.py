@@ -145,7 +145,7 @@ def _darts_cmd(run_dir: Path, name: str, lut: Path) -> list[str]:
             "space.conv_candidates=[conv3x3,sep_conv3x3,rep_conv3x3]",
             "space.attention_candidates=[none,pa]", "data.patch_size=16", "data.batch_size=2",
             f"search.steps={DARTS_STEPS}", "search.warmup_steps=1", "run.checkpoint_every=1",
-            "run.log_every=1", "hardware.size=16", "hardware.runs=2", "hardware.warmup=0",
+            "run.log_every=1", "hardware.lr_size=16", "hardware.runs=2", "hardware.warmup=0",
             f"hardware.cache_dir={lut}", "profile.enabled=false", "run.plots=false"]
 
 

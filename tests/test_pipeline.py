@@ -56,7 +56,7 @@ def _args(tmp_path, name):
         "darts.space.width=8", "darts.space.num_cells=2",
         "darts.space.conv_candidates=[conv3x3,sep_conv3x3]",
         "darts.space.attention_candidates=[none,pa]", "darts.data.patch_size=32",
-        "darts.data.batch_size=2", "darts.search.warmup_steps=1", "darts.hardware.size=16",
+        "darts.data.batch_size=2", "darts.search.warmup_steps=1", "darts.hardware.lr_size=16",
         "darts.hardware.runs=2", "darts.hardware.warmup=0",
         f"darts.hardware.cache_dir={tmp_path / 'lut'}", "darts.profile.enabled=false",
         "darts.run.plots=false", "darts.run.checkpoint_every=2",

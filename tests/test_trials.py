@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from search_space import Genotype, build_model
+from searchers.config import MeasureSection
 from searchers.trials import (
     ConstraintConfig,
-    MeasureConfig,
     ProxyConfig,
     SampleSpace,
     constraint_values,
@@ -21,7 +21,7 @@ from searchers.trials import (
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 TINY_PROXY = ProxyConfig(steps=3, batch_size=2, patch_size=16, val_max_side=32)
-TINY_MEASURE = MeasureConfig(device="cpu", lr_size=16, runs=1, warmup=0)
+TINY_MEASURE = MeasureSection(device="cpu", lr_size=16, runs=1, warmup=0)
 
 
 def test_every_sample_is_a_valid_genotype_within_bounds():
@@ -119,7 +119,7 @@ def test_weights_are_inherited_from_a_darts_supernet(tmp_path):
     args = [f"run.dir={tmp_path}", "space.scale=2", "space.width=8", "space.num_cells=1",
             "space.cell_types=[erb]", "space.conv_candidates=[conv3x3,sep_conv3x3]",
             "space.attention_candidates=[none,pa]", "data.patch_size=16", "data.batch_size=2",
-            "search.steps=2", "search.warmup_steps=0", "hardware.size=16", "hardware.runs=1",
+            "search.steps=2", "search.warmup_steps=0", "hardware.lr_size=16", "hardware.runs=1",
             "hardware.warmup=0", f"hardware.cache_dir={tmp_path}/lut", "profile.enabled=false",
             "run.plots=false"]
     assert darts_main(args) == 0
