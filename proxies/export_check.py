@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -176,3 +177,21 @@ def _compare(
 def _eager(model: nn.Module, x: torch.Tensor) -> np.ndarray:
     with _inference(model):
         return model(x.clone()).numpy()
+
+
+def _checked_result(fn: str, what: str, model: nn.Module, run: Callable[[torch.Tensor], np.ndarray],
+                    first: torch.Tensor, hw: list[list[int | None]], min_hw: list[int],
+                    tol: float, path: Path, **fields: Any) -> dict[str, Any]:
+    """Run the exported file (``run``) on ``first``, on a second size inside the accepted
+    range and on the smallest accepted input, compare each with the eager net, and return an
+    exporter's result: ``path``, ``fields`` (what only that exporter records) and the fields
+    both record (size, input range, data range, scale, tolerance, the checks)."""
+    checks = [_compare(fn, what, x, _eager(model, x), run(x), tol)
+              for x in (first, _second_input(first, hw), _smallest_input(first, min_hw))
+              if x is not None]
+    result = {"path": str(path), **fields, "file_bytes": path.stat().st_size,
+              "min_input_hw": min_hw, "data_range": _data_range(model),
+              "scale": _scale(model, checks[0]), "tolerance": tol, "checks": checks,
+              "max_abs_diff": max(c["max_abs_diff"] for c in checks)}
+    logger.info("%s output matches PyTorch: max abs diff %.3g", what, result["max_abs_diff"])
+    return result

@@ -44,16 +44,12 @@ from proxies.export_check import (
     _check_atol,
     _check_dynamic,
     _check_module,
-    _compare,
+    _checked_result,
     _data_range,
-    _eager,
     _genotype_json,
     _hw_range,
     _image_tensor,
     _inference,
-    _scale,
-    _second_input,
-    _smallest_input,
 )
 
 logger = logging.getLogger(__name__)
@@ -211,30 +207,11 @@ def export_onnx(
             "accepts. Pass a larger image."
         )
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    checks = []
-    for x in (first, _second_input(first, hw), _smallest_input(first, min_hw)):
-        if x is None:
-            continue
-        got = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
-        checks.append(_compare(fn, "ONNX Runtime", x, _eager(model, x), got, tol))
-    result = {
-        "path": str(path),
-        "format": "onnx",
-        "exporter": "torch.onnx.export(dynamo=True)",
-        "opset": opset,
-        "file_bytes": path.stat().st_size,
-        "input_name": INPUT_NAME,
-        "output_name": OUTPUT_NAME,
-        "min_input_hw": min_hw,
-        "data_range": data_range,
-        "scale": _scale(model, checks[0]),
-        "tolerance": tol,
-        "checks": checks,
-        "max_abs_diff": max(c["max_abs_diff"] for c in checks),
-        "onnxruntime": ort.__version__,
-    }
-    logger.info("ONNX Runtime matches PyTorch: max abs diff %.3g", result["max_abs_diff"])
-    return result
+    return _checked_result(
+        fn, "ONNX Runtime", model, lambda x: session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0],
+        first, hw, min_hw, tol, path, format="onnx",
+        exporter="torch.onnx.export(dynamo=True)", opset=opset, input_name=INPUT_NAME,
+        output_name=OUTPUT_NAME, onnxruntime=ort.__version__)
 
 
 def _check_onnx_io(fn: str, proto: Any, path: Path) -> None:

@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -26,15 +27,11 @@ from proxies.export_check import (
     _check_atol,
     _check_dynamic,
     _check_module,
-    _compare,
+    _checked_result,
     _data_range,
-    _eager,
     _genotype_json,
     _hw_range,
     _inference,
-    _scale,
-    _second_input,
-    _smallest_input,
 )
 
 logger = logging.getLogger(__name__)
@@ -132,25 +129,12 @@ def export_pt2(
     logger.info("wrote %s (inputs >= %dx%d px)", path, *min_hw)
 
     loaded = torch.export.load(path).module()
-    checks = []
-    for x in (example, _second_input(example, hw), _smallest_input(example, min_hw)):
-        if x is None:
-            continue
+
+    def run(x: torch.Tensor) -> np.ndarray:
         with torch.no_grad():
-            got = loaded(x.clone()).numpy()
-        checks.append(_compare(fn, "the loaded program's", x, _eager(model, x), got, tol))
-    result = {
-        "path": str(path),
-        "format": "torch.export",
-        "exporter": "torch.export.export(strict=False) + torch.export.save",
-        "file_bytes": path.stat().st_size,
-        "min_input_hw": min_hw,
-        "data_range": data_range,
-        "scale": _scale(model, checks[0]),
-        "tolerance": tol,
-        "checks": checks,
-        "max_abs_diff": max(c["max_abs_diff"] for c in checks),
-        "torch": torch.__version__,
-    }
-    logger.info("the loaded program matches PyTorch: max abs diff %.3g", result["max_abs_diff"])
-    return result
+            return loaded(x.clone()).numpy()
+
+    return _checked_result(
+        fn, "the loaded program's", model, run, example, hw, min_hw, tol, path,
+        format="torch.export", exporter="torch.export.export(strict=False) + torch.export.save",
+        torch=torch.__version__)
