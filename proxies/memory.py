@@ -37,7 +37,6 @@ says so in ``backend``.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import gc
 import logging
@@ -76,7 +75,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MIB = float(2**20)
-_KINETO_NOISE = ("USDT:", "STAGE:", "INFO:")
+# Kineto's own lines: session start/stop, and its complaint when a session starts in another
+# thread than the first one (harmless: the memory events are recorded all the same)
+_KINETO_NOISE = ("USDT:", "STAGE:", "INFO:",
+                 "ERROR: External init callback must run in same thread as registerClient")
 
 
 @dataclass(frozen=True)
@@ -281,44 +283,33 @@ def _cpu_profiler_peak(net: nn.Module, x: torch.Tensor) -> tuple[int, int]:
     return _cpu_profiler_peak_of(lambda: net(x))
 
 
-_PROFILER_THREAD: list[concurrent.futures.ThreadPoolExecutor] = []
-_PROFILER_LOCK = threading.Lock()
+_PROFILER_LOCK = threading.RLock()
 
 
-def _profiler_thread() -> concurrent.futures.ThreadPoolExecutor:
-    """The one thread of this process that runs torch profiler sessions, started on first
-    use. Each Ray Tune trial runs in a thread of its own, and actors are reused, so without it
-    every trial profiled from another thread: Kineto printed "External init callback must run
-    in same thread as registerClient" for each trial, and one trial failed with torch's
-    ``INTERNAL ASSERT FAILED ... schema_.has_value()``. With it the message came 1-2 times per
-    run of tests/test_ray_cluster.py (two actor processes); whether it also prevents the
-    assert is not proven (it was seen once in about ten runs of that test). The main thread
-    profiles in place: after one session in this thread, the main thread's own training ran
-    2.3x slower (the quick start's DARTS steps, 5.2 -> 2.2 steps/s; BENCHMARKS.md)."""
-    with _PROFILER_LOCK:
-        if not _PROFILER_THREAD:
-            _PROFILER_THREAD.append(concurrent.futures.ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="srnas-profiler"))
-        return _PROFILER_THREAD[0]
+def _new_profiler_lock() -> None:  # a child forked while another thread profiled
+    global _PROFILER_LOCK
+    _PROFILER_LOCK = threading.RLock()
 
 
-if hasattr(os, "register_at_fork"):  # a forked child has no such thread: start its own
-    os.register_at_fork(after_in_child=_PROFILER_THREAD.clear)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_profiler_lock)
 
 
 def _cpu_profiler_peak_of(fn: Callable[[], object]) -> tuple[int, int]:
-    """:func:`_profile_cpu_peak` in place when called from the main thread, else in the
-    profiler thread under the caller's grad and inference modes (both are per thread)."""
-    inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
+    """:func:`_profile_cpu_peak` in the calling thread, one session at a time per process.
 
-    def run() -> tuple[int, int]:
-        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
-            return _profile_cpu_peak(fn)
-
-    here = threading.current_thread()
-    if here is threading.main_thread() or here.name.startswith("srnas-profiler"):
-        return run()
-    return _profiler_thread().submit(run).result()
+    Each Ray Tune trial runs in a thread of its own. Running every session in one profiler
+    thread instead (as from ``10b76c1`` to ``2a1591a``) made the training that follows slower,
+    in any thread: an idle thread that has run torch ops keeps its OpenMP team (the quick
+    start's DARTS steps 2.3x slower; a Ray-like trial in a thread 1.35x; BENCHMARKS.md).
+    Kineto prints "External init callback must run in same thread as registerClient" when a
+    session starts outside the thread that first profiled; it is logged at DEBUG. The lock
+    keeps sessions of one process from overlapping: two at once in two threads crash the
+    process (a segmentation fault, tests/test_memory.py without the lock), and once in about
+    ten runs of tests/test_ray_cluster.py, before sessions were serialised, a trial failed
+    inside one with torch's ``INTERNAL ASSERT FAILED ... schema_.has_value()``."""
+    with _PROFILER_LOCK:
+        return _profile_cpu_peak(fn)
 
 
 def _profile_cpu_peak(fn: Callable[[], object]) -> tuple[int, int]:
