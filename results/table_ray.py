@@ -99,16 +99,18 @@ def _error_reason(path: Path) -> str:
     return reason
 
 
-def _ray_trial_status(experiment: Path) -> dict[str, tuple[str | None, str | None]]:
-    """``{trial folder name: (trial_id, status)}`` from the newest ``experiment_state-*.json``.
+def _ray_trial_status(experiment: Path
+                      ) -> tuple[dict[str, tuple[str | None, str | None]], float | None]:
+    """``{trial folder name: (trial_id, status)}`` from the newest ``experiment_state-*.json``,
+    and that file's modification time.
 
-    Returns an empty dict when there is no such file or it cannot be read (the loader then
-    infers states from the trial folders alone).
+    Returns an empty dict and None when there is no such file or it cannot be read (the loader
+    then infers states from the trial folders alone).
     """
     files = sorted(experiment.glob("experiment_state-*.json"))
     if not files:
         logger.info("%s: no experiment_state-*.json; states are inferred from files", experiment)
-        return {}
+        return {}, None
     path = files[-1]
     status: dict[str, tuple[str | None, str | None]] = {}
     try:
@@ -118,10 +120,19 @@ def _ray_trial_status(experiment: Path) -> dict[str, tuple[str | None, str | Non
             folder = trial.get("relative_logdir")
             if folder:
                 status[str(folder)] = (trial.get("trial_id"), trial.get("status"))
-    except (json.JSONDecodeError, KeyError, TypeError, IndexError, AttributeError) as err:
+        saved = path.stat().st_mtime
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, IndexError,
+            AttributeError) as err:
         logger.warning("%s: unreadable (%r); states are inferred from files", path, err)
-        return {}
-    return status
+        return {}, None
+    return status, saved
+
+
+def _started(folder: Path) -> float:
+    """When a trial folder's trial started: the oldest of its marker files."""
+    times = [p.stat().st_mtime for p in (folder / m for m in ("params.json", "result.json",
+                                                               "error.txt")) if p.exists()]
+    return min(times, default=folder.stat().st_mtime)
 
 
 def _trial_number(trial_id: str | None, folder: str) -> int | None:
@@ -141,7 +152,10 @@ def from_ray(experiment_dir: str | os.PathLike[str]) -> pd.DataFrame:
     """The trial table of one Ray Tune experiment folder (``<storage_path>/<name>``).
 
     Reads only files: every sub-folder holding ``params.json``, ``result.json`` or
-    ``error.txt`` is a trial. Its final result is the last line of ``result.json``; ``params.json``
+    ``error.txt`` is a trial, except one the newest experiment state does not list though it
+    was saved after the trial started (a trial of a driver killed before it saved that trial,
+    which ``Tuner.restore`` ran again under a new id). Its final result is the last line of
+    ``result.json``; ``params.json``
     (the trial's config) fills in ``name`` / ``genotype`` / ``is_zoo`` when the trial reported
     nothing. The state comes from the newest ``experiment_state-*.json`` when it can be read:
 
@@ -185,7 +199,18 @@ def from_ray(experiment_dir: str | os.PathLike[str]) -> pd.DataFrame:
             f"experiment_dir={str(experiment)!r} holds no trial folder (a sub-folder with "
             f"{' / '.join(markers)}){hint}"
         )
-    status_by_folder = _ray_trial_status(experiment)
+    status_by_folder, saved = _ray_trial_status(experiment)
+    if status_by_folder and saved is not None:
+        # a trial the driver started after its last save of the experiment state, and that
+        # the driver's death stopped: Tuner.restore does not know it and runs the trial again
+        # under a new id (the searcher, restored with the state, suggests the same
+        # parameters), so the folder is not part of the experiment
+        orphans = [f for f in folders if f.name not in status_by_folder and _started(f) < saved]
+        for folder in orphans:
+            logger.info("Ray trial %s left out: the newest experiment state, saved after it "
+                        "started, does not list it (a trial of a driver stopped before it "
+                        "saved the trial, run again on restore)", folder.name)
+        folders = [f for f in folders if f not in orphans]
     study = experiment.resolve().name
 
     rows = []

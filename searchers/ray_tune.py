@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -168,15 +169,24 @@ def check_trial_device(device: str, wants_cuda: bool) -> None:
             "worker) or set measure.device=cpu.")
 
 
-EVALUATED_DIR = "evaluated"  # in the run folder: each finished trial's report, by trial id
+EVALUATED_DIR = "evaluated"  # in the run folder: each finished evaluation's report
 
 
-def _recorded(folder: str | None, trial_id: str) -> dict[str, Any] | None:
-    """The report a trial of this id recorded before, or None."""
+def _record_key(config: dict[str, Any]) -> str:
+    """The name of a trial's record: a digest of its whole config (sampled parameters, zoo
+    net, study config), not its trial id, so a trial that ``Tuner.restore`` runs again under a
+    new id with the same parameters finds the record."""
+    plain = {k: v for k, v in config.items() if k != "_evaluated"}
+    text = json.dumps(plain, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _recorded(folder: str | None, key: str) -> dict[str, Any] | None:
+    """The report recorded before under ``key``, or None."""
     if not folder:
         return None
     try:
-        return json.loads((Path(folder) / f"{trial_id}.json").read_text())
+        return json.loads((Path(folder) / f"{key}.json").read_text())
     except (OSError, ValueError):
         return None
 
@@ -184,20 +194,25 @@ def _recorded(folder: str | None, trial_id: str) -> dict[str, Any] | None:
 def trainable(config: dict[str, Any]) -> None:
     """One Tune trial: rebuild the genotype from the sampled parameters and evaluate it.
 
-    Its report, once the net was evaluated, is recorded (``<run>/evaluated/<trial id>.json``)
-    before it goes to Tune. A trial that finished after the driver's last experiment checkpoint
-    is started again by ``Tuner.restore``; it then reports the recorded result instead of
-    evaluating the net a second time. A trial whose evaluation raised is not recorded, so a
-    restarted one tries again. Trials on other hosts see the record only where the run folder
-    is shared."""
+    Its report, once the net was evaluated, is recorded (``<run>/evaluated/<key>.json``, the
+    key a digest of the trial's config: :func:`_record_key`) before it goes to Tune. A trial
+    that finished after the driver's last save of the experiment state is run again by
+    ``Tuner.restore``, under its own id when the state listed it, under a new one with the same
+    parameters when it did not; either way it reports the recorded result instead of
+    evaluating the net a second time (the same config is evaluated once per run folder). A
+    trial whose evaluation raised is not recorded, so a restarted one tries again. Trials on
+    other hosts see the record only where the run folder is shared."""
     from ray import tune
 
     trial_id = tune.get_context().get_trial_id()
     folder = config.get("_evaluated")
-    recorded = _recorded(folder, trial_id)
+    key = _record_key(config)
+    recorded = _recorded(folder, key)
     if recorded is not None:
-        logger.info("trial %s finished before the driver stopped: its recorded result is "
-                    "reported again, the net is not evaluated again", trial_id)
+        logger.info("trial %s: this config was evaluated before the driver stopped; its "
+                    "recorded result is reported, the net is not evaluated again", trial_id)
+        if not recorded.get("is_zoo"):
+            recorded["name"] = f"trial_{trial_id}"
         tune.report(recorded)
         return
     cfg = from_dict(RayConfig, config["_cfg"])
@@ -225,7 +240,7 @@ def trainable(config: dict[str, Any]) -> None:
         report["fail_reason"] = "the proxy training diverged (NaN loss)"
     if folder:
         with contextlib.suppress(OSError):  # a folder this host cannot write: not recorded
-            atomic_write_text(Path(folder) / f"{trial_id}.json", json.dumps(report))
+            atomic_write_text(Path(folder) / f"{key}.json", json.dumps(report))
     tune.report(report)
 
 

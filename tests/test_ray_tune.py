@@ -119,3 +119,45 @@ def test_cluster_auth_mode_follows_the_token(tmp_path, monkeypatch):
     monkeypatch.delenv("RAY_AUTH_MODE")
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "missing"))
     assert cluster_auth_mode() == "disabled"
+
+
+def test_a_config_evaluated_before_is_reported_from_its_record(tmp_path, monkeypatch):
+    """A trial that Tuner.restore runs again, under its own id or a new one, with a config
+    evaluated before reports the recorded result instead of evaluating again; a config that
+    raised is not recorded, so its next trial tries again."""
+    from ray import tune
+
+    import searchers.ray_tune as rt
+    from searchers.config import to_dict
+    from searchers.trials import TrialResult
+
+    class Context:
+        trial_id = ""
+
+        def get_trial_id(self) -> str:
+            return self.trial_id
+
+    context, reports, calls = Context(), [], []
+    monkeypatch.setattr(tune, "get_context", lambda: context)
+    monkeypatch.setattr(tune, "report", reports.append)
+
+    def evaluate(genotype, *args):
+        calls.append(genotype)
+        if len(calls) == 2:
+            raise RuntimeError("node died")
+        return TrialResult(psnr_db=30.0, latency_ms=1.0, memory_mib=2.0, params_m=0.1,
+                           flops_g=1.0, macs_g=1.0, activations_m=1.0, num_conv=3, device="cpu",
+                           duration_s=0.5, genotype="{}", constraints={})
+
+    monkeypatch.setattr(rt, "evaluate_genotype", evaluate)
+    cfg = rt.RayConfig()
+    cfg.measure.device = "cpu"
+    base = {"_cfg": to_dict(cfg), "_measure_cuda": False, "_evaluated": str(tmp_path / "ev")}
+    for trial_id, zoo in (("a_00000", "rlfn_ntire"), ("b_00000", "rlfn_ntire"),
+                          ("c_00001", "fmen_s"), ("d_00001", "fmen_s")):
+        context.trial_id = trial_id  # a new id each time, as a restore without the state gives
+        rt.trainable({**base, "zoo": zoo})
+    assert len(calls) == 3  # rlfn once; fmen_s raised, then was evaluated again
+    assert [r["psnr_db"] for r in reports][:2] == [30.0, 30.0]
+    assert math.isnan(reports[2]["psnr_db"]) and reports[3]["psnr_db"] == 30.0
+    assert len(list((tmp_path / "ev").glob("*.json"))) == 2

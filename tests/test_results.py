@@ -447,6 +447,31 @@ def test_from_ray_prefers_the_experiment_state(tmp_path):
     assert from_ray(exp)["state"].tolist() == ["COMPLETE", "COMPLETE", "COMPLETE", "RUNNING"]
 
 
+def test_from_ray_leaves_out_a_killed_drivers_unsaved_trial(tmp_path):
+    """A trial folder the newest experiment state does not list, though the state was saved
+    after the trial started, belongs to a driver killed before it saved the trial (restore ran
+    it again under a new id): left out. One that started after the save is a new trial."""
+    import os
+
+    exp = tmp_path / "exp3"
+    folders = [f"objective_ab12c_0000{i}_{i}_2026" for i in range(3)]
+    _ray_trial(exp / folders[0], [_result("kept", 30.0)], None)
+    _ray_trial(exp / folders[1], [], None)  # the killed driver's, never saved
+    _ray_trial(exp / folders[2], [], None)  # started after the newest save
+    _experiment_state(exp, {folders[0]: "TERMINATED"})
+    state = next(exp.glob("experiment_state-*"))
+    saved = state.stat().st_mtime
+    for name, when in ((folders[0], saved - 20), (folders[1], saved - 10),
+                       (folders[2], saved + 10)):
+        for f in (exp / name).iterdir():
+            os.utime(f, (when, when))
+    df = from_ray(exp)
+    assert df["name"].tolist() == ["kept", "trial_2"]
+    assert df["state"].tolist() == ["COMPLETE", "RUNNING"]
+    state.unlink()  # without the state nothing says the folder is not part of the experiment
+    assert len(from_ray(exp)) == 3
+
+
 def test_from_ray_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.*not an existing folder"):
         from_ray(tmp_path / "missing")
@@ -534,7 +559,7 @@ def test_ray_folder_layout(ray_experiment):
     assert len(raised) == 1 and "kind=raises" in raised[0].name
     result = raised[0] / "result.json"
     assert not result.exists() or not result.read_text().strip()  # nothing reported
-    statuses = {status for _, status in _ray_trial_status(ray_experiment).values()}
+    statuses = {status for _, status in _ray_trial_status(ray_experiment)[0].values()}
     assert statuses == {"TERMINATED", "ERROR"}
 
 
