@@ -261,3 +261,26 @@ def test_a_crowd_of_eight_sqlite_workers(tmp_path):
     assert n_trials <= len(complete) <= n_trials + workers - 1, len(complete)
     zoo = [t.user_attrs["name"] for t in complete if t.user_attrs.get("is_zoo")]
     assert sorted(zoo) == ["fmen_s", "rlfn_ntire"]  # each enqueued net evaluated once
+
+
+def test_a_retry_keeps_the_draws_of_an_attempt_only_when_it_drew_them_all(tmp_path):
+    """An attempt killed while it drew its architecture is retried without the parameters it
+    had drawn (the retry's seeded sampler draws them all again, as the attempt did: a kept
+    prefix would shift every later draw); one killed after it drew them keeps them."""
+    import optuna
+
+    from searchers.optuna_search import StudyConfig, make_storage
+
+    storage = make_storage(f"sqlite:///{tmp_path / 's.db'}", StudyConfig(heartbeat_s=1,
+                                                                         grace_s=1))
+    study = optuna.create_study(storage=storage, directions=["maximize"])
+    partial, whole = study.ask(), study.ask()
+    partial.suggest_int("num_cells", 1, 4)  # killed here, before the rest of its draws
+    whole.suggest_int("num_cells", 1, 4)
+    whole.set_user_attr("genotype", "{}")  # drew its whole architecture
+    callback = storage.get_heartbeat_stale_trial_callback()
+    for attempt in (partial, whole):
+        callback(study, study._storage.get_trial(attempt._trial_id))
+    retries = [t for t in study.get_trials() if t.state.name == "WAITING"]
+    assert [t.params for t in retries] == [{}, {"num_cells": whole.params["num_cells"]}]
+    assert [t.system_attrs["failed_trial"] for t in retries] == [0, 1]
