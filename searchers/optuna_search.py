@@ -119,29 +119,35 @@ def check_storage_url(url: str) -> str:
     return scheme
 
 
-def _retry_class(base: type) -> type:
-    """Optuna's stale-trial retry (``base``), except for an attempt that died while it drew
-    its architecture (no ``genotype`` attribute yet, and not a zoo net): its retry keeps none
-    of the parameters drawn so far. The retry's sampler is seeded by the position of the
-    attempt (:func:`drawn_trials`), so it draws them all again as the attempt did; a kept
-    prefix would be returned without a draw and shift the draws of every later parameter."""
+class RetryWithItsDraws:
+    """Optuna's stale-trial retry (``RetryHeartbeatStaleTrialCallback``), except for an
+    attempt that died while it drew its architecture (no ``genotype`` attribute yet, and not a
+    zoo net): its retry keeps none of the parameters drawn so far. The retry's sampler is
+    seeded by the position of the attempt (:func:`drawn_trials`), so it draws them all again as
+    the attempt did; a kept prefix would be returned without a draw and shift the draws of
+    every later parameter."""
 
-    class RetryWithItsDraws(base):
-        def __call__(self, study: Any, trial: Any) -> None:
-            if "genotype" not in trial.user_attrs and "zoo" not in trial.user_attrs:
-                trial = copy.copy(trial)
-                trial.params, trial.distributions = {}, {}
-            super().__call__(study, trial)
+    def __init__(self, max_retry: int | None) -> None:
+        self.max_retry = max_retry
 
-    return RetryWithItsDraws
+    def __call__(self, study: Any, trial: Any) -> None:
+        import warnings
+
+        import optuna
+        from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+        if "genotype" not in trial.user_attrs and "zoo" not in trial.user_attrs:
+            trial = copy.copy(trial)
+            trial.params, trial.distributions = {}, {}
+        with warnings.catch_warnings():  # the retry callback is marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            RetryHeartbeatStaleTrialCallback(max_retry=self.max_retry)(study, trial)
 
 
 def make_storage(url: str, cfg: StudyConfig) -> Any:
     """An Optuna storage for ``url``: RDB (heartbeat + retry) or a journal file."""
-    import warnings
 
     import optuna
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     scheme = check_storage_url(url)
     if scheme == "journal":
@@ -151,9 +157,7 @@ def make_storage(url: str, cfg: StudyConfig) -> Any:
         path = "/" + path if url.startswith("journal:///") else path
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(path))
-    with warnings.catch_warnings():  # the retry callback is marked experimental
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retry = _retry_class(RetryHeartbeatStaleTrialCallback)(max_retry=cfg.retries)
+    retry = RetryWithItsDraws(max_retry=cfg.retries)
     # A worker killed mid-trial stops its heartbeat; after the grace period the trial is
     # marked FAIL and re-enqueued (up to study.retries times) for another worker.
     return _heartbeat_storage_class()(

@@ -126,7 +126,8 @@ def test_a_killed_optuna_worker_leaves_no_trial_running_and_n_trials_count(tmp_p
     assert states.count("COMPLETE") == N_TRIALS == finished_trials(study), states
     assert [t.number for t in trials if t.state.name == "FAIL"] == killed, states
     if when == "at_once":
-        return  # killed maybe mid-sampling: the retry keeps the parameters drawn so far
+        return  # the same architectures as an uninterrupted run: checked mid_trial, and for an
+        # attempt killed mid-sampling by tests/test_optuna_search.py (its retry redraws them)
     whole = tmp_path / "whole"
     _run(_optuna_cmd(whole, grace_s))
     ref = optuna.load_study(study_name="srnas", storage=f"sqlite:///{whole}/default/study.db")
