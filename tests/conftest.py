@@ -1,7 +1,7 @@
 """Suite-wide settings.
 
 Each pytest process (each xdist worker) gets a host-wide lock folder of its own
-(``SRNAS_LOCK_DIR``, :mod:`proxies.isolation`), inherited by the commands its tests start.
+(``SRNAS_LOCK_DIR``, :mod:`proxies.measure.isolation`), inherited by the commands its tests start.
 With one shared folder a latency measurement in one worker would stall the training in the
 other and the two workers would run one after the other, whenever either measures; within a
 worker, the processes a test starts still isolate their measurements from each other. A

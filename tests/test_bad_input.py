@@ -78,7 +78,7 @@ def _darts(*overrides: str, data: Callable[[Path], object] | None | bool = False
     folder of good images, or None for no folder at all) sets data.train and data.val."""
 
     def run(tmp: Path) -> int:
-        from searchers.darts import main
+        from searchers.differentiable.search import main
 
         argv = [f"run.dir={tmp / 'runs'}", "run.name=existing",
                 f"hardware.cache_dir={tmp / 'lut'}", *TINY_DARTS]
@@ -97,7 +97,7 @@ def _darts(*overrides: str, data: Callable[[Path], object] | None | bool = False
 
 
 def _malformed_yaml(tmp: Path) -> int:
-    from searchers.darts import main
+    from searchers.differentiable.search import main
 
     (tmp / "bad.yaml").write_text("search:\n  steps: [1, 2\n")
     return main(["--config", str(tmp / "bad.yaml"), f"run.dir={tmp / 'runs'}"])
@@ -105,7 +105,7 @@ def _malformed_yaml(tmp: Path) -> int:
 
 def _optuna(*overrides: str) -> Callable[[Path], int]:
     def run(tmp: Path) -> int:
-        from searchers.optuna_search import main
+        from searchers.trials.study import main
 
         return main([f"run.dir={tmp / 'runs'}", "run.name=existing", "study.n_trials=1",
                      *overrides])
@@ -116,7 +116,7 @@ def _optuna(*overrides: str) -> Callable[[Path], int]:
 def _other_objectives(tmp: Path) -> int:
     import optuna
 
-    from searchers.optuna_search import main
+    from searchers.trials.study import main
 
     db = tmp / "other.db"
     study = optuna.create_study(study_name="srnas", storage=f"sqlite:///{db}",
@@ -127,7 +127,7 @@ def _other_objectives(tmp: Path) -> int:
 
 
 def _genotype_version(tmp: Path) -> int:
-    from searchers.retrain import main
+    from searchers.training.retrain import main
 
     path = tmp / "g99.json"
     path.write_text(json.dumps({"version": 99, "scale": 2, "width": 8, "cells": []}))
@@ -136,7 +136,7 @@ def _genotype_version(tmp: Path) -> int:
 
 def _evaluate_weights(write: Callable[[Path], None]) -> Callable[[Path], int]:
     def run(tmp: Path) -> int:
-        from results.evaluate import main
+        from results.evaluate.command import main
 
         weights = tmp / "weights.pt"
         write(weights)
@@ -157,7 +157,7 @@ def _fmen_state(path: Path) -> None:
 
 def _retrain(*argv: str) -> Callable[[Path], int]:
     def run(tmp: Path) -> int:
-        from searchers.retrain import main
+        from searchers.training.retrain import main
 
         return main([*argv, f"run.dir={tmp / 'runs'}", "run.name=existing"])
 
@@ -166,7 +166,7 @@ def _retrain(*argv: str) -> Callable[[Path], int]:
 
 def _ray(*overrides: str) -> Callable[[Path], int]:
     def run(tmp: Path) -> int:
-        from searchers.ray_tune import main
+        from searchers.trials.tune import main
 
         return main([f"run.dir={tmp / 'runs'}", "run.name=existing", *overrides])
 
@@ -175,7 +175,7 @@ def _ray(*overrides: str) -> Callable[[Path], int]:
 
 def _pipeline(*overrides: str) -> Callable[[Path], int]:
     def run(tmp: Path) -> int:
-        from searchers.pipeline import main
+        from searchers.stages.pipeline import main
 
         return main([f"pipeline.dir={tmp / 'runs'}", "pipeline.name=existing", *overrides])
 
@@ -183,7 +183,7 @@ def _pipeline(*overrides: str) -> Callable[[Path], int]:
 
 
 def _results_storage(tmp: Path) -> int:
-    from results.__main__ import main
+    from results.summary.command import main
 
     return main(["--storage", f"sqlite:///{tmp / 'none.db'}", "--out", str(tmp / "runs" / "r")])
 

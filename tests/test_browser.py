@@ -1,10 +1,10 @@
 """Every kind of page, opened in headless Chromium with the network cut off.
 
 Pages come from the project's own writers on tiny real data: ``alphas.html`` / ``losses.html``
-(:func:`results.plot_run.write_run_plots` of a DARTS-like log), ``training.html``
-(:func:`results.plot_run.write_training_plots`), the Pareto page (2-D, 3-D and parallel
-coordinates, :func:`results.plot_pareto.write_pareto_report`) and a report-style page
-(:func:`results.page.write_page_html` with fragments and figures).
+(:func:`results.plots.run.write_run_plots` of a DARTS-like log), ``training.html``
+(:func:`results.plots.run.write_training_plots`), the Pareto page (2-D, 3-D and parallel
+coordinates, :func:`results.plots.pareto.write_pareto_report`) and a report-style page
+(:func:`results.plots.page.write_page_html` with fragments and figures).
 
 How the network is cut: ``--host-resolver-rules=MAP * ~NOTFOUND`` (no name resolves),
 ``--proxy-server=127.0.0.1:9`` (every connection goes to a dead proxy),
@@ -33,9 +33,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from results.page import write_html, write_page_html
-from results.plot_pareto import pareto_figure_2d, write_pareto_report
-from results.plot_run import write_run_plots, write_training_plots
+from results.plots.page import write_html, write_page_html
+from results.plots.pareto import pareto_figure_2d, write_pareto_report
+from results.plots.run import write_run_plots, write_training_plots
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser")) if p), None)
 pytestmark = pytest.mark.skipif(

@@ -16,13 +16,13 @@ import pytest
 import torch
 
 from search_space import Genotype
-from searchers.config import (
+from searchers.common.config import (
     ConfigError,
     load_checkpoint,
     previous_checkpoint,
     save_checkpoint,
 )
-from searchers.retrain import main
+from searchers.training.retrain import main
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"scale": 2, "width": 8, "cells": [{"type": "erb", "ops": ["conv3x3"]}]}

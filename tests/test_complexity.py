@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from proxies.complexity import (
+from proxies.measure.complexity import (
     count_macs,
     count_ntire2022,
     count_params,

@@ -1,4 +1,4 @@
-"""Tests for typed experiment configs and run-folder helpers (``searchers.config``)."""
+"""Tests for typed experiment configs and run-folder helpers (``searchers.common.config``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from searchers.config import (
+from searchers.common.config import (
     ConfigError,
     atomic_torch_save,
     atomic_write_text,
@@ -26,7 +26,7 @@ from searchers.config import (
     save_run_config,
     to_dict,
 )
-from searchers.logs import CsvLogger
+from searchers.common.logs import CsvLogger
 
 
 @dataclass(frozen=True)
@@ -403,11 +403,11 @@ def test_csv_logger_truncate_after(tmp_path):
 def test_one_run_section_type_for_every_command():
     """Every command's run section is a RunSection: the folder is dir/name, a null name takes
     what names the run, and a name that is not one folder name is refused."""
-    from searchers.config import ConfigError, RunSection, from_dict
-    from searchers.darts_config import DartsConfig
-    from searchers.optuna_search import OptunaConfig
-    from searchers.pipeline import PipelineConfig
-    from searchers.retrain import RetrainConfig
+    from searchers.common.config import ConfigError, RunSection, from_dict
+    from searchers.differentiable.config import DartsConfig
+    from searchers.stages.pipeline import PipelineConfig
+    from searchers.training.retrain import RetrainConfig
+    from searchers.trials.study import OptunaConfig
 
     sections = [DartsConfig().run, OptunaConfig().run, RetrainConfig().run,
                 PipelineConfig().pipeline]
@@ -424,9 +424,9 @@ def test_one_run_section_type_for_every_command():
 def test_one_measurement_settings_type_for_every_section():
     """The hardware table's, the profile's and the trials' settings are all MeasureSettings,
     with the runs each section asks for."""
-    from proxies.measure_setup import MeasureSettings
-    from searchers.darts_config import DartsConfig
-    from searchers.optuna_search import OptunaConfig
+    from proxies.measure.settings import MeasureSettings
+    from searchers.differentiable.config import DartsConfig
+    from searchers.trials.study import OptunaConfig
 
     cfg, trials = DartsConfig(), OptunaConfig()
     table = cfg.hardware.settings()
@@ -439,7 +439,7 @@ def test_one_measurement_settings_type_for_every_section():
         cfg.profile.rounds, cfg.profile.runs_per_round, "onnxruntime")
     assert (measure.lr_size, measure.runs) == ((trials.measure.lr_size,) * 2, trials.measure.runs)
     # one section type: the trials' measure section, and the table's, which adds its cache
-    from searchers.config import MeasureSection
+    from searchers.common.config import MeasureSection
 
     assert type(trials.measure) is MeasureSection and isinstance(cfg.hardware, MeasureSection)
     assert {f.name for f in dataclasses.fields(cfg.hardware)} - {

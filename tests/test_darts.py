@@ -9,19 +9,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from proxies.measure_setup import MeasureSettings
+from proxies.measure.settings import MeasureSettings
 from search_space import Genotype, build_model
 from search_space.network import deployed_form
-from searchers.architect import Architect, HardwarePenalty
-from searchers.darts import DartsSearch, main
-from searchers.darts_config import DartsConfig, LossConfig
-from searchers.hardware import (
+from searchers.differentiable.architect import Architect, HardwarePenalty
+from searchers.differentiable.config import DartsConfig, LossConfig
+from searchers.differentiable.latency_table import (
     HardwareTable,
     fill_supernet_costs,
     predict_genotype,
     random_genotypes,
 )
-from searchers.supernet import ArchState, MixedOp, SuperNet, SupernetSpec
+from searchers.differentiable.search import DartsSearch, main
+from searchers.differentiable.supernet import ArchState, MixedOp, SuperNet, SupernetSpec
 
 TINY = SupernetSpec(scale=2, width=8, num_cells=2, cell_types=("rfdb", "erb"),
                     conv_candidates=("conv3x3", "sep_conv3x3", "rep_conv3x3"),
@@ -81,13 +81,13 @@ def test_expected_latency_gradient_is_the_softmax_jacobian(table):
 
 
 def test_a_training_form_cost_never_reaches_a_search(table):
-    from proxies.complexity import measure_complexity
-    from proxies.memory import measure_peak_memory
+    from proxies.measure.complexity import measure_complexity
+    from proxies.measure.memory import measure_peak_memory
     from search_space.genotype import Attention, CellGene
-    from searchers.config import MeasureSection
-    from searchers.hardware import cost_module
-    from searchers.supernet import SlotCost
-    from searchers.trials import ConstraintConfig, ProxyConfig, evaluate_genotype
+    from searchers.common.config import MeasureSection
+    from searchers.differentiable.latency_table import cost_module
+    from searchers.differentiable.supernet import SlotCost
+    from searchers.trials.trial import ConstraintConfig, ProxyConfig, evaluate_genotype
 
     # The lookup table: rep, ECB and Conv3XC share conv3x3's entry, measured on one 3x3 conv.
     for op in ("rep_conv3x3", "ecb3x3", "conv3xc"):
@@ -272,7 +272,7 @@ def test_sampling_mode_computes_only_k_paths():
     ops = [torch.nn.Identity() for _ in range(4)]
     for i, o in enumerate(ops):
         o.register_forward_hook(lambda m, a, r, i=i: calls.append(i))
-    from searchers.supernet import SlotCost
+    from searchers.differentiable.supernet import SlotCost
 
     op = MixedOp("s", list("abcd"), ops, ArchState(sample_k=2),
                  [SlotCost("conv", c, 1, 1) for c in "abcd"])
@@ -400,7 +400,7 @@ def test_mixed_activation_is_one_shared_choice_per_cell(table):
 def test_default_config_file_equals_the_built_in_defaults():
     from pathlib import Path
 
-    from searchers.config import load_config
+    from searchers.common.config import load_config
 
     path = Path(__file__).resolve().parents[1] / "configs" / "darts.yaml"
     assert load_config(DartsConfig, path) == DartsConfig()
@@ -417,8 +417,8 @@ def test_final_profile_is_against_span_with_an_rlfn_column(tmp_path, capsys):
     import json
     from types import SimpleNamespace
 
-    from searchers.darts_config import ProfileConfig
-    from searchers.trials import DEFAULT_ZOO
+    from searchers.differentiable.config import ProfileConfig
+    from searchers.trials.trial import DEFAULT_ZOO
 
     assert "span_ntire2024" in DartsConfig().profile.yardstick and "rlfn_ntire" in DEFAULT_ZOO
     cfg = DartsConfig(profile=ProfileConfig(lr_size=16, rounds=1, runs_per_round=1, warmup=0,
@@ -440,7 +440,7 @@ def test_final_profile_is_against_span_with_an_rlfn_column(tmp_path, capsys):
 def test_t91_config_loads_and_points_at_the_shared_folders():
     from pathlib import Path
 
-    from searchers.config import load_config
+    from searchers.common.config import load_config
 
     root = Path(__file__).resolve().parents[1]
     cfg = load_config(DartsConfig, root / "configs" / "darts_t91.yaml")
@@ -450,7 +450,7 @@ def test_t91_config_loads_and_points_at_the_shared_folders():
 
 
 def test_benchmark_commands_run(capsys, tmp_path):
-    from searchers.benchmark import main as bench
+    from searchers.tools.benchmark import main as bench
 
     args = [a for a in _args(tmp_path) if not a.startswith("run.dir")]
     assert bench(["step", "--runs", "1", *args]) == 0
@@ -470,8 +470,8 @@ def test_benchmark_commands_run(capsys, tmp_path):
 def test_supernet_searches_mab_cells_and_maffsrn_attentions():
     # Listed in the candidates (not in the defaults), the MAB cell and MAFFSRN's ESA variant
     # and CEA are searched like any other slot; costs come from the same op tables.
-    from searchers.hardware import cost_module
-    from searchers.supernet import SlotCost
+    from searchers.differentiable.latency_table import cost_module
+    from searchers.differentiable.supernet import SlotCost
 
     spec = SupernetSpec(scale=2, width=8, num_cells=2, cell_types=("mab", "erb"),
                         conv_candidates=("conv3x3", "sep_conv3x3"),

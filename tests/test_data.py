@@ -1,5 +1,5 @@
-"""Tests for the image data pipeline (``proxies.images``, ``proxies.downsample``,
-``proxies.data``, ``proxies.datasets``)."""
+"""Tests for the image data pipeline (``proxies.data.images``, ``proxies.data.downsample``,
+``proxies.data.imageset``, ``proxies.data.specs``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import pytest
 import torch
 from PIL import Image
 
-from proxies import data, datasets, downsample, images
+from proxies.data import downsample, images
+from proxies.data import imageset as data
+from proxies.data import specs as datasets
 
 DATASETS = Path(
     os.environ.get("SRNAS_DATASETS")
@@ -516,8 +518,8 @@ def test_bridge_becomes_rgb():
 
 
 def test_compare_downsamplers_command(capsys):
-    from proxies.downsample import compare_downsamplers
-    from proxies.downsample_cli import main
+    from proxies.data.downsample import compare_downsamplers
+    from proxies.data.downsample_check import main
 
     hr = np.linspace(0, 1, 48 * 40 * 3, dtype=np.float32).reshape(48, 40, 3)
     row = compare_downsamplers(hr, 4)

@@ -22,7 +22,7 @@ import torch
 import yaml
 
 from search_space import Genotype
-from searchers.retrain import main
+from searchers.training.retrain import main
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN_TIMEOUT_S = 60
@@ -73,7 +73,7 @@ def runs(tmp_path_factory):
     """A single-process run, and a 2-process one stopped after step 3 (checkpoint at 2),
     resumed, SIGKILLed at step 3 while both ranks wait in their joint training section (this
     fixture holds the host's measurement lock), and resumed again to the end."""
-    from proxies.isolation import measuring
+    from proxies.measure.isolation import measuring
 
     root = tmp_path_factory.mktemp("ddp")
     genotype = Genotype.from_dict(TINY).save(root / "tiny.json")
@@ -127,9 +127,9 @@ def test_killed_two_process_run_resumes_and_records_each_resume(runs):
 
 
 def test_a_batch_that_does_not_split_is_refused(runs):
-    from searchers.config import ConfigError, load_config
-    from searchers.distributed import Dist
-    from searchers.retrain import RetrainConfig, Retrainer
+    from searchers.common.config import ConfigError, load_config
+    from searchers.training.distributed import Dist
+    from searchers.training.retrain import RetrainConfig, Retrainer
 
     root, genotype = runs
     cfg = load_config(RetrainConfig, None, ["data.batch_size=3"])
@@ -142,7 +142,7 @@ def test_a_batch_that_does_not_split_is_refused(runs):
 def test_rank_shares_are_the_single_process_batch():
     import numpy as np
 
-    from proxies.datasets import dataset_from_spec
+    from proxies.data.specs import dataset_from_spec
 
     data = dataset_from_spec("default:train", 2, patch_size=16)
     whole_rng, rngs = np.random.default_rng(3), [np.random.default_rng(3) for _ in range(2)]
@@ -155,7 +155,7 @@ def test_rank_shares_are_the_single_process_batch():
 
 
 def test_torchrun_environment(monkeypatch):
-    from searchers.distributed import Dist, DistributedError, from_env
+    from searchers.training.distributed import Dist, DistributedError, from_env
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert from_env() == Dist()

@@ -1,4 +1,5 @@
-"""Benchmark evaluation (``results.evaluate``, ``results.eval_sets``, ``results.inference``): tiled
+"""Benchmark evaluation (``results.evaluate.command``, ``results.evaluate.sets``,
+``results.evaluate.inference``): tiled
 inference, per-image metrics, the CLI."""
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from proxies import data
+from proxies.data import imageset as data
 from proxies.quality import evaluate_pair, tensor_to_uint8
-from results import eval_sets, inference
-from results import evaluate as ev
+from results.evaluate import command as ev
+from results.evaluate import inference
+from results.evaluate import sets as eval_sets
 from search_space import Attention, CellGene, Genotype, build_model
 
 DATASETS = Path(
@@ -348,7 +350,7 @@ def test_set_resolution(tmp_path, monkeypatch):
     assert eval_sets.default_datasets_root() == tmp_path
     assert eval_sets.resolve_set("Set14") == tmp_path / "Set14" / "HR"
     monkeypatch.delenv("SRNAS_DATASETS")
-    repo = Path(ev.__file__).resolve().parents[1]
+    repo = Path(ev.__file__).resolve().parents[2]
     assert eval_sets.default_datasets_root() == repo.parent / "shared" / "datasets"
     assert eval_sets.resolve_set(str(tmp_path)) == tmp_path  # any other string is a folder
     with pytest.raises(TypeError, match="single string"):

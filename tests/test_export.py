@@ -1,4 +1,5 @@
-"""Deployment export (proxies/onnx_export.py, results/pt2_export.py and the results/export.py
+"""Deployment export (proxies/export/onnx_file.py, proxies/export/pt2_file.py and the
+results/export/command.py
 command): ONNX via ONNX Runtime and torch.export programs.
 
 Every file is checked twice: by the export function itself, and here, independently, at an
@@ -27,13 +28,13 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-import results.export as export_module
-from proxies.datasets import default_images
-from proxies.downsample import bicubic_downsample
-from proxies.export_check import ExportCheckError
-from proxies.onnx_export import export_onnx
-from results.export import load_state_dict, main
-from results.pt2_export import PROGRAM_META, export_pt2
+import results.export.command as export_module
+from proxies.data.downsample import bicubic_downsample
+from proxies.data.specs import default_images
+from proxies.export.check import ExportCheckError
+from proxies.export.onnx_file import export_onnx
+from proxies.export.pt2_file import PROGRAM_META, export_pt2
+from results.export.command import load_state_dict, main
 from search_space import Attention, CellGene, Genotype, SRNet, build_model, reparameterize
 from search_space.attention import ESA, ESALite
 from search_space.genotype import GroupGene
@@ -542,7 +543,7 @@ def test_cli_rejects_weights_of_another_net(tmp_path: Path,
 
 
 def test_deployed_weights_load_for_a_training_form_genotype(tmp_path: Path) -> None:
-    from results.export import build_from_checkpoint
+    from results.export.command import build_from_checkpoint
 
     net = deployed(NETS["erb_hfab_pa"])
     torch.save({"ema": None, "model": net.state_dict()}, tmp_path / "deployed.pt")

@@ -8,12 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from proxies.datasets import dataset_from_spec
-from proxies.splits import holdout_split
-from results.report_runs import RetrainedRun, selection_overlaps
+from proxies.data.specs import dataset_from_spec
+from proxies.data.splits import holdout_split
+from results.report.runs import RetrainedRun, selection_overlaps
 from search_space.genotype import ATTENTION_MIN_INPUT, GenotypeError, min_patch_size
 from search_space.zoo import ZOO
-from searchers.training import training_patch_size
+from searchers.training.loop import training_patch_size
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 

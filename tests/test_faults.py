@@ -116,7 +116,7 @@ def test_a_killed_optuna_worker_leaves_no_trial_running_and_n_trials_count(tmp_p
     assert time.monotonic() - t0 < grace_s + 30  # no wait for the grace period
     import optuna
 
-    from searchers.optuna_search import StudyConfig, finished_trials, make_storage
+    from searchers.trials.study import StudyConfig, finished_trials, make_storage
 
     storage = make_storage(f"sqlite:///{db}", StudyConfig(heartbeat_s=1, grace_s=grace_s))
     study = optuna.load_study(study_name="srnas", storage=storage)

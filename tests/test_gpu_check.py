@@ -8,8 +8,8 @@ import time
 import pytest
 import torch
 
-from searchers import gpu_check
-from searchers.gpu_check import ITEMS, Item, Skipped, main, parse_markdown_table, run_check
+from searchers.tools import gpu_check
+from searchers.tools.gpu_check import ITEMS, Item, Skipped, main, parse_markdown_table, run_check
 
 STATUSES = {"ok", "skipped", "failed", "timeout"}
 

@@ -1,4 +1,4 @@
-"""Host-wide measurement isolation (proxies.isolation) across real processes, and the GPU
+"""Host-wide measurement isolation (proxies.measure.isolation) across real processes, and the GPU
 request/check of the Ray trials. CPU only; the sections sleep instead of computing."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-import proxies.isolation as iso
-import proxies.lock_files as lock_files
-from proxies.isolation import measuring, training
-from proxies.lock_files import IsolationTimeout
+import proxies.measure.isolation as iso
+import proxies.measure.lock_files as lock_files
+from proxies.measure.isolation import measuring, training
+from proxies.measure.lock_files import IsolationTimeout
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKER = textwrap.dedent("""
     import json, os, sys, time
     sys.path.insert(0, {root!r})
-    from proxies.isolation import measuring, training
+    from proxies.measure.isolation import measuring, training
 
     role, folder = sys.argv[1], sys.argv[2]
     stop, out = os.path.join(folder, "stop"), os.path.join(folder, role + sys.argv[3] + ".json")
@@ -210,7 +210,7 @@ def test_bad_timeouts_are_refused(lock_folder, monkeypatch):
 
 
 def _ray_cfg(device: str, gpu: float = 0.0):
-    from searchers.ray_tune import RayConfig
+    from searchers.trials.tune import RayConfig
 
     cfg = RayConfig()
     cfg.measure.device, cfg.resources.gpu = device, gpu
@@ -222,7 +222,7 @@ def _ray_cfg(device: str, gpu: float = 0.0):
     ("cpu", 4, 0.0, 0.0), ("cuda", 4, 0.5, 1.0), ("cuda", 4, 2.0, 2.0), ("cpu", 4, 1.0, 1.0),
 ])
 def test_ray_trial_requests_a_gpu_when_measuring_on_cuda(device, cluster_gpus, gpu, want):
-    from searchers.ray_tune import trial_resources
+    from searchers.trials.tune import trial_resources
 
     resources = trial_resources(_ray_cfg(device, gpu), cluster_gpus)
     assert resources == {"cpu": 1.0, "gpu": want}
@@ -231,7 +231,7 @@ def test_ray_trial_requests_a_gpu_when_measuring_on_cuda(device, cluster_gpus, g
 def test_ray_trial_without_a_gpu_fails_clearly(monkeypatch):
     import torch
 
-    from searchers.ray_tune import check_trial_device
+    from searchers.trials.tune import check_trial_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(RuntimeError, match="measure.device=cuda:0 means cuda, but this Ray "
@@ -248,7 +248,7 @@ def test_ray_trainable_reports_the_missing_gpu_before_evaluating(monkeypatch):
     import torch
     from ray import tune
 
-    import searchers.ray_tune as ray_tune
+    import searchers.trials.tune as ray_tune
 
     def no_evaluation(*args, **kwargs):
         raise AssertionError("evaluated although the worker has no GPU")

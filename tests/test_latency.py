@@ -1,4 +1,5 @@
-"""Tests of proxies.latency: structure, validation, bookkeeping. No assertion depends on speed."""
+"""Tests of proxies.measure.latency: structure, validation, bookkeeping. No assertion depends on
+speed."""
 
 from __future__ import annotations
 
@@ -12,14 +13,14 @@ import pytest
 import torch
 from torch import nn
 
-import proxies.latency as latency_mod
-from proxies.latency import (
+import proxies.measure.latency as latency_mod
+from proxies.measure.latency import (
     LatencyRatioResult,
     LatencyResult,
     measure_latency,
     measure_latency_ratio,
 )
-from proxies.measure_setup import resolve_device
+from proxies.measure.settings import resolve_device
 
 SHAPE = (1, 3, 16, 16)
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -1,4 +1,5 @@
-"""Tests of proxies.memory: hand-derivable peaks, scaling, determinism, validation, bookkeeping."""
+"""Tests of proxies.measure.memory: hand-derivable peaks, scaling, determinism, validation,
+bookkeeping."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from proxies.memory import MemoryResult, _stderr_to_log, measure_peak_memory
+from proxies.measure.memory import MemoryResult, _stderr_to_log, measure_peak_memory
 
 MIB = 2**20
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -162,7 +163,7 @@ def test_model_mode_and_dtype_untouched() -> None:
 def test_profiler_stderr_goes_to_log(
     capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.DEBUG, logger="proxies.memory"):
+    with caplog.at_level(logging.DEBUG, logger="proxies.measure.memory"):
         with _stderr_to_log():
             os.write(2, b"native message\n")
         measure_peak_memory(conv_net(4), (1, 3, 16, 16))
@@ -224,7 +225,7 @@ def test_cuda_model_on_device_stays_there() -> None:
 
 
 def test_callable_peak_sees_a_training_step():
-    from proxies.memory import measure_callable_peak_mib
+    from proxies.measure.memory import measure_callable_peak_mib
 
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(),
                               torch.nn.Conv2d(16, 3, 3, padding=1))
@@ -248,7 +249,7 @@ def test_profiler_sessions_run_in_the_calling_thread_one_at_a_time() -> None:
     import threading
     import time
 
-    from proxies.memory import _cpu_profiler_peak_of
+    from proxies.measure.memory import _cpu_profiler_peak_of
 
     seen: list[tuple[str, bool, bool]] = []
     spans: list[tuple[float, float]] = []

@@ -471,7 +471,7 @@ def test_bicubic_input_skip_and_dual_tail():
 def test_cell_outputs_are_not_kept_alive_unless_fused():
     # The frame keeps a cell's output only when the fusion reads it: without a fusion the peak
     # memory of a deeper net is that of a shallow one (each cell output dies with the next).
-    from proxies.memory import measure_peak_memory
+    from proxies.measure.memory import measure_peak_memory
 
     def peak(n_cells: int, fusion: bool) -> float:
         cells = [{"type": "erb", "ops": ["conv3x3", "conv3x3"]} for _ in range(n_cells)]
@@ -485,7 +485,7 @@ def test_cell_outputs_are_not_kept_alive_unless_fused():
 def test_a_plain_net_keeps_no_skip_alive():
     # MemSR's point: without the long skip nothing but the running feature map is held, so the
     # plain net's peak is one 32 x 64 x 64 map (0.5 MiB) below that of the same net with it.
-    from proxies.memory import measure_peak_memory
+    from proxies.measure.memory import measure_peak_memory
     from search_space.zoo import plain_genotype
 
     def peak(long_skip: bool) -> float:

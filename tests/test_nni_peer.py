@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from searchers.supernet import SupernetSpec
+from searchers.differentiable.supernet import SupernetSpec
 
 SPEC = SupernetSpec(scale=2, width=8, num_cells=2, cell_types=("rfdb", "erb"),
                     conv_candidates=("conv3x3", "sep_conv3x3"),
@@ -14,7 +14,7 @@ SPEC = SupernetSpec(scale=2, width=8, num_cells=2, cell_types=("rfdb", "erb"),
 def test_missing_nni_gives_the_install_hint(monkeypatch):
     import builtins
 
-    from searchers import nni_peer
+    from searchers.tools import nni_peer
 
     real_import = builtins.__import__
 
@@ -30,7 +30,7 @@ def test_missing_nni_gives_the_install_hint(monkeypatch):
 
 
 def test_choice_maps_back_to_a_genotype():
-    from searchers.nni_peer import choice_to_genotype
+    from searchers.tools.nni_peer import choice_to_genotype
 
     choice = {"cells.0.type": "erb", "cells.0.erb.conv0": "sep_conv3x3",
               "cells.0.erb.conv1": "conv3x3", "cells.0.erb.attention": "pa",
@@ -46,8 +46,8 @@ def test_model_space_has_a_layer_choice_per_slot():
     import torch
     from nni.nas.nn.pytorch import LayerChoice
 
-    from searchers.nni_peer import build_model_space
-    from searchers.supernet import SuperNet
+    from searchers.differentiable.supernet import SuperNet
+    from searchers.tools.nni_peer import build_model_space
 
     space = build_model_space(SPEC)
     labels = {m.label for m in space.modules() if isinstance(m, LayerChoice)}

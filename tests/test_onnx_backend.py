@@ -1,4 +1,5 @@
-"""The onnxruntime measurement backend (proxies.runtime through the latency/memory proxies)."""
+"""The onnxruntime measurement backend (proxies.measure.runtime through the latency/memory
+proxies)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from torch import nn
 
 pytest.importorskip("onnxruntime")
 
-from proxies.latency import measure_latency, measure_latency_ratio  # noqa: E402
-from proxies.memory import measure_peak_memory  # noqa: E402
-from proxies.profile_measure import ProfileRow  # noqa: E402
-from proxies.profile_table import compare_backends  # noqa: E402
-from proxies.runtime import _EXPORTS, _fingerprint, check_backend, exported_onnx  # noqa: E402
+from proxies.measure.latency import measure_latency, measure_latency_ratio  # noqa: E402
+from proxies.measure.memory import measure_peak_memory  # noqa: E402
+from proxies.measure.profile_rows import ProfileRow  # noqa: E402
+from proxies.measure.runtime import _EXPORTS, _fingerprint, check_backend, exported_onnx  # noqa: E402
+from proxies.profile.table import compare_backends  # noqa: E402
 
 
 def _net(width: int) -> nn.Module:

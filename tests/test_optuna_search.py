@@ -8,9 +8,9 @@ import math
 import optuna
 import pytest
 
-from searchers import optuna_search
-from searchers.optuna_search import main
-from searchers.trials import TrialResult
+from searchers.trials import study as optuna_search
+from searchers.trials.study import main
+from searchers.trials.trial import TrialResult
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -94,7 +94,7 @@ def test_journal_storage(tmp_path):
     url = f"journal:///{tmp_path}/j/study.log"
     assert main(_args(tmp_path, "study.n_trials=1", f"study.storage={url}",
                       "study.zoo=[fmen_s]")) == 0
-    from searchers.optuna_search import StudyConfig, make_storage
+    from searchers.trials.study import StudyConfig, make_storage
 
     study = optuna.load_study(study_name="srnas", storage=make_storage(url, StudyConfig()))
     assert len(study.trials) == 1
@@ -143,12 +143,12 @@ def test_postgresql_with_four_workers(tmp_path):
 def test_config_files():
     from pathlib import Path
 
-    from searchers.config import load_config
-    from searchers.optuna_search import OptunaConfig
+    from searchers.common.config import load_config
+    from searchers.trials.study import OptunaConfig
 
     root = Path(__file__).resolve().parents[1] / "configs"
     assert load_config(OptunaConfig, root / "optuna.yaml") == OptunaConfig()
-    from searchers.ray_tune import RayConfig
+    from searchers.trials.tune import RayConfig
 
     zoo = OptunaConfig().study.zoo  # the yardstick, SPAN (the latency reference) included
     assert "span_ntire2024" in zoo and "rlfn_ntire" in zoo and RayConfig().study.zoo == zoo
@@ -158,7 +158,7 @@ def test_config_files():
 
 
 def test_trial_benchmarks_run(capsys):
-    from searchers.benchmark import main as bench
+    from searchers.tools.benchmark import main as bench
 
     args = [a for a in _args("unused") if not a.startswith("run.dir")]
     assert bench(["overhead", "--trials", "3", *args]) == 0
@@ -168,8 +168,8 @@ def test_trial_benchmarks_run(capsys):
 
 
 def test_proxy_rank_compares_seed_means_and_resumes_from_its_cache(tmp_path, capsys):
-    from searchers.benchmark import main as bench
-    from searchers.hardware import kendall
+    from searchers.differentiable.latency_table import kendall
+    from searchers.tools.benchmark import main as bench
 
     assert kendall([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(2 / 3)
     assert kendall([1, 2, 3], [3, 2, 1]) == -1.0
@@ -192,7 +192,7 @@ def test_proxy_rank_compares_seed_means_and_resumes_from_its_cache(tmp_path, cap
 
 
 def test_random_search_is_reproducible_and_does_not_redraw_on_resume():
-    from searchers.optuna_search import StudyConfig, make_sampler, random_sampler
+    from searchers.trials.study import StudyConfig, make_sampler, random_sampler
 
     assert isinstance(make_sampler(StudyConfig(sampler="random")), optuna.samplers.RandomSampler)
 
@@ -229,7 +229,7 @@ def test_constraints_stored_for_optuna_and_for_the_dashboard():
     and the same feasibility either way."""
     import optuna
 
-    from searchers.optuna_search import set_constraints
+    from searchers.trials.study import set_constraints
 
     study = optuna.create_study(directions=["maximize", "minimize"])
     for cons in ({"memory_x": -0.2, "latency_x": 0.5}, {"memory_x": -0.1, "latency_x": -0.3}):
@@ -269,7 +269,7 @@ def test_a_retry_keeps_the_draws_of_an_attempt_only_when_it_drew_them_all(tmp_pa
     prefix would shift every later draw); one killed after it drew them keeps them."""
     import optuna
 
-    from searchers.optuna_search import StudyConfig, make_storage
+    from searchers.trials.study import StudyConfig, make_storage
 
     storage = make_storage(f"sqlite:///{tmp_path / 's.db'}", StudyConfig(heartbeat_s=1,
                                                                          grace_s=1))

@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from searchers.config import load_config
-from searchers.pipeline import Pipeline, PipelineConfig, equal_budgets
+from searchers.common.config import load_config
+from searchers.stages.pipeline import Pipeline, PipelineConfig, equal_budgets
 
 ROOT = Path(__file__).resolve().parents[1]
 # pipeline.patches=16 in equal budgets: 16 / (2 steps x 1 seed x 2 per batch) trials per study,
@@ -30,7 +30,7 @@ TRIALS, DARTS_STEPS = 4, 4
 
 
 def _hr(tmp_path):
-    from proxies.datasets import default_images
+    from proxies.data.specs import default_images
 
     folder = tmp_path / "hr"
     folder.mkdir()

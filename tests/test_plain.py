@@ -21,7 +21,7 @@ from search_space.plain import (
     plain_layers,
 )
 from search_space.zoo import SPAN_MEAN, ZOO
-from searchers.retrain import main
+from searchers.training.retrain import main
 
 
 def _teacher(act="relu", residual=True, long_skip=True, tail="edsr", width=12, cells=3,

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from results.page import write_html
-from results.plot_alphas import alpha_figure, alpha_heatmap
-from results.plot_run import loss_figure, write_run_plots, write_training_plots
-from results.plot_run_data import (
+from results.plots.alphas import alpha_figure, alpha_heatmap
+from results.plots.page import write_html
+from results.plots.run import loss_figure, write_run_plots, write_training_plots
+from results.plots.run_data import (
     PALETTE,
     alpha_history,
     alpha_winners,

@@ -7,15 +7,15 @@ import json
 import pytest
 import torch
 
-from proxies.measure_setup import MeasureSettings
-from proxies.profile import build_parser, main
-from proxies.profile_measure import (
+from proxies.measure.profile_rows import (
     ProfileRow,
     profile_genotypes,
     profile_model,
     with_aim_ratio,
 )
-from proxies.profile_table import COLUMNS, format_table
+from proxies.measure.settings import MeasureSettings
+from proxies.profile.command import build_parser, main
+from proxies.profile.table import COLUMNS, format_table
 from search_space import build_model
 from search_space.zoo import ZOO, at_scale
 

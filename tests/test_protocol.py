@@ -11,14 +11,14 @@ import torch
 from PIL import Image
 from torch import nn
 
-from proxies import protocol
-from proxies.complexity import count_macs
-from proxies.downsample import bicubic_downsample
-from proxies.images import load_image
-from proxies.profile import main
-from proxies.protocol import ProtocolError, measure_ntire
-from proxies.protocol_compare import compare
-from proxies.protocol_images import open_images
+from proxies.data.downsample import bicubic_downsample
+from proxies.data.images import load_image
+from proxies.measure.complexity import count_macs
+from proxies.profile.command import main
+from proxies.protocol import ntire as protocol
+from proxies.protocol.compare import compare
+from proxies.protocol.images import open_images
+from proxies.protocol.ntire import ProtocolError, measure_ntire
 from search_space import build_model
 from search_space.zoo import ZOO, at_scale
 
@@ -74,7 +74,7 @@ def test_hr_folder_is_downscaled_with_the_projects_degradation(tmp_path, capsys)
                  "--scale", "2", "--reference", "none", *FAST])
     assert code == 0
     text = capsys.readouterr().out
-    assert "2 HR images from" in text and "downscaled x2 with proxies.downsample" in text
+    assert "2 HR images from" in text and "downscaled x2 with proxies.data.downsample" in text
     assert "NTIRE mean [ms]" in text and "ours median [ms]" in text
     assert "Why the columns differ:" in text and "16x16" in text
 

@@ -199,7 +199,7 @@ def test_two_nodes_a_killed_worker_node_and_a_killed_driver(tmp_path):
         assert f"resuming {tune_dir}" in log
         assert "Ray cluster: token authentication on" in log
 
-        from results.table_ray import from_ray
+        from results.table.ray_experiment import from_ray
 
         table = from_ray(tune_dir)
         assert len(table) == 4 and set(table["state"]) == {"COMPLETE"}, table
@@ -209,7 +209,7 @@ def test_two_nodes_a_killed_worker_node_and_a_killed_driver(tmp_path):
         # save of the experiment state is run again by the restore (under a new id, with the
         # same parameters, when the state did not list it); it reports the recorded result
         # (the same measured figures, to the last digit), not a second evaluation.
-        from searchers.ray_tune import _record_key
+        from searchers.trials.tune import _record_key
 
         configs = {_record_key(json.loads(p.read_text()))
                    for p in tune_dir.glob("*/params.json")}

@@ -8,7 +8,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="ray[tune] is a core dependency; install the project")
 
-from searchers.ray_tune import main  # noqa: E402
+from searchers.trials.tune import main  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -28,7 +28,7 @@ def _args(tmp_path, *extra):
 
 
 def test_local_ray_runs_the_zoo_and_samples_and_restores(tmp_path):
-    from results.table_ray import from_ray
+    from results.table.ray_experiment import from_ray
 
     assert main(_args(tmp_path)) == 0
     table = from_ray(tmp_path / "default" / "tune")
@@ -42,7 +42,7 @@ def test_local_ray_runs_the_zoo_and_samples_and_restores(tmp_path):
 
 
 def test_constraints_reach_the_optuna_trial():
-    from searchers.tune_optuna_search import ConstrainedOptunaSearch
+    from searchers.trials.tune_searcher import ConstrainedOptunaSearch
 
     def space(trial):
         trial.suggest_float("x", 0, 1)
@@ -82,7 +82,7 @@ def _space(trial):
 def test_the_nsga2_searcher_survives_a_checkpoint(tmp_path):
     # Optuna 5's GA samplers hold a thread lock; Tune pickles the searcher at start and at
     # every checkpoint, so an unpicklable sampler stops the run before its first trial.
-    from searchers.tune_optuna_search import ConstrainedOptunaSearch, PicklableNSGAIISampler
+    from searchers.trials.tune_searcher import ConstrainedOptunaSearch, PicklableNSGAIISampler
 
     search = ConstrainedOptunaSearch(
         space=_space, metric=["psnr_db", "latency_ms", "memory_mib"], mode=["max", "min", "min"],
@@ -102,7 +102,7 @@ def test_the_nsga2_searcher_survives_a_checkpoint(tmp_path):
 def test_cluster_auth_mode_follows_the_token(tmp_path, monkeypatch):
     """A driver joining by address turns token authentication on when a token is at hand,
     and leaves an explicit RAY_AUTH_MODE alone (issue 13: InvalidAuthToken with Ray 2.60)."""
-    from searchers.ray_tune import cluster_auth_mode
+    from searchers.trials.tune import cluster_auth_mode
 
     for var in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
         monkeypatch.delenv(var, raising=False)
@@ -127,9 +127,9 @@ def test_a_config_evaluated_before_is_reported_from_its_record(tmp_path, monkeyp
     raised is not recorded, so its next trial tries again."""
     from ray import tune
 
-    import searchers.ray_tune as rt
-    from searchers.config import to_dict
-    from searchers.trials import TrialResult
+    import searchers.trials.tune as rt
+    from searchers.common.config import to_dict
+    from searchers.trials.trial import TrialResult
 
     class Context:
         trial_id = ""

@@ -14,12 +14,12 @@ import pytest
 import yaml
 from PIL import Image
 
-from proxies.datasets import default_images
-from results.page import write_page_html
-from results.plot_pareto_data import pareto_data
-from results.report import main
-from results.report_crops import pick_crop
-from results.report_data import (
+from proxies.data.specs import default_images
+from results.plots.page import write_page_html
+from results.plots.pareto_data import pareto_data
+from results.report.command import main
+from results.report.crops import pick_crop
+from results.report.data import (
     aim_latency_ratio,
     aim_verdict,
     link_search_trials,
@@ -27,8 +27,8 @@ from results.report_data import (
     search_points,
     seed_summary,
 )
-from results.report_render import seeds_markdown
-from results.report_runs import (
+from results.report.render import seeds_markdown
+from results.report.runs import (
     ReportError,
     RetrainedRun,
     budget_differences,
@@ -37,7 +37,7 @@ from results.report_runs import (
 )
 from search_space import Genotype
 from search_space.zoo import ZOO
-from searchers.retrain import main as retrain
+from searchers.training.retrain import main as retrain
 
 DERIVED = {"scale": 4, "width": 8, "cells": [
     {"type": "rfdb", "ops": ["conv3x3", "rep_conv3x3", "sep_conv3x3", "conv1x1"],
@@ -232,7 +232,7 @@ def test_seed_summary_keeps_recipes_apart():
 
 
 def test_the_rlfn_column_divides_by_the_mean_of_the_rlfn_runs():
-    from proxies.profile_measure import ProfileRow
+    from proxies.measure.profile_rows import ProfileRow
 
     runs = [_run("d", Genotype.from_dict(DERIVED), 0), _run("r_s0", ZOO["rlfn_ntire"], 0),
             _run("r_s1", ZOO["rlfn_ntire"], 1), _run("s", ZOO["span_ntire2024_train"], 0)]
@@ -254,7 +254,7 @@ def test_pick_crop_finds_the_detail():
 
 
 def test_search_points_need_the_reference(runs):
-    from results.table_optuna import from_optuna
+    from results.table.optuna_study import from_optuna
 
     points = search_points(from_optuna(runs["storage"]))  # ratios to SPAN, by default
     assert points.loc[points["name"] == "span_ntire2024", "latency_x"].item() == 1.0

@@ -16,9 +16,17 @@ import optuna
 import pandas as pd
 import pytest
 
-from results.__main__ import main
-from results.page import write_figures_html
-from results.pareto import (
+from results.plots.page import write_figures_html
+from results.plots.pareto import (
+    parallel_coordinates_figure,
+    pareto_figure_2d,
+    pareto_figure_3d,
+    write_pareto_report,
+)
+from results.plots.pareto_data import pareto_data
+from results.summary.command import main
+from results.table.optuna_study import from_optuna
+from results.table.pareto import (
     aim_candidates,
     eligible_mask,
     front_summary,
@@ -26,14 +34,8 @@ from results.pareto import (
     pareto_mask,
     zoo_reference_point,
 )
-from results.plot_pareto import (
-    parallel_coordinates_figure,
-    pareto_figure_2d,
-    pareto_figure_3d,
-    write_pareto_report,
-)
-from results.plot_pareto_data import pareto_data
-from results.table import (
+from results.table.ray_experiment import _ray_trial_status, from_ray
+from results.table.schema import (
     OBJECTIVES,
     SCHEMA,
     TRIAL_COLUMNS,
@@ -42,8 +44,6 @@ from results.table import (
     to_csv,
     validate_table,
 )
-from results.table_optuna import from_optuna
-from results.table_ray import _ray_trial_status, from_ray
 from search_space import Genotype
 from search_space.zoo import resolve_genotype
 
@@ -955,7 +955,8 @@ def test_cli_errors(tmp_path, capsys):
 def test_python_dash_m_results(tmp_path):
     db = tmp_path / "gone.db"
     proc = subprocess.run(
-        [sys.executable, "-m", "results", "--storage", f"sqlite:///{db}", "--out", str(tmp_path)],
+        [sys.executable, "-m", "results.summary", "--storage", f"sqlite:///{db}",
+         "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         cwd=Path(__file__).resolve().parents[1],

@@ -12,8 +12,8 @@ import torch
 import yaml
 
 from search_space import Genotype, build_model
-from searchers.retrain import RetrainOptim, load_teacher, loss_fn, lr_lambda, main
-from searchers.training import TrainStep
+from searchers.training.loop import TrainStep
+from searchers.training.retrain import RetrainOptim, load_teacher, loss_fn, lr_lambda, main
 
 TINY = {"scale": 2, "width": 8, "cells": [
     {"type": "erb", "ops": ["rep_conv3x3", "ecb3x3"],
@@ -224,7 +224,7 @@ def test_run_label_names_file_runs_after_source_and_content(tmp_path):
     """Two different ``genotype.json`` files get two run folders; the same genotype gets the
     same one wherever its file is; a zoo net keeps its name (issue 12, 5b)."""
     from search_space.zoo import ZOO
-    from searchers.retrain import run_label
+    from searchers.training.retrain import run_label
 
     a, b = tmp_path / "darts" / "a" / "genotype.json", tmp_path / "darts" / "b" / "genotype.json"
     for path, name in ((a, "rlfn_ntire"), (b, "span_ntire2024")):

@@ -11,9 +11,9 @@ import torch
 
 from search_space import build_model
 from search_space.zoo import YARDSTICK, ZOO
-from searchers.config import ConfigError, load_config
-from searchers.optuna_search import OptunaConfig, open_study, zoo_params
-from searchers.space import NotInSpace, SampleSpace, genotype_params, sample_genotype
+from searchers.common.config import ConfigError, load_config
+from searchers.trials.sampled_space import NotInSpace, SampleSpace, genotype_params, sample_genotype
+from searchers.trials.study import OptunaConfig, open_study, zoo_params
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -122,15 +122,15 @@ def test_a_config_takes_a_preset_as_its_base(tmp_path):
     (tmp_path / "c.yaml").write_text("base: 3\n")
     with pytest.raises(ConfigError, match="base: expected a path"):
         load_config(OptunaConfig, tmp_path / "c.yaml")
-    from searchers.pipeline import PipelineConfig
+    from searchers.stages.pipeline import PipelineConfig
 
     (tmp_path / "pipe.yaml").write_text("base: {trials: spaces/p.yaml}\n")
     assert load_config(PipelineConfig, tmp_path / "pipe.yaml").trials.space.widths == [40]
 
 
 def test_an_enqueued_zoo_trial_runs_with_its_parameters_and_ray_seeds_them_too(tmp_path):
-    from searchers.optuna_search import main
-    from searchers.ray_tune import DefineSpace
+    from searchers.trials.study import main
+    from searchers.trials.tune import DefineSpace
 
     args = [f"--config={CONFIGS / 'spaces' / 'cpu.yaml'}", f"run.dir={tmp_path}",
             "study.zoo=[span_ntire2024,maffsrn]", "study.n_trials=2", "proxy.steps=1",

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from search_space import Genotype, build_model
-from searchers.config import MeasureSection
-from searchers.trials import (
+from searchers.common.config import MeasureSection
+from searchers.trials.trial import (
     ConstraintConfig,
     ProxyConfig,
     SampleSpace,
@@ -91,7 +91,7 @@ def test_the_deployed_span_of_the_default_zoo_trains_in_the_proxy():
     # and the net (not the loop) owns its input mean and deployed input scale.
     from dataclasses import replace
 
-    from searchers.trials import DEFAULT_ZOO, study_patch_size, zoo_genotype
+    from searchers.trials.trial import DEFAULT_ZOO, study_patch_size, zoo_genotype
 
     assert "span_ntire2024" in DEFAULT_ZOO
     g = zoo_genotype("span_ntire2024", 2)
@@ -113,8 +113,8 @@ def test_constraint_values_sign_convention():
 
 
 def test_weights_are_inherited_from_a_darts_supernet(tmp_path):
-    from searchers.darts import main as darts_main
-    from searchers.supernet import SuperNet
+    from searchers.differentiable.search import main as darts_main
+    from searchers.differentiable.supernet import SuperNet
 
     args = [f"run.dir={tmp_path}", "space.scale=2", "space.width=8", "space.num_cells=1",
             "space.cell_types=[erb]", "space.conv_candidates=[conv3x3,sep_conv3x3]",
@@ -124,7 +124,7 @@ def test_weights_are_inherited_from_a_darts_supernet(tmp_path):
             "run.plots=false"]
     assert darts_main(args) == 0
     run = tmp_path / "default"
-    from searchers.trials import inherit_supernet_weights
+    from searchers.trials.trial import inherit_supernet_weights
 
     g = Genotype.from_dict({"scale": 2, "width": 8, "fusion": True, "cells": [
         {"type": "erb", "ops": ["sep_conv3x3", "conv3x3"], "attention": "pa",
@@ -185,7 +185,7 @@ def test_the_proxy_can_average_seeds():
 
 
 def test_a_budget_relative_to_a_reference_net_is_measured_beside_each_trial(tmp_path):
-    from searchers.trials import BudgetConfig
+    from searchers.trials.trial import BudgetConfig
 
     g = Genotype.from_dict({"scale": 4, "width": 8, "cells": [
         {"type": "erb", "ops": ["conv3x3", "conv3x3"], "attention": "none"}]})

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from proxies.complexity import count_macs, count_ntire2022, count_params, measure_complexity
+from proxies.measure.complexity import count_macs, count_ntire2022, count_params, measure_complexity
 from search_space import build_model, reparameterize
 from search_space.network import super_resolve
 from search_space.rep import ChannelShuffle, WeightNormConv2d

@@ -1,0 +1,6 @@
+"""``python -m proxies.profile``: the NTIRE-style profile table (see
+:mod:`proxies.profile.command`)."""
+
+from proxies.profile.command import main
+
+raise SystemExit(main())

@@ -1,0 +1,221 @@
+"""The DARTS search's settings: one dataclass per section of ``configs/darts*.yaml``.
+
+Kept apart from the search itself (:mod:`searchers.differentiable.search`) so that what reads a
+DARTS run's
+``config.yaml`` (the trials' supernet proxy, the NNI peer, the pipeline) does not import the
+search. :meth:`SpaceConfig.supernet_spec` is the one place a :class:`SupernetSpec` is built from
+a config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from search_space.genotype import (
+    ACTIVATIONS,
+    ATTENTIONS,
+    CELL_TYPES,
+    CONV_OPS,
+    DEFAULT_ATTENTIONS,
+    DEFAULT_CONV_CANDIDATES,
+    check_names,
+)
+from search_space.zoo import YARDSTICK
+from searchers.common.config import MeasureSection, RunSection
+
+if TYPE_CHECKING:
+    from proxies.measure.settings import MeasureSettings
+    from searchers.differentiable.supernet import SupernetSpec
+
+DEFAULT_PATCH = 48
+"""The HR patch when ``data.patch_size`` is unset, raised to what the attention candidates need
+(ESA: 108 at x4)."""
+
+
+@dataclass
+class DataConfig:
+    """Where the patches come from. ``default:train``/``default:val``, HR folders, or the two
+    sides of a folder's fixed hold-out split (``FOLDER::train``, ``FOLDER::holdout``). ``val``
+    is the selection set: never a set the final report is computed on."""
+
+    train: str = "default:train"
+    val: str = "default:val"
+    patch_size: int | None = None  # null: 48, or the smallest patch the attention needs
+    batch_size: int = 2
+    downsampler: Literal["torch", "matlab"] = "torch"
+
+    def __post_init__(self) -> None:
+        if self.patch_size is not None and self.patch_size < 1:
+            raise ValueError(f"patch_size: got {self.patch_size}; must be >= 1, or null")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size: got {self.batch_size}; must be >= 1")
+
+
+@dataclass
+class SpaceConfig:
+    """The searched space (see :class:`searchers.differentiable.supernet.SupernetSpec`)."""
+
+    scale: Literal[2, 3, 4] = 4
+    width: int = 24
+    num_cells: int = 4
+    cell_types: list[str] = field(default_factory=lambda: ["rfdb", "erb"])
+    conv_candidates: list[str] = field(default_factory=lambda: list(DEFAULT_CONV_CANDIDATES))
+    attention_candidates: list[str] = field(default_factory=lambda: list(DEFAULT_ATTENTIONS))
+    act_candidates: list[str] = field(default_factory=lambda: ["lrelu0.05"])
+    fusion: bool = True
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("cell_types", CELL_TYPES), ("conv_candidates", CONV_OPS),
+                              ("attention_candidates", ATTENTIONS),
+                              ("act_candidates", ACTIVATIONS)):
+            check_names(name, getattr(self, name), allowed)
+        if self.width < 4 or self.num_cells < 1:
+            raise ValueError(f"width >= 4 and num_cells >= 1 needed; got {self.width}, "
+                             f"{self.num_cells}")
+
+    def supernet_spec(self) -> SupernetSpec:
+        """The supernet of this space (every place that builds one from a config calls this)."""
+        from searchers.differentiable.supernet import SupernetSpec
+
+        return SupernetSpec(
+            scale=self.scale, width=self.width, num_cells=self.num_cells,
+            cell_types=tuple(self.cell_types), conv_candidates=tuple(self.conv_candidates),
+            attention_candidates=tuple(self.attention_candidates),
+            act_candidates=tuple(self.act_candidates), fusion=self.fusion,
+        )
+
+
+@dataclass
+class SearchConfig:
+    """The bilevel optimisation."""
+
+    steps: int = 300
+    warmup_steps: int = 50
+    lr: float = 1e-3
+    lr_min: float = 1e-5
+    arch_lr: float = 3e-3
+    arch_weight_decay: float = 1e-3
+    order: Literal["first", "second"] = "first"
+    guard: Literal["none", "anneal", "fair"] = "anneal"
+    temperature_start: float = 2.0
+    temperature_end: float = 0.2
+    zero_one_weight: float = 1.0
+    memory_mode: Literal["full", "sample"] = "full"
+    sample_k: int = 2
+    grad_clip: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.warmup_steps < 0:
+            raise ValueError(f"steps >= 1 and warmup_steps >= 0 needed; got {self.steps}, "
+                             f"{self.warmup_steps}")
+        for name in ("lr", "arch_lr", "temperature_start", "temperature_end"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: got {getattr(self, name)}; must be > 0")
+        if self.zero_one_weight < 0:
+            raise ValueError(f"zero_one_weight: got {self.zero_one_weight}; a loss weight "
+                             "must be >= 0")
+        if self.sample_k < 1:
+            raise ValueError(f"sample_k: got {self.sample_k}; must be >= 1")
+
+
+@dataclass
+class LossConfig:
+    """The hardware terms of the architecture loss (see ``HardwarePenalty``)."""
+
+    latency_weight: float = 0.02
+    memory_weight: float = 0.01
+    params_weight: float = 0.0
+    mode: Literal["weighted", "budget"] = "weighted"
+    latency_target_ms: float | None = None
+    memory_target_mib: float | None = None
+    params_target: float | None = None
+    # Budget-mode targets relative to a zoo net: at the start of a search the reference is
+    # measured whole (hardware.* settings) and latency_x / memory_x times its figures become
+    # latency_target_ms / memory_target_mib (saved in budget.json, reused on --resume).
+    reference: str | None = None
+    latency_x: float | None = None
+    memory_x: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("latency_weight", "memory_weight", "params_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: got {getattr(self, name)}; a loss weight must be "
+                                 ">= 0 (0 switches the term off)")
+        relative = [n for n in ("latency_x", "memory_x") if getattr(self, n) is not None]
+        for name in relative:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"loss.{name}: got {getattr(self, name)}; give a multiple > 0 "
+                                 "of the reference's figure, e.g. 0.8")
+        if relative and (self.reference is None or self.mode != "budget"):
+            raise ValueError(f"loss.{relative[0]} needs loss.reference (a zoo net, e.g. "
+                             f"span_ntire2024) and loss.mode=budget; got reference="
+                             f"{self.reference!r}, mode={self.mode!r}")
+        if self.reference is not None:
+            from search_space.zoo import ZOO
+
+            if self.reference not in ZOO:
+                raise ValueError(f"loss.reference: got {self.reference!r}; valid names: "
+                                 f"{', '.join(ZOO)}")
+        for name, target in (("latency_x", "latency_target_ms"),
+                             ("memory_x", "memory_target_mib")):
+            if getattr(self, name) is not None and getattr(self, target) is not None:
+                raise ValueError(f"loss.{name} and loss.{target} both set; give the budget "
+                                 "relative to the reference or absolute, not both")
+
+
+@dataclass
+class HardwareConfig(MeasureSection):
+    """How the latency/memory lookup table is measured
+    (:class:`searchers.common.config.MeasureSection`,
+    one round of ``runs`` runs per entry), where it is cached, and the backend of the table,
+    the budget and the final profile."""
+
+    warmup: int = 3
+    cache_dir: str = "runs/hardware_cache"
+
+
+@dataclass
+class ProfileConfig:
+    """The final comparison of the derived net with the zoo, measured in the same run."""
+
+    enabled: bool = True
+    lr_size: int = 128
+    rounds: int = 3
+    runs_per_round: int = 2
+    warmup: int = 1
+    threads: int | None = 1
+    yardstick: list[str] = field(default_factory=lambda: list(YARDSTICK))
+
+    def settings(self, device: str, backend: str) -> MeasureSettings:
+        """The profile's measurement settings on ``device`` with ``backend`` (the table's)."""
+        from proxies.measure.settings import MeasureSettings
+
+        return MeasureSettings(device=device, lr_size=(self.lr_size, self.lr_size),
+                               rounds=self.rounds, runs_per_round=self.runs_per_round,
+                               warmup=self.warmup, threads=self.threads, backend=backend)
+
+
+@dataclass
+class DartsRun(RunSection):
+    """The search's run folder (:class:`searchers.common.config.RunSection`), seed and device."""
+
+    dir: str = "runs/darts"
+    name: str | None = "default"
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 50
+    log_every: int = 10
+    top_k: int = 5
+    plots: bool = True
+
+
+@dataclass
+class DartsConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
+    run: DartsRun = field(default_factory=DartsRun)

@@ -1,0 +1,371 @@
+"""Differentiable, hardware-aware architecture search over SR cells.
+
+Run ``python searchers/darts.py`` (the embedded default data, about 6 minutes on 2 CPU cores;
+``--config configs/quickstart.yaml``, the sampled mode: under 2 minutes) or
+``python searchers/darts.py --config configs/darts_t91.yaml search.steps=2000``. Any config key
+can be overridden as ``key=value`` (dotted keys). ``--resume`` continues a killed run.
+
+The run folder (``run.dir``/``run.name``) holds the resolved config and the exact command,
+``log.csv``, ``checkpoint.pt`` (written atomically every ``run.checkpoint_every`` steps),
+``genotype.json`` and the ``top_k/`` alternatives, ``alphas.html`` and ``losses.html``, and
+``profile.md``/``profile.json``: the derived net next to the zoo, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from search_space.files import error_line
+from searchers.common.config import (
+    ConfigError,
+    atomic_write_text,
+    load_checkpoint,
+    load_config,
+    record_run,
+    save_checkpoint,
+)
+from searchers.common.logs import CsvLogger
+from searchers.differentiable.config import DEFAULT_PATCH, DartsConfig, SearchConfig
+from searchers.training.loop import (
+    TrainingDiverged,
+    TrainStep,
+    sample_batch,
+    training_patch_size,
+    training_section,
+)
+
+logger = logging.getLogger("searchers.differentiable.search")
+
+
+class SearchDiverged(RuntimeError):
+    """The search loss became NaN or infinite."""
+
+
+# --------------------------------------------------------------------------------------------
+# Search
+# --------------------------------------------------------------------------------------------
+
+
+def temperature_at(cfg: SearchConfig, step: int) -> float:
+    """Exponential annealing from ``temperature_start`` to ``temperature_end`` (guard anneal)."""
+    if cfg.guard != "anneal":
+        return 1.0
+    t = min(step / max(cfg.steps - 1, 1), 1.0)
+    return cfg.temperature_start * (cfg.temperature_end / cfg.temperature_start) ** t
+
+
+def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "numpy": rng.bit_generator.state,
+            "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng_state(rng: np.random.Generator, state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    rng.bit_generator.state = state["numpy"]
+    random.setstate(state["python"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class DartsSearch:
+    """One search run: data, supernet, hardware table, optimisers, run folder."""
+
+    def __init__(self, cfg: DartsConfig, run_dir: Path) -> None:
+        from proxies.data.specs import dataset_from_spec
+        from proxies.measure.settings import resolve_device
+        from searchers.differentiable.architect import Architect, HardwarePenalty
+        from searchers.differentiable.latency_table import HardwareTable, fill_supernet_costs
+        from searchers.differentiable.supernet import ArchState, SuperNet
+
+        self.cfg, self.run_dir = cfg, run_dir
+        self.device = resolve_device(cfg.run.device)
+        torch.manual_seed(cfg.run.seed)
+        random.seed(cfg.run.seed)
+        self.rng = np.random.default_rng(cfg.run.seed)
+        s, d = cfg.space.scale, cfg.data
+        self.patch_size = training_patch_size(d.patch_size, cfg.space.attention_candidates, s,
+                                              default=DEFAULT_PATCH, where="data.patch_size")
+        self.train = dataset_from_spec(d.train, s, patch_size=self.patch_size,
+                                       downsampler=d.downsampler)
+        self.val = dataset_from_spec(d.val, s, patch_size=self.patch_size,
+                                     downsampler=d.downsampler)
+        self.spec = cfg.space.supernet_spec()
+        sc = cfg.search
+        state = ArchState(mode="sigmoid" if sc.guard == "fair" else "softmax",
+                          sample_k=sc.sample_k if sc.memory_mode == "sample" else 0)
+        self.net = SuperNet(self.spec, state).to(self.device)
+        hw = cfg.hardware
+        self.table = HardwareTable(hw.settings(), hw.cache_dir)
+        fill_supernet_costs(self.net, self.table, progress=True)
+        self.net.to(self.device)
+        penalty = {k: v for k, v in asdict(cfg.loss).items()
+                   if k not in ("reference", "latency_x", "memory_x")}
+        penalty.update(self.relative_targets())
+        self.architect = Architect(
+            self.net, loss_fn=F.l1_loss, penalty=HardwarePenalty(**penalty),
+            lr=sc.arch_lr, weight_decay=sc.arch_weight_decay, second_order=sc.order == "second",
+            unroll_lr=sc.lr, zero_one_weight=sc.zero_one_weight if sc.guard == "fair" else 0.0,
+        )
+        self.optimizer = torch.optim.Adam(self.net.weight_parameters(), lr=sc.lr)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.optimizer, T_max=sc.steps, eta_min=sc.lr_min)
+        self.weight_step = TrainStep(self.net, self.optimizer, loss=F.l1_loss,
+                                     params=self.net.weight_parameters(), grad_clip=sc.grad_clip,
+                                     scheduler=self.scheduler)
+        self.step = 0
+        self.ckpt_path = run_dir / "checkpoint.pt"
+        self.log: CsvLogger | None = None
+
+    def relative_targets(self) -> dict[str, float]:
+        """Absolute budget-mode targets from ``loss.reference`` x ``loss.latency_x`` /
+        ``memory_x``: the reference measured whole at the table's settings, once per run
+        (``budget.json`` in the run folder holds them; a resumed run reads them back)."""
+        loss, hw = self.cfg.loss, self.cfg.hardware
+        if loss.reference is None or (loss.latency_x is None and loss.memory_x is None):
+            return {}
+        path = self.run_dir / "budget.json"
+        if path.exists():
+            saved = json.loads(path.read_text())
+        else:
+            from proxies.measure.latency import measure_latency
+            from proxies.measure.memory import measure_peak_memory_or_torch
+            from search_space import build_model
+            from search_space.zoo import ZOO, at_scale
+
+            torch.manual_seed(0)
+            ref = build_model(at_scale(ZOO[loss.reference], self.cfg.space.scale))
+            shape = (1, 3, hw.lr_size, hw.lr_size)
+            saved = {"reference": loss.reference, "size": hw.lr_size,
+                     "reference_latency_ms": measure_latency(
+                         ref, shape, device=hw.device, runs=hw.runs, warmup=hw.warmup,
+                         threads=hw.threads, backend=hw.backend).median_ms,
+                     "reference_memory_mib": measure_peak_memory_or_torch(
+                         ref, shape, device=hw.device, backend=hw.backend,
+                         threads=hw.threads).peak_memory_mib}
+            if loss.latency_x is not None:
+                saved["latency_target_ms"] = loss.latency_x * saved["reference_latency_ms"]
+            if loss.memory_x is not None:
+                saved["memory_target_mib"] = loss.memory_x * saved["reference_memory_mib"]
+            atomic_write_text(path, json.dumps(saved, indent=2) + "\n")
+        figures = ", ".join(f"{k}={v:.3f}" for k, v in saved.items()
+                            if k.endswith(("_ms", "_mib")))
+        logger.info("budget relative to %s: %s", loss.reference, figures)
+        return {k: saved[k] for k in ("latency_target_ms", "memory_target_mib") if k in saved}
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def save_checkpoint(self) -> None:
+        save_checkpoint({
+            "step": self.step,
+            "model": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "arch_optimizer": self.architect.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "reference": self.architect.reference,
+            "rng": _rng_state(self.rng),
+        }, self.ckpt_path)
+
+    def load_checkpoint(self) -> None:
+        ckpt = load_checkpoint(self.ckpt_path, self.device, keys=("step", "model", "rng"))
+        self.net.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.architect.optimizer.load_state_dict(ckpt["arch_optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.architect.reference = ckpt["reference"]
+        _set_rng_state(self.rng, ckpt["rng"])
+        self.step = int(ckpt["step"])
+        logger.info("resumed %s at step %d", self.ckpt_path, self.step)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def _batch(self, data: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        return sample_batch(data, self.cfg.data.batch_size, self.patch_size, self.rng,
+                            self.device)
+
+    def _log_columns(self) -> list[str]:
+        cols = ["step", "loss_train", "loss_val", "loss_hardware", "loss_latency_ms",
+                "loss_memory_mib", "loss_params", "loss_zero_one", "expected_latency_ms",
+                "expected_memory_mib", "expected_params_m", "temperature", "lr"]
+        for slot, dist in self.net.slot_distributions().items():
+            cols += [f"alpha/{slot}/{c}" for c in dist]
+        return cols
+
+    def run(self, resume: bool = False, stop_after: int | None = None) -> None:
+        from tqdm import tqdm
+
+        cfg, sc = self.cfg, self.cfg.search
+        if resume:
+            self.load_checkpoint()
+        else:
+            self.architect.set_reference()
+        self.log = CsvLogger(self.run_dir / "log.csv", self._log_columns())
+        if resume:
+            self.log.truncate_after("step", self.step)
+        bar = tqdm(total=sc.steps, initial=self.step, desc="darts", unit="step",
+                   dynamic_ncols=True)
+        arch_out: dict[str, float] = {}
+        while self.step < sc.steps:
+            self.net.state.temperature = temperature_at(sc, self.step)
+            train = self._batch(self.train)
+            val = self._batch(self.val)
+            self.net.train()
+            if self.step >= sc.warmup_steps:
+                with training_section():
+                    arch_out = self.architect.step(train, val)
+            diverged = (f" at step {self.step} (arch: {arch_out}); the last good checkpoint is "
+                        f"kept in {self.ckpt_path}. Lower search.lr ({sc.lr}) or search.arch_lr "
+                        f"({sc.arch_lr}) and resume with --resume.")
+            if not all(math.isfinite(v) for v in arch_out.values()):
+                raise SearchDiverged(f"the architecture loss became non-finite{diverged}")
+            try:
+                loss = self.weight_step(*train)
+            except TrainingDiverged as exc:
+                raise SearchDiverged(f"{exc}{diverged}") from exc
+            self.step += 1
+            if self.step % cfg.run.log_every == 0 or self.step == sc.steps:
+                self._log_row(loss, arch_out)
+            if self.step % cfg.run.checkpoint_every == 0 or self.step == sc.steps:
+                self.save_checkpoint()
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}",
+                            lat_ms=f"{arch_out.get('expected_latency_ms', float('nan')):.2f}",
+                            T=f"{self.net.state.temperature:.2f}")
+            if stop_after is not None and self.step >= stop_after:
+                logger.warning("stopping at step %d (--stop-after)", self.step)
+                break
+        bar.close()
+
+    def _log_row(self, loss: float, arch_out: dict[str, float]) -> None:
+        assert self.log is not None
+        with torch.no_grad():
+            cost = {k: float(v) for k, v in self.net.expected_cost().items()}
+        row: dict[str, Any] = {"step": self.step, "loss_train": loss,
+                               "temperature": self.net.state.temperature,
+                               "lr": self.optimizer.param_groups[0]["lr"],
+                               "expected_latency_ms": cost["latency_ms"],
+                               "expected_memory_mib": cost["memory_mib"],
+                               "expected_params_m": cost["params"] / 1e6}
+        row.update({k: v for k, v in arch_out.items() if k.startswith("loss_")})
+        for slot, dist in self.net.slot_distributions().items():
+            row.update({f"alpha/{slot}/{c}": p for c, p in dist.items()})
+        self.log.log(row)
+
+    @property
+    def finished(self) -> bool:
+        return self.step >= self.cfg.search.steps
+
+    # -- results ----------------------------------------------------------------------------
+
+    def write_results(self) -> None:
+        from searchers.differentiable.latency_table import predict_genotype
+
+        genotype = self.net.derive()
+        genotype.save(self.run_dir / "genotype.json")
+        summary = []
+        for k, (g, logp) in enumerate(self.net.top_k(self.cfg.run.top_k)):
+            g.save(self.run_dir / "top_k" / f"genotype_{k}.json")
+            predicted = predict_genotype(self.net, g)
+            summary.append({"rank": k, "log_prob": logp, "predicted": predicted})
+        atomic_write_text(self.run_dir / "top_k" / "summary.json", json.dumps(summary, indent=2))
+        logger.info("derived genotype written to %s", self.run_dir / "genotype.json")
+        if self.cfg.run.plots:
+            from results.plots.run import write_run_plots
+
+            write_run_plots(self.run_dir / "log.csv", self.run_dir)
+        if self.cfg.profile.enabled:
+            self._profile(genotype)
+
+    def _profile(self, genotype: Any) -> None:
+        from proxies.measure.profile_rows import machine_info, profile_genotypes
+        from proxies.profile.table import format_table, ratio_note
+        from search_space.zoo import AIM_NET, REFERENCE_NET, ZOO, at_scale
+
+        p = self.cfg.profile
+        settings = p.settings(str(self.device), self.cfg.hardware.backend)
+        scale = genotype.scale
+        nets = [("derived (darts)", genotype)]
+        nets += [(name, at_scale(ZOO[name], scale)) for name in p.yardstick]
+        rows = profile_genotypes(nets, settings, at_scale(ZOO[REFERENCE_NET], scale),
+                                 at_scale(ZOO[AIM_NET], scale))
+        table = format_table(rows, markdown=True)
+        info = machine_info(self.device)
+        footer = (f"\n\n{info['date']}, torch {info['torch']}, {info.get('gpu', info['cpu'])}, "
+                  f"device {info['device']}, threads {p.threads}, LR {p.lr_size}x{p.lr_size}, "
+                  f"x{scale}; complexity at 256x256; {ratio_note(REFERENCE_NET)}.\n")
+        atomic_write_text(self.run_dir / "profile.md", table + footer)
+        atomic_write_text(self.run_dir / "profile.json", json.dumps(
+            {"machine": info, "settings": asdict(settings), "reference": REFERENCE_NET,
+             "aim": AIM_NET, "rows": [r.to_dict() for r in rows]}, indent=2))
+        print(table + footer)
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python searchers/darts.py",
+        description="Differentiable hardware-aware search over SR cells. Overrides: key=value "
+        "with dotted keys, e.g. search.steps=1000 data.train=../shared/datasets/T91/HR.",
+    )
+    p.add_argument("--config", help="YAML config (default: the built-in defaults, which equal "
+                   "configs/darts.yaml)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in run.dir/run.name from its last checkpoint")
+    p.add_argument("--stop-after", type=int, metavar="STEP",
+                   help="stop after this step as if the run were killed (resume with --resume)")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    return p
+
+
+def run_search(cfg: DartsConfig, run_dir: Path, resume: bool, argv: list[str],
+               stop_after: int | None = None) -> DartsSearch:
+    ckpt = run_dir / "checkpoint.pt"
+    if resume and not ckpt.exists():
+        raise ConfigError(f"--resume: no checkpoint in {run_dir}; run without --resume to start "
+                          "it, or point run.dir/run.name at the run to continue")
+    if not resume and ckpt.exists():
+        raise ConfigError(f"{run_dir} already holds a run (checkpoint.pt); pass --resume to "
+                          "continue it, or choose another run.name=...")
+    search = DartsSearch(cfg, run_dir)  # reads the data, device and space: bad input fails here,
+    run_dir.mkdir(parents=True, exist_ok=True)  # before anything is written
+    record_run(run_dir, cfg, argv, resume=resume)
+    search.run(resume=resume, stop_after=stop_after)
+    if search.finished:
+        search.write_results()
+    return search
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_intermixed_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s", datefmt="%H:%M:%S")
+    try:
+        cfg = load_config(DartsConfig, args.config, args.overrides)
+        run_dir = cfg.run.folder()
+        if args.resume and (run_dir / "config.yaml").exists():
+            cfg = load_config(DartsConfig, run_dir / "config.yaml", args.overrides)
+        run_search(cfg, run_dir, args.resume, [sys.argv[0], *argv], args.stop_after)
+    except SearchDiverged as exc:
+        logger.error("%s", exc)
+        return 3
+    except (ConfigError, ValueError, OSError) as exc:
+        logger.error("%s", error_line(exc))
+        return 2
+    return 0

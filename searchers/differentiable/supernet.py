@@ -1,0 +1,475 @@
+"""The DARTS supernet, built from the same op table and cells as every derived net.
+
+Each conv slot of each cell is a :class:`MixedOp` over the candidate conv ops, each attention
+slot a mixed op over the attention choices, and optionally each cell's activation and each
+position's cell type are mixed choices too. Architecture weights are registered
+``nn.Parameter`` s named ``alpha`` (so they are saved in ``state_dict()`` and resume works),
+reachable through :meth:`SuperNet.arch_parameters` and kept apart from
+:meth:`SuperNet.weight_parameters`.
+
+Two ways to mix (``ArchState.mode``): ``softmax`` (DARTS; divided by a temperature that the
+searcher may anneal) and ``sigmoid`` (FairDARTS: independent weights, pushed towards 0 or 1 by
+a zero-one loss). With ``ArchState.sample_k > 0`` only ``k`` candidates per slot, drawn from
+the mixing distribution, are computed in a training step (the memory-efficient mode).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from search_space.cells import CELLS, DEFAULT_BUILDER, SlotBuilder
+from search_space.genotype import (
+    ACTIVATIONS,
+    ATTENTIONS,
+    CELL_SLOTS,
+    CELL_TYPES,
+    CONV_OPS,
+    DEFAULT_ATTENTIONS,
+    DEFAULT_CONV_CANDIDATES,
+    Attention,
+    CellGene,
+    Genotype,
+    check_names,
+)
+from search_space.network import SRSkeleton
+from search_space.ops import ACTIVATION_OPS, add_residual
+
+
+@dataclass
+class ArchState:
+    """Mixing settings shared by every mixed op of one supernet (a plain object, not a module)."""
+
+    mode: Literal["softmax", "sigmoid"] = "softmax"
+    temperature: float = 1.0
+    sample_k: int = 0
+
+    def weights(self, alpha: torch.Tensor) -> torch.Tensor:
+        if self.mode == "sigmoid":
+            return torch.sigmoid(alpha)
+        return F.softmax(alpha / self.temperature, dim=-1)
+
+
+@dataclass(frozen=True)
+class SlotCost:
+    """What the hardware tables need to know about one candidate of one slot."""
+
+    kind: Literal["conv", "attention", "act", "cell"]
+    name: str
+    c_in: int
+    c_out: int
+
+
+class MixedOp(nn.Module):
+    """A weighted sum over candidate modules, weighted by its own ``alpha``.
+
+    Args:
+        slot: the slot name (``"cells.2.conv1"``).
+        candidates: candidate names, in order.
+        modules: one module per candidate.
+        state: the supernet's shared :class:`ArchState`.
+        costs: the hardware-table key of each candidate.
+    """
+
+    def __init__(self, slot: str, candidates: Sequence[str], modules: Sequence[nn.Module],
+                 state: ArchState, costs: Sequence[SlotCost]) -> None:
+        super().__init__()
+        self.slot = slot
+        self.candidates = tuple(candidates)
+        self.ops = nn.ModuleList(modules)
+        # A single candidate is a fixed choice: its alpha is frozen and not an arch parameter.
+        self.alpha = nn.Parameter(1e-3 * torch.randn(len(self.candidates)),
+                                  requires_grad=len(self.candidates) > 1)
+        self.costs = tuple(costs)
+        object.__setattr__(self, "state", state)  # shared plain object, not a submodule
+        # Filled from the hardware tables; not saved (the tables have their own cache).
+        self.register_buffer("latency_ms", torch.zeros(len(self.candidates)), persistent=False)
+        self.register_buffer("memory_mib", torch.zeros(len(self.candidates)), persistent=False)
+        self.register_buffer("params", torch.zeros(len(self.candidates)), persistent=False)
+
+    state: ArchState
+    latency_ms: torch.Tensor
+    memory_mib: torch.Tensor
+    params: torch.Tensor
+
+    def weights(self) -> torch.Tensor:
+        if len(self.candidates) == 1:  # a fixed choice: weight 1 in every mode
+            return torch.ones_like(self.alpha)
+        return self.state.weights(self.alpha)
+
+    def _active(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(indices, weights) of the candidates computed in this forward pass."""
+        w = self.weights()
+        k = self.state.sample_k
+        if not self.training or k <= 0 or k >= len(self.candidates):
+            return torch.arange(len(self.candidates)), w
+        probs = w.detach() / w.detach().sum()
+        idx = torch.multinomial(probs, k, replacement=False)
+        if self.state.mode == "sigmoid":
+            return idx, w[idx]
+        return idx, F.softmax(self.alpha[idx] / self.state.temperature, dim=-1)
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        idx, w = self._active()
+        out: torch.Tensor | None = None
+        for j, i in enumerate(idx.tolist()):
+            y = self.ops[i](*args) * w[j]
+            out = y if out is None else add_residual(y, out)
+        assert out is not None
+        return out
+
+    def expected(self, table: torch.Tensor) -> torch.Tensor:
+        """The mixing-weighted cost, differentiable in ``alpha``."""
+        return (self.weights() * table).sum()
+
+    def best(self) -> str:
+        return self.candidates[int(self.alpha.detach().argmax())]
+
+
+def _normalised(w: torch.Tensor) -> torch.Tensor:
+    """Mixing weights as a distribution (softmax weights already are; sigmoid ones are not)."""
+    return w / w.sum()
+
+
+class _Skeleton(nn.Module):
+    """A (nearly) free stand-in for a slot, used to time a cell's fixed part."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.c_out = c_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] >= self.c_out:
+            return x[:, : self.c_out]
+        return F.pad(x, (0, 0, 0, 0, 0, self.c_out - x.shape[1]))
+
+
+class SkeletonBuilder(SlotBuilder):
+    """Builds a cell whose slots cost nothing: what remains is the cell's fixed part.
+
+    Args:
+        free_acts: make the activations free too (when they are searched slots themselves).
+    """
+
+    def __init__(self, free_acts: bool = False) -> None:
+        self.free_acts = free_acts
+
+    def act(self, slot: str, name: str, channels: int) -> nn.Module:
+        return nn.Identity() if self.free_acts else super().act(slot, name, channels)
+
+    def stateless_act(self, slot: str, name: str, channels: int) -> nn.Module:
+        return nn.Identity() if self.free_acts else super().stateless_act(slot, name, channels)
+
+    def conv(self, slot: str, op: str, c_in: int, c_out: int, bias: bool = True) -> nn.Module:
+        return _Skeleton(c_in, c_out)
+
+    def attention(self, slot: str, spec: Attention, channels: int, act: str) -> nn.Module:
+        return nn.Identity()
+
+
+class MixedBuilder(SlotBuilder):
+    """Builds mixed ops for every searchable slot of a cell (see :class:`SupernetSpec`)."""
+
+    def __init__(self, spec: SupernetSpec, state: ArchState) -> None:
+        self.spec, self.state = spec, state
+        self.shared_act: dict[str, nn.Parameter] = {}
+
+    def conv(self, slot: str, op: str, c_in: int, c_out: int, bias: bool = True) -> nn.Module:
+        cands = self.spec.conv_candidates
+        mods = [DEFAULT_BUILDER.conv(slot, c, c_in, c_out, bias) for c in cands]
+        costs = [SlotCost("conv", c, c_in, c_out) for c in cands]
+        return MixedOp(slot, cands, mods, self.state, costs)
+
+    def attention(self, slot: str, spec: Attention, channels: int, act: str) -> nn.Module:
+        cands = self.spec.attention_candidates
+        mods = [DEFAULT_BUILDER.attention(slot, Attention(c), channels, act) for c in cands]
+        costs = [SlotCost("attention", c, channels, channels) for c in cands]
+        return MixedOp(slot, cands, mods, self.state, costs)
+
+    def _mixed_act(self, slot: str, channels: int, make: Callable[[str], nn.Module]) -> nn.Module:
+        cands = self.spec.act_candidates
+        if len(cands) == 1:
+            return make(cands[0])
+        costs = [SlotCost("act", c, channels, channels) for c in cands]
+        op = MixedOp(slot, cands, [make(c) for c in cands], self.state, costs)
+        # Every activation of one cell shares the cell's one activation choice.
+        if slot in self.shared_act:
+            op.alpha = self.shared_act[slot]
+        else:
+            self.shared_act[slot] = op.alpha
+        return op
+
+    def act(self, slot: str, name: str, channels: int) -> nn.Module:
+        return self._mixed_act(slot, channels, lambda c: ACTIVATION_OPS[c](channels))
+
+    def stateless_act(self, slot: str, name: str, channels: int) -> nn.Module:
+        return self._mixed_act(slot, channels,
+                               lambda c: DEFAULT_BUILDER.stateless_act(slot, c, channels))
+
+
+@dataclass(frozen=True)
+class SupernetSpec:
+    """The searched space: fixed skeleton plus the candidates of every mixed slot.
+
+    Args:
+        scale: upscaling factor.
+        width: trunk channels.
+        cell_types: the cell type candidates at every position (one = fixed type).
+        num_cells: positions.
+        conv_candidates: candidates of every conv slot (default: every op of the table but
+            those added after the benchmarks, :data:`DEFAULT_CONV_CANDIDATES`; any of
+            :data:`CONV_OPS` may be listed).
+        attention_candidates: candidates of every attention slot (default: those benchmarked
+            before MAFFSRN's ``esa_mab`` and ``cea``, :data:`DEFAULT_ATTENTIONS`; any of
+            :data:`ATTENTIONS` may be listed).
+        act_candidates: activation candidates (one = fixed activation).
+        fusion: RFDN-style multi-cell fusion.
+        data_range: value range the derived nets work in.
+        shallow_residual: RFDB's shallow residual in derived genotypes.
+        block_residual: per cell type, the block residual in derived genotypes.
+    """
+
+    scale: int = 4
+    width: int = 32
+    num_cells: int = 4
+    cell_types: tuple[str, ...] = ("rfdb", "erb")
+    conv_candidates: tuple[str, ...] = DEFAULT_CONV_CANDIDATES
+    attention_candidates: tuple[str, ...] = DEFAULT_ATTENTIONS
+    act_candidates: tuple[str, ...] = ("lrelu0.05",)
+    fusion: bool = True
+    data_range: float = 1.0
+    shallow_residual: bool = True
+    block_residual: tuple[tuple[str, bool], ...] = (
+        ("rfdb", False), ("rlfb", True), ("erb", True), ("imdb", True), ("spab", True),
+        ("mab", True),
+    )
+    _checked: bool = field(default=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for name, values, allowed in (
+            ("cell_types", self.cell_types, CELL_TYPES),
+            ("conv_candidates", self.conv_candidates, CONV_OPS),
+            ("attention_candidates", self.attention_candidates, ATTENTIONS),
+            ("act_candidates", self.act_candidates, ACTIVATIONS),
+        ):
+            check_names(name, values, allowed)
+        # A genotype with the first candidates everywhere validates the rest of the fields.
+        self.template_genotype()
+
+    def slot_prefix(self, position: int, cell_type: str) -> str:
+        """``cells.2.`` with one cell type, ``cells.2.rfdb.`` when the type is searched."""
+        if len(self.cell_types) == 1:
+            return f"cells.{position}."
+        return f"cells.{position}.{cell_type}."
+
+    def template_gene(self, cell_type: str) -> CellGene:
+        slots = CELL_SLOTS[cell_type][0]
+        return CellGene(
+            cell_type, (self.conv_candidates[0],) * slots, Attention(self.attention_candidates[0]),
+            self.act_candidates[0],
+            shallow_residual=self.shallow_residual and cell_type == "rfdb",
+            block_residual=dict(self.block_residual).get(cell_type, False),
+        )
+
+    def genotype_from_choice(self, choice: dict[str, str]) -> Genotype:
+        """The genotype of one choice per slot; slots left out take their first candidate."""
+        cells = []
+        for i in range(self.num_cells):
+            cell_type = choice.get(f"cells.{i}.type", self.cell_types[0])
+            p = self.slot_prefix(i, cell_type)
+            base = self.template_gene(cell_type)
+            ops = tuple(choice.get(f"{p}conv{j}", self.conv_candidates[0])
+                        for j in range(len(base.ops)))
+            cells.append(CellGene(
+                cell_type, ops, Attention(choice.get(f"{p}attention",
+                                                     self.attention_candidates[0])),
+                choice.get(f"{p}act", self.act_candidates[0]),
+                shallow_residual=base.shallow_residual, block_residual=base.block_residual,
+            ))
+        return Genotype(scale=self.scale, width=self.width, cells=tuple(cells),
+                        fusion=self.fusion, data_range=self.data_range)
+
+    def template_genotype(self) -> Genotype:
+        cells = tuple(self.template_gene(self.cell_types[0]) for _ in range(self.num_cells))
+        return Genotype(scale=self.scale, width=self.width, cells=cells, fusion=self.fusion,
+                        data_range=self.data_range)
+
+
+class MixedCell(nn.Module):
+    """One position: a mixed choice over cell types (one type = a fixed choice of weight 1).
+
+    The mixed op's cost buffers hold each type's *fixed part* (everything but its slots).
+    """
+
+    def __init__(self, slot: str, cells: dict[str, nn.Module], state: ArchState,
+                 width: int) -> None:
+        super().__init__()
+        costs = [SlotCost("cell", t, width, width) for t in cells]
+        self.mixed = MixedOp(slot, list(cells), list(cells.values()), state, costs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mixed(x)
+
+
+class SuperNet(SRSkeleton):
+    """The supernet of a :class:`SupernetSpec`: the SRNet skeleton with mixed cells."""
+
+    def __init__(self, spec: SupernetSpec, state: ArchState | None = None) -> None:
+        state = state or ArchState()
+        builder = MixedBuilder(spec, state)
+        cells: list[nn.Module] = []
+        for i in range(spec.num_cells):
+            per_type = {t: CELLS[t](spec.template_gene(t), spec.width, builder,
+                                    spec.slot_prefix(i, t)) for t in spec.cell_types}
+            cells.append(MixedCell(f"cells.{i}.type", per_type, state, spec.width))
+        super().__init__(spec.scale, spec.width, cells, spec.fusion, "lrelu0.05")
+        self.spec = spec
+        self.state = state
+        self.base_cost = (0.0, 0.0, 0.0)  # (latency_ms, memory_mib, params) of the rest
+
+    # -- parameters -------------------------------------------------------------------------
+
+    def mixed_ops(self) -> Iterator[MixedOp]:
+        """Every mixed op, outermost first (a shared activation alpha appears once per op)."""
+        for m in self.modules():
+            if isinstance(m, MixedOp):
+                yield m
+
+    def named_arch_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """Architecture weights by slot name, each once (shared activation weights included)."""
+        seen: dict[int, tuple[str, nn.Parameter]] = {}
+        for op in self.mixed_ops():
+            if len(op.candidates) > 1:
+                seen.setdefault(id(op.alpha), (op.slot, op.alpha))
+        return list(seen.values())
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [p for _, p in self.named_arch_parameters()]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        alphas = {id(op.alpha) for op in self.mixed_ops()}
+        return [p for p in self.parameters() if id(p) not in alphas]
+
+    # -- hardware cost ----------------------------------------------------------------------
+
+    def expected_cost(self) -> dict[str, torch.Tensor]:
+        """Expected latency (ms), peak memory (MiB) and parameters under the mixing weights.
+
+        Latency and parameters add up over the net: the fixed rest, each cell type's fixed
+        part, and every slot's ``weights @ table``. Peak memory does not add up: a derived
+        net's peak is the largest of its parts (as
+        :func:`searchers.differentiable.latency_table.predict_genotype`
+        predicts it), so the memory term is the exact expectation of that maximum over the
+        product distribution of the slots' choices (:meth:`expected_peak_memory`). All three
+        are differentiable in the architecture weights.
+        """
+        lat0, _, par0 = self.base_cost
+        device = self.device
+        lat = torch.tensor(lat0, device=device)
+        par = torch.tensor(par0, device=device)
+        for cell in self.cells:
+            assert isinstance(cell, MixedCell)
+            mixed = cell.mixed
+            w = mixed.weights()
+            for j, sub in enumerate(mixed.ops):
+                slots = [m for m in sub.modules() if isinstance(m, MixedOp)]
+                lat = lat + w[j] * (mixed.latency_ms[j] + sum(
+                    (m.expected(m.latency_ms) for m in slots), torch.zeros((), device=device)))
+                par = par + w[j] * (mixed.params[j] + sum(
+                    (m.expected(m.params) for m in slots), torch.zeros((), device=device)))
+        return {"latency_ms": lat, "memory_mib": self.expected_peak_memory(), "params": par}
+
+    def expected_peak_memory(self) -> torch.Tensor:
+        """``E[max(parts' peak memory)]`` over the slots' choices, exactly.
+
+        Each choice is an independent categorical (the normalised mixing weights; slots that
+        share one ``alpha``, like a cell's activations, are one choice). With ``F(t)`` the
+        probability that every part stays at or under ``t``,
+
+        ``F(t) = [base <= t] * prod_cells sum_types w_type [fixed_type <= t]
+        * prod_choices_of_type sum_c p_c [max_slots mem_slot[c] <= t]``
+
+        and ``E[max] = sum_k v_k (F(v_k) - F(v_{k-1}))`` over the sorted distinct values
+        ``v_k`` the peak can take. The gradient reaches every weight whose candidates differ in
+        memory around the peak, base term included.
+        """
+        _, mem0, _ = self.base_cost
+        device = self.device
+        base = torch.tensor(float(mem0), device=device)
+        values = [base.view(1)]
+        cell_parts: list[list[tuple[torch.Tensor, torch.Tensor, list[tuple[torch.Tensor,
+                                                                            torch.Tensor]]]]] = []
+        for cell in self.cells:
+            assert isinstance(cell, MixedCell)
+            mixed = cell.mixed
+            p_type = _normalised(mixed.weights())
+            per_type = []
+            for j, sub in enumerate(mixed.ops):
+                groups: dict[int, tuple[torch.Tensor, list[torch.Tensor]]] = {}
+                for m in sub.modules():
+                    if isinstance(m, MixedOp):
+                        groups.setdefault(id(m.alpha), (_normalised(m.weights()), []))[1].append(
+                            m.memory_mib)
+                choices = [(p, torch.stack(mems).amax(dim=0)) for p, mems in groups.values()]
+                values += [mixed.memory_mib[j].view(1), *(v for _, v in choices)]
+                per_type.append((p_type[j], mixed.memory_mib[j], choices))
+            cell_parts.append(per_type)
+        t = torch.unique(torch.cat(values).detach())  # sorted
+        cdf = (base <= t).to(t.dtype)
+        for per_type in cell_parts:
+            cell_cdf = torch.zeros_like(t)
+            for p, fixed, choices in per_type:
+                term = p * (fixed <= t).to(t.dtype)
+                for q, v in choices:
+                    term = term * (q[:, None] * (v[:, None] <= t[None, :])).sum(dim=0)
+                cell_cdf = cell_cdf + term
+            cdf = cdf * cell_cdf
+        pmf = torch.diff(cdf, prepend=torch.zeros(1, device=device, dtype=cdf.dtype))
+        return (pmf * t).sum()
+
+    # -- derivation -------------------------------------------------------------------------
+
+    def slot_distributions(self) -> dict[str, dict[str, float]]:
+        """Slot name -> {candidate: mixing weight} of every searched slot (fixed ones left out)."""
+        out: dict[str, dict[str, float]] = {}
+        for op in self.mixed_ops():
+            if op.slot not in out and len(op.candidates) > 1:
+                w = op.weights().detach().cpu().tolist()
+                out[op.slot] = dict(zip(op.candidates, w, strict=True))
+        return out
+
+    def derive(self, choice: dict[str, str] | None = None) -> Genotype:
+        """The genotype with the given choice per slot (default: the argmax of every slot)."""
+        choice = dict(choice or {})
+        for slot, dist in self.slot_distributions().items():
+            choice.setdefault(slot, max(dist, key=dist.__getitem__))
+        return self.spec.genotype_from_choice(choice)
+
+    def top_k(self, k: int) -> list[tuple[Genotype, float]]:
+        """The ``k`` most probable genotypes with their log-probabilities.
+
+        Slots are independent, so keeping the ``k`` best partial choices slot by slot is exact.
+        Slots of cell types that a choice does not use still count; with a mixed cell type,
+        duplicates after derivation are dropped.
+        """
+        beams: list[tuple[float, dict[str, str]]] = [(0.0, {})]
+        for slot, dist in self.slot_distributions().items():
+            total = sum(dist.values())
+            scored = [(lp + math.log(max(p / total, 1e-12)), {**c, slot: name})
+                      for lp, c in beams for name, p in dist.items()]
+            scored.sort(key=lambda t: -t[0])
+            beams = scored[: max(k * 4, k)]
+        out: list[tuple[Genotype, float]] = []
+        for lp, c in beams:
+            g = self.derive(c)
+            if all(g != h for h, _ in out):
+                out.append((g, lp))
+            if len(out) == k:
+                break
+        return out

@@ -1,0 +1,408 @@
+"""The whole pipeline in one command: ``python searchers/pipeline.py [--config FILE] [k=v ...]``.
+
+Stages, each skipped where its output is already there (so a killed pipeline, re-run with the
+same command, continues where it stopped):
+
+1. **search**, one run per method of ``pipeline.methods``: ``random`` and ``nsga2`` are Optuna
+   studies of the ``trials`` section (:mod:`searchers.trials.study`, ``study.sampler`` set
+   per method; a study resumes), ``darts`` a DARTS search of the ``darts`` section
+   (:mod:`searchers.differentiable.search`, resumed from its checkpoint). With ``pipeline.patches``
+   every
+   method gets the same total budget in trained HR patches: ``n_trials = patches / (steps x
+   seeds x batch)`` for the studies (zoo trials included), ``search.steps = patches / (2 x
+   batch)`` for DARTS (a weight batch and an architecture batch per step).
+2. **select**: each method's best net under the budget, written to ``selected/METHOD.json``:
+   for a study the feasible trial (every constraint <= 0: ``trials.budget``, e.g. at most
+   0.8x SPAN's latency, and ``trials.constraints``) of highest proxy PSNR, zoo trials left out;
+   for DARTS its derived genotype.
+3. **retrain**: every selected net and every ``pipeline.zoo`` net with each seed of
+   ``pipeline.seeds``, the same ``retrain`` recipe for all (:mod:`searchers.training.retrain`; a
+   killed
+   run resumes from its checkpoint).
+4. **report**: :mod:`results.report.command` over all retrained runs (Y-PSNR/SSIM per set, latency
+   ratios timed interleaved in one process, peak memory, the seed table), with the NSGA-II
+   study's front; then ``pipeline.md``: each method's net beside the zoo (means and spreads
+   over seeds, which zoo nets it dominates) and each method's search cost.
+
+Folder ``pipeline.dir/pipeline.name``: ``config.yaml`` (the whole resolved config),
+``stages/`` (each stage's own config), ``search/``, ``selected/``, ``retrain/``, ``report/``,
+``state.json`` (stage times, accumulated over resumes) and ``pipeline.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+from search_space.files import error_line
+from searchers.common.config import (
+    ConfigError,
+    RunSection,
+    atomic_write_text,
+    dump_yaml,
+    load_config,
+    save_run_config,
+)
+from searchers.differentiable.config import DartsConfig
+from searchers.training.retrain import RetrainConfig
+from searchers.trials.study import OptunaConfig
+
+logger = logging.getLogger("searchers.stages.pipeline")
+
+METHODS = ("random", "nsga2", "darts")
+
+
+@dataclass
+class PipelineSection(RunSection):
+    """The pipeline's run folder (:class:`searchers.common.config.RunSection`) and its stages."""
+
+    dir: str = "runs/pipeline"
+    name: str | None = "default"
+    methods: list[Literal["random", "nsga2", "darts"]] = field(
+        default_factory=lambda: ["random", "nsga2", "darts"])
+    patches: int | None = None  # equal total search budget in trained HR patches (null: as set)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    zoo: list[str] = field(default_factory=lambda: ["rlfn_ntire", "span_ntire2024"])
+    sets: list[str] = field(default_factory=lambda: ["Set5", "Set14", "B100"])
+    datasets_root: str | None = "../shared/datasets"
+    report_size: int = 64  # LR side of the report's timing input
+    report_rounds: int = 5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.methods or len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"pipeline.methods: got {self.methods}; list one or more of "
+                             f"{', '.join(METHODS)}, each once")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"pipeline.seeds: got {self.seeds}; list one or more distinct "
+                             "seeds, e.g. [0, 1, 2]")
+        if self.patches is not None and self.patches < 1:
+            raise ValueError(f"pipeline.patches: got {self.patches}; give a budget >= 1 in "
+                             "trained HR patches, or null to keep each method's own")
+        from search_space.zoo import ZOO
+
+        bad = [z for z in self.zoo if z not in ZOO]
+        if bad:
+            raise ValueError(f"pipeline.zoo: got unknown {bad}; valid names: {', '.join(ZOO)}")
+
+
+@dataclass
+class PipelineConfig:
+    pipeline: PipelineSection = field(default_factory=PipelineSection)
+    trials: OptunaConfig = field(default_factory=OptunaConfig)
+    darts: DartsConfig = field(default_factory=DartsConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
+
+
+def equal_budgets(cfg: PipelineConfig) -> PipelineConfig:
+    """The config with ``pipeline.patches`` turned into each method's trials or steps."""
+    patches = cfg.pipeline.patches
+    if patches is None:
+        return cfg
+    p = cfg.trials.proxy
+    per_trial = p.steps * p.seeds * p.batch_size
+    n_trials = max(1, patches // max(1, per_trial))
+    steps = max(1, patches // (2 * cfg.darts.data.batch_size))
+    search = replace(cfg.darts.search, steps=steps,
+                     warmup_steps=min(cfg.darts.search.warmup_steps, steps // 5))
+    return replace(cfg, trials=replace(cfg.trials, study=replace(cfg.trials.study,
+                                                                 n_trials=n_trials)),
+                   darts=replace(cfg.darts, search=search))
+
+
+class Pipeline:
+    """One pipeline folder; each stage method is idempotent."""
+
+    def __init__(self, cfg: PipelineConfig, argv: list[str]) -> None:
+        self.cfg = equal_budgets(cfg)
+        self.root = cfg.pipeline.folder()
+        self.argv = argv
+        self.state_path = self.root / "state.json"
+
+    # -- bookkeeping ------------------------------------------------------------------------
+
+    def _state(self) -> dict[str, Any]:
+        if self.state_path.exists():
+            return dict(json.loads(self.state_path.read_text()))
+        return {"seconds": {}, "done": []}
+
+    def _stage(self, name: str, fn: Callable[[], None]) -> None:
+        """Run ``fn`` unless ``name`` is done; its wall time adds to ``state.json``."""
+        state = self._state()
+        if name in state["done"]:
+            logger.info("%s: done already", name)
+            return
+        logger.info("%s: running", name)
+        t0 = time.perf_counter()
+        try:
+            fn()
+        finally:
+            state = self._state()
+            state["seconds"][name] = state["seconds"].get(name, 0.0) + time.perf_counter() - t0
+            atomic_write_text(self.state_path, json.dumps(state, indent=2) + "\n")
+        state["done"].append(name)
+        atomic_write_text(self.state_path, json.dumps(state, indent=2) + "\n")
+
+    def _stage_config(self, name: str, section: Any) -> str:
+        path = self.root / "stages" / f"{name}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, dump_yaml(section))
+        return str(path)
+
+    @staticmethod
+    def _check(rc: int, what: str) -> None:
+        if rc != 0:
+            raise RuntimeError(f"{what} exited with status {rc}; see its log above")
+
+    # -- stages -----------------------------------------------------------------------------
+
+    def run(self) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        save_run_config(self.root, self.cfg, self.argv)
+        for method in self.cfg.pipeline.methods:
+            self._stage(f"search.{method}", partial(self.search, method))
+        self._stage("select", self.select)
+        for label, genotype in self.retrain_jobs():
+            for seed in self.cfg.pipeline.seeds:
+                self._stage(f"retrain.{label}_s{seed}",
+                            partial(self.retrain, genotype, f"{label}_s{seed}", seed))
+        self.report()  # always re-run: cheap where the evaluations are cached
+        return self.root / "pipeline.md"
+
+    def search(self, method: str) -> None:
+        out = self.root / "search"
+        if method == "darts":
+            from searchers.differentiable import search as darts
+
+            run_dir = out / "darts"
+            dcfg = replace(self.cfg.darts, run=replace(self.cfg.darts.run, dir=str(out),
+                                                       name="darts"))
+            argv = ["--config", self._stage_config("darts", dcfg)]
+            resume = (run_dir / "checkpoint.pt").exists()
+            self._check(darts.main(["--resume", *argv] if resume else argv), "the DARTS search")
+            return
+        from searchers.trials import study as optuna_search
+
+        t = self.cfg.trials
+        sampler: Literal["random", "nsga2"] = "random" if method == "random" else "nsga2"
+        cfg = replace(t, study=replace(t.study, sampler=sampler, name=method),
+                      run=replace(t.run, dir=str(out), name=method))
+        self._check(optuna_search.main(["--config", self._stage_config(method, cfg)]),
+                    f"the {method} study")
+
+    def storage(self, method: str) -> str:
+        t = self.cfg.trials
+        return t.study.storage or f"sqlite:///{(self.root / 'search' / method).resolve()}/study.db"
+
+    def select(self) -> None:
+        from search_space import Genotype
+
+        sel = self.root / "selected"
+        sel.mkdir(parents=True, exist_ok=True)
+        summary: dict[str, dict[str, Any]] = {}
+        for method in self.cfg.pipeline.methods:
+            if method == "darts":
+                g = Genotype.load(self.root / "search" / "darts" / "genotype.json")
+                summary[method] = {"source": "DARTS derived genotype"}
+            else:
+                g, summary[method] = self._best_trial(method)
+            g.save(sel / f"{method}.json")
+        atomic_write_text(sel / "selected.json", json.dumps(summary, indent=2) + "\n")
+
+    def _best_trial(self, method: str) -> tuple[Any, dict[str, Any]]:
+        import optuna
+
+        from search_space import Genotype
+        from searchers.trials.study import make_storage
+
+        study = optuna.load_study(study_name=method,
+                                  storage=make_storage(self.storage(method), self.cfg.trials.study))
+        best = None
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            if t.user_attrs.get("is_zoo") or not t.values or not math.isfinite(t.values[0]):
+                continue
+            cons = t.user_attrs.get("constraints") or {}
+            if any(v > 0 for v in cons.values()):
+                continue
+            if best is None or t.values[0] > best.values[0]:
+                best = t
+        if best is None:
+            raise RuntimeError(f"the {method} study has no feasible searched trial (every one "
+                               "breaks the budget or failed); widen the budget or raise "
+                               "the trials")
+        info = {"trial": best.number, "proxy_psnr_db": best.values[0],
+                "latency_ratio": best.user_attrs.get("latency_ratio"),
+                "memory_ratio": best.user_attrs.get("memory_ratio"),
+                "constraints": best.user_attrs.get("constraints")}
+        logger.info("%s: trial %d selected (%.3f dB proxy)", method, best.number, best.values[0])
+        return Genotype.from_json(best.user_attrs["genotype"]), info
+
+    def retrain_jobs(self) -> list[tuple[str, str]]:
+        sel = self.root / "selected"
+        jobs = [(m, str(sel / f"{m}.json")) for m in self.cfg.pipeline.methods]
+        return jobs + [(z, z) for z in self.cfg.pipeline.zoo]
+
+    def retrain(self, genotype: str, name: str, seed: int) -> None:
+        from searchers.training import retrain
+
+        out = self.root / "retrain"
+        run_dir = out / name
+        if (run_dir / "deployed.pt").exists() and (run_dir / "deploy.json").exists():
+            return
+        r = self.cfg.retrain
+        cfg = replace(r, run=replace(r.run, dir=str(out), name=name, seed=seed))
+        argv = [genotype, "--config", self._stage_config(f"retrain_{name}", cfg)]
+        resume = (run_dir / "checkpoint.pt").exists()
+        self._check(retrain.main(["--resume", *argv] if resume else argv), f"retraining {name}")
+
+    def report(self) -> None:
+        from results.report import command as report
+
+        p = self.cfg.pipeline
+        runs = [str(self.root / "retrain" / f"{label}_s{seed}")
+                for label, _ in self.retrain_jobs() for seed in p.seeds]
+        out = self.root / "report"
+        argv = [*runs, "--out", str(out), "--sets", *p.sets, "--size", str(p.report_size),
+                "--rounds", str(p.report_rounds), "--device", self.cfg.trials.measure.device]
+        if p.datasets_root:
+            argv += ["--datasets-root", p.datasets_root]
+        if self.cfg.trials.budget.reference:
+            argv += ["--reference", self.cfg.trials.budget.reference]
+        if "nsga2" in p.methods:
+            argv += ["--storage", self.storage("nsga2"), "--study", "nsga2"]
+        self._check(report.main(argv), "the report")
+        atomic_write_text(self.root / "pipeline.md", self.summary(out))
+
+    # -- the summary ------------------------------------------------------------------------
+
+    def summary(self, report_dir: Path) -> str:
+        payload = json.loads((report_dir / "report.json").read_text())
+        seeds = payload.get("seeds") or []
+        state = self._state()
+        p = self.cfg.pipeline
+        lines = [f"# Pipeline {p.name}", "",
+                 f"Budget: {self._budget_text()}; each net retrained with seeds {p.seeds} on "
+                 "the same recipe; report: report/report.html.", ""]
+        lines += ["| method | search cost [s] | trials / steps |", "|---|---|---|"]
+        for m in p.methods:
+            amount = (f"{self.cfg.darts.search.steps} steps" if m == "darts"
+                      else f"{self.cfg.trials.study.n_trials} trials")
+            lines.append(f"| {m} | {state['seconds'].get(f'search.{m}', math.nan):.0f} | "
+                         f"{amount} |")
+        lines += ["", self._dominance(seeds), "", self._hypervolume(seeds)]
+        return "\n".join(lines) + "\n"
+
+    def _budget_text(self) -> str:
+        b = self.cfg.trials.budget
+        parts = []
+        if b.reference and b.latency_x is not None:
+            parts.append(f"latency <= {b.latency_x}x {b.reference}")
+        if b.reference and b.memory_x is not None:
+            parts.append(f"memory <= {b.memory_x}x {b.reference}")
+        patches = self.cfg.pipeline.patches
+        parts.append(f"{patches} trained patches per method" if patches else
+                     "each method's own search length")
+        return ", ".join(parts)
+
+    def _dominance(self, seeds: list[dict[str, Any]]) -> str:
+        """Per net: mean +- std Y-PSNR per set over its seeds, latency ratio, peak memory and,
+        for a searched net, the zoo nets it dominates (a higher mean Y-PSNR on every set at no
+        more latency and peak memory)."""
+        if not seeds:
+            return "(no seed table in the report)"
+        sets = [k[len("psnr_y_"):] for k in seeds[0] if k.startswith("psnr_y_")]
+
+        def num(r: dict[str, Any], key: str, default: float = math.nan) -> float:
+            value = r.get(key)
+            return default if value is None else float(value)
+
+        head = ("| net | kind | " + " | ".join(f"{s} Y-PSNR" for s in sets) +
+                " | latency x ref | memory [MiB] | params [M] | dominates |\n|---|---|" +
+                "---|" * (len(sets) + 4))
+        zoo = [r for r in seeds if r.get("kind") == "zoo"]
+        body = []
+        for r in seeds:
+            dom = [] if r.get("kind") == "zoo" else [
+                z["name"] for z in zoo
+                if all(num(r, f"psnr_y_{s}", -math.inf) > num(z, f"psnr_y_{s}", math.inf)
+                       for s in sets)
+                and num(r, "latency_ratio", math.inf) <= num(z, "latency_ratio", -math.inf)
+                and num(r, "peak_memory_mib", math.inf) <= num(z, "peak_memory_mib", -math.inf)]
+            cells = " | ".join(_mean_spread(num(r, f"psnr_y_{s}"), num(r, f"std_psnr_y_{s}"))
+                               for s in sets)
+            body.append(f"| {r['name']} | {r.get('kind', '?')} | {cells} | "
+                        f"{num(r, 'latency_ratio'):.2f} | {num(r, 'peak_memory_mib'):.1f} | "
+                        f"{num(r, 'params_m'):.3f} | {', '.join(dom) or '-'} |")
+        return head + "\n" + "\n".join(body)
+
+
+    @staticmethod
+    def _hypervolume(seeds: list[dict[str, Any]]) -> str:
+        """The hypervolume of the retrained searched nets against the zoo's, in (Y-PSNR mean
+        over sets and seeds: max, latency ratio: min, peak memory: min), both bounded by the
+        zoo's worst value in each objective moved 5 % further (:func:`results.table.pareto.
+        front_summary`); a ratio > 1 means the searched front covers more than the zoo's."""
+        import pandas as pd
+
+        from results.table.pareto import front_summary
+
+        rows = []
+        for r in seeds:
+            psnr = [float(v) for k, v in r.items() if k.startswith("psnr_y_") and v is not None]
+            rows.append({"name": r["name"], "is_zoo": r.get("kind") == "zoo",
+                         "state": "COMPLETE", "feasible": True,
+                         "psnr_y": sum(psnr) / len(psnr) if psnr else math.nan,
+                         "latency_ratio": r.get("latency_ratio", math.nan),
+                         "peak_memory_mib": r.get("peak_memory_mib", math.nan)})
+        df = pd.DataFrame(rows).astype({"latency_ratio": float, "peak_memory_mib": float})
+        objectives = {"psnr_y": "max", "latency_ratio": "min", "peak_memory_mib": "min"}
+        try:
+            s = front_summary(df, objectives, margin=0.05)
+        except ValueError as exc:
+            return f"Hypervolume: not computed ({exc})"
+        ref = ", ".join(f"{k} {v:.4g}" for k, v in s["reference_point"].items())
+        ratio = s["hypervolume_ratio"]
+        dominated = "; ".join(f"{z} by {', '.join(by)}" for z, by in s["zoo_dominated"].items())
+        return (f"Hypervolume (Y-PSNR mean over sets, latency ratio, peak memory; reference "
+                f"point {ref}): searched {s['hypervolume_search']:.4g}, zoo "
+                f"{s['hypervolume_zoo']:.4g}, ratio "
+                f"{'n/a' if ratio is None else f'{ratio:.3f}'}; searched nets on the combined "
+                f"front: {', '.join(s['front_combined_searched']) or 'none'}; zoo nets "
+                f"dominated in these three: {dominated or 'none'}.")
+
+
+def _mean_spread(mean: float, std: float) -> str:
+    """``28.77 +- 0.01``; the mean alone where one seed gives no spread."""
+    return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} +- {std:.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(prog="python searchers/pipeline.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    args = p.parse_intermixed_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s", datefmt="%H:%M:%S")
+    try:
+        cfg = load_config(PipelineConfig, args.config, args.overrides)
+        pipe = Pipeline(cfg, [sys.argv[0], *argv])
+        summary = pipe.run()
+    except (ConfigError, ValueError, OSError) as exc:
+        logger.error("%s", error_line(exc))
+        return 2
+    except RuntimeError as exc:
+        logger.error("%s", exc)
+        return 1
+    print(summary.read_text())
+    return 0

@@ -1,0 +1,411 @@
+"""One multi-objective trial, shared by the Optuna and Ray Tune searchers.
+
+A trial samples one discrete architecture define-by-run (:func:`sample_genotype`), or takes a
+zoo net, then :func:`evaluate_genotype` builds it, measures its latency and peak memory with
+the proxies on the trial's device, and trains it briefly from scratch (fixed steps, schedule
+and seed) to get a proxy PSNR on the validation images, unless a DARTS supernet checkpoint is
+given, whose weights it then inherits. Objectives: ``psnr_db`` (max), ``latency_ms`` (min),
+``memory_mib`` (min); params, FLOPs and activations are recorded beside them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from search_space.genotype import Genotype
+from search_space.zoo import YARDSTICK
+from searchers.common.config import MeasureSection
+from searchers.training.loop import (
+    TrainingDiverged,
+    TrainStep,
+    sample_batch,
+    training_patch_size,
+    validate,
+)
+from searchers.trials.sampled_space import (  # noqa: F401  (re-exported: the trials' space)
+    NotInSpace,
+    SampleSpace,
+    Suggester,
+    genotype_params,
+    sample_genotype,
+)
+
+logger = logging.getLogger(__name__)
+
+OBJECTIVE_NAMES = ("psnr_db", "latency_ms", "memory_mib")
+DIRECTIONS = ("maximize", "minimize", "minimize")
+
+
+# --------------------------------------------------------------------------------------------
+# Config
+# --------------------------------------------------------------------------------------------
+
+
+DEFAULT_PROXY_PATCH = 48
+"""The HR patch when ``proxy.patch_size`` is unset, raised to what the sampled attention
+candidates need (ESA: 108 at x4), so every trial trains on the same patch."""
+
+
+@dataclass
+class ProxyConfig:
+    """The short training that gives the proxy PSNR (fixed steps, schedule and seed).
+
+    ``val`` is the selection set: a split of the training images (``FOLDER::holdout``) or the
+    embedded ``default:val``, never a set the final report is computed on.
+    """
+
+    train: str = "default:train"
+    val: str = "default:val"
+    steps: int = 100
+    batch_size: int = 2
+    patch_size: int | None = None  # null: 48 raised to what the space's attention needs
+    lr: float = 1e-3
+    seed: int = 0
+    seeds: int = 1  # the proxy PSNR is the mean of this many trainings (seed, seed + 1, ...)
+    val_max_side: int = 192
+    supernet: str | None = None  # a DARTS run folder: inherit weights instead of training
+
+    def __post_init__(self) -> None:
+        patch_bad = self.patch_size is not None and self.patch_size < 1
+        if self.steps < 0 or self.batch_size < 1 or patch_bad or self.lr <= 0:
+            raise ValueError(f"steps >= 0, batch_size >= 1, patch_size >= 1 and lr > 0 needed; "
+                             f"got {self.steps}, {self.batch_size}, {self.patch_size}, {self.lr}")
+        if self.seeds < 1:
+            raise ValueError(f"proxy.seeds: got {self.seeds}; give 1 or more (the proxy PSNR "
+                             "is the mean over that many short trainings)")
+
+
+@dataclass
+class ConstraintConfig:
+    """Feasibility constraints (``trial.set_constraint``); null switches one off."""
+
+    psnr_floor_db: float | None = None
+    max_params_m: float | None = None
+    max_latency_ms: float | None = None
+    max_memory_mib: float | None = None
+
+
+@dataclass
+class BudgetConfig:
+    """A budget relative to a reference net, measured in the trial's own process.
+
+    ``latency_x``: the most latency a trial may have, as a multiple of ``reference``'s, timed
+    interleaved with it round by round (the ratio survives the machine's drift);
+    ``memory_x``: the most peak memory, as a multiple of the reference's on the same input.
+    Each is a constraint (``latency_x``, ``memory_x``; feasible when <= 0) beside the absolute
+    ones of ``constraints`` (ms, MiB), which stay available for a fixed input size.
+    """
+
+    reference: str | None = None  # a zoo net, e.g. span_ntire2024
+    latency_x: float | None = None
+    memory_x: float | None = None
+    rounds: int = 6
+
+    def __post_init__(self) -> None:
+        for name in ("latency_x", "memory_x"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"budget.{name}: got {value}; give a multiple > 0 of the "
+                                 "reference's figure, e.g. 0.8, or null for none")
+        if (self.latency_x is not None or self.memory_x is not None) and not self.reference:
+            raise ValueError(f"budget.reference: got {self.reference!r} with latency_x="
+                             f"{self.latency_x}, memory_x={self.memory_x}; name the reference "
+                             "net, e.g. budget.reference=span_ntire2024")
+        if self.reference is not None:
+            zoo_genotype(self.reference, 4)  # validates the name
+        if self.rounds < 1:
+            raise ValueError(f"budget.rounds: got {self.rounds}; must be >= 1")
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrialResult:
+    """Everything a trial records (objectives + attributes)."""
+
+    psnr_db: float
+    latency_ms: float
+    memory_mib: float
+    params_m: float
+    flops_g: float
+    macs_g: float
+    activations_m: float
+    num_conv: int
+    device: str
+    duration_s: float
+    genotype: str
+    constraints: dict[str, float]
+    psnr_std_db: float = 0.0  # the spread of the proxy PSNR over its seeds
+    proxy_seeds: int = 1
+    latency_ratio: float = math.nan  # to budget.reference, timed interleaved (NaN: none)
+    memory_ratio: float = math.nan
+
+    @property
+    def values(self) -> tuple[float, float, float]:
+        return self.psnr_db, self.latency_ms, self.memory_mib
+
+    def attrs(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in OBJECTIVE_NAMES}
+
+
+_DATA_CACHE: dict[tuple[str, int, int], Any] = {}
+
+
+def _dataset(spec: str, scale: int, patch: int | None) -> Any:
+    from proxies.data.specs import dataset_from_spec
+
+    key = (spec, scale, patch or 0)
+    if key not in _DATA_CACHE:
+        _DATA_CACHE[key] = dataset_from_spec(spec, scale, patch_size=patch)
+    return _DATA_CACHE[key]
+
+
+def proxy_patch_size(proxy: ProxyConfig, attentions: list[str], scale: int) -> int:
+    """The proxy's HR training patch for a space with these attention candidates (checked)."""
+    return training_patch_size(proxy.patch_size, attentions, scale,
+                               default=DEFAULT_PROXY_PATCH, where="proxy.patch_size")
+
+
+def study_patch_size(space: SampleSpace, proxy: ProxyConfig, zoo: list[str]) -> int:
+    """The one training patch of every trial of a study: large enough for every attention the
+    space samples and every enqueued zoo net uses (checked; see :func:`proxy_patch_size`)."""
+    attentions = list(space.attention_candidates)
+    for name in zoo:
+        attentions += zoo_genotype(name, space.scale).attentions
+    return proxy_patch_size(proxy, attentions, space.scale)
+
+
+def proxy_psnr(model: torch.nn.Module, genotype: Genotype, proxy: ProxyConfig,
+               device: torch.device, patch_size: int | None = None) -> float:
+    """Train ``model`` for ``proxy.steps`` (cosine schedule, seed ``proxy.seed``) with the
+    shared training step, then the mean Y-PSNR on the validation images (each centre-cropped
+    to ``proxy.val_max_side`` HR px). ``patch_size`` defaults to what the genotype's own
+    attention needs (:func:`proxy_patch_size`); a study passes the space's."""
+    scale = genotype.scale
+    torch.manual_seed(proxy.seed)
+    rng = np.random.default_rng(proxy.seed)
+    model = model.to(device)
+    if proxy.steps > 0:
+        patch = patch_size or proxy_patch_size(proxy, list(genotype.attentions), scale)
+        train = _dataset(proxy.train, scale, patch)
+        opt = torch.optim.Adam(model.parameters(), lr=proxy.lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=proxy.steps,
+                                                           eta_min=proxy.lr * 0.01)
+        step = TrainStep(model, opt, loss=F.l1_loss, scheduler=sched)
+        for _ in range(proxy.steps):
+            try:
+                step(*sample_batch(train, proxy.batch_size, patch, rng, device))
+            except TrainingDiverged:
+                return math.nan
+    val = _dataset(proxy.val, scale, None)
+    return validate(model, val, scale=scale, device=device, side=proxy.val_max_side)
+
+
+def proxy_score(genotype: Genotype, proxy: ProxyConfig, device: torch.device,
+                patch_size: int | None = None, model: torch.nn.Module | None = None
+                ) -> tuple[float, float]:
+    """The proxy PSNR of ``genotype``: the mean (and population std) over ``proxy.seeds``
+    short trainings, each from a fresh initialisation seeded ``proxy.seed + k`` and drawing
+    its own patches. ``model`` (built with seed ``proxy.seed``) serves as the first; a net
+    inheriting a DARTS supernet's weights is scored once (nothing random to average). NaN if
+    any training diverged."""
+    from search_space import build_model
+
+    seeds = 1 if proxy.supernet else proxy.seeds
+    scores = []
+    for k in range(seeds):
+        one = replace(proxy, seed=proxy.seed + k)
+        if model is None or k > 0:
+            torch.manual_seed(one.seed)
+            model = build_model(genotype)
+        scores.append(proxy_psnr(model, genotype, one, device, patch_size))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def constraint_values(result_like: dict[str, float], cfg: ConstraintConfig,
+                      budget: BudgetConfig | None = None) -> dict[str, float]:
+    """Constraint values (feasible when <= 0) of a measured trial: the absolute ones and
+    those of the relative budget (``latency_x``, ``memory_x``)."""
+    out = {}
+    if budget is not None and budget.latency_x is not None:
+        out["latency_x"] = result_like["latency_ratio"] - budget.latency_x
+    if budget is not None and budget.memory_x is not None:
+        out["memory_x"] = result_like["memory_ratio"] - budget.memory_x
+    if cfg.psnr_floor_db is not None:
+        out["psnr_floor"] = cfg.psnr_floor_db - result_like["psnr_db"]
+    if cfg.max_params_m is not None:
+        out["params"] = result_like["params_m"] - cfg.max_params_m
+    if cfg.max_latency_ms is not None:
+        out["latency"] = result_like["latency_ms"] - cfg.max_latency_ms
+    if cfg.max_memory_mib is not None:
+        out["memory"] = result_like["memory_mib"] - cfg.max_memory_mib
+    return out
+
+
+_REFERENCE_MEMORY: dict[tuple[str, int, int, str, str], float] = {}
+
+
+def reference_ratios(model: torch.nn.Module, memory_mib: float, budget: BudgetConfig,
+                     measure: MeasureSection, scale: int, device: torch.device
+                     ) -> tuple[float, float]:
+    """(latency ratio, memory ratio) of ``model`` to ``budget.reference``: latency timed
+    interleaved with the reference round by round; the reference's peak memory measured once
+    per process and input."""
+    from proxies.measure.latency import measure_latency_ratio
+    from proxies.measure.memory import measure_peak_memory_or_torch
+    from search_space import build_model
+
+    assert budget.reference is not None
+    torch.manual_seed(0)
+    ref = build_model(zoo_genotype(budget.reference, scale))
+    ms = measure.settings()
+    shape = (1, 3, *ms.lr_size)
+    ratio = measure_latency_ratio(model, ref, shape, device=device, rounds=budget.rounds,
+                                  runs_per_round=max(1, ms.runs // 2), warmup=ms.warmup,
+                                  threads=ms.threads, backend=ms.backend)
+    key = (budget.reference, scale, measure.lr_size, str(device), ms.backend)
+    if key not in _REFERENCE_MEMORY:
+        _REFERENCE_MEMORY[key] = measure_peak_memory_or_torch(
+            ref, shape, device=device, backend=ms.backend, threads=ms.threads).peak_memory_mib
+    return ratio.ratio_median, memory_mib / _REFERENCE_MEMORY[key]
+
+
+def evaluate_genotype(genotype: Genotype, proxy: ProxyConfig, measure: MeasureSection,
+                      constraints: ConstraintConfig, patch_size: int | None = None,
+                      budget: BudgetConfig | None = None) -> TrialResult:
+    """Build, measure (in its deployed form) and briefly train one net. NaN PSNR means the
+    training diverged. ``patch_size``: the study's training patch (see :func:`proxy_psnr`);
+    ``budget``: constraints relative to a reference net (:class:`BudgetConfig`)."""
+    from proxies.measure.complexity import measure_complexity
+    from proxies.measure.latency import measure_latency
+    from proxies.measure.memory import measure_peak_memory_or_torch
+    from proxies.measure.settings import resolve_device
+    from search_space import build_model
+
+    start = time.perf_counter()
+    ms = measure.settings()
+    device = resolve_device(ms.device)
+    torch.manual_seed(proxy.seed)
+    model = build_model(genotype)
+    if proxy.supernet:
+        inherit_supernet_weights(model, Path(proxy.supernet))
+    cplx = measure_complexity(model)
+    shape = (1, 3, *ms.lr_size)
+    lat = measure_latency(model, shape, device=device, runs=ms.runs, warmup=ms.warmup,
+                          threads=ms.threads, backend=ms.backend)
+    mem = measure_peak_memory_or_torch(model, shape, device=device, backend=ms.backend,
+                                       threads=ms.threads)
+    lat_x = mem_x = math.nan
+    if budget is not None and budget.reference:
+        lat_x, mem_x = reference_ratios(model, mem.peak_memory_mib, budget, measure,
+                                        genotype.scale, device)
+    steps = 0 if proxy.supernet else proxy.steps
+    psnr, psnr_std = proxy_score(genotype, _with_steps(proxy, steps), device, patch_size, model)
+    measured = {"psnr_db": psnr, "params_m": cplx.params_m, "latency_ms": lat.median_ms,
+                "memory_mib": mem.peak_memory_mib, "latency_ratio": lat_x, "memory_ratio": mem_x}
+    return TrialResult(
+        psnr_db=psnr, latency_ms=lat.median_ms, memory_mib=mem.peak_memory_mib,
+        params_m=cplx.params_m, flops_g=cplx.ntire_flops_g, macs_g=cplx.macs_g,
+        activations_m=cplx.ntire_activations_m, num_conv=cplx.ntire_num_conv,
+        device=str(device), duration_s=time.perf_counter() - start,
+        genotype=genotype.to_json(indent=None),
+        constraints=constraint_values(measured, constraints, budget) if math.isfinite(psnr)
+        else {},
+        psnr_std_db=psnr_std, latency_ratio=lat_x, memory_ratio=mem_x,
+        proxy_seeds=1 if proxy.supernet else proxy.seeds,
+    )
+
+
+def _with_steps(proxy: ProxyConfig, steps: int) -> ProxyConfig:
+    return replace(proxy, steps=steps)
+
+
+def zoo_genotype(name: str, scale: int) -> Genotype:
+    from search_space.zoo import ZOO, at_scale
+
+    if name not in ZOO:
+        raise ValueError(f"zoo net: got {name!r}; valid names: {', '.join(ZOO)}")
+    return at_scale(ZOO[name], scale)
+
+
+DEFAULT_ZOO = list(YARDSTICK)
+
+
+# --------------------------------------------------------------------------------------------
+# Weight inheritance from a DARTS supernet
+# --------------------------------------------------------------------------------------------
+
+
+def inherit_supernet_weights(model: torch.nn.Module, run_dir: Path) -> None:
+    """Copy the weights of the chosen candidates from a DARTS run's supernet checkpoint.
+
+    The genotype must lie in the supernet's space (same scale, width, cell count and
+    candidates); otherwise a ValueError says which field differs.
+    """
+    from searchers.common.config import load_config
+    from searchers.differentiable.config import DartsConfig
+    from searchers.differentiable.supernet import MixedCell, MixedOp, SuperNet
+
+    ckpt_path = run_dir / "checkpoint.pt"
+    if not ckpt_path.exists():
+        raise FileNotFoundError(f"proxy.supernet: no checkpoint.pt in {run_dir}; give the run "
+                                "folder of a DARTS search (e.g. runs/darts/default)")
+    cfg = load_config(DartsConfig, run_dir / "config.yaml")
+    sp = cfg.space
+    spec = sp.supernet_spec()
+    g: Genotype = model.genotype  # type: ignore[assignment]
+    for field_name, ours, theirs in (("scale", g.scale, spec.scale),
+                                     ("width", g.width, spec.width),
+                                     ("num_cells", g.num_cells, spec.num_cells),
+                                     ("fusion", g.fusion, spec.fusion)):
+        if ours != theirs:
+            raise ValueError(f"proxy.supernet: the genotype's {field_name} is {ours} but the "
+                             f"supernet's is {theirs}; sample within the supernet's space")
+    net = SuperNet(spec)
+    net.load_state_dict(torch.load(ckpt_path, map_location="cpu", weights_only=False)["model"])
+    choice: dict[str, str] = {}
+    for i, cell in enumerate(g.cells):
+        p = spec.slot_prefix(i, cell.type)
+        choice[f"cells.{i}.type"] = cell.type
+        choice.update({f"{p}conv{j}": op for j, op in enumerate(cell.ops)})
+        choice[f"{p}attention"] = cell.single_attention(f"cells[{i}]").type
+        choice[f"{p}act"] = cell.act
+
+    def copy(dst: torch.nn.Module, src: torch.nn.Module) -> None:
+        if isinstance(src, MixedOp):
+            if src.slot not in choice or choice[src.slot] not in src.candidates:
+                raise ValueError(f"proxy.supernet: {src.slot}={choice.get(src.slot)!r} is not "
+                                 f"among the supernet's candidates {list(src.candidates)}")
+            src = src.ops[src.candidates.index(choice[src.slot])]
+        own: dict[str, torch.Tensor] = dict(src.named_parameters(recurse=False))
+        own.update(dict(src.named_buffers(recurse=False)))
+        with torch.no_grad():
+            for k, v in dst.named_parameters(recurse=False):
+                v.copy_(own[k])
+        for name, child in dst.named_children():
+            copy(child, src._modules[name])  # type: ignore[arg-type]
+
+    with torch.no_grad():
+        for name in ("head", "lr_conv", "upsampler", "fusion"):
+            d, s = getattr(model, name), getattr(net, name)
+            if d is not None and s is not None:
+                d.load_state_dict(s.state_dict())
+        cells = list(model.cells)  # type: ignore[arg-type]
+        for dst_cell, src_cell, gene in zip(cells, net.cells, g.cells, strict=True):
+            assert isinstance(src_cell, MixedCell)
+            mixed = src_cell.mixed
+            copy(dst_cell, mixed.ops[mixed.candidates.index(gene.type)])
+
+
