@@ -8,18 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from search_space.genotype import (
-    ACTIVATIONS,
-    ATTENTIONS,
-    CELL_SLOTS,
-    CELL_TYPES,
-    CONV_OPS,
-    Attention,
-    CellGene,
-    Genotype,
-    GenotypeError,
-    GroupGene,
-)
+from search_space.checks import GenotypeError
+from search_space.choices import ACTIVATIONS, ATTENTIONS, CELL_SLOTS, CELL_TYPES, CONV_OPS
+from search_space.genes import Attention, CellGene, GroupGene
+from search_space.genotype import Genotype
 
 if TYPE_CHECKING:
     from search_space.network import SRNet, build_model, reparameterize

@@ -17,7 +17,7 @@
 
 Every op but ``none`` is a gate ``x * sigmoid(logits(x))`` and has ``gate(x)``, the sigmoid
 factor alone: :class:`AttentionProduct` multiplies several gates of the same input (a cell
-whose attention is a sequence, :attr:`CellGene.attention <search_space.genotype.CellGene>`).
+whose attention is a sequence, :attr:`CellGene.attention <search_space.genes.CellGene>`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from search_space.genotype import ATTENTIONS, REPARAM_OPS, Attention
+from search_space.choices import ATTENTIONS, REPARAM_OPS
+from search_space.genes import Attention
 from search_space.ops import ConvChain, StatelessAct, add_residual, sigmoid_gate, sigmoid_of
 from search_space.registry import Registry
 from search_space.rep import bias_of, bn_scale_shift, pad_with, reparameterize_modules
@@ -335,4 +336,4 @@ class AttentionProduct(nn.ModuleList):
         return out
 
 if tuple(ATTENTION_OPS) != ATTENTIONS:
-    raise ImportError("search_space.attention is out of step with search_space.genotype")
+    raise ImportError("search_space.attention is out of step with search_space.choices")

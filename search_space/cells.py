@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from search_space.attention import ATTENTION_OPS, AttentionProduct
-from search_space.genotype import Attention, AttentionSpec, CellGene, GroupGene
+from search_space.genes import Attention, AttentionSpec, CellGene, GroupGene
 from search_space.ops import (
     ACTIVATION_OPS,
     OPS,
@@ -316,7 +316,7 @@ class FeatureFusionGroup(nn.Module):
     group's cells (the cells themselves stay in the net's ``cells``).
 
     Args:
-        gene: the group gene (see :class:`~search_space.genotype.GroupGene`).
+        gene: the group gene (see :class:`~search_space.genes.GroupGene`).
         width: feature channels.
         bias: the fusion 1x1s have biases.
         weight_norm: the fusion 1x1s are weight-normalised (training form).

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from search_space.cells import CELLS, GROUPS, Scale, frame_conv
-from search_space.genotype import Genotype, GroupGene
+from search_space.genes import GroupGene
+from search_space.genotype import Genotype
 from search_space.ops import ACTIVATION_OPS, OPS, add_residual
 from search_space.rep import bias_of, plain_conv, reparameterize_modules
 

@@ -1,7 +1,7 @@
 """The op table: every conv op and activation of the search space, keyed by name.
 
 ``OPS[name](c_in, c_out, bias=True)`` builds a conv op (``bias=False``: no bias on its output
-conv(s); the ops in :data:`~search_space.genotype.NEEDS_BIAS` refuse it);
+conv(s); the ops in :data:`~search_space.choices.NEEDS_BIAS` refuse it);
 ``ACTIVATION_OPS[name](channels)`` builds an activation module. The supernet's mixed slots,
 Optuna sampling, retraining and export all build their ops from these tables (attention ops
 live in :mod:`search_space.attention`).
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from search_space.genotype import ACTIVATIONS, CONV_OPS
+from search_space.choices import ACTIVATIONS, CONV_OPS
 from search_space.registry import Registry
 from search_space.rep import ECB, RRRB, Conv3XC
 
@@ -95,7 +95,7 @@ FUNCTIONAL_ACTS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 """Parameter-free activations applied as functions (see :class:`ConvChain`)."""
 
 if tuple(OPS) != CONV_OPS or tuple(ACTIVATION_OPS) != ACTIVATIONS:
-    raise ImportError("search_space.ops is out of step with the names in search_space.genotype")
+    raise ImportError("search_space.ops is out of step with the names in search_space.choices")
 
 
 def _no_autograd(*tensors: torch.Tensor) -> bool:

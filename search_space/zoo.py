@@ -56,7 +56,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from search_space.genotype import Attention, CellGene, Genotype, GenotypeError, GroupGene
+from search_space.checks import GenotypeError
+from search_space.genes import Attention, CellGene, GroupGene
+from search_space.genotype import Genotype
 
 
 def _imdn_ntire() -> Genotype:

@@ -3,8 +3,9 @@
 Pages come from the project's own writers on tiny real data: ``alphas.html`` / ``losses.html``
 (:func:`results.plots.run.write_run_plots` of a DARTS-like log), ``training.html``
 (:func:`results.plots.run.write_training_plots`), the Pareto page (2-D, 3-D and parallel
-coordinates, :func:`results.plots.pareto.write_pareto_report`) and a report-style page
-(:func:`results.plots.page.write_page_html` with fragments and figures).
+coordinates, :func:`results.plots.pareto.write_pareto_report`) and a real ``report.html``
+(``python -m results.report`` on two retrained runs of 2 iterations and a search study, built
+with the helpers of tests/test_report.py: HTML fragments, three figures, embedded crops).
 
 How the network is cut: ``--host-resolver-rules=MAP * ~NOTFOUND`` (no name resolves),
 ``--proxy-server=127.0.0.1:9`` (every connection goes to a dead proxy),
@@ -17,7 +18,8 @@ How errors and empty figures are found: a copy of each page, in the same folder 
 load, in the capture phase) and ``console.error`` calls; two seconds of virtual time after
 ``load`` it writes, per ``.plotly-graph-div``, whether Plotly drew it (``.main-svg``), its
 trace count, the SVG marks drawn (points, lines, heatmap images, parcoords lines) and the
-WebGL canvases, into a ``<pre>`` that ``--dump-dom`` prints.
+WebGL canvases, and per ``<img>`` whether it decoded (a width), into a ``<pre>`` that
+``--dump-dom`` prints.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from results.plots.page import write_html, write_page_html
-from results.plots.pareto import pareto_figure_2d, write_pareto_report
+from results.plots.page import write_html
+from results.plots.pareto import write_pareto_report
 from results.plots.run import write_run_plots, write_training_plots
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser")) if p), None)
@@ -79,7 +81,11 @@ PROBE = """<script>
       .filter(function (n) { return n.indexOf('file:') !== 0; });
     var pre = document.createElement('pre');
     pre.id = 'srnas-probe';
-    pre.textContent = JSON.stringify({errors: errors, figures: figs, network: net});
+    var imgs = Array.from(document.images).map(function (i) {
+      return {alt: i.alt, decoded: i.complete && i.naturalWidth > 0};
+    });
+    pre.textContent = JSON.stringify({errors: errors, figures: figs, network: net,
+                                      images: imgs});
     document.body.appendChild(pre);
   }, 2000); });
 })();
@@ -90,7 +96,7 @@ _PRE = re.compile(r'<pre id="srnas-probe">(.*?)</pre>', re.S)
 
 def open_page(page: Path, timeout: float = 25.0) -> dict:
     """Open ``page`` (through a probed copy beside it) in headless Chromium, offline; returns
-    the probe's ``{"errors", "figures", "network"}``."""
+    the probe's ``{"errors", "figures", "network", "images"}``."""
     text = page.read_text(encoding="utf-8")
     head = re.search(r"<head[^>]*>", text, re.I)
     probed = text[: head.end()] + PROBE + text[head.end():] if head else PROBE + text
@@ -190,11 +196,26 @@ def pages(tmp_path_factory) -> dict[str, Path]:
     training = write_training_plots(retrain)
     pareto = write_pareto_report(trial_table(), root / "pareto")[0]
     separate = write_pareto_report(trial_table(), root / "separate", single_file=False)
-    report = write_page_html(
-        ["<h2>table</h2><p>fragment</p>", pareto_figure_2d(trial_table()), "<p>end</p>"],
-        root / "report" / "report.html", "Report")
     return {"alphas": alphas, "losses": losses, "training": training, "pareto": pareto,
-            "pareto_3d": separate[2], "report": report}
+            "pareto_3d": separate[2]}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Path:
+    """A real ``report.html``: ``results.report`` on retrained runs of tests/test_report.py's
+    derived net and of rlfn_ntire (2 iterations each), with its search study and images."""
+    from test_report import retrain_runs, write_images, write_study
+
+    from results.report.command import main as report_main
+
+    root = tmp_path_factory.mktemp("retrained")
+    runs = retrain_runs(root, zoo=("rlfn_ntire",))
+    out = root / "report"
+    assert report_main([str(runs / "derived"), str(runs / "rlfn_ntire"), "--out", str(out),
+                        "--sets", str(write_images(root / "images")),
+                        "--storage", write_study(root / "s.db"), "--size", "32",
+                        "--rounds", "1", "--crop-size", "32"]) == 0
+    return out / "report.html"
 
 
 # --------------------------------------------------------------------------- tests
@@ -227,8 +248,13 @@ def test_pareto_pages(pages):
     assert "Hypervolume, searched front / zoo front" in text and "Retrain first" in text
 
 
-def test_report_page(pages):
-    assert_page_draws(pages["report"], n_figures=1)
+def test_report_page(report):
+    # the search front against latency and memory, the retrained nets: three figures
+    probe = assert_page_draws(report, n_figures=3)
+    text = report.read_text(encoding="utf-8")
+    assert "NTIRE-style table" in text and "Crops" in text
+    # the crops (HR, bicubic, both nets), embedded as data: URIs, all decoded
+    assert len(probe["images"]) == 4 and all(i["decoded"] for i in probe["images"]), probe
 
 
 def test_missing_plotlyjs_fails(pages, tmp_path):

@@ -16,12 +16,8 @@ import pytest
 import torch
 
 from search_space import Genotype
-from searchers.common.config import (
-    ConfigError,
-    load_checkpoint,
-    previous_checkpoint,
-    save_checkpoint,
-)
+from searchers.common.checkpoints import load_checkpoint, previous_checkpoint, save_checkpoint
+from searchers.common.config import ConfigError
 from searchers.training.retrain import main
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,11 +1,11 @@
-"""Tests for typed experiment configs and run-folder helpers (``searchers.common.config``)."""
+"""Tests for typed experiment configs (``searchers.common.config``, ``searchers.common.sections``),
+the atomic writers and the metric log (``searchers.common.logs``); the run folder's record is
+tested in ``tests/test_run_folder.py``."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import shlex
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -14,16 +14,15 @@ import pytest
 import torch
 import yaml
 
+from search_space.files import atomic_write_text
+from searchers.common.checkpoints import atomic_torch_save
 from searchers.common.config import (
     ConfigError,
-    atomic_torch_save,
-    atomic_write_text,
     dump_yaml,
     from_dict,
     load_config,
     merge,
     parse_overrides,
-    save_run_config,
     to_dict,
 )
 from searchers.common.logs import CsvLogger
@@ -344,17 +343,6 @@ def test_atomic_torch_save_round_trip_and_failure_keeps_old_file(tmp_path):
     assert os.listdir(tmp_path) == ["ckpt.pt"]
 
 
-def test_save_run_config_writes_config_and_command(tmp_path):
-    cfg = load_config(ExpConfig, None, ["seed=5", "search.candidates=[a,b]"])
-    argv = ["searchers/darts.py", "--config", "configs/my exp.yaml", "seed=5"]
-    run_dir = save_run_config(tmp_path / "runs" / "r1", cfg, argv)
-    assert sorted(os.listdir(run_dir)) == ["command.txt", "config.yaml"]
-    assert load_config(ExpConfig, run_dir / "config.yaml") == cfg
-    command = (run_dir / "command.txt").read_text(encoding="utf-8")
-    assert command == shlex.join([sys.executable, *argv]) + "\n"
-    assert shlex.split(command) == [sys.executable, *argv]
-
-
 def _rows(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8").splitlines()
 
@@ -403,11 +391,12 @@ def test_csv_logger_truncate_after(tmp_path):
 def test_one_run_section_type_for_every_command():
     """Every command's run section is a RunSection: the folder is dir/name, a null name takes
     what names the run, and a name that is not one folder name is refused."""
-    from searchers.common.config import ConfigError, RunSection, from_dict
+    from searchers.common.config import ConfigError, from_dict
+    from searchers.common.sections import RunSection
     from searchers.differentiable.config import DartsConfig
     from searchers.stages.pipeline import PipelineConfig
-    from searchers.training.retrain import RetrainConfig
-    from searchers.trials.study import OptunaConfig
+    from searchers.training.config import RetrainConfig
+    from searchers.trials.config import OptunaConfig
 
     sections = [DartsConfig().run, OptunaConfig().run, RetrainConfig().run,
                 PipelineConfig().pipeline]
@@ -426,7 +415,7 @@ def test_one_measurement_settings_type_for_every_section():
     with the runs each section asks for."""
     from proxies.measure.settings import MeasureSettings
     from searchers.differentiable.config import DartsConfig
-    from searchers.trials.study import OptunaConfig
+    from searchers.trials.config import OptunaConfig
 
     cfg, trials = DartsConfig(), OptunaConfig()
     table = cfg.hardware.settings()
@@ -439,7 +428,7 @@ def test_one_measurement_settings_type_for_every_section():
         cfg.profile.rounds, cfg.profile.runs_per_round, "onnxruntime")
     assert (measure.lr_size, measure.runs) == ((trials.measure.lr_size,) * 2, trials.measure.runs)
     # one section type: the trials' measure section, and the table's, which adds its cache
-    from searchers.common.config import MeasureSection
+    from searchers.common.sections import MeasureSection
 
     assert type(trials.measure) is MeasureSection and isinstance(cfg.hardware, MeasureSection)
     assert {f.name for f in dataclasses.fields(cfg.hardware)} - {

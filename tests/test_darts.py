@@ -20,8 +20,9 @@ from searchers.differentiable.latency_table import (
     predict_genotype,
     random_genotypes,
 )
+from searchers.differentiable.mixed import ArchState, MixedOp
 from searchers.differentiable.search import DartsSearch, main
-from searchers.differentiable.supernet import ArchState, MixedOp, SuperNet, SupernetSpec
+from searchers.differentiable.supernet import SuperNet, SupernetSpec
 
 TINY = SupernetSpec(scale=2, width=8, num_cells=2, cell_types=("rfdb", "erb"),
                     conv_candidates=("conv3x3", "sep_conv3x3", "rep_conv3x3"),
@@ -83,10 +84,10 @@ def test_expected_latency_gradient_is_the_softmax_jacobian(table):
 def test_a_training_form_cost_never_reaches_a_search(table):
     from proxies.measure.complexity import measure_complexity
     from proxies.measure.memory import measure_peak_memory
-    from search_space.genotype import Attention, CellGene
-    from searchers.common.config import MeasureSection
+    from search_space.genes import Attention, CellGene
+    from searchers.common.sections import MeasureSection
     from searchers.differentiable.latency_table import cost_module
-    from searchers.differentiable.supernet import SlotCost
+    from searchers.differentiable.mixed import SlotCost
     from searchers.trials.trial import ConstraintConfig, ProxyConfig, evaluate_genotype
 
     # The lookup table: rep, ECB and Conv3XC share conv3x3's entry, measured on one 3x3 conv.
@@ -117,8 +118,9 @@ def test_a_training_form_cost_never_reaches_a_search(table):
         c = measure_complexity(trained)
         assert (c.params, c.macs, c.ntire_num_conv) == (base.params, base.macs,
                                                         base.ntire_num_conv)
-        assert measure_peak_memory(trained, (1, 3, 16, 16)).peak_memory_mib == \
-            measure_peak_memory(build_model(plain), (1, 3, 16, 16)).peak_memory_mib
+        at16 = MeasureSettings(device="cpu", lr_size=(16, 16))
+        assert measure_peak_memory(trained, at16).peak_memory_mib == \
+            measure_peak_memory(build_model(plain), at16).peak_memory_mib
     # Trials: the recorded params (what constraints.max_params_m checks) are deployed ones.
     measure = MeasureSection(device="cpu", lr_size=16, runs=1, warmup=0)
     proxy = ProxyConfig(steps=0, val_max_side=48)
@@ -272,7 +274,7 @@ def test_sampling_mode_computes_only_k_paths():
     ops = [torch.nn.Identity() for _ in range(4)]
     for i, o in enumerate(ops):
         o.register_forward_hook(lambda m, a, r, i=i: calls.append(i))
-    from searchers.differentiable.supernet import SlotCost
+    from searchers.differentiable.mixed import SlotCost
 
     op = MixedOp("s", list("abcd"), ops, ArchState(sample_k=2),
                  [SlotCost("conv", c, 1, 1) for c in "abcd"])
@@ -294,6 +296,45 @@ def test_derive_and_top_k(table):
     top = net.top_k(4)
     assert top[0][0] == g and len({t[0] for t in top}) == 4
     assert [lp for _, lp in top] == sorted((lp for _, lp in top), reverse=True)
+
+
+@pytest.mark.parametrize("mode", ["softmax", "sigmoid"])
+def test_derive_takes_the_argmax_of_every_slot(mode):
+    # Cell type, conv ops, attention and activation all searched; winners set by hand so that
+    # neighbouring slots (and the three positions' cell types) have different ones and every
+    # candidate wins somewhere: a derivation taking the first candidate, another slot's
+    # winner or the argmin fails.
+    spec = SupernetSpec(scale=2, width=8, num_cells=3, cell_types=("rfdb", "erb", "rlfb"),
+                        conv_candidates=("conv3x3", "sep_conv3x3", "rep_conv3x3"),
+                        attention_candidates=("none", "pa", "esa"),
+                        act_candidates=("lrelu0.05", "relu", "gelu"))
+    net = SuperNet(spec, ArchState(mode=mode, temperature=0.5))
+    candidates = {op.slot: op.candidates for op in net.mixed_ops()}
+    winner = {}
+    for j, (slot, alpha) in enumerate(net.named_arch_parameters()):
+        k = j % len(candidates[slot])
+        values = torch.randn(len(candidates[slot]))
+        values[k] = values.max() + 0.25
+        alpha.data = values
+        winner[slot] = candidates[slot][k]
+    assert len(winner) == 3 * (1 + 3 * 2 + 4 + 2 + 3)  # type; act+attention per type; convs
+    assert [winner[f"cells.{i}.type"] for i in range(3)] == ["rfdb", "erb", "rlfb"]
+    g = net.derive()
+    for i, cell in enumerate(g.cells):
+        assert cell.type == winner[f"cells.{i}.type"]
+        p = f"cells.{i}.{cell.type}."
+        assert cell.ops == tuple(winner[f"{p}conv{s}"] for s in range(len(cell.ops)))
+        assert len(cell.ops) == {"rfdb": 4, "erb": 2, "rlfb": 3}[cell.type]
+        assert (cell.attention.type, cell.act) == (winner[f"{p}attention"], winner[f"{p}act"])
+    assert net.top_k(1)[0][0] == g
+    # the derivation follows the weights: move one slot's winner, only that gene changes
+    alpha = dict(net.named_arch_parameters())["cells.1.erb.conv1"]
+    old = winner["cells.1.erb.conv1"]
+    new = next(c for c in candidates["cells.1.erb.conv1"] if c != old)
+    alpha.data[candidates["cells.1.erb.conv1"].index(new)] = alpha.data.max() + 1.0
+    moved = net.derive()
+    assert moved.cells[1].ops == (g.cells[1].ops[0], new)
+    assert moved.cells[0] == g.cells[0] and moved.cells[2] == g.cells[2]
 
 
 def test_table_is_cached_and_predicts_derived_nets(table):
@@ -449,29 +490,63 @@ def test_t91_config_loads_and_points_at_the_shared_folders():
     assert cfg.search.steps == 2000 and cfg.run.name == "t91_holdout"
 
 
+def _table_rows(text, header):
+    """The body rows (lists of cell strings) of the Markdown table whose header starts with
+    ``header``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
 def test_benchmark_commands_run(capsys, tmp_path):
     from searchers.tools.benchmark import main as bench
 
     args = [a for a in _args(tmp_path) if not a.startswith("run.dir")]
     assert bench(["step", "--runs", "1", *args]) == 0
     out = capsys.readouterr().out
-    assert "| full |" in out and "| sample |" in out
+    # the space of _args, the default sample_k
+    assert out.startswith("width 8, 2 cells of rfdb/erb, 3 conv x 2 attention candidates, "
+                          "batch 2 x 16px HR, x2, sample_k 2\n")
+    rows = _table_rows(out, "| mode |")
+    assert [r[0] for r in rows] == ["full", "sample"]
+    for mode, step, per_100, weight, _iso, _over, peak in rows:
+        assert float(step) > 0 and float(weight) > 0 and float(peak) > 0, mode
+        assert float(per_100) == pytest.approx(float(step) / 10, abs=0.06), mode  # s/100 steps
+    full, sample = rows
+    iso, weight = float(full[4]), float(full[3])
+    assert iso > 0 and (weight - 0.05) / (iso + 0.05) - 0.005 <= float(full[5]) <= (
+        weight + 0.05) / (iso - 0.05) + 0.005  # overhead = weight step / isolated ops
+    assert sample[4:6] == ["-", "-"]  # the isolated sum is timed in the full mode only
+    assert float(sample[6]) <= float(full[6])  # 2 of 3 candidates per slot: no more memory
     assert bench(["lut", "--samples", "3", *args]) == 0
-    assert "Spearman" in capsys.readouterr().out
+    (lut,) = _table_rows(capsys.readouterr().out, "| backend |")
+    assert lut[:4] == ["torch", "3", "16x16", "1"]  # backend, nets, LR size, threads
+    assert -1 <= float(lut[4]) <= 1 and float(lut[5]) >= 0 and float(lut[6]) > 0
     from search_space.zoo import ZOO
 
     genotype = ZOO["fmen_s_train"].save(tmp_path / "fmen_s_train.json")
     assert bench(["train-form", "--rounds", "1", str(genotype)]) == 0
-    out = capsys.readouterr().out
-    assert "| `rep_conv3x3` 32->32 @ 64x64 |" in out and "41,120 / 9,248 |" in out
-    assert "1,045,866 / 341,066 |" in out  # FMEN-S: training form vs deployed params
+    rows = _table_rows(capsys.readouterr().out, "| what |")
+    assert [(r[0], r[3]) for r in rows] == [
+        ("`conv3x3` 32->32 @ 64x64", "9,248 / 9,248"),
+        ("`rep_conv3x3` 32->32 @ 64x64", "41,120 / 9,248"),
+        ("`ecb3x3` 32->32 @ 64x64", "33,184 / 9,248"),
+        ("`conv3xc` 32->32 @ 64x64", "42,176 / 9,248"),
+        (f"{genotype} @ 128x128", "1,045,866 / 341,066"),  # FMEN-S: training vs deployed
+    ]
+    assert all(float(r[1]) > 0 and float(r[2]) > 0 for r in rows)
 
 
 def test_supernet_searches_mab_cells_and_maffsrn_attentions():
     # Listed in the candidates (not in the defaults), the MAB cell and MAFFSRN's ESA variant
     # and CEA are searched like any other slot; costs come from the same op tables.
     from searchers.differentiable.latency_table import cost_module
-    from searchers.differentiable.supernet import SlotCost
+    from searchers.differentiable.mixed import SlotCost
 
     spec = SupernetSpec(scale=2, width=8, num_cells=2, cell_types=("mab", "erb"),
                         conv_candidates=("conv3x3", "sep_conv3x3"),

@@ -309,6 +309,33 @@ def test_patch_not_multiple_of_scale(tmp_path):
         data.SRImageSet.from_folder(tmp_path, 3, patch_size=32)
 
 
+def test_one_patch_size_rule_for_the_data_and_the_training_loops():
+    """``search_space.patch`` is the one rule: the data sets refuse a patch that is no positive
+    multiple of the scale with the same message the training loops give (naming their key),
+    and the loops also refuse one on which an attention degenerates."""
+    from search_space import GenotypeError
+    from search_space.patch import check_patch_size, training_patch_size
+
+    size = check_patch_size(np.int64(24), 3)
+    assert size == 24 and type(size) is int
+    for bad in (0, -6, 25, 24.0, True, "24"):
+        with pytest.raises(ValueError, match=r"^patch_size \(HR patch side in pixels\) must be "
+                           r"a positive multiple of scale=3, got .*; use e\.g\. patch_size=48"):
+            check_patch_size(bad, 3)
+    with pytest.raises(ValueError, match=r"^data\.patch_size \(HR .* scale=4, got 50; use e\.g\. "
+                       r"data\.patch_size=48"):
+        training_patch_size(50, ["none"], 4, default=48, where="data.patch_size")
+    with pytest.raises(GenotypeError, match=r"^proxy\.patch_size: got 64 \(LR 16 px at x4\); "
+                       r"allowed: >= 108\. .*'esa' attention"):
+        check_patch_size(64, 4, ["pa", "esa"], where="proxy.patch_size")
+    assert check_patch_size(108, 4, ["esa"]) == 108
+    assert training_patch_size(None, ["esa"], 3, default=48) == 81  # 27 px LR
+    assert training_patch_size(None, ["pa"], 3, default=50) == 51  # rounded up to the scale
+    sset = data.SRImageSet.from_arrays([("a", _noise(32, 32))], 2, patch_size=np.int64(16))
+    lr, hr = sset.random_patches(2, np.int64(16), np.random.default_rng(0))
+    assert hr.shape[-1] == 16 and lr.shape[-1] == 8
+
+
 def test_small_image_skipped_with_warning(tmp_path):
     _save(tmp_path / "big.png", _noise(40, 40))
     _save(tmp_path / "tiny.png", _noise(40, 20))

@@ -128,8 +128,9 @@ def test_killed_two_process_run_resumes_and_records_each_resume(runs):
 
 def test_a_batch_that_does_not_split_is_refused(runs):
     from searchers.common.config import ConfigError, load_config
+    from searchers.training.config import RetrainConfig
     from searchers.training.distributed import Dist
-    from searchers.training.retrain import RetrainConfig, Retrainer
+    from searchers.training.trainer import Retrainer
 
     root, genotype = runs
     cfg = load_config(RetrainConfig, None, ["data.batch_size=3"])

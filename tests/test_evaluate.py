@@ -473,8 +473,11 @@ def test_cli_wrong_checkpoint_missing_folder_and_no_weights(
         rc = ev.main([str(genotype_file), "--sets", str(image_folder)])
     assert rc == 0 and "randomly initialised" in caplog.text
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         ev.main([str(genotype_file), "--tile", "0"])
+    assert exit_info.value.code == 2
+    assert ("argument --tile: got '0'; allowed: an LR tile side >= 1 (e.g. 128) or 'auto'"
+            in capsys.readouterr().err)
 
 
 @pytest.mark.skipif(

@@ -37,7 +37,7 @@ from proxies.export.pt2_file import PROGRAM_META, export_pt2
 from results.export.command import load_state_dict, main
 from search_space import Attention, CellGene, Genotype, SRNet, build_model, reparameterize
 from search_space.attention import ESA, ESALite
-from search_space.genotype import GroupGene
+from search_space.genes import GroupGene
 from search_space.rep import ECB, RRRB, ChannelShuffle, Conv3XC, WeightNormConv2d
 from search_space.zoo import ZOO
 

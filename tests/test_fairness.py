@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from proxies.data.specs import dataset_from_spec
 from proxies.data.splits import holdout_split
 from results.report.runs import RetrainedRun, selection_overlaps
-from search_space.genotype import ATTENTION_MIN_INPUT, GenotypeError, min_patch_size
+from search_space.checks import GenotypeError
+from search_space.patch import ATTENTION_MIN_INPUT, min_patch_size, training_patch_size
 from search_space.zoo import ZOO
-from searchers.training.loop import training_patch_size
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 

@@ -1,10 +1,15 @@
 """Faults for real: each test starts the real command in a subprocess, SIGKILLs it at a random
 point chosen from its observed progress (database rows, files), re-runs the same command and
 checks the end state: an Optuna worker and a DARTS search (the pipeline's kill test lives in
-tests/test_pipeline.py)."""
+tests/test_pipeline.py).
+
+The kill points are drawn from a seed: a fresh one per test, or ``SRNAS_KILL_SEED`` to replay
+the points of a failed run, whose message ends with the seed (``SRNAS_KILL_SEED=...``). The
+same seed draws the same points; where the kill lands within them still depends on timing."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -12,7 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +25,34 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
 ATTEMPTS = 3  # random kill points tried before a test gives up on landing one
+KILL_SEED = "SRNAS_KILL_SEED"  # the seed of the kill points: set it to replay a failed run
+
+
+def kill_seed() -> int:
+    """The seed of a test's kill points: ``SRNAS_KILL_SEED`` if set, else a fresh one."""
+    given = os.environ.get(KILL_SEED, "").strip()
+    if not given:
+        return random.SystemRandom().randrange(2**32)
+    try:
+        return int(given)
+    except ValueError:
+        pytest.fail(f"{KILL_SEED}: got {given!r}; give the integer seed a failed kill test "
+                    "printed, or unset it for a fresh one", pytrace=False)
+
+
+@contextlib.contextmanager
+def kill_points() -> Iterator[random.Random]:
+    """The random source of a test's kill points (:func:`kill_seed`); a failure inside ends
+    with the seed and how to replay it."""
+    seed = kill_seed()
+    hint = f"kill points drawn from seed {seed}; replay them with {KILL_SEED}={seed}"
+    print(hint)
+    try:
+        yield random.Random(seed)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{hint}") from exc
+    except pytest.fail.Exception as exc:
+        pytest.fail(f"{exc.msg}\n{hint}")
 
 
 def _kill_when(cmd: list[str], ready: Callable[[], bool], timeout: float = 120) -> bool:
@@ -84,8 +117,12 @@ def test_a_killed_optuna_worker_leaves_no_trial_running_and_n_trials_count(tmp_p
     mid-trial (its architecture sampled), it evaluates the same architectures as an
     uninterrupted run (the killed one retried with its parameters, the later draws seeded as
     before)."""
+    with kill_points() as rng:
+        _kill_an_optuna_worker(tmp_path, when, rng)
+
+
+def _kill_an_optuna_worker(tmp_path: Path, when: str, rng: random.Random) -> None:
     grace_s = 2 if when == "at_once" else 60
-    rng = random.Random()
     for attempt in range(ATTEMPTS):
         run_dir = tmp_path / f"try{attempt}"
         db = run_dir / "default" / "study.db"
@@ -116,7 +153,9 @@ def test_a_killed_optuna_worker_leaves_no_trial_running_and_n_trials_count(tmp_p
     assert time.monotonic() - t0 < grace_s + 30  # no wait for the grace period
     import optuna
 
-    from searchers.trials.study import StudyConfig, finished_trials, make_storage
+    from searchers.trials.config import StudyConfig
+    from searchers.trials.storage import make_storage
+    from searchers.trials.study import finished_trials
 
     storage = make_storage(f"sqlite:///{db}", StudyConfig(heartbeat_s=1, grace_s=grace_s))
     study = optuna.load_study(study_name="srnas", storage=storage)
@@ -154,13 +193,18 @@ def test_a_sigkilled_darts_search_resumes_to_the_same_genotype(tmp_path):
     """SIGKILL at a random step, inside a checkpoint write where the poll catches one (a
     checkpoint is written every step), then ``--resume``: the same genotype, top-k and alphas
     as an uninterrupted run with the same seed (the hardware table cached by the first)."""
+    with kill_points() as rng:
+        _kill_a_darts_search(tmp_path, rng)
+
+
+def _kill_a_darts_search(tmp_path: Path, rng: random.Random) -> None:
     import torch
 
     lut = tmp_path / "lut"
     _run(_darts_cmd(tmp_path, "whole", lut))
     run = tmp_path / "cut"
     log = run / "log.csv"
-    kill_at = random.Random().randint(2, DARTS_STEPS - 4)
+    kill_at = rng.randint(2, DARTS_STEPS - 4)
     caught = {"mid_write": False}
 
     def ready() -> bool:

@@ -11,7 +11,9 @@ from dataclasses import replace
 import pytest
 
 from search_space import Attention, CellGene, Genotype, GenotypeError
-from search_space.genotype import DEFAULT_ATTENTIONS, GroupGene, min_patch_size
+from search_space.choices import DEFAULT_ATTENTIONS
+from search_space.genes import GroupGene
+from search_space.patch import min_patch_size
 from search_space.zoo import ZOO, at_scale, resolve_genotype
 
 
@@ -161,7 +163,8 @@ def test_resolve_genotype(tmp_path):
 
 
 def test_check_names_for_candidate_lists():
-    from search_space.genotype import CONV_OPS, check_names
+    from search_space.checks import check_names
+    from search_space.choices import CONV_OPS
 
     check_names("conv_candidates", ["conv3x3", "ecb3x3"], CONV_OPS)
     for values, text in (([], "non-empty"), (["conv9x9"], "unknown ['conv9x9']"),

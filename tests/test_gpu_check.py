@@ -8,8 +8,10 @@ import time
 import pytest
 import torch
 
-from searchers.tools import gpu_check
-from searchers.tools.gpu_check import ITEMS, Item, Skipped, main, parse_markdown_table, run_check
+from searchers.tools.gpu_check import runner
+from searchers.tools.gpu_check.command import main
+from searchers.tools.gpu_check.context import Item, Skipped, parse_markdown_table
+from searchers.tools.gpu_check.runner import ITEMS, run_check
 
 STATUSES = {"ok", "skipped", "failed", "timeout"}
 
@@ -81,7 +83,7 @@ def test_failures_and_timeouts_are_recorded_and_fail_the_exit_code(tmp_path, mon
 
     items = (Item("a", "fails", 5, boom), Item("b", "sleeps", 0.2, slow),
              Item("c", "skips", 5, missing))
-    monkeypatch.setattr(gpu_check, "ITEMS", items)
+    monkeypatch.setattr(runner, "ITEMS", items)
     t0 = time.perf_counter()
     assert main(["--out", str(tmp_path), "--dry-run"]) == 1
     assert time.perf_counter() - t0 < 2.5  # the cap stopped the sleeper
@@ -101,3 +103,18 @@ def test_parse_markdown_table():
     text = "head\n\n| mode | a [ms] | b |\n|---|---|---|\n| full | 1.5 | - |\n"
     rows = parse_markdown_table(text)
     assert rows == [{"mode": "full", "a [ms]": 1.5, "b": None}]
+
+
+def test_the_module_runs_as_a_command(tmp_path):
+    """``python -m searchers.tools.gpu_check`` is the package's ``__main__``: bad input is one
+    error line and exit status 2."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "searchers.tools.gpu_check", "--out",
+                           str(tmp_path), "--dry-run", "--only", "nope"], cwd=root,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "--only: unknown item(s) nope" in done.stderr and "Traceback" not in done.stderr

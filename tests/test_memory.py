@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from proxies.measure.memory import MemoryResult, _stderr_to_log, measure_peak_memory
+from proxies.measure.settings import MeasureSettings
 
 MIB = 2**20
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -61,8 +62,14 @@ class Recorder(nn.Module):
         return self.conv(x)
 
 
-def peak_bytes(model: nn.Module, shape: tuple[int, ...], **kwargs: object) -> float:
-    return measure_peak_memory(model, shape, **kwargs).peak_memory_mib * MIB  # type: ignore[arg-type]
+def at(side: int, **kwargs: object) -> MeasureSettings:
+    """Settings measuring at ``side`` x ``side`` on the CPU unless ``kwargs`` say otherwise."""
+    fields: dict[str, object] = {"device": "cpu", **kwargs}
+    return MeasureSettings(lr_size=(side, side), **fields)  # type: ignore[arg-type]
+
+
+def peak_bytes(model: nn.Module, side: int) -> float:
+    return measure_peak_memory(model, at(side)).peak_memory_mib * MIB
 
 
 def can_reset_peak_rss() -> bool:
@@ -77,7 +84,7 @@ def can_reset_peak_rss() -> bool:
 
 
 def test_single_conv_matches_hand_count() -> None:
-    r = measure_peak_memory(nn.Conv2d(3, 16, 3, padding=1), (1, 3, 64, 64))
+    r = measure_peak_memory(nn.Conv2d(3, 16, 3, padding=1), at(64))
     out_bytes = 16 * 64 * 64 * 4
     im2col_bytes = 3 * 9 * 64 * 64 * 4  # unfolded input of the im2col (slow_conv2d) kernel
     # At least the output; at most output + im2col buffer + one output-sized blocked-layout copy.
@@ -91,38 +98,37 @@ def test_single_conv_matches_hand_count() -> None:
 def test_running_sum_counts_frees_and_excludes_input() -> None:
     size = 3 * 64 * 64 * 4
     # Summing allocations would give 3x, ignoring frees 3x, counting the input 3x.
-    assert peak_bytes(Chain(), (1, 3, 64, 64)) == pytest.approx(2 * size, abs=1024)
-    assert peak_bytes(nn.Identity(), (1, 3, 64, 64)) == 0.0
+    assert peak_bytes(Chain(), 64) == pytest.approx(2 * size, abs=1024)
+    assert peak_bytes(nn.Identity(), 64) == 0.0
 
 
 def test_batchnorm_buffers_count_as_weights() -> None:
-    r = measure_peak_memory(nn.BatchNorm2d(8), (1, 8, 16, 16))
+    r = measure_peak_memory(nn.BatchNorm2d(8), at(16), channels=8)
     assert r.weights_mib * MIB == (2 * 8 + 2 * 8) * 4 + 8  # weight, bias, mean, var, counter
 
 
 def test_wider_intermediate_gives_larger_peak() -> None:
-    shape = (1, 3, 64, 64)
-    narrow, wide = peak_bytes(conv_net(4, 1), shape), peak_bytes(conv_net(16, 1), shape)
+    narrow, wide = peak_bytes(conv_net(4, 1), 64), peak_bytes(conv_net(16, 1), 64)
     assert wide >= 2 * 16 * 64 * 64 * 4  # conv output and ReLU output coexist
     assert wide > narrow
 
 
 def test_peak_scales_with_input_area() -> None:
     small, large = (
-        peak_bytes(conv_net(16), (1, 3, 64, 64)),
-        peak_bytes(conv_net(16), (1, 3, 128, 128)),
+        peak_bytes(conv_net(16), 64),
+        peak_bytes(conv_net(16), 128),
     )
     assert 3.0 < large / small < 5.0
 
 
 def test_cpu_peak_is_deterministic() -> None:
     net = conv_net(8)
-    first = measure_peak_memory(net, (1, 3, 48, 48))
-    assert measure_peak_memory(net, (1, 3, 48, 48)) == first
+    first = measure_peak_memory(net, at(48))
+    assert measure_peak_memory(net, at(48)) == first
 
 
 def test_result_fields() -> None:
-    r = measure_peak_memory(conv_net(4), (1, 3, 32, 32))
+    r = measure_peak_memory(conv_net(4), at(32))
     assert isinstance(r, MemoryResult) and r.rss_peak_delta_mib is None
     assert r.peak_memory_mib > 0 and r.weights_mib > 0 and r.output_mib > 0
     d = r.to_dict()
@@ -131,7 +137,7 @@ def test_result_fields() -> None:
 
 
 def test_rss_cross_check_sees_a_large_temporary() -> None:
-    r = measure_peak_memory(Temporary(48), (1, 3, 16, 16), rss_check=True)
+    r = measure_peak_memory(Temporary(48), at(16), rss_check=True)
     assert r.peak_memory_mib >= 48
     if can_reset_peak_rss():
         assert r.rss_peak_delta_mib is not None and r.rss_peak_delta_mib >= 0.8 * 48
@@ -141,7 +147,7 @@ def test_rss_cross_check_sees_a_large_temporary() -> None:
 
 def test_rss_cross_check_roughly_agrees_with_profiler() -> None:
     # Coarse on purpose; without returning freed heap to the OS first it reads ~0 here.
-    r = measure_peak_memory(conv_net(16), (1, 3, 128, 128), rss_check=True)
+    r = measure_peak_memory(conv_net(16), at(128), rss_check=True)
     if not can_reset_peak_rss():
         pytest.skip("cannot reset the peak RSS on this system")
     assert r.rss_peak_delta_mib is not None
@@ -150,11 +156,11 @@ def test_rss_cross_check_roughly_agrees_with_profiler() -> None:
 
 def test_model_mode_and_dtype_untouched() -> None:
     model = Recorder().train()
-    measure_peak_memory(model, (1, 3, 16, 16))
+    measure_peak_memory(model, at(16))
     assert model.calls and all(c == (False, True) for c in model.calls)  # eval + inference mode
     assert model.training and model.conv.training
     calls = len(model.calls)
-    r = measure_peak_memory(model, (1, 3, 16, 16), dtype=torch.float64)
+    r = measure_peak_memory(model, at(16, dtype="float64"))
     assert len(model.calls) == calls  # a float64 copy was measured
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert r.input_mib * MIB == 3 * 16 * 16 * 8
@@ -166,7 +172,7 @@ def test_profiler_stderr_goes_to_log(
     with caplog.at_level(logging.DEBUG, logger="proxies.measure.memory"):
         with _stderr_to_log():
             os.write(2, b"native message\n")
-        measure_peak_memory(conv_net(4), (1, 3, 16, 16))
+        measure_peak_memory(conv_net(4), at(16))
     err = capfd.readouterr().err
     assert "native message" not in err and "profiler_start" not in err
     assert any(
@@ -175,32 +181,27 @@ def test_profiler_stderr_goes_to_log(
     )
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "name", "shown"),
-    [
-        ({"input_shape": (1, 3, 16)}, "input_shape", "(1, 3, 16)"),
-        ({"input_shape": (1, -3, 16, 16)}, "input_shape", "(1, -3, 16, 16)"),
-        ({"dtype": torch.int32}, "dtype", "torch.int32"),
-        ({"device": "tpu"}, "device", "'tpu'"),
-    ],
-)
-def test_invalid_arguments(kwargs: dict[str, object], name: str, shown: str) -> None:
-    kwargs = {"input_shape": (1, 3, 16, 16), **kwargs}
-    with pytest.raises(ValueError) as info:
-        measure_peak_memory(conv_net(4), **kwargs)  # type: ignore[arg-type]
-    assert name in str(info.value) and shown in str(info.value)
+def test_invalid_channels_and_settings() -> None:
+    """The net's channels are checked per call; the settings were checked when built (their
+    table of bad values is tests/test_latency.py's)."""
+    with pytest.raises(ValueError, match=r"channels must be an integer >= 1, got 0"):
+        measure_peak_memory(conv_net(4), at(16), channels=0)
+    with pytest.raises(ValueError, match=r"lr_size must be 2 positive ints .*\(0, 0\)"):
+        at(0)
+    with pytest.raises(ValueError, match=r"dtype .*'int32'"):
+        at(16, dtype="int32")
 
 
 def test_cuda_requested_without_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(RuntimeError, match=r"CUDA.*is_available\(\) is False"):
-        measure_peak_memory(conv_net(4), (1, 3, 16, 16), device="cuda")
+        measure_peak_memory(conv_net(4), at(16, device="cuda"))
 
 
 @requires_cuda
 def test_cuda_running_chain_is_exact() -> None:
     size = 3 * 64 * 64 * 4  # a multiple of the allocator's 512-byte rounding
-    r = measure_peak_memory(Chain(), (1, 3, 64, 64), device="cuda")
+    r = measure_peak_memory(Chain(), at(64, device="cuda"))
     assert r.method == "cuda_max_allocated" and r.device.startswith("cuda")
     assert r.peak_memory_mib * MIB == pytest.approx(2 * size, abs=1024)
     assert r.output_mib * MIB == size
@@ -209,7 +210,7 @@ def test_cuda_running_chain_is_exact() -> None:
 @requires_cuda
 def test_cuda_conv_peak_and_cpu_model_untouched() -> None:
     model = conv_net(16).train()
-    r = measure_peak_memory(model, (1, 3, 64, 64), device="cuda", rss_check=True)
+    r = measure_peak_memory(model, at(64, device="cuda"), rss_check=True)
     assert r.peak_memory_mib * MIB >= 2 * 16 * 64 * 64 * 4  # conv and ReLU outputs coexist
     assert r.rss_peak_delta_mib is None  # host-memory check only applies on the CPU
     assert r.weights_mib * MIB == (16 * 27 + 16 + 3 * 16 * 9 + 3) * 4
@@ -219,7 +220,7 @@ def test_cuda_conv_peak_and_cpu_model_untouched() -> None:
 @requires_cuda
 def test_cuda_model_on_device_stays_there() -> None:
     model = Recorder().to(torch.device("cuda")).train()
-    measure_peak_memory(model, (1, 3, 32, 32), device="cuda")
+    measure_peak_memory(model, at(32, device="cuda"))
     assert model.calls and all(c == (False, True) for c in model.calls)
     assert model.training and all(p.device.type == "cuda" for p in model.parameters())
 

@@ -19,7 +19,7 @@ from search_space import (
 )
 from search_space.attention import ATTENTION_OPS, CEA, HFAB, AttentionProduct, ESAMab
 from search_space.cells import CELLS
-from search_space.genotype import GroupGene
+from search_space.genes import GroupGene
 from search_space.network import super_resolve
 from search_space.ops import ACTIVATION_OPS, OPS
 from search_space.registry import UnknownNameError
@@ -472,11 +472,13 @@ def test_cell_outputs_are_not_kept_alive_unless_fused():
     # The frame keeps a cell's output only when the fusion reads it: without a fusion the peak
     # memory of a deeper net is that of a shallow one (each cell output dies with the next).
     from proxies.measure.memory import measure_peak_memory
+    from proxies.measure.settings import MeasureSettings
 
     def peak(n_cells: int, fusion: bool) -> float:
         cells = [{"type": "erb", "ops": ["conv3x3", "conv3x3"]} for _ in range(n_cells)]
         g = Genotype.from_dict({"scale": 2, "width": 32, "cells": cells, "fusion": fusion})
-        return measure_peak_memory(build_model(g), (1, 3, 64, 64)).peak_memory_mib
+        at64 = MeasureSettings(device="cpu", lr_size=(64, 64))
+        return measure_peak_memory(build_model(g), at64).peak_memory_mib
 
     assert peak(8, fusion=False) == pytest.approx(peak(2, fusion=False), abs=0.1)
     assert peak(8, fusion=True) > peak(2, fusion=True) + 2.0  # fused outputs must stay alive
@@ -486,11 +488,13 @@ def test_a_plain_net_keeps_no_skip_alive():
     # MemSR's point: without the long skip nothing but the running feature map is held, so the
     # plain net's peak is one 32 x 64 x 64 map (0.5 MiB) below that of the same net with it.
     from proxies.measure.memory import measure_peak_memory
+    from proxies.measure.settings import MeasureSettings
     from search_space.zoo import plain_genotype
 
     def peak(long_skip: bool) -> float:
         g = Genotype(**{**plain_genotype(4, 32, scale=2, tail="conv3x3").__dict__,
                         "long_skip": long_skip})
-        return measure_peak_memory(build_model(g), (1, 3, 64, 64)).peak_memory_mib
+        at64 = MeasureSettings(device="cpu", lr_size=(64, 64))
+        return measure_peak_memory(build_model(g), at64).peak_memory_mib
 
     assert peak(long_skip=True) - peak(long_skip=False) == pytest.approx(0.5, abs=0.05)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 
 import optuna
 import pytest
@@ -88,13 +90,21 @@ def test_two_worker_processes_share_the_study(tmp_path):
                       "study.enqueue_zoo=false")) == 0
     trials = _study(tmp_path).get_trials()
     assert len(trials) >= 4 and sum(t.state.name == "COMPLETE" for t in trials) >= 4
+    # each trial records the process that ran it: two worker processes, neither this one
+    from searchers.trials.storage import OWNER_ATTR
+
+    owners = [t.system_attrs[OWNER_ATTR].split("|") for t in trials]
+    pids = {int(owner[3]) for owner in owners}
+    assert len(pids) == 2 and os.getpid() not in pids, owners
+    assert {owner[0] for owner in owners} == {socket.gethostname()}
 
 
 def test_journal_storage(tmp_path):
     url = f"journal:///{tmp_path}/j/study.log"
     assert main(_args(tmp_path, "study.n_trials=1", f"study.storage={url}",
                       "study.zoo=[fmen_s]")) == 0
-    from searchers.trials.study import StudyConfig, make_storage
+    from searchers.trials.config import StudyConfig
+    from searchers.trials.storage import make_storage
 
     study = optuna.load_study(study_name="srnas", storage=make_storage(url, StudyConfig()))
     assert len(study.trials) == 1
@@ -144,7 +154,7 @@ def test_config_files():
     from pathlib import Path
 
     from searchers.common.config import load_config
-    from searchers.trials.study import OptunaConfig
+    from searchers.trials.config import OptunaConfig
 
     root = Path(__file__).resolve().parents[1] / "configs"
     assert load_config(OptunaConfig, root / "optuna.yaml") == OptunaConfig()
@@ -158,13 +168,59 @@ def test_config_files():
 
 
 def test_trial_benchmarks_run(capsys):
+    from dataclasses import replace
+
+    import torch
+
+    from proxies.measure.complexity import count_params
+    from search_space import build_model
+    from searchers.common.config import load_config
+    from searchers.differentiable.latency_table import kendall, spearman
     from searchers.tools.benchmark import main as bench
+    from searchers.trials.config import OptunaConfig
+    from searchers.trials.trial import proxy_psnr, sample_genotype, study_patch_size
 
     args = [a for a in _args("unused") if not a.startswith("run.dir")]
     assert bench(["overhead", "--trials", "3", *args]) == 0
-    assert "per-trial overhead" in capsys.readouterr().out
+    (row,) = _table_rows(capsys.readouterr().out, "| sampler |")
+    assert row[:3] == ["nsga2 (population 2)", "SQLite", "3"] and float(row[3]) > 0
     assert bench(["proxy-rank", "--archs", "3", "--factor", "2", *args]) == 0
-    assert "| 2 steps | 2 | 1/2 |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Long training: 4 steps, one seed, " in out and "; 3 nets." in out
+    # the nets: 3 random architectures of the space, drawn with the study's seed
+    cfg = load_config(OptunaConfig, None, args)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=cfg.study.seed))
+    nets = []
+    for _ in range(3):
+        trial = study.ask()
+        nets.append(sample_genotype(trial, cfg.space))
+        study.tell(trial, 0.0)
+    rows = _table_rows(out, "| net |")
+    assert [r[:4] for r in rows] == [[f"random {i}", f"{count_params(build_model(g)):,}", "8",
+                                      "/".join(c.type for c in g.cells)]
+                                     for i, g in enumerate(nets)]
+    short, long = [float(r[4]) for r in rows], [float(r[5]) for r in rows]
+    torch.manual_seed(0)
+    first = proxy_psnr(build_model(nets[0]), nets[0], replace(cfg.proxy, steps=2, seed=0),
+                       torch.device("cpu"), study_patch_size(cfg.space, cfg.proxy, []))
+    assert short[0] == pytest.approx(first, abs=6e-4)  # the 2-step proxy, as trained here
+    (proxy,) = _table_rows(out, "| proxy |")
+    assert proxy[:3] == ["2 steps", "2", "1/2"] and float(proxy[3]) >= 0
+    assert float(proxy[4]) == pytest.approx(spearman(short, long), abs=6e-4)
+    assert float(proxy[5]) == pytest.approx(kendall(short, long), abs=6e-4)
+
+
+def _table_rows(text, header):
+    """The body rows (lists of cell strings) of the Markdown table whose header starts with
+    ``header``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
 
 
 def test_proxy_rank_compares_seed_means_and_resumes_from_its_cache(tmp_path, capsys):
@@ -192,7 +248,8 @@ def test_proxy_rank_compares_seed_means_and_resumes_from_its_cache(tmp_path, cap
 
 
 def test_random_search_is_reproducible_and_does_not_redraw_on_resume():
-    from searchers.trials.study import StudyConfig, make_sampler, random_sampler
+    from searchers.trials.config import StudyConfig
+    from searchers.trials.samplers import make_sampler, random_sampler
 
     assert isinstance(make_sampler(StudyConfig(sampler="random")), optuna.samplers.RandomSampler)
 
@@ -269,7 +326,8 @@ def test_a_retry_keeps_the_draws_of_an_attempt_only_when_it_drew_them_all(tmp_pa
     prefix would shift every later draw); one killed after it drew them keeps them."""
     import optuna
 
-    from searchers.trials.study import StudyConfig, make_storage
+    from searchers.trials.config import StudyConfig
+    from searchers.trials.storage import make_storage
 
     storage = make_storage(f"sqlite:///{tmp_path / 's.db'}", StudyConfig(heartbeat_s=1,
                                                                          grace_s=1))

@@ -107,7 +107,9 @@ def test_the_hypervolume_line_compares_searched_nets_with_the_zoo():
 def test_the_pipeline_runs_end_to_end_and_a_killed_one_resumes(tmp_path):
     """The whole pipeline, then the same command SIGKILLed at a random point (inside a study's
     trial, a DARTS step, a retraining, the report) and re-run: the same final report, both
-    runs as subprocesses with the same thread settings."""
+    runs as subprocesses with the same thread settings. The kill point is drawn from a seed
+    that every failure message names; ``SRNAS_KILL_SEED=<seed>`` replays it (and
+    ``SRNAS_KILL_POINT=<stage>`` forces the stage)."""
     _hr(tmp_path)
     script = str(ROOT / "searchers" / "pipeline.py")
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
@@ -124,12 +126,13 @@ def test_the_pipeline_runs_end_to_end_and_a_killed_one_resumes(tmp_path):
 
     cmd = [sys.executable, script, *_args(tmp_path, "cut")]
     cut = tmp_path / "cut"
-    rng = random.Random()
+    seed = int(os.environ.get("SRNAS_KILL_SEED") or random.SystemRandom().randrange(2**32))
+    rng = random.Random(seed)
     for _attempt in range(3):  # a new random kill point if the chosen one was never reached
         if cut.exists():
             shutil.rmtree(cut)
-        point = os.environ.get("SRNAS_KILL_POINT") or rng.choice(  # set it to replay one
-            ["random", "nsga2", "darts", "retrain", "report"])
+        drawn = rng.choice(["random", "nsga2", "darts", "retrain", "report"])
+        point = os.environ.get("SRNAS_KILL_POINT") or drawn
         ready = _kill_point(cut, point, rng)
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
@@ -142,30 +145,32 @@ def test_the_pipeline_runs_end_to_end_and_a_killed_one_resumes(tmp_path):
         if killed:
             break
     else:
-        pytest.fail("3 random kill points: the pipeline ended before each was reached")
-    assert not (cut / "pipeline.md").exists(), point
+        pytest.fail(f"3 random kill points: the pipeline ended before each was reached "
+                    f"(SRNAS_KILL_SEED={seed})")
+    where = f"killed in {point}; replay: SRNAS_KILL_SEED={seed}"
+    assert not (cut / "pipeline.md").exists(), where
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, (point, done.stderr[-3000:])
+    assert done.returncode == 0, (where, done.stderr[-3000:])
     state = cut / "state.json"
     done_stages = json.loads(state.read_text())["done"]
-    assert len(done_stages) == len(set(done_stages)) == 3 + 1 + 4, point  # 3 searches, select,
+    assert len(done_stages) == len(set(done_stages)) == 3 + 1 + 4, where  # 3 searches, select,
     for method in ("random", "nsga2"):  # 4 retrainings
         study = optuna.load_study(study_name=method,
                                   storage=f"sqlite:///{cut / 'search' / method / 'study.db'}")
         states = [t.state.name for t in study.trials]
-        assert states.count("COMPLETE") == TRIALS and "RUNNING" not in states, (point, states)
+        assert states.count("COMPLETE") == TRIALS and "RUNNING" not in states, (where, states)
     # the same final report as the uninterrupted run: the same selected genotypes and the same
     # table numbers, timing columns aside (latency is measured afresh; search_trial names a
     # trial by number, which a retried trial changes)
     for method in ("random", "nsga2", "darts"):
         assert (cut / "selected" / f"{method}.json").read_text() == (
-            whole / "selected" / f"{method}.json").read_text(), (point, method)
+            whole / "selected" / f"{method}.json").read_text(), (where, method)
     for table in ("table.csv", "seeds.csv"):
         a, b = (pd.read_csv(run / "report" / table) for run in (whole, cut))
         keep = [c for c in a.columns if not c.startswith("latency") and c != "search_trial"]
-        assert list(a.columns) == list(b.columns), point
+        assert list(a.columns) == list(b.columns), where
         pd.testing.assert_frame_equal(a[keep], b[keep], check_exact=True,
-                                      obj=f"{table}, killed in {point}")
+                                      obj=f"{table}, {where}")
     assert "| darts |" in (cut / "pipeline.md").read_text()
 
 

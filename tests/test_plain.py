@@ -10,17 +10,18 @@ import torch
 from torch import nn
 
 from search_space import Genotype, build_model, reparameterize
-from search_space.genotype import Attention, CellGene, GenotypeError
+from search_space.checks import GenotypeError
+from search_space.genes import Attention, CellGene
 from search_space.network import super_resolve
 from search_space.plain import (
     check_convertible,
     check_plain,
-    memsr_init,
     plain_form,
     plain_genotype,
     plain_layers,
 )
 from search_space.zoo import SPAN_MEAN, ZOO
+from searchers.training.memsr_init import memsr_init
 from searchers.training.retrain import main
 
 

@@ -19,8 +19,8 @@ from proxies.profile.table import COLUMNS, format_table
 from search_space import build_model
 from search_space.zoo import ZOO, at_scale
 
-TINY = MeasureSettings(lr_size=(16, 16), rounds=1, runs_per_round=1, warmup=0, memory=False,
-                       threads=1)
+TINY = MeasureSettings(device="cpu", lr_size=(16, 16), rounds=1, runs_per_round=1, warmup=0,
+                       memory=False, threads=1)
 
 
 def test_profile_model_row_without_timing():
@@ -93,8 +93,11 @@ def test_bad_names_give_clear_errors(capsys, tmp_path):
     assert main([str(bad)]) == 2
     err = capsys.readouterr().err
     assert "Genotype.scale: got 5" in err and "bad.json" in err
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         main(["--size", "4"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--size: got '4'; expected a size such as 256 or 180x320" in err
 
 
 def test_thop_column(capsys):
@@ -105,3 +108,12 @@ def test_thop_column(capsys):
     row = next(line for line in out.splitlines() if line.startswith("fmen_s_train"))
     assert "thop MACs [G]" in out and "22.2800" in row and "0.341" in row
     assert "68.3943" not in out
+
+
+def test_bad_settings_are_refused_before_measuring(capsys):
+    """The settings are built (and checked) once, before any net is measured: a bad value or
+    backend is one error line and exit status 2."""
+    assert main(["fmen_s", "--rounds", "0"]) == 2
+    assert "error: rounds must be an integer >= 1, got 0" in capsys.readouterr().err
+    assert main(["fmen_s", "--backend", "tvm"]) == 2
+    assert "error: --backend: got 'tvm'; allowed: torch, onnxruntime" in capsys.readouterr().err

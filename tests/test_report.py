@@ -46,22 +46,20 @@ TRAIN = ["optim.iterations=2", "optim.warmup_iterations=1", "data.batch_size=2",
          "data.patch_size=108", "data.val_max_side=32", "run.val_every=2", "run.log_every=1"]
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
-    """Three finished retrain runs (a derived net, rlfn_ntire, fmen_s), 2 iterations each,
-    a folder of two HR images and an Optuna study holding the zoo (with span_ntire2024, the
-    latency reference) and two searched nets."""
-    root = tmp_path_factory.mktemp("report")
-    derived = Genotype.from_dict(DERIVED).save(root / "derived.json")
-    for spec, name in ((str(derived), ["run.name=derived"]), ("rlfn_ntire", []),
-                       ("fmen_s", [])):
-        assert retrain([spec, f"run.dir={root / 'runs'}", *TRAIN, *name]) == 0
-    images = root / "images"
-    images.mkdir()
+def write_images(folder: Path) -> Path:
+    """A folder of two 64x64 HR images (crops of the embedded default set)."""
+    folder.mkdir()
     for name, hr in default_images()[:2]:
         crop = (np.asarray(hr)[:64, :64] * 255).round().astype(np.uint8)
-        Image.fromarray(crop).save(images / f"{name}.png")
-    study = optuna.create_study(storage=f"sqlite:///{root}/s.db", study_name="s",
+        Image.fromarray(crop).save(folder / f"{name}.png")
+    return folder
+
+
+def write_study(path: Path) -> str:
+    """An Optuna study (SQLite at ``path``) holding the zoo, span_ntire2024 (the latency
+    reference) included, and two searched nets of the DERIVED genotype; its storage URL."""
+    url = f"sqlite:///{path}"
+    study = optuna.create_study(storage=url, study_name="s",
                                 directions=["maximize", "minimize", "minimize"])
     study.set_metric_names(["psnr_db", "latency_ms", "memory_mib"])
     trials = [("span_ntire2024", True, [27.0, 10.0, 4.0]),
@@ -73,9 +71,28 @@ def runs(tmp_path_factory) -> dict[str, Path]:
                  "params_m": 0.3, "flops_g": 20.0, "macs_g": 10.0, "activations_m": 80.0,
                  "num_conv": 30, "device": "cpu", "duration_s": 1.0, "constraints": {}}
         study.add_trial(optuna.trial.create_trial(values=values, user_attrs=attrs))
-    return {"root": root, "derived": root / "runs" / "derived",
-            "rlfn": root / "runs" / "rlfn_ntire", "fmen": root / "runs" / "fmen_s",
-            "images": images, "storage": f"sqlite:///{root}/s.db"}
+    return url
+
+
+def retrain_runs(root: Path, zoo: tuple[str, ...] = ("rlfn_ntire", "fmen_s")) -> Path:
+    """Finished retrain runs of the DERIVED net (``derived``) and of the ``zoo`` nets, 2
+    iterations each, in ``root / "runs"``."""
+    derived = Genotype.from_dict(DERIVED).save(root / "derived.json")
+    for spec, name in ((str(derived), ["run.name=derived"]), *((z, []) for z in zoo)):
+        assert retrain([spec, f"run.dir={root / 'runs'}", *TRAIN, *name]) == 0
+    return root / "runs"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """Three finished retrain runs (a derived net, rlfn_ntire, fmen_s), 2 iterations each,
+    a folder of two HR images and an Optuna study holding the zoo (with span_ntire2024, the
+    latency reference) and two searched nets."""
+    root = tmp_path_factory.mktemp("report")
+    folder = retrain_runs(root)
+    return {"root": root, "derived": folder / "derived", "rlfn": folder / "rlfn_ntire",
+            "fmen": folder / "fmen_s", "images": write_images(root / "images"),
+            "storage": write_study(root / "s.db")}
 
 
 def _args(runs, out, *extra):
@@ -320,9 +337,27 @@ def test_a_kd_run_is_another_budget(runs, tmp_path):
     assert "kd.teacher" in budget_differences([plain, distilled])
 
 
-def test_report_on_onnx_runtime(runs, tmp_path):
+def test_report_on_onnx_runtime(runs, tmp_path, monkeypatch):
     """``--backend onnxruntime``: every net's latency and memory come from ONNX Runtime running
     its deployed ONNX export, and the page and report.json say so (issue 12, item 1)."""
+    import proxies.measure.profile_rows as profile_rows
+    import results.report.command as command
+
+    measured: dict[str, list] = {"ratio": [], "memory": [], "reference_memory": []}
+
+    def spy(kind, fn):
+        def wrapped(*args, **kwargs):
+            result = fn(*args, **kwargs)
+            measured[kind].append(result)
+            return result
+        return wrapped
+
+    monkeypatch.setattr(profile_rows, "measure_latency_ratio",
+                        spy("ratio", profile_rows.measure_latency_ratio))
+    monkeypatch.setattr(profile_rows, "measure_peak_memory",
+                        spy("memory", profile_rows.measure_peak_memory))
+    monkeypatch.setattr(command, "measure_peak_memory",
+                        spy("reference_memory", command.measure_peak_memory))
     out = tmp_path / "ort"  # one run (and the reference): each net is exported and timed
     assert main([str(runs["derived"]), "--out", str(out), "--sets", str(runs["images"]),
                  "--size", "32", "--rounds", "1", "--crop-size", "32",
@@ -331,5 +366,29 @@ def test_report_on_onnx_runtime(runs, tmp_path):
     assert report["profile_settings"]["backend"] == "onnxruntime"
     assert "measured in this process on onnxruntime (the ONNX export" in (
         out / "report.html").read_text()
+    # measured by ONNX Runtime: the derived net against SPAN, then an untrained RLFN against
+    # SPAN for the x rlfn_ntire column (no retrained RLFN among the runs); peak memory of the
+    # derived net and of SPAN, each the session's resident-set rise
+    derived, aim = measured["ratio"]
+    for r in measured["ratio"]:
+        assert (r.model.backend, r.reference.backend, r.rounds) == ("onnxruntime",) * 2 + (1,)
+    (memory,), (ref_memory,) = measured["memory"], measured["reference_memory"]
+    for m in (memory, ref_memory):
+        assert (m.backend, m.method) == ("onnxruntime", "onnxruntime_rss_hwm")
+    # ... and those are the report's figures
     table = pd.read_csv(out / "table.csv")
-    assert (table["latency_ms"] > 0).all() and (table["latency_ratio"] > 0).all()
+    assert table["name"].tolist() == ["derived"]
+    row = table.iloc[0]
+    assert row["latency_ms"] == pytest.approx(derived.model.median_ms)
+    assert row["latency_ratio"] == pytest.approx(derived.ratio_median)
+    # one round: the ratio is the net's median over SPAN's, both timed in that round
+    assert row["latency_ratio"] == pytest.approx(row["latency_ms"]
+                                                 / derived.reference.median_ms)
+    assert report["latency_reference"] == "span_ntire2024"
+    assert report["aim_latency_ratio"] == pytest.approx(aim.ratio_median)
+    assert row["latency_ratio_aim"] == pytest.approx(derived.ratio_median / aim.ratio_median)
+    assert row["peak_memory_mib"] == pytest.approx(memory.peak_memory_mib) and (
+        row["peak_memory_mib"] > 0)
+    assert row["memory_ratio"] == pytest.approx(memory.peak_memory_mib
+                                                / ref_memory.peak_memory_mib)
+    assert report["table"][0]["latency_ms"] == pytest.approx(row["latency_ms"])

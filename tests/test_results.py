@@ -945,11 +945,15 @@ def test_cli_errors(tmp_path, capsys):
     assert not db.exists() and not (tmp_path / "o").exists()
     assert main(["--ray", str(tmp_path / "nodir"), "--out", str(tmp_path / "o")]) == 2
     assert "nodir" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         main(["--ray", str(tmp_path), "--study", "x", "--out", str(tmp_path / "o")])
-    assert "--study applies to --storage only" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
+    assert exit_info.value.code == 2
+    assert "error: --study applies to --storage only" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
         main(["--out", str(tmp_path / "o")])  # neither --storage nor --ray
+    assert exit_info.value.code == 2
+    assert "one of the arguments --storage --ray is required" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_python_dash_m_results(tmp_path):

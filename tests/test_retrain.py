@@ -12,8 +12,10 @@ import torch
 import yaml
 
 from search_space import Genotype, build_model
-from searchers.training.loop import TrainStep
-from searchers.training.retrain import RetrainOptim, load_teacher, loss_fn, lr_lambda, main
+from searchers.training.config import RetrainOptim, lr_lambda
+from searchers.training.loop import TrainStep, loss_fn
+from searchers.training.retrain import main
+from searchers.training.teacher import load_teacher
 
 TINY = {"scale": 2, "width": 8, "cells": [
     {"type": "erb", "ops": ["rep_conv3x3", "ecb3x3"],

@@ -12,8 +12,9 @@ import torch
 from search_space import build_model
 from search_space.zoo import YARDSTICK, ZOO
 from searchers.common.config import ConfigError, load_config
+from searchers.trials.config import OptunaConfig
 from searchers.trials.sampled_space import NotInSpace, SampleSpace, genotype_params, sample_genotype
-from searchers.trials.study import OptunaConfig, open_study, zoo_params
+from searchers.trials.study import open_study, zoo_params
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from search_space import Genotype, build_model
-from searchers.common.config import MeasureSection
+from searchers.common.sections import MeasureSection
 from searchers.trials.trial import (
     ConstraintConfig,
     ProxyConfig,
@@ -113,8 +113,10 @@ def test_constraint_values_sign_convention():
 
 
 def test_weights_are_inherited_from_a_darts_supernet(tmp_path):
+    from proxies.data.specs import dataset_from_spec
     from searchers.differentiable.search import main as darts_main
-    from searchers.differentiable.supernet import SuperNet
+    from searchers.differentiable.supernet import SuperNet, SupernetSpec
+    from searchers.training.loop import validate
 
     args = [f"run.dir={tmp_path}", "space.scale=2", "space.width=8", "space.num_cells=1",
             "space.cell_types=[erb]", "space.conv_candidates=[conv3x3,sep_conv3x3]",
@@ -140,10 +142,31 @@ def test_weights_are_inherited_from_a_darts_supernet(tmp_path):
         {"type": "erb", "ops": ["conv3x3", "conv3x3"], "attention": "pa"}]})
     with pytest.raises(ValueError, match="width is 16 but the supernet's is 8"):
         inherit_supernet_weights(build_model(wrong), run)
+    # Every weight of the derived net is the supernet's at that choice: the supernet with
+    # one-hot mixing weights on the genotype's candidates computes the same function.
+    net = SuperNet(SupernetSpec(scale=2, width=8, num_cells=1, cell_types=("erb",),
+                                conv_candidates=("conv3x3", "sep_conv3x3"),
+                                attention_candidates=("none", "pa")))
+    net.load_state_dict(state)
+    chosen = {"cells.0.conv0": "sep_conv3x3", "cells.0.conv1": "conv3x3",
+              "cells.0.attention": "pa"}
+    assert {slot for slot, _ in net.named_arch_parameters()} == set(chosen)
+    for slot, alpha in net.named_arch_parameters():
+        op = next(m for m in net.mixed_ops() if m.slot == slot)
+        alpha.data = torch.tensor([1e4 if c == chosen[slot] else -1e4 for c in op.candidates])
+    x = torch.rand(1, 3, 12, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), net.eval()(x), rtol=1e-5, atol=1e-6)
+    # the trial's proxy PSNR is that net's, untrained (no steps when inheriting)
     r = evaluate_genotype(g, ProxyConfig(supernet=str(run), val_max_side=32), TINY_MEASURE,
                           ConstraintConfig())
-    assert math.isfinite(r.psnr_db)
-    assert isinstance(SuperNet, type)
+    val = dataset_from_spec("default:val", 2)
+    cpu = torch.device("cpu")
+    assert r.psnr_db == pytest.approx(validate(net, val, scale=2, device=cpu, side=32), abs=1e-4)
+    assert r.proxy_seeds == 1 and Genotype.from_json(r.genotype) == g
+    torch.manual_seed(0)
+    scratch = validate(build_model(g), val, scale=2, device=cpu, side=32)
+    assert abs(r.psnr_db - scratch) > 1e-3  # not the net as initialised
 
 
 def test_mab_cells_and_maffsrn_attentions_can_be_sampled():

@@ -31,6 +31,7 @@ import torch
 from proxies.data.downsample import check_downsampler, check_scale, downsample, modcrop
 from proxies.data.images import IMAGE_EXTENSIONS, array_to_float_rgb, check_rgb8, load_image
 from proxies.data.splits import holdout_split
+from search_space.patch import check_patch_size
 
 logger = logging.getLogger(__name__)
 
@@ -43,17 +44,6 @@ class SRImage(NamedTuple):
     name: str
     hr: np.ndarray
     lr: np.ndarray
-
-
-def check_patch_size(patch_size: object, scale: int) -> int:
-    """``patch_size`` as an int; a clear error unless it is a positive multiple of ``scale``."""
-    ok = isinstance(patch_size, int | np.integer) and not isinstance(patch_size, bool)
-    if not ok or int(patch_size) < 1 or int(patch_size) % scale:  # type: ignore[call-overload]
-        raise ValueError(
-            f"patch_size (HR patch side in pixels) must be a positive multiple of scale={scale}, "
-            f"got {patch_size!r}; use e.g. patch_size={scale * max(1, 48 // scale)}."
-        )
-    return int(patch_size)  # type: ignore[call-overload]
 
 
 _FileKey = tuple[str, int, int]

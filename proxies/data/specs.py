@@ -18,8 +18,9 @@ import numpy as np
 
 from proxies.data.downsample import check_downsampler, check_scale
 from proxies.data.images import IMAGE_EXTENSIONS
-from proxies.data.imageset import Source, SRImageSet, build_set, check_patch_size, load_cached
+from proxies.data.imageset import Source, SRImageSet, build_set, load_cached
 from proxies.data.splits import DEFAULT_PREFIX, split_spec
+from search_space.patch import check_patch_size
 
 __all__ = [
     "DEFAULT_MAX_SIDE",

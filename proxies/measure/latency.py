@@ -1,6 +1,7 @@
 """Measured forward latency of a model at a given low-resolution input size on a device.
 
-Two entry points:
+Two entry points, each taking one :class:`proxies.measure.settings.MeasureSettings` passed
+whole (validated when it was built; nothing here checks its fields again):
 
 * :func:`measure_latency` times one model and returns a :class:`LatencyResult`.
 * :func:`measure_latency_ratio` times a model interleaved with a fixed reference net in the
@@ -16,20 +17,21 @@ Timing protocol (both entry points share one timing helper, :func:`_time_runs`):
   otherwise a deep copy is moved/cast and timed
   (:func:`proxies.measure.settings.model_for_measurement`, shared with the other proxies).
 * The input is created and copied to the device before timing starts.
-* CPU: the intra-op thread count is fixed (``threads``, default the current
+* CPU: the intra-op thread count is fixed (``settings.threads``, default the current
   :func:`torch.get_num_threads`) with :func:`torch.set_num_threads` and restored afterwards;
   each run is timed with :func:`time.perf_counter_ns`.
 * CUDA: each run is timed with CUDA events (record start, forward, record end,
   :func:`torch.cuda.synchronize`), which also captures kernel-launch overhead.
   ``torch.backends.cudnn.benchmark`` is left as the caller set it: with ``True`` cuDNN picks
-  its algorithms during the warm-up runs (give enough ``warmup``); with ``False`` it uses its
+  its algorithms during the warm-up runs (give enough ``settings.warmup``); with ``False`` it
+  uses its
   heuristics. Either way the setting applies to every model timed in the process.
 * Host-wide: the measured work holds :func:`proxies.measure.isolation.measuring`, so no other srnas
   process on the host measures or runs a training section meanwhile (``SRNAS_ISOLATION=off``
   switches this off).
-* Backend (``backend=``, :mod:`proxies.measure.runtime`): ``"torch"`` (eager, the default) or
-  ``"onnxruntime"``, the deployed net's checked ONNX export run by an ONNX Runtime session
-  (CUDA execution provider on CUDA, CPU on the CPU, intra-op threads fixed to ``threads``),
+* Backend (``settings.backend``, :mod:`proxies.measure.runtime`): ``"torch"`` (eager, the
+  default) or ``"onnxruntime"``, the deployed net's checked ONNX export run by an ONNX Runtime
+  session (CUDA execution provider on CUDA, CPU on the CPU, intra-op threads fixed),
   timed with the host clock (``run`` returns when its outputs are ready). Warm-up, the
   statistics and the interleaving are the same for every backend; the export is done before
   the host-wide lock is taken.
@@ -50,10 +52,7 @@ from torch import nn
 
 from proxies.measure.isolation import measuring
 from proxies.measure.settings import (
-    DEFAULT_INPUT_SHAPE,
-    check_dtype,
-    check_input_shape,
-    check_int,
+    MeasureSettings,
     make_input,
     model_for_measurement,
     resolve_device,
@@ -76,7 +75,7 @@ class LatencyResult:
     ``std_ms`` is the population standard deviation (0.0 for a single run). ``runs`` is the
     number of timed runs actually done (``max_seconds`` may stop early). ``threads`` is the CPU
     intra-op thread count used, or ``None`` on CUDA. ``backend``: what ran the net
-    (:data:`proxies.measure.runtime.BACKENDS`).
+    (:data:`proxies.measure.backends.BACKENDS`).
     """
 
     median_ms: float
@@ -141,39 +140,31 @@ def _runtime(device: torch.device, threads: int | None) -> Iterator[int | None]:
 
 @contextlib.contextmanager
 def _runner(
-    model: nn.Module,
-    shape: tuple[int, int, int, int],
-    device: torch.device,
-    dtype: torch.dtype,
-    threads: int | None,
-    backend: str,
+    model: nn.Module, settings: MeasureSettings, device: torch.device, channels: int
 ) -> Iterator[tuple[Callable[[], object], torch.device, int | None]]:
-    """Yield ``(run, clock_device, threads_used)`` for one net on ``backend``: ``run()`` is one
-    inference on a seeded random input; ``clock_device`` tells :func:`_time_runs` how to time
-    it (CUDA events for torch on CUDA, else the host clock)."""
-    if backend == "torch":
+    """Yield ``(run, clock_device, threads_used)`` for one net on ``settings.backend``:
+    ``run()`` is one inference on a seeded random input; ``clock_device`` tells
+    :func:`_time_runs` how to time it (CUDA events for torch on CUDA, else the host clock)."""
+    if settings.backend == "torch":
+        dtype = settings.torch_dtype
         with model_for_measurement(model, device, dtype) as net, \
-                _runtime(device, threads) as used:
-            x = make_input(shape, device, dtype)
+                _runtime(device, settings.threads) as used:
+            x = make_input(settings.input_shape(channels), device, dtype)
             yield (lambda: net(x)), device, used
         return
     from proxies.measure.runtime import ort_runner
 
-    with ort_runner(model, shape, device, dtype, threads) as (run, used):
+    with ort_runner(model, settings, device, channels) as (run, used):
         yield run, torch.device("cpu"), used
 
 
-def _prepare_backend(backend: str, models: Sequence[nn.Module], channels: int,
-                     dtype: torch.dtype) -> str:
-    """Validate ``backend``; for onnxruntime export every model now (outside the lock)."""
-    from proxies.measure.runtime import check_backend, check_float32, exported_onnx
+def _export_first(settings: MeasureSettings, models: Sequence[nn.Module], channels: int) -> None:
+    """For onnxruntime, export every model now (outside the host-wide lock)."""
+    if settings.backend == "onnxruntime":
+        from proxies.measure.runtime import exported_onnx
 
-    backend = check_backend(backend)
-    if backend == "onnxruntime":
-        check_float32(dtype)
         for m in models:
             exported_onnx(m, channels)
-    return backend
 
 
 def _time_runs(
@@ -234,44 +225,30 @@ def _summarise(
 
 def measure_latency(
     model: nn.Module,
-    input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE,
+    settings: MeasureSettings,
     *,
-    device: str | torch.device | None = "cpu",
-    runs: int = 30,
-    warmup: int = 5,
-    threads: int | None = None,
-    dtype: torch.dtype = torch.float32,
+    channels: int = 3,
     max_seconds: float | None = None,
-    backend: str = "torch",
 ) -> LatencyResult:
-    """Time ``model`` on a random input of ``input_shape`` (NCHW) on ``device``.
+    """Time ``model`` as ``settings`` say: ``settings.warmup`` untimed runs, then
+    ``settings.runs`` timed ones on a random ``settings.input_shape(channels)`` input on
+    ``settings.device``, with ``settings.threads``, in ``settings.dtype``, on
+    ``settings.backend`` (see :mod:`proxies.measure.runtime`).
 
     Args:
         model: the network; never moved or cast (a deep copy is timed if needed).
-        input_shape: low-resolution input shape (N, C, H, W), all positive.
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"`` or a :class:`torch.device`.
-        runs: timed runs (>= 1).
-        warmup: untimed runs before timing (>= 0).
-        threads: CPU intra-op threads during timing (default: current count); restored after.
-            Ignored on CUDA.
-        dtype: floating-point dtype of the input (and of the timed model copy, if cast).
+        settings: how to measure (validated when built).
+        channels: the net's input channels (3 for a whole net; an op's width for one op).
         max_seconds: cap on the wall time of the timed loop; at least one run is always done
             and ``LatencyResult.runs`` records how many were.
-        backend: ``"torch"`` (eager) or ``"onnxruntime"`` (the checked ONNX export in an ONNX
-            Runtime session; float32 only); see :mod:`proxies.measure.runtime`.
 
     Raises:
-        ValueError: invalid argument (the message names it and the allowed values), or a
-            backend that is not installed or not implemented.
+        ValueError: ``channels`` or ``max_seconds`` out of range (the message names it).
         RuntimeError: CUDA requested but not available (or, for onnxruntime, without its
             CUDA execution provider).
     """
-    dev = resolve_device(device)
-    shape = check_input_shape(input_shape)
-    check_int("runs", runs, 1)
-    check_int("warmup", warmup, 0)
-    _check_threads(threads)
-    check_dtype(dtype)
+    dev = resolve_device(settings.device)
+    shape = settings.input_shape(channels)
     if max_seconds is not None and (
         isinstance(max_seconds, bool)
         or not isinstance(max_seconds, (int, float))
@@ -281,15 +258,15 @@ def measure_latency(
             f"max_seconds must be a finite number > 0 or None, got {max_seconds!r}; "
             "pass e.g. max_seconds=10.0, or None for no cap."
         )
-    backend = _prepare_backend(backend, [model], shape[1], dtype)
+    _export_first(settings, [model], channels)
     with (
         measuring(),  # no other srnas process on the host trains or measures meanwhile
-        _runner(model, shape, dev, dtype, threads, backend) as (run, clock, used),
+        _runner(model, settings, dev, channels) as (run, clock, used),
     ):
-        _time_runs(run, clock, warmup)
-        times_ms = _time_runs(run, clock, runs, max_seconds)
-    result = _summarise(times_ms, warmup=warmup, device=dev, threads=used, input_shape=shape,
-                        backend=backend)
+        _time_runs(run, clock, settings.warmup)
+        times_ms = _time_runs(run, clock, settings.runs, max_seconds)
+    result = _summarise(times_ms, warmup=settings.warmup, device=dev, threads=used,
+                        input_shape=shape, backend=settings.backend)
     logger.debug("latency %s: %s", type(model).__name__, result)
     return result
 
@@ -297,43 +274,33 @@ def measure_latency(
 def measure_latency_ratio(
     model: nn.Module,
     reference: nn.Module,
-    input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE,
+    settings: MeasureSettings,
     *,
-    device: str | torch.device | None = "cpu",
-    rounds: int = 10,
-    runs_per_round: int = 5,
-    warmup: int = 5,
-    threads: int | None = None,
-    dtype: torch.dtype = torch.float32,
-    backend: str = "torch",
+    channels: int = 3,
 ) -> LatencyRatioResult:
     """Latency of ``model`` relative to ``reference``, timed interleaved on the same input.
 
-    After ``warmup`` untimed runs of each, round ``r`` times the reference ``runs_per_round``
-    times then the model ``runs_per_round`` times (the model first on odd rounds), so slow
-    drifts of the machine affect both alike. The ratio of each round's medians is reported.
+    After ``settings.warmup`` untimed runs of each, round ``r`` of ``settings.rounds`` times
+    the reference ``settings.runs_per_round`` times then the model as often (the model first
+    on odd rounds), so slow drifts of the machine affect both alike. The ratio of each round's
+    medians is reported. ``settings.backend`` runs both nets.
 
-    Args: as :func:`measure_latency`, plus ``reference`` (the fixed yardstick net),
-        ``rounds`` (>= 1) and ``runs_per_round`` (>= 1). ``backend`` runs both nets.
+    Args: as :func:`measure_latency`, plus ``reference`` (the fixed yardstick net).
 
     Raises:
-        ValueError: invalid argument (the message names it and the allowed values).
+        ValueError: ``channels`` out of range.
         RuntimeError: CUDA requested but not available, or the reference is too fast to time.
     """
-    dev = resolve_device(device)
-    shape = check_input_shape(input_shape)
-    check_int("rounds", rounds, 1)
-    check_int("runs_per_round", runs_per_round, 1)
-    check_int("warmup", warmup, 0)
-    _check_threads(threads)
-    check_dtype(dtype)
-    backend = _prepare_backend(backend, [model, reference], shape[1], dtype)
+    dev = resolve_device(settings.device)
+    shape = settings.input_shape(channels)
+    rounds, runs_per_round, warmup = settings.rounds, settings.runs_per_round, settings.warmup
+    _export_first(settings, [model, reference], channels)
     times_ms: dict[str, list[float]] = {"model": [], "reference": []}
     round_ratios: list[float] = []
     with (
         measuring(),  # no other srnas process on the host trains or measures meanwhile
-        _runner(model, shape, dev, dtype, threads, backend) as (run_model, clock, used),
-        _runner(reference, shape, dev, dtype, threads, backend) as (run_ref, _, _),
+        _runner(model, settings, dev, channels) as (run_model, clock, used),
+        _runner(reference, settings, dev, channels) as (run_ref, _, _),
     ):
         fns = {"model": run_model, "reference": run_ref}
         for fn in fns.values():
@@ -347,7 +314,7 @@ def measure_latency_ratio(
             if medians["reference"] <= 0.0:
                 raise RuntimeError(
                     f"reference median time is {medians['reference']} ms in round {r}: too fast "
-                    "to time on this device; use a larger reference net or input_shape."
+                    "to time on this device; use a larger reference net or lr_size."
                 )
             round_ratios.append(medians["model"] / medians["reference"])
     p10, median, p90 = np.percentile(np.asarray(round_ratios), [10, 50, 90])
@@ -356,7 +323,7 @@ def measure_latency_ratio(
         "device": dev,
         "threads": used,
         "input_shape": shape,
-        "backend": backend,
+        "backend": settings.backend,
     }
     result = LatencyRatioResult(
         ratio_median=float(median),
@@ -371,7 +338,3 @@ def measure_latency_ratio(
     logger.debug("latency ratio %s: %.4f", type(model).__name__, result.ratio_median)
     return result
 
-
-def _check_threads(threads: int | None) -> None:
-    if threads is not None:
-        check_int("threads", threads, 1)

@@ -26,8 +26,11 @@ The caller's model is never moved or cast (a deep copy is measured if needed; se
 :func:`proxies.measure.settings.model_for_measurement`). The measured work holds the host-wide
 :func:`proxies.measure.isolation.measuring` lock, like the latency proxy.
 
-Backend ``onnxruntime`` (``backend=``, :mod:`proxies.measure.runtime`): ONNX Runtime reports no
-peak.
+Every entry point takes one :class:`proxies.measure.settings.MeasureSettings` passed whole
+(device, LR size, dtype, backend, threads; validated when it was built).
+
+Backend ``onnxruntime`` (``settings.backend``, :mod:`proxies.measure.runtime`): ONNX Runtime
+reports no peak.
 On the CPU (Linux) the peak is the resident-set high-water-mark rise over one run of a session
 with its memory arena and memory pattern off (``method="onnxruntime_rss_hwm"``, page
 granular). On CUDA there is no figure: ``peak_memory_mib`` is NaN and ``method`` starts with
@@ -46,7 +49,7 @@ import os
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -58,9 +61,7 @@ from torch.profiler import ProfilerActivity, profile
 from proxies.measure.isolation import measuring
 from proxies.measure.rss import rss_peak_delta_mib
 from proxies.measure.settings import (
-    DEFAULT_INPUT_SHAPE,
-    check_dtype,
-    check_input_shape,
+    MeasureSettings,
     make_input,
     model_for_measurement,
     resolve_device,
@@ -115,36 +116,31 @@ class MemoryResult:
 
 def measure_peak_memory(
     model: nn.Module,
-    input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE,
+    settings: MeasureSettings,
     *,
-    device: str | torch.device | None = "cpu",
-    dtype: torch.dtype = torch.float32,
+    channels: int = 3,
     rss_check: bool = False,
-    backend: str = "torch",
-    threads: int | None = None,
 ) -> MemoryResult:
-    """Peak memory of one forward pass of ``model`` on a random ``input_shape`` input.
+    """Peak memory of one forward pass of ``model`` on a random ``settings.input_shape(channels)``
+    input on ``settings.device`` in ``settings.dtype``, on ``settings.backend`` (the
+    onnxruntime session gets ``settings.threads`` intra-op threads, default 1; torch ignores
+    them).
 
     Args:
         model: the network; never moved or cast (a deep copy is measured if needed).
-        input_shape: low-resolution input shape (N, C, H, W), all positive.
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"`` or a :class:`torch.device`.
-        dtype: floating-point dtype of the input (and of the measured model copy, if cast).
+        settings: how to measure (validated when built).
+        channels: the net's input channels (3 for a whole net; an op's width for one op).
         rss_check: on CPU, also report the resident-set high-water-mark delta of one forward.
-        backend: ``"torch"`` or ``"onnxruntime"`` (see the module docstring).
-        threads: intra-op threads of the onnxruntime session (default 1); torch ignores it.
 
     Raises:
-        ValueError: invalid argument (the message names it and the allowed values).
+        ValueError: ``channels`` out of range.
         RuntimeError: CUDA requested but not available, or the profiler gave no results.
     """
-    from proxies.measure.runtime import check_backend
-
-    dev = resolve_device(device)
-    shape = check_input_shape(input_shape)
-    check_dtype(dtype)
-    if check_backend(backend) == "onnxruntime":
-        return _ort_memory(model, shape, dev, dtype, threads)
+    dev = resolve_device(settings.device)
+    shape = settings.input_shape(channels)
+    if settings.backend == "onnxruntime":
+        return _ort_memory(model, settings, dev, channels)
+    dtype = settings.torch_dtype
     rss_delta_mib: float | None = None
     with contextlib.ExitStack() as stack:
         stack.enter_context(measuring())  # no other srnas process trains or measures meanwhile
@@ -179,16 +175,16 @@ def measure_peak_memory(
     return result
 
 
-def _ort_memory(model: nn.Module, shape: tuple[int, int, int, int], dev: torch.device,
-                dtype: torch.dtype, threads: int | None) -> MemoryResult:
-    from proxies.measure.runtime import check_float32, exported_onnx, ort_peak_memory
+def _ort_memory(model: nn.Module, settings: MeasureSettings, dev: torch.device,
+                channels: int) -> MemoryResult:
+    from proxies.measure.runtime import exported_onnx, ort_peak_memory
 
-    check_float32(dtype)
-    exported_onnx(model, shape[1])  # outside the lock
-    with measuring(), model_for_measurement(model, torch.device("cpu"), dtype) as net:
+    shape = settings.input_shape(channels)
+    exported_onnx(model, channels)  # outside the lock
+    with measuring(), model_for_measurement(model, torch.device("cpu"), torch.float32) as net:
         weights_bytes = sum(
             t.numel() * t.element_size() for t in (*net.parameters(), *net.buffers()))
-        peak, output_mib, method = ort_peak_memory(model, shape, dev, threads or 1)
+        peak, output_mib, method = ort_peak_memory(model, settings, dev, channels)
     if peak is None:
         logger.info("onnxruntime peak memory on %s: %s", dev, method)
     return MemoryResult(
@@ -204,24 +200,17 @@ def _ort_memory(model: nn.Module, shape: tuple[int, int, int, int], dev: torch.d
 
 
 def measure_peak_memory_or_torch(
-    model: nn.Module,
-    input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE,
-    *,
-    device: str | torch.device | None = "cpu",
-    dtype: torch.dtype = torch.float32,
-    backend: str = "torch",
-    threads: int | None = None,
+    model: nn.Module, settings: MeasureSettings, *, channels: int = 3
 ) -> MemoryResult:
-    """:func:`measure_peak_memory` on ``backend``; where that backend cannot report a peak
-    (onnxruntime on CUDA), the torch-eager figure, with ``backend="torch"`` and ``method``
+    """:func:`measure_peak_memory` on ``settings.backend``; where that backend cannot report a
+    peak (onnxruntime on CUDA), the torch-eager figure, with ``backend="torch"`` and ``method``
     naming the fallback. For callers that need a number."""
-    mem = measure_peak_memory(model, input_shape, device=device, dtype=dtype, backend=backend,
-                              threads=threads)
+    mem = measure_peak_memory(model, settings, channels=channels)
     if mem.available:
         return mem
-    logger.warning("%s cannot report peak memory (%s); using torch eager's figure", backend,
-                   mem.method)
-    fallback = measure_peak_memory(model, input_shape, device=device, dtype=dtype)
+    logger.warning("%s cannot report peak memory (%s); using torch eager's figure",
+                   settings.backend, mem.method)
+    fallback = measure_peak_memory(model, replace(settings, backend="torch"), channels=channels)
     return replace(fallback, method=f"{fallback.method} (fallback: {mem.method})")
 
 

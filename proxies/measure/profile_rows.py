@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from proxies.measure.complexity import count_thop_macs, measure_complexity
-from proxies.measure.latency import LatencyRatioResult, measure_latency, measure_latency_ratio
+from proxies.measure.latency import measure_latency, measure_latency_ratio
 from proxies.measure.memory import measure_peak_memory
 from proxies.measure.settings import MeasureSettings
 
@@ -95,8 +95,8 @@ def profile_model(
     settings: MeasureSettings,
     reference: nn.Module | None = None,
 ) -> ProfileRow:
-    """Measure the deployed form of one model. ``reference`` (timed interleaved) gives the
-    latency ratio."""
+    """Measure the deployed form of one model as ``settings`` say (passed whole to the latency
+    and memory proxies). ``reference`` (timed interleaved) gives the latency ratio."""
     from search_space.network import deployed_form
 
     model, reference = deployed_form(model), None if reference is None else deployed_form(
@@ -114,35 +114,20 @@ def profile_model(
     )
     if settings.thop:
         row["thop_macs_g"] = count_thop_macs(model, (1, 3, *settings.complexity_size)) / 1e9
-    shape = (1, 3, *settings.lr_size)
     if settings.latency:
         if reference is not None:
-            ratio = _interleaved(model, reference, settings)
+            ratio = measure_latency_ratio(model, reference, settings)
             lat = ratio.model
             row.update(latency_ratio=ratio.ratio_median, latency_ratio_p10=ratio.ratio_p10,
                        latency_ratio_p90=ratio.ratio_p90)
         else:
-            lat = measure_latency(
-                model, shape, device=settings.device,
-                runs=settings.rounds * settings.runs_per_round, warmup=settings.warmup,
-                threads=settings.threads, backend=settings.backend,
-            )
+            lat = measure_latency(model, settings)
         row.update(latency_ms=lat.median_ms, latency_p10_ms=lat.p10_ms,
                    latency_p90_ms=lat.p90_ms)
     if settings.memory:
-        mem = measure_peak_memory(model, shape, device=settings.device,
-                                  backend=settings.backend, threads=settings.threads)
+        mem = measure_peak_memory(model, settings)
         row.update(peak_memory_mib=mem.peak_memory_mib, weights_mib=mem.weights_mib)
     return ProfileRow(**row)
-
-
-def _interleaved(model: nn.Module, reference: nn.Module,
-                 settings: MeasureSettings) -> LatencyRatioResult:
-    return measure_latency_ratio(
-        model, reference, (1, 3, *settings.lr_size), device=settings.device,
-        rounds=settings.rounds, runs_per_round=settings.runs_per_round, warmup=settings.warmup,
-        threads=settings.threads, backend=settings.backend,
-    )
 
 
 def with_aim_ratio(rows: Sequence[ProfileRow], aim_ratio: float | None) -> list[ProfileRow]:
@@ -197,5 +182,6 @@ def profile_genotypes(
             from search_space.network import deployed_form
 
             aim_model = deployed_form(build_model(aim).eval())
-            aim_ratio = _interleaved(aim_model, deployed_form(ref), settings).ratio_median
+            aim_ratio = measure_latency_ratio(aim_model, deployed_form(ref),
+                                              settings).ratio_median
     return with_aim_ratio(rows, aim_ratio)

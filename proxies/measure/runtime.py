@@ -1,22 +1,26 @@
 """Measurement backends: run the deployed net on the runtime it is deployed with.
 
-The latency and memory proxies (:mod:`proxies.measure.latency`, :mod:`proxies.measure.memory`) take
-``backend=``; this module holds what differs between backends, not a second measurement stack
-(timing, interleaving, statistics and the host-wide lock stay in :mod:`proxies.measure.latency`).
+The latency and memory proxies (:mod:`proxies.measure.latency`, :mod:`proxies.measure.memory`)
+measure on ``MeasureSettings.backend``; this module holds what differs between backends, not a
+second measurement stack (timing, interleaving, statistics and the host-wide lock stay in
+:mod:`proxies.measure.latency`). Its runners take the
+:class:`proxies.measure.settings.MeasureSettings` whole; the backend's name, and that
+onnxruntime measures float32 only, were checked when the settings were built
+(:mod:`proxies.measure.backends`).
 
 =============== ============================================================================
 ``torch``       PyTorch eager (the default): the deployed module is called directly.
 ``onnxruntime`` the deployed net's ONNX export (:func:`proxies.export.onnx_file.export_onnx`,
-checked
-                against PyTorch with ONNX Runtime) run by an ONNX Runtime session with
+                checked against PyTorch with ONNX Runtime) run by an ONNX Runtime session with
                 ``CUDAExecutionProvider`` on a CUDA device (CPU fallback for unsupported
                 nodes, as deployed) and ``CPUExecutionProvider`` on the CPU; all graph
                 optimisations on (conv + activation fusion), sequential execution,
-                ``intra_op_num_threads`` fixed to ``threads`` (default
+                ``intra_op_num_threads`` fixed to ``settings.threads`` (default
                 :func:`torch.get_num_threads`), one inter-op thread.
 =============== ============================================================================
 
-``tensorrt`` and ``openvino`` are named but not implemented: asking for them raises a
+``tensorrt`` and ``openvino`` are named but not implemented
+(:data:`proxies.measure.backends.NOT_IMPLEMENTED`): settings asking for them are refused with a
 :class:`ValueError` that says whether the package is installed.
 
 Clock. ONNX Runtime's ``run`` returns once the outputs are ready, so ORT runs are timed with
@@ -39,7 +43,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import hashlib
-import importlib.util
 import logging
 import tempfile
 from collections.abc import Callable, Iterator
@@ -52,12 +55,9 @@ from torch import nn
 
 from proxies.export.onnx_file import INPUT_NAME, OUTPUT_NAME, export_onnx
 from proxies.measure.rss import rss_peak_delta_mib
+from proxies.measure.settings import MeasureSettings, make_input, model_for_measurement
 
 __all__ = [
-    "BACKENDS",
-    "backend_reasons",
-    "check_backend",
-    "check_float32",
     "exported_onnx",
     "ort_peak_memory",
     "ort_providers",
@@ -65,46 +65,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
-"""The measurement backends implemented here."""
-NOT_IMPLEMENTED: dict[str, str] = {"tensorrt": "tensorrt", "openvino": "openvino"}
-"""Backends the issue names that are not implemented: name -> Python package."""
-
-
-def _package_installed(package: str) -> bool:
-    try:
-        return importlib.util.find_spec(package) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def backend_reasons() -> dict[str, str | None]:
-    """Every backend name -> ``None`` if it can measure in this environment, else the reason."""
-    out: dict[str, str | None] = {"torch": None}
-    out["onnxruntime"] = None if _package_installed("onnxruntime") else (
-        "the onnxruntime package is not installed (pip install onnxruntime, or onnxruntime-gpu "
-        "for CUDA)")
-    for name, package in NOT_IMPLEMENTED.items():
-        out[name] = (f"the {name} backend is not implemented in srnas yet (the {package} "
-                     "package is installed)" if _package_installed(package) else
-                     f"the {package} package is not installed (pip install {package}), and the "
-                     f"{name} backend is not implemented in srnas yet")
-    return out
-
-
-def check_backend(backend: object, where: str = "backend") -> str:
-    """``backend`` if it names a backend that can measure here; else a ValueError naming
-    ``where``, the value, why and what is allowed."""
-    allowed = ", ".join(BACKENDS)
-    if not isinstance(backend, str) or backend not in (*BACKENDS, *NOT_IMPLEMENTED):
-        raise ValueError(f"{where}: got {backend!r}; allowed: {allowed} (torch is PyTorch "
-                         "eager, onnxruntime the ONNX export run by ONNX Runtime)")
-    reason = backend_reasons()[backend]
-    if reason is not None:
-        raise ValueError(f"{where}: got {backend!r}; {reason}; allowed: {allowed}")
-    return backend
-
 
 # --------------------------------------------------------------------------------------------
 # Export (proxies.export.onnx_file.export_onnx), cached by content
@@ -132,8 +92,6 @@ def exported_onnx(model: nn.Module, channels: int = 3) -> bytes:
     ``channels`` channels, output ``sr``; batch, height and width dynamic). Cached by content
     (:func:`_fingerprint` of the deployed form, so a net's training and deployed forms share
     one): the last few nets exported in this process are not exported again."""
-    from proxies.measure.settings import model_for_measurement
-
     with model_for_measurement(model, torch.device("cpu"), torch.float32) as net:
         key = _fingerprint(net, channels)
         cached = _EXPORTS.get(key)
@@ -201,31 +159,19 @@ def _session(data: bytes, device: torch.device, threads: int, arena: bool = True
     return ort.InferenceSession(data, sess_options=options, providers=ort_providers(device))
 
 
-def check_float32(dtype: torch.dtype) -> None:
-    """The onnxruntime backend measures the float32 export only."""
-    if dtype != torch.float32:
-        raise ValueError(f"dtype: got {dtype}; backend onnxruntime runs the float32 ONNX "
-                         "export; allowed: torch.float32 (or backend='torch' for other dtypes)")
-
-
 @contextlib.contextmanager
 def ort_runner(
-    model: nn.Module,
-    shape: tuple[int, int, int, int],
-    device: torch.device,
-    dtype: torch.dtype,
-    threads: int | None,
+    model: nn.Module, settings: MeasureSettings, device: torch.device, channels: int = 3
 ) -> Iterator[tuple[Callable[[], object], int | None]]:
     """Yield ``(run, threads_used)``: ``run()`` does one ONNX Runtime inference of ``model``'s
-    export on a seeded random input of ``shape`` on ``device``. ``threads_used`` is the
-    intra-op thread count on the CPU, ``None`` on CUDA (as the torch path reports)."""
-    from proxies.measure.settings import make_input
-
-    check_float32(dtype)
-    data = exported_onnx(model, shape[1])
-    used = threads or torch.get_num_threads()
+    export on a seeded random ``settings.input_shape(channels)`` input on ``device`` (the
+    settings' device, resolved by the caller). ``threads_used`` is the intra-op thread count on
+    the CPU (``settings.threads``, default :func:`torch.get_num_threads`), ``None`` on CUDA (as
+    the torch path reports)."""
+    data = exported_onnx(model, channels)
+    used = settings.threads or torch.get_num_threads()
     session = _session(data, device, used)
-    x = make_input(shape, device, torch.float32)
+    x = make_input(settings.input_shape(channels), device, torch.float32)
     if device.type == "cuda":
         binding = session.io_binding()
         index = 0 if device.index is None else device.index
@@ -245,14 +191,14 @@ def ort_runner(
 
 
 def ort_peak_memory(
-    model: nn.Module, shape: tuple[int, int, int, int], device: torch.device, threads: int = 1
+    model: nn.Module, settings: MeasureSettings, device: torch.device, channels: int = 3
 ) -> tuple[float | None, float, str]:
     """``(peak MiB or None, output MiB, method or the reason there is no figure)`` of one ONNX
-    Runtime inference (see the module docstring). ``None``: ONNX Runtime cannot report it on
-    ``device``."""
+    Runtime inference of ``model`` on a ``settings.input_shape(channels)`` input, in a session
+    with ``settings.threads`` intra-op threads (default 1), on ``device`` (the settings'
+    device, resolved by the caller); see the module docstring. ``None``: ONNX Runtime cannot
+    report it on ``device``."""
     import sys
-
-    from proxies.measure.settings import make_input
 
     out_mib = 0.0
     if device.type == "cuda":
@@ -261,9 +207,10 @@ def ort_peak_memory(
     if not sys.platform.startswith("linux"):
         return None, out_mib, (f"unavailable: the ONNX Runtime CPU peak is read from Linux "
                                f"/proc (platform {sys.platform})")
-    data = exported_onnx(model, shape[1])
-    session = _session(data, device, threads, arena=False)
-    feed = {INPUT_NAME: make_input(shape, device, torch.float32).numpy()}
+    data = exported_onnx(model, channels)
+    session = _session(data, device, settings.threads or 1, arena=False)
+    feed = {INPUT_NAME: make_input(settings.input_shape(channels), device,
+                                   torch.float32).numpy()}
     out = session.run([OUTPUT_NAME], feed)  # warm-up: kernels' one-time buffers
     out_mib = float(out[0].nbytes) / 2**20
     del out

@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from search_space.genotype import GenotypeError
+    from search_space.checks import GenotypeError
     from search_space.zoo import ZOO, at_scale, resolve_genotype
 
     args = build_parser().parse_args(argv)
@@ -132,24 +132,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.scale:
                 reference = at_scale(reference, args.scale)
         device = resolve_device(args.device)
+        backends, skipped = _backends(args.backend)
+        if not backends:
+            raise ValueError("--backend: no backend can measure here: " + "; ".join(
+                f"{b}: {why}" for b, why in skipped.items()))
+        settings = MeasureSettings(
+            device=str(device), lr_size=args.size, rounds=args.rounds,
+            runs_per_round=args.runs_per_round, warmup=args.warmup, threads=args.threads,
+            latency=not args.no_latency, memory=not args.no_memory, thop=args.thop,
+            backend=backends[0],
+        )
     except (GenotypeError, FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    try:
-        backends, skipped = _backends(args.backend)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if not backends:
-        print("error: --backend: no backend can measure here: " + "; ".join(
-            f"{b}: {why}" for b, why in skipped.items()), file=sys.stderr)
-        return 2
-    settings = MeasureSettings(
-        device=str(device), lr_size=args.size, rounds=args.rounds,
-        runs_per_round=args.runs_per_round, warmup=args.warmup, threads=args.threads,
-        latency=not args.no_latency, memory=not args.no_memory, thop=args.thop,
-        backend=backends[0],
-    )
     aim = None if reference is None else at_scale(ZOO[AIM_NET], reference.scale)
     by_backend: dict[str, list[ProfileRow]] = {}
     for backend in backends:
@@ -197,15 +192,12 @@ def _backends(names: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     Raises:
         ValueError: a name that is no backend at all (with the allowed names).
     """
-    from proxies.measure.runtime import BACKENDS, NOT_IMPLEMENTED, backend_reasons
+    from proxies.measure.backends import backend_reason
 
-    reasons = backend_reasons()
     usable: list[str] = []
     skipped: dict[str, str] = {}
     for name in dict.fromkeys(names):
-        if name not in (*BACKENDS, *NOT_IMPLEMENTED):
-            raise ValueError(f"--backend: got {name!r}; allowed: {', '.join(BACKENDS)}")
-        why = reasons[name]
+        why = backend_reason(name, "--backend")
         if why is None:
             usable.append(name)
         else:

@@ -86,7 +86,7 @@ def format_comparison(cmp: Comparison, markdown: bool = False) -> str:
 def run_cli(args: argparse.Namespace) -> int:
     """``python -m proxies.profile --protocol ...``, dispatched from
     :func:`proxies.profile.command.main`. Bad input prints ``error: ...`` and returns 2."""
-    from search_space.genotype import GenotypeError
+    from search_space.checks import GenotypeError
     from search_space.zoo import AIM_NET, ZOO, at_scale, resolve_genotype
 
     try:

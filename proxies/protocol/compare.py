@@ -50,29 +50,26 @@ logger = logging.getLogger(__name__)
 
 def steady_rows(nets: Sequence[tuple[str, Genotype]], settings: MeasureSettings,
                 reference: Genotype | None, aim: Genotype | None, *,
-                dtype: torch.dtype = torch.float32,
                 channels_last: bool = False) -> list[ProfileRow]:
-    """Our steady-state figures (warm-up, median, ratio to the reference timed interleaved).
+    """Our steady-state figures (warm-up, median, ratio to the reference timed interleaved),
+    measured as ``settings`` say (``settings.dtype`` included).
 
     FP32 in the default layout is exactly :func:`proxies.measure.profile_rows.profile_genotypes`.
-    With
-    ``channels_last`` the nets (and the reference) are timed by
-    :func:`proxies.measure.profile_rows.profile_model` in the channels-last format (the random
-    input is
-    NCHW; the first conv emits channels-last, so the input conversion happens in the net);
-    with float16 the same measure functions run with ``dtype`` (the profile path has no dtype).
+    With ``channels_last`` the nets (and the reference) are timed in the channels-last format
+    (the random input is NCHW; the first conv emits channels-last, so the input conversion
+    happens in the net); in another dtype the complexity columns come from the FP32 build.
     """
     from search_space import build_model
 
-    if dtype == torch.float32 and not channels_last:
+    if settings.dtype == "float32" and not channels_last:
         return profile_genotypes(nets, settings, reference, aim)
     dev = resolve_device(settings.device)
 
     def ready(g: Genotype) -> nn.Module:
-        return prepare(build_model(g).eval(), dev, dtype, channels_last)
+        return prepare(build_model(g).eval(), dev, settings.torch_dtype, channels_last)
 
     ref = None if reference is None or not settings.latency else ready(reference)
-    rows = [_row(name, g, ready(g), settings, ref, dtype) for name, g in nets]
+    rows = [_row(name, g, ready(g), settings, ref) for name, g in nets]
     if aim is None or ref is None or reference is None:
         return rows
     target = aim.deployed()
@@ -82,35 +79,30 @@ def steady_rows(nets: Sequence[tuple[str, Genotype]], settings: MeasureSettings,
     elif same:
         aim_ratio = same[0].latency_ratio
     else:
-        aim_ratio = _row("aim", aim, ready(aim), settings, ref, dtype).latency_ratio
+        aim_ratio = _row("aim", aim, ready(aim), settings, ref).latency_ratio
     return with_aim_ratio(rows, aim_ratio)
 
 
 def _row(name: str, genotype: Genotype, model: nn.Module, settings: MeasureSettings,
-         ref: nn.Module | None, dtype: torch.dtype) -> ProfileRow:
+         ref: nn.Module | None) -> ProfileRow:
     from search_space import build_model
 
-    if dtype == torch.float32:
+    if settings.dtype == "float32":
         return profile_model(name, model, settings, ref)
     # complexity columns from the FP32 build (the counters run on a float32 meta copy)
     row = profile_model(name, build_model(genotype).eval(), replace_settings(settings), None)
-    shape = (1, 3, *settings.lr_size)
     values: dict[str, Any] = {}
     if settings.latency and ref is None:
-        lat = measure_latency(model, shape, device=settings.device,
-                              runs=settings.rounds * settings.runs_per_round,
-                              warmup=settings.warmup, threads=settings.threads, dtype=dtype)
+        lat = measure_latency(model, settings)
         values.update(latency_ms=lat.median_ms, latency_p10_ms=lat.p10_ms,
                       latency_p90_ms=lat.p90_ms)
     elif settings.latency and ref is not None:
-        r = measure_latency_ratio(model, ref, shape, device=settings.device,
-                                  rounds=settings.rounds, runs_per_round=settings.runs_per_round,
-                                  warmup=settings.warmup, threads=settings.threads, dtype=dtype)
+        r = measure_latency_ratio(model, ref, settings)
         values.update(latency_ms=r.model.median_ms, latency_p10_ms=r.model.p10_ms,
                       latency_p90_ms=r.model.p90_ms, latency_ratio=r.ratio_median,
                       latency_ratio_p10=r.ratio_p10, latency_ratio_p90=r.ratio_p90)
     if settings.memory:
-        mem = measure_peak_memory(model, shape, device=settings.device, dtype=dtype)
+        mem = measure_peak_memory(model, settings)
         values.update(peak_memory_mib=mem.peak_memory_mib, weights_mib=mem.weights_mib)
     return ProfileRow(**{**row.to_dict(), **values})
 
@@ -164,10 +156,12 @@ def compare(nets: Sequence[tuple[str, Genotype]], source: ImageSource, *,
             threads: int | None = None, memory: bool = True, steady: bool = True
             ) -> Comparison:
     """Every net measured with ``protocol`` over ``source``'s images (all nets first, before
-    any warm-up of ours), then our steady-state figures at the images' most common LR size.
+    any warm-up of ours), then our steady-state figures at the images' most common LR size
+    (one :class:`proxies.measure.settings.MeasureSettings`, built here from the arguments).
 
     Raises:
         ProtocolError: unknown protocol, a dtype the device cannot run, an image too small.
+        ValueError: a measurement setting out of range (rounds, runs_per_round, ...).
     """
     from search_space import build_model
 
@@ -176,6 +170,10 @@ def compare(nets: Sequence[tuple[str, Genotype]], source: ImageSource, *,
     if not nets:
         raise ProtocolError("no nets to measure; name zoo nets or genotype JSON files")
     first_scale = nets[0][1].scale
+    settings = MeasureSettings(device=str(dev), lr_size=steady_size(source.lr_images(first_scale)),
+                               rounds=rounds, runs_per_round=runs_per_round, warmup=warmup,
+                               threads=threads, dtype=str(dtype).removeprefix("torch."),
+                               latency=True, memory=memory)
     check_dtype_supported(build_model(nets[0][1]).eval(), dev, dtype, channels_last, nets[0][0])
     ntire = []
     for name, g in nets:
@@ -183,21 +181,16 @@ def compare(nets: Sequence[tuple[str, Genotype]], source: ImageSource, *,
         ntire.append(measure_ntire(name, build_model(g).eval(), source.lr_images(g.scale),
                                    device=dev, dtype=dtype, channels_last=channels_last,
                                    threads=threads))
-    size = steady_size(source.lr_images(first_scale))
-    settings = MeasureSettings(device=str(dev), lr_size=size, rounds=rounds,
-                               runs_per_round=runs_per_round, warmup=warmup, threads=threads,
-                               latency=True, memory=memory)
     rows: list[ProfileRow] = []
     if steady:
         rows = steady_rows(nets, settings, None if reference is None else reference[1], aim,
-                           dtype=dtype, channels_last=channels_last)
+                           channels_last=channels_last)
     info = machine_info(dev)
     if threads:
         info["threads"] = threads
-    setting_dict = asdict(settings) | {"dtype": str(dtype).removeprefix("torch."),
-                                       "channels_last": channels_last}
-    cmp = Comparison(protocol, source.describe(first_scale), size, ntire, rows, info,
-                     setting_dict, None if reference is None else reference[0], [])
+    setting_dict = asdict(settings) | {"channels_last": channels_last}
+    cmp = Comparison(protocol, source.describe(first_scale), settings.lr_size, ntire, rows,
+                     info, setting_dict, None if reference is None else reference[0], [])
     cmp.notes = explain(cmp, dev)
     return cmp
 

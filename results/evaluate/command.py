@@ -7,10 +7,13 @@ Y channel) and the LR images of :mod:`proxies.data.imageset` (HR mod-cropped to 
 antialiased
 bicubic downsampling, quantised to 8 bit).
 
+From Python: :func:`evaluate` (a genotype, a zoo name or file, or a built net, and its
+weights), which returns an :class:`Evaluation`: the per-image table and the per-set summary.
+
 The benchmark sets, the per-image table and :func:`summarise` are :mod:`results.evaluate.sets`;
 the forward pass, whole or tiled, is :mod:`results.evaluate.inference`. This module reads the
-weights
-(:func:`read_state_dict`, :func:`load_checkpoint`) and is the command.
+weights (:func:`read_state_dict`, :func:`load_checkpoint`), evaluates (:func:`evaluate`) and is
+the command.
 """
 
 from __future__ import annotations
@@ -21,13 +24,14 @@ import os
 import pickle
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from results.evaluate.inference import _brief
+from results.evaluate.inference import Tile, _brief
 from results.evaluate.sets import (
     BENCHMARK_SETS,
     DATASETS_ENV,
@@ -38,11 +42,18 @@ from results.evaluate.sets import (
 )
 from search_space.files import error_line
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from search_space import Genotype
+
 logger = logging.getLogger("results.evaluate")  # also when run as __main__
 
 __all__ = [
     "CheckpointError",
+    "Evaluation",
     "build_parser",
+    "evaluate",
     "load_checkpoint",
     "main",
     "read_state_dict",
@@ -203,6 +214,85 @@ def load_checkpoint(
 
 
 # --------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What :func:`evaluate` returns: the net's label and genotype, the weights entry used
+    (``"ema"``, ``"model"`` or ``"state_dict"``; None for an untrained net), the per-image table
+    (:data:`results.evaluate.sets.ROW_COLUMNS`) and the per-set summary
+    (:data:`results.evaluate.sets.SUMMARY_COLUMNS`: the mean of the per-image metrics)."""
+
+    label: str
+    genotype: Genotype
+    weights_entry: str | None
+    per_image: pd.DataFrame
+    summary: pd.DataFrame
+
+
+def evaluate(
+    net: Genotype | str | nn.Module,
+    weights: str | os.PathLike[str] | None = None,
+    *,
+    sets: Sequence[str] = DEFAULT_SETS,
+    datasets_root: str | os.PathLike[str] | None = None,
+    device: str | torch.device = "cpu",
+    tile: Tile = None,
+    overlap: int = 16,
+    prefer_ema: bool = True,
+    save_dir: str | os.PathLike[str] | None = None,
+) -> Evaluation:
+    """Y-PSNR, Y-SSIM and RGB-PSNR of ``net`` on ``sets`` (benchmark names or HR folders).
+
+    ``net`` is a :class:`~search_space.Genotype`, a zoo name or genotype JSON file (built with
+    :func:`search_space.build_model`), or a net already built from the search space (with its
+    ``genotype``). ``weights`` (a state_dict or a training checkpoint, e.g. a retrain run's
+    ``deployed.pt`` for its ``deployed_genotype.json``) are loaded strictly
+    (:func:`load_checkpoint`); without them the net keeps the weights it has (a genotype's net:
+    its random initialisation, a smoke test).
+    ``tile`` runs the images in LR tiles of that side (``"auto"``: only where needed) with
+    ``overlap`` LR pixels of context; ``save_dir`` receives the SR images.
+
+    Raises ``FileNotFoundError`` for a missing set or weights file, :class:`CheckpointError` for
+    weights that do not fit, and ``ValueError`` for other bad input.
+    """
+    from search_space import Genotype, build_model
+    from search_space.zoo import resolve_genotype
+
+    if overlap < 0:
+        raise ValueError(f"overlap (--overlap): got {overlap}; allowed: an int >= 0, e.g. 16.")
+    if isinstance(net, nn.Module):
+        model, genotype = net, getattr(net, "genotype", None)
+        if not isinstance(genotype, Genotype):
+            raise ValueError(f"net: got a {type(net).__name__} without a genotype; pass a "
+                             "genotype, a zoo name or file, or a net built with build_model")
+        label = "net"
+    else:
+        if isinstance(net, Genotype):
+            label, genotype = "genotype", net
+        else:
+            label, genotype = resolve_genotype(net)
+        model = build_model(genotype)
+    entry = None
+    if weights is None and not isinstance(net, nn.Module):  # a built net may be trained
+        logger.warning("no weights: evaluating the randomly initialised %s (smoke test only; "
+                       "the numbers mean nothing)", label)
+    elif weights is not None:
+        entry = load_checkpoint(model, weights, genotype_name=str(net) if isinstance(net, str)
+                                else label, prefer_ema=prefer_ema)
+    per_image = evaluate_model(
+        model, list(sets), scale=genotype.scale,
+        data_range=float(getattr(model, "data_range", 1.0)),
+        device=device, tile=tile, overlap=overlap, save_dir=save_dir,
+        datasets_root=datasets_root,
+    )
+    return Evaluation(label=label, genotype=genotype, weights_entry=entry, per_image=per_image,
+                      summary=summarise(per_image))
+
+
+# --------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------
 
@@ -262,42 +352,26 @@ def _device(text: str) -> torch.device:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit status (2 for bad inputs)."""
-    from search_space import build_model
-    from search_space.zoo import resolve_genotype
-
+    """Run the command (:func:`evaluate`); returns the exit status (2 for bad inputs)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        dev = _device(args.device)
-        if args.overlap < 0:
-            raise ValueError(f"--overlap: got {args.overlap}; allowed: an int >= 0, e.g. 16.")
-        label, genotype = resolve_genotype(args.genotype)
-        model = build_model(genotype)
-        if args.weights is None:
-            logger.warning(
-                "no --weights: evaluating the randomly initialised %s (smoke test only; the "
-                "numbers mean nothing)", label,
-            )
-        else:
-            load_checkpoint(model, args.weights, genotype_name=args.genotype,
-                            prefer_ema=not args.no_ema)
-        df = evaluate_model(
-            model, args.sets, scale=genotype.scale, data_range=model.data_range, device=dev,
-            tile=args.tile, overlap=args.overlap, save_dir=args.save_images,
-            datasets_root=args.datasets_root,
+        result = evaluate(
+            args.genotype, args.weights, sets=args.sets, datasets_root=args.datasets_root,
+            device=_device(args.device), tile=args.tile, overlap=args.overlap,
+            prefer_ema=not args.no_ema, save_dir=args.save_images,
         )
     except (OSError, ValueError) as err:
         print(f"error: {error_line(err)}", file=sys.stderr)
         return 2
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        df.to_csv(args.out, index=False)
+        result.per_image.to_csv(args.out, index=False)
         logger.info("per-image results written to %s", args.out)
-    print(f"{label} (x{genotype.scale}" + (f", {args.weights}" if args.weights else ", random")
-          + ")\n")
-    print(summary_markdown(summarise(df)))
+    print(f"{result.label} (x{result.genotype.scale}"
+          + (f", {args.weights}" if args.weights else ", random") + ")\n")
+    print(summary_markdown(result.summary))
     return 0

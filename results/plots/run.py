@@ -38,6 +38,7 @@ from results.plots.run_data import (
     step_ticks,
     unused_columns,
 )
+from results.run_folder import RunFolder
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -191,7 +192,7 @@ def write_training_plots(
         ValueError: no log rows, or none of :data:`TRAINING_COLUMNS` has a value.
     """
     folder = Path(run_dir)
-    csv_path = folder / "log.csv"
+    csv_path = RunFolder(folder).log
     df = _read_log(csv_path)
     columns = [c for c in TRAINING_COLUMNS if c in df.columns and df[c].notna().any()]
     if not columns:

@@ -35,6 +35,9 @@ the retrain run checked it against the trained form). Runs must share the traini
 (the ``data`` and ``optim`` sections of their ``config.yaml``); ``--allow-mixed-budgets`` lets
 different budgets through with a warning. Exit status 2 on bad input, with a message that
 names it.
+
+From Python: :func:`build_report` (the run folders, the report folder and
+:class:`ReportOptions`), which returns a :class:`ReportResult`.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ import math
 import shlex
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +62,7 @@ from proxies.measure.profile_rows import machine_info, profile_model, with_aim_r
 from proxies.measure.settings import MeasureSettings, resolve_device
 from proxies.profile.table import ratio_note
 from results.evaluate.command import _tile_arg
+from results.evaluate.inference import Tile
 from results.evaluate.sets import DEFAULT_SETS, resolve_set, summarise
 from results.plots.page import _write_text_atomic, write_page_html
 from results.report.crops import _crops_html, make_crops
@@ -99,7 +103,10 @@ from search_space.zoo import AIM_NET, REFERENCE_NET, ZOO, at_scale
 logger = logging.getLogger("results.report")
 
 __all__ = [
+    "ReportOptions",
+    "ReportResult",
     "build_parser",
+    "build_report",
     "main",
 ]
 
@@ -151,73 +158,125 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _check_args(args: argparse.Namespace) -> None:
-    for name, lo in (("size", 16), ("rounds", 1), ("crop_size", 8), ("threads", 0)):
-        value = getattr(args, name)
-        if value < lo:
-            raise ReportError(f"--{name.replace('_', '-')}: got {value}; allowed: >= {lo}")
-    if args.reference not in ZOO:
-        raise ReportError(f"--reference: got {args.reference!r}; allowed: {list(ZOO)}")
-    if args.study is not None and args.storage is None:
-        raise ReportError("--study applies to --storage only")
+@dataclass(frozen=True)
+class ReportOptions:
+    """The report's options besides its runs and folder: the command line's, one field per
+    flag (``crop_size`` is ``--crop-size``), with its defaults. ``storage`` (an Optuna URL, with
+    ``study`` where it holds several) or ``ray`` (a Ray Tune folder) is the search the runs came
+    from; ``size``, ``rounds``, ``threads`` and ``backend`` are the timing settings."""
+
+    storage: str | None = None
+    ray: Path | None = None
+    study: str | None = None
+    sets: Sequence[str] = DEFAULT_SETS
+    datasets_root: Path | None = None
+    reference: str = REFERENCE_NET
+    device: str = "auto"
+    size: int = 128
+    threads: int = 1
+    rounds: int = 5
+    backend: str = "torch"
+    tile: Tile = None
+    crop_set: str | None = None
+    crop_image: str | None = None
+    crop_size: int = 96
+    allow_mixed_budgets: bool = False
+
+    def __post_init__(self) -> None:
+        for name, lo in (("size", 16), ("rounds", 1), ("crop_size", 8), ("threads", 0)):
+            value = getattr(self, name)
+            if value < lo:
+                raise ReportError(f"--{name.replace('_', '-')}: got {value}; allowed: >= {lo}")
+        if self.reference not in ZOO:
+            raise ReportError(f"--reference: got {self.reference!r}; allowed: {list(ZOO)}")
+        if self.study is not None and self.storage is None:
+            raise ReportError("--study applies to --storage only")
+        if self.storage is not None and self.ray is not None:
+            raise ReportError("--storage and --ray: give one search, not both")
+        if not self.sets or isinstance(self.sets, str):
+            raise ReportError(f"--sets: got {self.sets!r}; give a list of benchmark names or "
+                              "HR folders, e.g. ['Set5']")
 
 
-def run_report(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
-    """Everything the command does; returns the report's data."""
+@dataclass(frozen=True)
+class ReportResult:
+    """What :func:`build_report` wrote into ``out``: the table (one row per run), the seed
+    table (one row per architecture), the aim verdicts and ``report.json``'s whole content."""
+
+    out: Path
+    table: pd.DataFrame
+    seeds: pd.DataFrame
+    aim: dict[str, Any]
+    aim_over_seeds: dict[str, Any] | None
+    payload: dict[str, Any]
+
+    @property
+    def html(self) -> Path:
+        return self.out / REPORT_HTML
+
+
+def build_report(run_dirs: Sequence[str | Path], out: str | Path,
+                 options: ReportOptions | None = None, *,
+                 command: Sequence[str] | None = None) -> ReportResult:
+    """The report of the retrain run folders ``run_dirs`` in the folder ``out`` (created), with
+    ``options`` (default: the command's defaults); ``command`` is the command line it records
+    (default ``sys.argv``). Raises :class:`ReportError` (a ``ValueError``), ``FileNotFoundError``
+    or :class:`~search_space.GenotypeError` for bad input, before anything is written."""
     from tqdm import tqdm
 
     from search_space import build_model
 
-    _check_args(args)
-    runs = [load_run(folder) for folder in args.runs]
-    check_runs(runs, args.allow_mixed_budgets)
-    for spec in args.sets:
-        resolve_set(spec, args.datasets_root)  # a missing folder fails before any work
-    crop_set = args.crop_set or args.sets[0]
-    crop_folder = resolve_set(crop_set, args.datasets_root)
+    opts = ReportOptions() if options is None else options
+    recorded = list(sys.argv if command is None else command)
+    runs = [load_run(Path(folder)) for folder in run_dirs]
+    check_runs(runs, opts.allow_mixed_budgets)
+    for spec in opts.sets:
+        resolve_set(spec, opts.datasets_root)  # a missing folder fails before any work
+    crop_set = opts.crop_set or opts.sets[0]
+    crop_folder = resolve_set(crop_set, opts.datasets_root)
     search = None
-    if args.storage is not None or args.ray is not None:
-        from results.table.optuna_study import from_optuna
+    if opts.ray is not None:
         from results.table.ray_experiment import from_ray
 
-        table = from_ray(args.ray) if args.ray else from_optuna(args.storage, args.study)
-        search = search_points(table, args.reference)
+        search = search_points(from_ray(opts.ray), opts.reference)
+    elif opts.storage is not None:
+        from results.table.optuna_study import from_optuna
+
+        search = search_points(from_optuna(opts.storage, opts.study), opts.reference)
     try:
-        device = resolve_device(args.device)
+        device = resolve_device(opts.device)
     except RuntimeError as exc:  # CUDA asked for but not available
-        raise ReportError(f"--device {args.device}: {exc}") from exc
-    out: Path = args.out
+        raise ReportError(f"--device {opts.device}: {exc}") from exc
+    settings = MeasureSettings(device=str(device), lr_size=(opts.size, opts.size),
+                               rounds=opts.rounds, threads=opts.threads or None,
+                               backend=opts.backend)  # checked once, before any work
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
-    overlaps = selection_overlaps(runs, args.sets, args.datasets_root)
+    overlaps = selection_overlaps(runs, opts.sets, opts.datasets_root)
     for name, hits in overlaps.items():
         logger.warning("%s was validated (selected) on %s, which this report also scores: its "
                        "figures there are not test figures", name, ", ".join(hits))
     models = {run.name: build_deployed(run, device) for run in runs}
     summaries: dict[str, pd.DataFrame] = {}
     for run in tqdm(runs, desc="evaluating", unit="net", file=sys.stderr):
-        per_image = evaluate_run(run, models[run.name], args.sets, device=device,
-                                 tile=args.tile, datasets_root=args.datasets_root,
+        per_image = evaluate_run(run, models[run.name], opts.sets, device=device,
+                                 tile=opts.tile, datasets_root=opts.datasets_root,
                                  cache_dir=out / EVAL_DIR)
         summaries[run.name] = summarise(per_image)
-    settings = MeasureSettings(device=str(device), lr_size=(args.size, args.size),
-                               rounds=args.rounds, threads=args.threads or None,
-                               backend=args.backend)
     scale = runs[0].deployed.scale
-    reference = build_model(at_scale(ZOO[args.reference], scale)).to(device).eval()
+    reference = build_model(at_scale(ZOO[opts.reference], scale)).to(device).eval()
     torch.manual_seed(0)
     profiles = {run.name: profile_model(run.name, models[run.name], settings, reference)
                 for run in tqdm(runs, desc="profiling", unit="net", file=sys.stderr)}
-    aim_ratio = aim_latency_ratio(runs, profiles, args.reference)
+    aim_ratio = aim_latency_ratio(runs, profiles, opts.reference)
     if aim_ratio is None:  # no retrained rlfn_ntire: time an untrained one (same latency)
         aim_net = build_model(at_scale(ZOO[AIM_NET], scale)).to(device).eval()
         aim_ratio = profile_model(AIM_NET, aim_net, replace(settings, memory=False),
                                   reference).latency_ratio
     profiles = dict(zip(profiles, with_aim_ratio(list(profiles.values()), aim_ratio),
                         strict=True))
-    ref_memory = measure_peak_memory(reference, (1, 3, args.size, args.size),
-                                     device=device, backend=args.backend,
-                                     threads=args.threads or None).peak_memory_mib
+    ref_memory = measure_peak_memory(reference, settings).peak_memory_mib
     table = build_table(runs, summaries, profiles)
     table["memory_ratio"] = table["peak_memory_mib"] / ref_memory if ref_memory else math.nan
     links = {} if search is None else link_search_trials(search, runs)
@@ -230,18 +289,18 @@ def run_report(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
                        "run.seed for a spread over seeds", name, ", ".join(given))
     aim_mean = aim_verdict(seeds) if (seeds["runs"] > 1).any() else None
     crops = make_crops(models, {r.name: r.deployed for r in runs}, crop_folder,
-                       image=args.crop_image, size=args.crop_size, device=device)
+                       image=opts.crop_image, size=opts.crop_size, device=device)
 
     info = machine_info(device)
-    if args.threads:
-        info["threads"] = args.threads
+    if opts.threads:
+        info["threads"] = opts.threads
     budget = runs[0].budget if not budget_differences(runs) else {
         r.name: r.budget for r in runs}
     provenance = {
-        "command": shlex.join([sys.executable, "-m", "results.report", *argv]),
+        "command": shlex.join([sys.executable, *recorded]),
         "machine": info,
         "profile_settings": asdict(settings),
-        "latency_reference": args.reference,
+        "latency_reference": opts.reference,
         "aim_net": AIM_NET,
         "aim_latency_ratio": aim_ratio,
         "training_budget": budget,
@@ -251,15 +310,15 @@ def run_report(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     }
     blocks: list[Any] = []
     if search is not None:
-        blocks += [search_figure(search, table, "latency", args.reference, front_set),
-                   search_figure(search, table, "memory", args.reference, front_set)]
+        blocks += [search_figure(search, table, "latency", opts.reference, front_set),
+                   search_figure(search, table, "memory", opts.reference, front_set)]
     blocks.append(retrained_figure(table, front_set))
     how = (" (the ONNX export; peak memory: the resident-set rise)"
-           if args.backend == "onnxruntime" else " (eager)")
+           if opts.backend == "onnxruntime" else " (eager)")
     blocks.append("<h2>NTIRE-style table</h2><p>Every net in its deployed form, measured in "
-                  f"this process on {html.escape(args.backend)}{how}: "
-                  f"LR {args.size}x{args.size} timing input, "
-                  f"{html.escape(ratio_note(args.reference))}; complexity at 256x256."
+                  f"this process on {html.escape(opts.backend)}{how}: "
+                  f"LR {opts.size}x{opts.size} timing input, "
+                  f"{html.escape(ratio_note(opts.reference))}; complexity at 256x256."
                   "</p>" + _table_html(table))
     if overlaps:
         blocks.append("<p><b>Selected on a reported set:</b> " + "; ".join(
@@ -286,9 +345,10 @@ def run_report(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
                                      "box": crops["box"],
                                      "psnr_y_db": {lab: v for lab, _, v in crops["panels"]}},
                "search": None if search is None else {
-                   "trials": len(search), "source": args.storage or str(args.ray)}}
+                   "trials": len(search), "source": opts.storage or str(opts.ray)}}
     _write_text_atomic(json.dumps(payload, indent=2, default=str), out / REPORT_JSON)
-    return payload
+    return ReportResult(out=out, table=table, seeds=seeds, aim=aim, aim_over_seeds=aim_mean,
+                        payload=payload)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -298,7 +358,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s", datefmt="%H:%M:%S")
     try:
-        payload = run_report(args, argv)
+        options = ReportOptions(**{f.name: getattr(args, f.name) for f in fields(ReportOptions)})
+        payload = build_report(args.runs, args.out, options,
+                               command=["-m", "results.report", *argv]).payload
     except (ReportError, FileNotFoundError, ValueError, GenotypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

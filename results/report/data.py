@@ -26,6 +26,7 @@ from results.evaluate.inference import Tile
 from results.evaluate.sets import evaluate_model
 from results.plots.page import _write_text_atomic
 from results.report.runs import ReportError, RetrainedRun
+from results.run_folder import RunFolder
 from search_space import Genotype, GenotypeError
 from search_space.zoo import AIM_NET, REFERENCE_NET
 
@@ -79,7 +80,7 @@ def evaluate_run(
     The cache is reused when its sidecar records the same weights (SHA-256 of deployed.pt), the
     same sets and the same tiling; otherwise the net is evaluated again.
     """
-    key = {"weights_sha256": _sha256(run.run_dir / "deployed.pt"), "sets": list(sets),
+    key = {"weights_sha256": _sha256(RunFolder(run.run_dir).deployed), "sets": list(sets),
            "tile": tile, "datasets_root": None if datasets_root is None else str(datasets_root)}
     csv_path, key_path = cache_dir / f"{run.name}.csv", cache_dir / f"{run.name}.json"
     if csv_path.exists() and key_path.exists():

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-import yaml
 
 from results.evaluate.command import load_checkpoint
 from results.evaluate.sets import resolve_set
+from results.run_folder import RunFolder, RunFolderError
 from search_space import Genotype, GenotypeError
-from search_space.files import error_line
 from search_space.zoo import ZOO
 
 if TYPE_CHECKING:
@@ -98,56 +97,42 @@ def zoo_match(genotype: Genotype) -> str | None:
     return None
 
 
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ReportError(f"{what}: cannot read {str(path)!r} ({exc})") from exc
-    if not isinstance(data, dict):
-        raise ReportError(f"{what}: {str(path)!r} holds a {type(data).__name__}, not an object")
-    return data
-
-
 def load_run(run_dir: str | Path) -> RetrainedRun:
-    """Read a finished retrain run folder.
+    """Read a finished retrain run folder (:class:`results.run_folder.RunFolder`).
 
     Raises:
         FileNotFoundError: the folder does not exist.
         ReportError: it is not a retrain run, or its training has not finished (the message
             gives the command that resumes it).
     """
-    folder = Path(run_dir).expanduser()
-    if not folder.is_dir():
+    folder = RunFolder(Path(run_dir).expanduser())
+    where = str(folder.path)
+    if not folder.path.is_dir():
         raise FileNotFoundError(
-            f"run folder {str(folder)!r} does not exist; pass folders written by "
+            f"run folder {where!r} does not exist; pass folders written by "
             "python searchers/retrain.py (run.dir/run.name, e.g. runs/retrain/NAME)"
         )
-    missing = [n for n in ("config.yaml", "genotype.json") if not (folder / n).is_file()]
+    missing = folder.missing(folder.config, folder.genotype)
     if missing:
         raise ReportError(
-            f"run folder {str(folder)!r} lacks {missing}: it is not a searchers/retrain.py run "
-            "folder; pass the folder that holds config.yaml, genotype.json and deployed.pt"
+            f"run folder {where!r} lacks {missing}: it is not a searchers/retrain.py run "
+            f"folder; pass the folder that holds {folder.config.name}, {folder.genotype.name} "
+            f"and {folder.deployed.name}"
         )
-    command_file = folder / "command.txt"
-    command = command_file.read_text(encoding="utf-8").strip() if command_file.exists() else ""
-    unfinished = [n for n in ("deployed.pt", "deployed_genotype.json", "deploy.json")
-                  if not (folder / n).is_file()]
+    unfinished = folder.unfinished()
     if unfinished:
-        first = command.splitlines()[0] if command else "python searchers/retrain.py ..."
+        first = folder.first_command() or "python searchers/retrain.py ..."
         raise ReportError(
-            f"run {str(folder)!r} has no {unfinished[0]}: its training has not finished. "
+            f"run {where!r} has no {unfinished[0]}: its training has not finished. "
             f"Resume it with the command it was started with plus --resume: {first} --resume"
         )
     try:
-        genotype = Genotype.load(folder / "genotype.json")
-        deployed = Genotype.load(folder / "deployed_genotype.json")
-    except GenotypeError as exc:
-        raise ReportError(f"run {str(folder)!r}: {exc}") from exc
-    try:
-        cfg = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ReportError(f"run {str(folder)!r}: config.yaml is not valid YAML "
-                          f"({error_line(exc)})") from exc
+        genotype = Genotype.load(folder.genotype)
+        deployed = Genotype.load(folder.deployed_genotype)
+        cfg = folder.read_config()
+        deploy_check = folder.read_json(folder.deploy_check)
+    except (GenotypeError, RunFolderError) as exc:
+        raise ReportError(f"run {where!r}: {exc}") from exc
     budget = {section: cfg.get(section, {}) for section in BUDGET_SECTIONS}
     kd = cfg.get("kd") or {}
     if kd.get("teacher"):  # distillation is part of the recipe (runs without it have no kd)
@@ -155,10 +140,9 @@ def load_run(run_dir: str | Path) -> RetrainedRun:
         if kd.get("init", "none") != "none":  # MemSR's initialisation: another recipe
             budget["kd"] |= {"init": kd["init"], "init_patches": kd.get("init_patches")}
     return RetrainedRun(
-        name=folder.name, run_dir=folder, genotype=genotype, deployed=deployed,
-        zoo_name=zoo_match(genotype), budget=budget,
-        deploy_check=_read_json(folder / "deploy.json", "deploy.json"), command=command,
-        seed=(cfg.get("run") or {}).get("seed"),
+        name=folder.path.name, run_dir=folder.path, genotype=genotype, deployed=deployed,
+        zoo_name=zoo_match(genotype), budget=budget, deploy_check=deploy_check,
+        command=folder.read_command(), seed=(cfg.get("run") or {}).get("seed"),
     )
 
 
@@ -244,7 +228,7 @@ def build_deployed(run: RetrainedRun, device: torch.device) -> nn.Module:
     """The run's deployed net with its weights, in eval mode on ``device``."""
     from search_space import build_model
 
+    folder = RunFolder(run.run_dir)
     model = build_model(run.deployed)
-    load_checkpoint(model, run.run_dir / "deployed.pt",
-                    genotype_name=str(run.run_dir / "deployed_genotype.json"))
+    load_checkpoint(model, folder.deployed, genotype_name=str(folder.deployed_genotype))
     return model.to(device).eval()

@@ -1,13 +1,14 @@
 """Typed experiment configs: dataclasses loaded from YAML, overridden from the command line.
 
 One experiment = one nested ``@dataclass`` (sections are dataclass-typed fields, every field has a
-default). A run resolves its config with the precedence *defaults < YAML file < overrides*::
+default; the shared sections are :mod:`searchers.common.sections`). A run resolves its config
+with the precedence *defaults < YAML file < overrides*::
 
     parser.add_argument("--config", default=None)
     parser.add_argument("overrides", nargs="*", help="dotted key=value, e.g. search.steps=200")
     args = parser.parse_args()
     cfg = load_config(DartsConfig, args.config, args.overrides)
-    save_run_config(run_dir, cfg, sys.argv)  # run_dir/config.yaml + run_dir/command.txt
+    RunFolder(run_dir).record(dump_yaml(cfg), sys.argv)  # results.run_folder: config + command
 
 Values are checked against the field annotations (resolved with :func:`typing.get_type_hints`) and
 coerced only where unambiguous: ``int`` -> ``float`` for float fields, list -> tuple for tuple
@@ -16,59 +17,35 @@ fields, ``str`` -> :class:`~pathlib.Path` for ``Path`` fields. ``bool`` fields t
 Every error is a :class:`ConfigError` (a :class:`ValueError`) naming the dotted key, e.g.
 ``search.arch_lr``. Override values are YAML scalars or flow collections (``seed=3``,
 ``search.candidates=[conv3x3,sep_conv3x3]``, ``data.val=null``). Unlike PyYAML's defaults, dates
-such as ``2024-01-01`` stay strings and ``1e-3`` is a float (in files and overrides alike).
-
-The run-folder helpers write atomically (temporary file in the same folder, ``fsync``,
-:func:`os.replace`), so a run killed mid-write never leaves a truncated config or checkpoint;
-The metric log (:class:`searchers.common.logs.CsvLogger`) lives in its own module.
+such as ``2024-01-01`` stay strings and ``1e-3`` is a float (in files and overrides alike:
+:mod:`searchers.common.yaml_loader`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
 import functools
 import logging
 import math
-import os
-import re
-import secrets
-import shlex
-import sys
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePath
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
-import torch
 import yaml
 
-from search_space.files import atomic_write, atomic_write_text, fsync_dir
+from searchers.common.yaml_loader import load_yaml, yaml_problem
 
-if TYPE_CHECKING:
-    from proxies.measure.settings import MeasureSettings
-
-__all__ = [
-    "ConfigError",
-    "atomic_torch_save",
-    "atomic_write_text",
-    "dump_yaml",
-    "from_dict",
-    "load_config",
-    "merge",
-    "parse_overrides",
-    "save_run_config",
-    "to_dict",
-]
+__all__ = ["ConfigError", "dump_yaml", "from_dict", "load_config", "merge", "parse_overrides",
+           "to_dict"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 _NONE_TYPE = type(None)
-_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 
 
 class ConfigError(ValueError):
@@ -77,93 +54,6 @@ class ConfigError(ValueError):
     def __init__(self, message: str, *, key: str = "") -> None:
         super().__init__(message)
         self.key = key
-
-
-class _ConfigLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that keeps dates (``2024-01-01``) as strings and reads ``1e-3`` as a
-    float (YAML 1.2; PyYAML's YAML 1.1 rules need a dot, ``1.0e-3``)."""
-
-
-_ConfigLoader.yaml_implicit_resolvers = {  # fresh lists: SafeLoader's own table is untouched
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP_TAG]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_ConfigLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def yaml_problem(exc: yaml.YAMLError) -> str:
-    """A one-line account of a YAML parse error: what is wrong and at which line and column."""
-    problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc)
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    return " ".join(f"{problem}{where}".split())
-
-
-@dataclasses.dataclass
-class RunSection:
-    """The one run-section type: where a command's run goes, the folder ``dir``/``name``. Each
-    command's section extends it with what only that command needs: the DARTS search's
-    (:class:`searchers.differentiable.config.DartsRun`), retraining's
-    (:class:`searchers.training.retrain.RetrainRun`), the trial searches' on Optuna and Ray Tune
-    (:class:`searchers.trials.study.TrialsRun`) and the pipeline's
-    (:class:`searchers.stages.pipeline.PipelineSection`)."""
-
-    dir: str = "runs"
-    name: str | None = "default"
-
-    def __post_init__(self) -> None:
-        if not self.dir.strip():
-            raise ValueError("dir: got ''; give the folder runs go in, e.g. runs")
-        if self.name is not None and (not self.name.strip() or "/" in self.name
-                                      or self.name in (".", "..")):
-            raise ValueError(f"name: got {self.name!r}; a run name is one folder name (no '/'), "
-                             "e.g. default")
-
-    def folder(self, unset: str | None = None) -> Path:
-        """The run folder; ``unset`` names it when ``name`` is null (retraining: the net)."""
-        name = self.name or unset
-        if not name:
-            raise ConfigError("name is null and nothing names the run; set it, e.g. name=default",
-                              key="name")
-        return Path(self.dir) / name
-
-
-@dataclasses.dataclass
-class MeasureSection:
-    """The one measurement section of the configs: how latency and peak memory are measured,
-    each net timed alone (``runs`` runs after ``warmup``) on an ``lr_size`` x ``lr_size`` LR
-    input. :meth:`settings` turns it into :class:`proxies.measure.settings.MeasureSettings`, the
-    one settings type the measurements take. The trials' ``measure`` section is this type; the
-    DARTS search's ``hardware`` section extends it with the lookup table's cache folder
-    (:class:`searchers.differentiable.config.HardwareConfig`)."""
-
-    device: str = "auto"
-    lr_size: int = 64
-    runs: int = 10
-    warmup: int = 2
-    threads: int | None = 1
-    backend: str = "torch"  # torch | onnxruntime (proxies.measure.runtime.BACKENDS)
-
-    def __post_init__(self) -> None:
-        from proxies.measure.runtime import check_backend
-
-        check_backend(self.backend, "backend")
-
-    def settings(self) -> MeasureSettings:
-        """The measurement settings: one round of ``runs`` runs per net."""
-        from proxies.measure.settings import MeasureSettings
-
-        return MeasureSettings(device=self.device, lr_size=(self.lr_size, self.lr_size),
-                               rounds=1, runs_per_round=self.runs, warmup=self.warmup,
-                               threads=self.threads, backend=self.backend)
-
-
-def _load_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_ConfigLoader)  # safe: _ConfigLoader derives from SafeLoader
 
 
 # --------------------------------------------------------------------------- dict <-> dataclass
@@ -455,7 +345,7 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
                 "like section.name=value"
             )
         try:
-            value = _load_yaml(raw)
+            value = load_yaml(raw)
         except yaml.YAMLError as exc:
             raise ConfigError(
                 f"override {item!r}: cannot parse the value {raw!r} as YAML "
@@ -477,7 +367,7 @@ def _read_yaml_mapping(path: str | Path) -> dict[str, Any]:
             "config, or no config file to use the defaults"
         )
     try:
-        data = _load_yaml(file.read_text(encoding="utf-8"))
+        data = load_yaml(file.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(
             f"config file {str(file)!r} is not valid YAML: {yaml_problem(exc)}; fix the file "
@@ -535,103 +425,3 @@ def load_config(cls: type[T], path: str | Path | None, overrides: Sequence[str] 
     if overrides:
         data = merge(data, parse_overrides(overrides))
     return from_dict(cls, data)
-
-
-# --------------------------------------------------------------------------- run folder
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save(obj, path)`` atomically: a kill mid-write never leaves a truncated file."""
-    return atomic_write(path, lambda fh: torch.save(obj, fh))
-
-
-def previous_checkpoint(path: str | Path) -> Path:
-    """Where :func:`save_checkpoint` keeps the checkpoint before the newest one:
-    ``checkpoint.pt`` -> ``checkpoint.prev.pt``."""
-    p = Path(path)
-    return p.with_name(f"{p.stem}.prev{p.suffix}")
-
-
-def save_checkpoint(obj: Any, path: str | Path) -> Path:
-    """Save a training checkpoint atomically (:func:`search_space.files.atomic_write`), keeping
-    the one it replaces as :func:`previous_checkpoint`. The new file is written and fsynced
-    first, the old one is then hard-linked to the ``.prev`` name, and only then does the new one
-    take the name: at every instant ``path`` is a whole checkpoint (the old or the new), so a
-    kill, even mid-write, loses at most the steps since the last one. Temporary files a killed
-    writer left behind (one process writes a run's checkpoint) are removed by the next save."""
-    target = Path(path)
-
-    def keep_previous(target: Path) -> None:
-        if target.exists():
-            link = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.prev")
-            os.link(target, link)
-            try:
-                os.replace(link, previous_checkpoint(target))
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    link.unlink()
-                raise
-
-    atomic_write(target, lambda fh: torch.save(obj, fh), before_replace=keep_previous)
-    for stale in target.parent.glob(f".{target.name}.*"):  # left by a writer killed mid-write
-        with contextlib.suppress(FileNotFoundError):
-            stale.unlink()
-    fsync_dir(target.parent)
-    return target
-
-
-def load_checkpoint(path: str | Path, map_location: Any = "cpu",
-                    keys: Sequence[str] = ("step",)) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint`, refusing a damaged one (empty,
-    truncated, not a checkpoint, or missing ``keys``) with a :class:`ConfigError` that names
-    the file and the last good one to go back to; it never returns half a checkpoint."""
-    target = Path(path)
-    prev = previous_checkpoint(target)
-    size = target.stat().st_size
-    try:
-        if size == 0:
-            raise ValueError("the file is empty (0 bytes)")
-        ckpt = torch.load(target, map_location=map_location, weights_only=False)
-        if not isinstance(ckpt, dict) or any(k not in ckpt for k in keys):
-            found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
-            raise ValueError(f"it holds {found}, not a checkpoint with {list(keys)}")
-    except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
-        if prev.is_file() and prev.stat().st_size > 0:
-            fix = (f"the last good one is {prev} (the checkpoint before it): "
-                   f"`mv {prev} {target}` and --resume again continues from there")
-        else:
-            fix = "no earlier checkpoint is kept; start a new run (another run.name=...)"
-        raise ConfigError(f"checkpoint {target} is damaged ({size} bytes; {exc}); {fix}"
-                          ) from exc
-    return ckpt
-
-
-def save_run_config(run_dir: str | Path, cfg: Any, argv: Sequence[str]) -> Path:
-    """Write ``run_dir/config.yaml`` (resolved config) and ``run_dir/command.txt``.
-
-    ``command.txt`` holds ``shlex.join([sys.executable, *argv])``; pass ``sys.argv``. Both files
-    are written atomically; ``run_dir`` is created if needed and returned.
-    """
-    folder = Path(run_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / "config.yaml", dump_yaml(cfg))
-    atomic_write_text(folder / "command.txt", shlex.join([sys.executable, *argv]) + "\n")
-    logger.info("wrote %s and %s", folder / "config.yaml", folder / "command.txt")
-    return folder
-
-
-def record_run(run_dir: str | Path, cfg: Any, argv: Sequence[str], *, resume: bool) -> Path:
-    """Write the run folder's ``config.yaml`` and ``command.txt``.
-
-    A new run gets both (:func:`save_run_config`). A resumed run rewrites ``config.yaml`` and
-    keeps the original command, appending the command that resumed it.
-    """
-    folder = Path(run_dir)
-    if not resume:
-        return save_run_config(folder, cfg, argv)
-    command = folder / "command.txt"
-    previous = command.read_text(encoding="utf-8") if command.exists() else ""
-    atomic_write_text(folder / "config.yaml", dump_yaml(cfg))
-    atomic_write_text(command, f"{previous}# resumed with:\n"
-                               f"{shlex.join([sys.executable, *argv])}\n")
-    return folder

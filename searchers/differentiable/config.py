@@ -12,17 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from search_space.genotype import (
+from search_space.checks import check_names
+from search_space.choices import (
     ACTIVATIONS,
     ATTENTIONS,
     CELL_TYPES,
     CONV_OPS,
     DEFAULT_ATTENTIONS,
     DEFAULT_CONV_CANDIDATES,
-    check_names,
 )
 from search_space.zoo import YARDSTICK
-from searchers.common.config import MeasureSection, RunSection
+from searchers.common.sections import MeasureSection, RunSection
 
 if TYPE_CHECKING:
     from proxies.measure.settings import MeasureSettings
@@ -167,7 +167,7 @@ class LossConfig:
 @dataclass
 class HardwareConfig(MeasureSection):
     """How the latency/memory lookup table is measured
-    (:class:`searchers.common.config.MeasureSection`,
+    (:class:`searchers.common.sections.MeasureSection`,
     one round of ``runs`` runs per entry), where it is cached, and the backend of the table,
     the budget and the final profile."""
 
@@ -187,6 +187,9 @@ class ProfileConfig:
     threads: int | None = 1
     yardstick: list[str] = field(default_factory=lambda: list(YARDSTICK))
 
+    def __post_init__(self) -> None:
+        self.settings("auto", "torch")  # the values are checked where MeasureSettings is built
+
     def settings(self, device: str, backend: str) -> MeasureSettings:
         """The profile's measurement settings on ``device`` with ``backend`` (the table's)."""
         from proxies.measure.settings import MeasureSettings
@@ -198,7 +201,7 @@ class ProfileConfig:
 
 @dataclass
 class DartsRun(RunSection):
-    """The search's run folder (:class:`searchers.common.config.RunSection`), seed and device."""
+    """The search's run folder (:class:`searchers.common.sections.RunSection`), seed and device."""
 
     dir: str = "runs/darts"
     name: str | None = "default"

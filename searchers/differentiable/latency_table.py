@@ -8,9 +8,9 @@ size. Entries are cached on disk in a JSON file whose name carries the device, d
 thread count; each entry's key carries the shape. A second search on the same machine measures
 nothing.
 
-``python -m searchers.differentiable.latency_table`` checks the table against measured whole-net
-latency over random
-derived nets (Spearman rank correlation and mean absolute percentage error).
+:func:`validate_table` checks the table against measured whole-net latency over random derived
+nets (Spearman rank correlation and mean absolute percentage error); run it as
+``python -m searchers.tools.benchmark lut`` (this module has no command of its own).
 """
 
 from __future__ import annotations
@@ -35,8 +35,10 @@ from proxies.measure.settings import MeasureSettings, resolve_device
 from proxies.measure.stats import kendall, spearman  # noqa: F401  (re-exported)
 from search_space.attention import ATTENTION_OPS
 from search_space.cells import CELLS
+from search_space.choices import REPARAM_OPS
 from search_space.files import atomic_write_text
-from search_space.genotype import REPARAM_OPS, Attention, Genotype
+from search_space.genes import Attention
+from search_space.genotype import Genotype
 from search_space.network import SRNet, deployed_form
 from search_space.ops import ACTIVATION_OPS, OPS
 from searchers.differentiable.supernet import (
@@ -79,11 +81,8 @@ class HardwareTable:
     """
 
     def __init__(self, settings: MeasureSettings, cache_dir: str | Path | None = None) -> None:
-        self.settings = settings
+        self.settings = settings  # validated when built (MeasureSettings.__post_init__)
         self.device = resolve_device(settings.device)
-        from proxies.measure.runtime import check_backend
-
-        check_backend(settings.backend, "hardware.backend")
         self.threads = settings.threads or torch.get_num_threads()
         self.path: Path | None = None
         self.entries: dict[str, Entry] = {}
@@ -134,15 +133,9 @@ class HardwareTable:
         """The entry for ``key``, measuring ``module`` on a ``channels``-channel input if new."""
         if key in self.entries:
             return self.entries[key]
-        shape = (1, channels, *self.settings.lr_size)
-        dtype = getattr(torch, self.settings.dtype)
-        module = deployed_form(module.eval()).to(self.device, dtype).eval()
-        lat = measure_latency(module, shape, device=self.device, runs=self.settings.runs,
-                              warmup=self.settings.warmup, threads=self.settings.threads,
-                              dtype=dtype, backend=self.settings.backend)
-        mem = measure_peak_memory_or_torch(module, shape, device=self.device, dtype=dtype,
-                                           backend=self.settings.backend,
-                                           threads=self.settings.threads)
+        module = deployed_form(module.eval()).to(self.device, self.settings.torch_dtype).eval()
+        lat = measure_latency(module, self.settings, channels=channels)
+        mem = measure_peak_memory_or_torch(module, self.settings, channels=channels)
         entry = Entry(lat.median_ms, mem.peak_memory_mib, count_params(module))
         self.entries[key] = entry
         self._save()
@@ -280,10 +273,7 @@ def validate_table(net: SuperNet, table: HardwareTable, samples: int = 30,
     rows = []
     for g in tqdm(random_genotypes(net, samples, seed), desc="validating table", unit="net"):
         model = build_model(g).eval()
-        measured = measure_latency(model, (1, 3, *table.settings.lr_size), device=table.device,
-                                   runs=table.settings.runs, warmup=table.settings.warmup,
-                                   threads=table.settings.threads,
-                                   backend=table.settings.backend)
+        measured = measure_latency(model, table.settings)
         pred = predict_genotype(net, g)
         rows.append((pred["latency_ms"], measured.median_ms))
     pred_ms = [p for p, _ in rows]

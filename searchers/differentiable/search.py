@@ -3,7 +3,9 @@
 Run ``python searchers/darts.py`` (the embedded default data, about 6 minutes on 2 CPU cores;
 ``--config configs/quickstart.yaml``, the sampled mode: under 2 minutes) or
 ``python searchers/darts.py --config configs/darts_t91.yaml search.steps=2000``. Any config key
-can be overridden as ``key=value`` (dotted keys). ``--resume`` continues a killed run.
+can be overridden as ``key=value`` (dotted keys). ``--resume`` continues a killed run. From
+Python: :func:`run_search` with a :class:`~searchers.differentiable.config.DartsConfig`, which
+returns a :class:`SearchResult`.
 
 The run folder (``run.dir``/``run.name``) holds the resolved config and the exact command,
 ``log.csv``, ``checkpoint.pt`` (written atomically every ``run.checkpoint_every`` steps),
@@ -19,32 +21,31 @@ import logging
 import math
 import random
 import sys
-from dataclasses import asdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from search_space.files import error_line
-from searchers.common.config import (
-    ConfigError,
-    atomic_write_text,
-    load_checkpoint,
-    load_config,
-    record_run,
-    save_checkpoint,
-)
+from results.run_folder import RunFolder
+from search_space.files import atomic_write_text, error_line
+from search_space.patch import training_patch_size
+from searchers.common.checkpoints import load_checkpoint, save_checkpoint
+from searchers.common.config import ConfigError, dump_yaml, load_config
 from searchers.common.logs import CsvLogger
 from searchers.differentiable.config import DEFAULT_PATCH, DartsConfig, SearchConfig
 from searchers.training.loop import (
     TrainingDiverged,
     TrainStep,
     sample_batch,
-    training_patch_size,
     training_section,
 )
+
+if TYPE_CHECKING:
+    from search_space import Genotype
 
 logger = logging.getLogger("searchers.differentiable.search")
 
@@ -88,9 +89,11 @@ class DartsSearch:
         from proxies.measure.settings import resolve_device
         from searchers.differentiable.architect import Architect, HardwarePenalty
         from searchers.differentiable.latency_table import HardwareTable, fill_supernet_costs
-        from searchers.differentiable.supernet import ArchState, SuperNet
+        from searchers.differentiable.mixed import ArchState
+        from searchers.differentiable.supernet import SuperNet
 
         self.cfg, self.run_dir = cfg, run_dir
+        self.folder = RunFolder(run_dir)
         self.device = resolve_device(cfg.run.device)
         torch.manual_seed(cfg.run.seed)
         random.seed(cfg.run.seed)
@@ -126,7 +129,7 @@ class DartsSearch:
                                      params=self.net.weight_parameters(), grad_clip=sc.grad_clip,
                                      scheduler=self.scheduler)
         self.step = 0
-        self.ckpt_path = run_dir / "checkpoint.pt"
+        self.ckpt_path = self.folder.checkpoint
         self.log: CsvLogger | None = None
 
     def relative_targets(self) -> dict[str, float]:
@@ -147,14 +150,11 @@ class DartsSearch:
 
             torch.manual_seed(0)
             ref = build_model(at_scale(ZOO[loss.reference], self.cfg.space.scale))
-            shape = (1, 3, hw.lr_size, hw.lr_size)
+            settings = self.table.settings  # the hardware section's, built once
             saved = {"reference": loss.reference, "size": hw.lr_size,
-                     "reference_latency_ms": measure_latency(
-                         ref, shape, device=hw.device, runs=hw.runs, warmup=hw.warmup,
-                         threads=hw.threads, backend=hw.backend).median_ms,
+                     "reference_latency_ms": measure_latency(ref, settings).median_ms,
                      "reference_memory_mib": measure_peak_memory_or_torch(
-                         ref, shape, device=hw.device, backend=hw.backend,
-                         threads=hw.threads).peak_memory_mib}
+                         ref, settings).peak_memory_mib}
             if loss.latency_x is not None:
                 saved["latency_target_ms"] = loss.latency_x * saved["reference_latency_ms"]
             if loss.memory_x is not None:
@@ -211,7 +211,7 @@ class DartsSearch:
             self.load_checkpoint()
         else:
             self.architect.set_reference()
-        self.log = CsvLogger(self.run_dir / "log.csv", self._log_columns())
+        self.log = CsvLogger(self.folder.log, self._log_columns())
         if resume:
             self.log.truncate_after("step", self.step)
         bar = tqdm(total=sc.steps, initial=self.step, desc="darts", unit="step",
@@ -269,24 +269,28 @@ class DartsSearch:
 
     # -- results ----------------------------------------------------------------------------
 
-    def write_results(self) -> None:
+    def write_results(self) -> tuple[Genotype, list[Genotype]]:
+        """The derived genotype (``genotype.json``) and the ``run.top_k`` most likely ones
+        (``top_k/``), with the plots and the profile; returns them."""
         from searchers.differentiable.latency_table import predict_genotype
 
         genotype = self.net.derive()
-        genotype.save(self.run_dir / "genotype.json")
-        summary = []
+        genotype.save(self.folder.genotype)
+        summary, top = [], []
         for k, (g, logp) in enumerate(self.net.top_k(self.cfg.run.top_k)):
             g.save(self.run_dir / "top_k" / f"genotype_{k}.json")
+            top.append(g)
             predicted = predict_genotype(self.net, g)
             summary.append({"rank": k, "log_prob": logp, "predicted": predicted})
         atomic_write_text(self.run_dir / "top_k" / "summary.json", json.dumps(summary, indent=2))
-        logger.info("derived genotype written to %s", self.run_dir / "genotype.json")
+        logger.info("derived genotype written to %s", self.folder.genotype)
         if self.cfg.run.plots:
             from results.plots.run import write_run_plots
 
-            write_run_plots(self.run_dir / "log.csv", self.run_dir)
+            write_run_plots(self.folder.log, self.run_dir)
         if self.cfg.profile.enabled:
             self._profile(genotype)
+        return genotype, top
 
     def _profile(self, genotype: Any) -> None:
         from proxies.measure.profile_rows import machine_info, profile_genotypes
@@ -333,25 +337,52 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run_search(cfg: DartsConfig, run_dir: Path, resume: bool, argv: list[str],
-               stop_after: int | None = None) -> DartsSearch:
-    ckpt = run_dir / "checkpoint.pt"
+@dataclass(frozen=True)
+class SearchResult:
+    """What :func:`run_search` leaves: the run folder, the steps done and, once the search has
+    run all ``search.steps`` (``finished``), the derived genotype and the ``run.top_k`` most
+    likely ones (``top_k/``), most likely first."""
+
+    run_dir: Path
+    steps: int
+    finished: bool
+    genotype: Genotype | None = None
+    top_k: tuple[Genotype, ...] = ()
+
+
+def run_search(cfg: DartsConfig, *, resume: bool = False, stop_after: int | None = None,
+               command: Sequence[str] | None = None) -> SearchResult:
+    """Search with ``cfg`` in its run folder (``run.dir``/``run.name``) and derive the genotype.
+
+    ``resume`` continues the run from its checkpoint (a new run refuses a folder that holds
+    one); ``stop_after`` stops after that step as if killed; ``command`` is the command line
+    recorded in ``command.txt`` (default ``sys.argv``). Raises :class:`ConfigError` (or another
+    ``ValueError``/``OSError``) for bad input before anything is written, and
+    :class:`SearchDiverged` when the loss stops being finite.
+    """
+    run_dir = cfg.run.folder()
+    ckpt = RunFolder(run_dir).checkpoint
     if resume and not ckpt.exists():
         raise ConfigError(f"--resume: no checkpoint in {run_dir}; run without --resume to start "
                           "it, or point run.dir/run.name at the run to continue")
     if not resume and ckpt.exists():
-        raise ConfigError(f"{run_dir} already holds a run (checkpoint.pt); pass --resume to "
+        raise ConfigError(f"{run_dir} already holds a run ({ckpt.name}); pass --resume to "
                           "continue it, or choose another run.name=...")
     search = DartsSearch(cfg, run_dir)  # reads the data, device and space: bad input fails here,
     run_dir.mkdir(parents=True, exist_ok=True)  # before anything is written
-    record_run(run_dir, cfg, argv, resume=resume)
+    RunFolder(run_dir).record(dump_yaml(cfg), list(sys.argv if command is None else command),
+                              resume=resume)
     search.run(resume=resume, stop_after=stop_after)
-    if search.finished:
-        search.write_results()
-    return search
+    if not search.finished:
+        return SearchResult(run_dir=run_dir, steps=search.step, finished=False)
+    genotype, top = search.write_results()
+    return SearchResult(run_dir=run_dir, steps=search.step, finished=True, genotype=genotype,
+                        top_k=tuple(top))
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command: the config from ``--config`` and the overrides (with ``--resume``, the run's
+    own ``config.yaml`` and the overrides), then :func:`run_search`."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
@@ -359,9 +390,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(DartsConfig, args.config, args.overrides)
         run_dir = cfg.run.folder()
-        if args.resume and (run_dir / "config.yaml").exists():
-            cfg = load_config(DartsConfig, run_dir / "config.yaml", args.overrides)
-        run_search(cfg, run_dir, args.resume, [sys.argv[0], *argv], args.stop_after)
+        recorded = RunFolder(run_dir).config
+        if args.resume and recorded.exists():
+            cfg = load_config(DartsConfig, recorded, args.overrides)
+        run_search(cfg, resume=args.resume, stop_after=args.stop_after,
+                   command=[sys.argv[0], *argv])
     except SearchDiverged as exc:
         logger.error("%s", exc)
         return 3

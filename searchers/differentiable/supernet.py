@@ -1,31 +1,29 @@
 """The DARTS supernet, built from the same op table and cells as every derived net.
 
-Each conv slot of each cell is a :class:`MixedOp` over the candidate conv ops, each attention
-slot a mixed op over the attention choices, and optionally each cell's activation and each
-position's cell type are mixed choices too. Architecture weights are registered
-``nn.Parameter`` s named ``alpha`` (so they are saved in ``state_dict()`` and resume works),
-reachable through :meth:`SuperNet.arch_parameters` and kept apart from
-:meth:`SuperNet.weight_parameters`.
+Each conv slot of each cell is a :class:`~searchers.differentiable.mixed.MixedOp` over the
+candidate conv ops, each attention slot a mixed op over the attention choices, and optionally
+each cell's activation and each position's cell type are mixed choices too. Architecture
+weights are registered ``nn.Parameter`` s named ``alpha`` (so they are saved in
+``state_dict()`` and resume works), reachable through :meth:`SuperNet.arch_parameters` and kept
+apart from :meth:`SuperNet.weight_parameters`.
 
-Two ways to mix (``ArchState.mode``): ``softmax`` (DARTS; divided by a temperature that the
-searcher may anneal) and ``sigmoid`` (FairDARTS: independent weights, pushed towards 0 or 1 by
-a zero-one loss). With ``ArchState.sample_k > 0`` only ``k`` candidates per slot, drawn from
-the mixing distribution, are computed in a training step (the memory-efficient mode).
+How they mix (``softmax`` or ``sigmoid``, all candidates or ``sample_k`` of them per step) is
+the supernet's one :class:`~searchers.differentiable.mixed.ArchState`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from search_space.cells import CELLS, DEFAULT_BUILDER, SlotBuilder
-from search_space.genotype import (
+from search_space.checks import check_names
+from search_space.choices import (
     ACTIVATIONS,
     ATTENTIONS,
     CELL_SLOTS,
@@ -33,108 +31,12 @@ from search_space.genotype import (
     CONV_OPS,
     DEFAULT_ATTENTIONS,
     DEFAULT_CONV_CANDIDATES,
-    Attention,
-    CellGene,
-    Genotype,
-    check_names,
 )
+from search_space.genes import Attention, CellGene
+from search_space.genotype import Genotype
 from search_space.network import SRSkeleton
-from search_space.ops import ACTIVATION_OPS, add_residual
-
-
-@dataclass
-class ArchState:
-    """Mixing settings shared by every mixed op of one supernet (a plain object, not a module)."""
-
-    mode: Literal["softmax", "sigmoid"] = "softmax"
-    temperature: float = 1.0
-    sample_k: int = 0
-
-    def weights(self, alpha: torch.Tensor) -> torch.Tensor:
-        if self.mode == "sigmoid":
-            return torch.sigmoid(alpha)
-        return F.softmax(alpha / self.temperature, dim=-1)
-
-
-@dataclass(frozen=True)
-class SlotCost:
-    """What the hardware tables need to know about one candidate of one slot."""
-
-    kind: Literal["conv", "attention", "act", "cell"]
-    name: str
-    c_in: int
-    c_out: int
-
-
-class MixedOp(nn.Module):
-    """A weighted sum over candidate modules, weighted by its own ``alpha``.
-
-    Args:
-        slot: the slot name (``"cells.2.conv1"``).
-        candidates: candidate names, in order.
-        modules: one module per candidate.
-        state: the supernet's shared :class:`ArchState`.
-        costs: the hardware-table key of each candidate.
-    """
-
-    def __init__(self, slot: str, candidates: Sequence[str], modules: Sequence[nn.Module],
-                 state: ArchState, costs: Sequence[SlotCost]) -> None:
-        super().__init__()
-        self.slot = slot
-        self.candidates = tuple(candidates)
-        self.ops = nn.ModuleList(modules)
-        # A single candidate is a fixed choice: its alpha is frozen and not an arch parameter.
-        self.alpha = nn.Parameter(1e-3 * torch.randn(len(self.candidates)),
-                                  requires_grad=len(self.candidates) > 1)
-        self.costs = tuple(costs)
-        object.__setattr__(self, "state", state)  # shared plain object, not a submodule
-        # Filled from the hardware tables; not saved (the tables have their own cache).
-        self.register_buffer("latency_ms", torch.zeros(len(self.candidates)), persistent=False)
-        self.register_buffer("memory_mib", torch.zeros(len(self.candidates)), persistent=False)
-        self.register_buffer("params", torch.zeros(len(self.candidates)), persistent=False)
-
-    state: ArchState
-    latency_ms: torch.Tensor
-    memory_mib: torch.Tensor
-    params: torch.Tensor
-
-    def weights(self) -> torch.Tensor:
-        if len(self.candidates) == 1:  # a fixed choice: weight 1 in every mode
-            return torch.ones_like(self.alpha)
-        return self.state.weights(self.alpha)
-
-    def _active(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(indices, weights) of the candidates computed in this forward pass."""
-        w = self.weights()
-        k = self.state.sample_k
-        if not self.training or k <= 0 or k >= len(self.candidates):
-            return torch.arange(len(self.candidates)), w
-        probs = w.detach() / w.detach().sum()
-        idx = torch.multinomial(probs, k, replacement=False)
-        if self.state.mode == "sigmoid":
-            return idx, w[idx]
-        return idx, F.softmax(self.alpha[idx] / self.state.temperature, dim=-1)
-
-    def forward(self, *args: torch.Tensor) -> torch.Tensor:
-        idx, w = self._active()
-        out: torch.Tensor | None = None
-        for j, i in enumerate(idx.tolist()):
-            y = self.ops[i](*args) * w[j]
-            out = y if out is None else add_residual(y, out)
-        assert out is not None
-        return out
-
-    def expected(self, table: torch.Tensor) -> torch.Tensor:
-        """The mixing-weighted cost, differentiable in ``alpha``."""
-        return (self.weights() * table).sum()
-
-    def best(self) -> str:
-        return self.candidates[int(self.alpha.detach().argmax())]
-
-
-def _normalised(w: torch.Tensor) -> torch.Tensor:
-    """Mixing weights as a distribution (softmax weights already are; sigmoid ones are not)."""
-    return w / w.sum()
+from search_space.ops import ACTIVATION_OPS
+from searchers.differentiable.mixed import ArchState, MixedOp, SlotCost, normalised
 
 
 class _Skeleton(nn.Module):
@@ -408,13 +310,13 @@ class SuperNet(SRSkeleton):
         for cell in self.cells:
             assert isinstance(cell, MixedCell)
             mixed = cell.mixed
-            p_type = _normalised(mixed.weights())
+            p_type = normalised(mixed.weights())
             per_type = []
             for j, sub in enumerate(mixed.ops):
                 groups: dict[int, tuple[torch.Tensor, list[torch.Tensor]]] = {}
                 for m in sub.modules():
                     if isinstance(m, MixedOp):
-                        groups.setdefault(id(m.alpha), (_normalised(m.weights()), []))[1].append(
+                        groups.setdefault(id(m.alpha), (normalised(m.weights()), []))[1].append(
                             m.memory_mib)
                 choices = [(p, torch.stack(mems).amax(dim=0)) for p, mems in groups.values()]
                 values += [mixed.memory_mib[j].view(1), *(v for _, v in choices)]

@@ -1,32 +1,36 @@
-"""The whole pipeline in one command: ``python searchers/pipeline.py [--config FILE] [k=v ...]``.
+"""The whole pipeline in one command: ``python searchers/pipeline.py [--config FILE] [k=v ...]``,
+or from Python :func:`run_pipeline` (a :class:`PipelineConfig`).
 
+Each stage calls its function with typed values, never a command line: the DARTS search's
+:func:`~searchers.differentiable.search.run_search`, a study's
+:func:`~searchers.trials.study.run_study`, :func:`~searchers.training.retrain.retrain` and
+:func:`~results.report.command.build_report`; each run folder records the pipeline's command.
 Stages, each skipped where its output is already there (so a killed pipeline, re-run with the
 same command, continues where it stopped):
 
 1. **search**, one run per method of ``pipeline.methods``: ``random`` and ``nsga2`` are Optuna
-   studies of the ``trials`` section (:mod:`searchers.trials.study`, ``study.sampler`` set
-   per method; a study resumes), ``darts`` a DARTS search of the ``darts`` section
-   (:mod:`searchers.differentiable.search`, resumed from its checkpoint). With ``pipeline.patches``
-   every
-   method gets the same total budget in trained HR patches: ``n_trials = patches / (steps x
-   seeds x batch)`` for the studies (zoo trials included), ``search.steps = patches / (2 x
-   batch)`` for DARTS (a weight batch and an architecture batch per step).
+   studies of the ``trials`` section (``study.sampler`` set per method; a study resumes),
+   ``darts`` a DARTS search of the ``darts`` section (resumed from its checkpoint). With
+   ``pipeline.patches`` every method gets the same total budget in trained HR patches:
+   ``n_trials = patches / (steps x seeds x batch)`` for the studies (zoo trials included),
+   ``search.steps = patches / (2 x batch)`` for DARTS (a weight batch and an architecture
+   batch per step).
 2. **select**: each method's best net under the budget, written to ``selected/METHOD.json``:
    for a study the feasible trial (every constraint <= 0: ``trials.budget``, e.g. at most
    0.8x SPAN's latency, and ``trials.constraints``) of highest proxy PSNR, zoo trials left out;
    for DARTS its derived genotype.
 3. **retrain**: every selected net and every ``pipeline.zoo`` net with each seed of
-   ``pipeline.seeds``, the same ``retrain`` recipe for all (:mod:`searchers.training.retrain`; a
-   killed
-   run resumes from its checkpoint).
-4. **report**: :mod:`results.report.command` over all retrained runs (Y-PSNR/SSIM per set, latency
+   ``pipeline.seeds``, the same ``retrain`` recipe for all (a killed run resumes from its
+   checkpoint).
+4. **report**: over all retrained runs (Y-PSNR/SSIM per set, latency
    ratios timed interleaved in one process, peak memory, the seed table), with the NSGA-II
    study's front; then ``pipeline.md``: each method's net beside the zoo (means and spreads
    over seeds, which zoo nets it dominates) and each method's search cost.
 
-Folder ``pipeline.dir/pipeline.name``: ``config.yaml`` (the whole resolved config),
-``stages/`` (each stage's own config), ``search/``, ``selected/``, ``retrain/``, ``report/``,
-``state.json`` (stage times, accumulated over resumes) and ``pipeline.md``.
+Folder ``pipeline.dir/pipeline.name``: ``config.yaml`` (the whole resolved config) and
+``command.txt``, ``search/``, ``selected/``, ``retrain/`` (each run folder with its own
+``config.yaml``: the section of this config it ran), ``report/``, ``state.json`` (stage times,
+accumulated over resumes) and ``pipeline.md``.
 """
 
 from __future__ import annotations
@@ -37,24 +41,22 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from search_space.files import error_line
-from searchers.common.config import (
-    ConfigError,
-    RunSection,
-    atomic_write_text,
-    dump_yaml,
-    load_config,
-    save_run_config,
-)
+from results.run_folder import RunFolder
+from search_space.files import atomic_write_text, error_line
+from searchers.common.config import ConfigError, dump_yaml, load_config
+from searchers.common.sections import RunSection
 from searchers.differentiable.config import DartsConfig
-from searchers.training.retrain import RetrainConfig
-from searchers.trials.study import OptunaConfig
+from searchers.training.config import RetrainConfig
+from searchers.trials.config import OptunaConfig
+
+if TYPE_CHECKING:
+    from search_space import Genotype
 
 logger = logging.getLogger("searchers.stages.pipeline")
 
@@ -63,7 +65,7 @@ METHODS = ("random", "nsga2", "darts")
 
 @dataclass
 class PipelineSection(RunSection):
-    """The pipeline's run folder (:class:`searchers.common.config.RunSection`) and its stages."""
+    """The pipeline's run folder (:class:`searchers.common.sections.RunSection`) and its stages."""
 
     dir: str = "runs/pipeline"
     name: str | None = "default"
@@ -97,6 +99,9 @@ class PipelineSection(RunSection):
 
 @dataclass
 class PipelineConfig:
+    """The pipeline's config: its own section and the config of each stage (``trials`` for the
+    random and NSGA-II studies, ``darts``, and the one ``retrain`` recipe)."""
+
     pipeline: PipelineSection = field(default_factory=PipelineSection)
     trials: OptunaConfig = field(default_factory=OptunaConfig)
     darts: DartsConfig = field(default_factory=DartsConfig)
@@ -122,10 +127,11 @@ def equal_budgets(cfg: PipelineConfig) -> PipelineConfig:
 class Pipeline:
     """One pipeline folder; each stage method is idempotent."""
 
-    def __init__(self, cfg: PipelineConfig, argv: list[str]) -> None:
+    def __init__(self, cfg: PipelineConfig, argv: Sequence[str]) -> None:
+        """``argv``: the command line every run folder records (``[sys.argv[0], *args]``)."""
         self.cfg = equal_budgets(cfg)
         self.root = cfg.pipeline.folder()
-        self.argv = argv
+        self.argv = list(argv)
         self.state_path = self.root / "state.json"
 
     # -- bookkeeping ------------------------------------------------------------------------
@@ -152,22 +158,10 @@ class Pipeline:
         state["done"].append(name)
         atomic_write_text(self.state_path, json.dumps(state, indent=2) + "\n")
 
-    def _stage_config(self, name: str, section: Any) -> str:
-        path = self.root / "stages" / f"{name}.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, dump_yaml(section))
-        return str(path)
-
-    @staticmethod
-    def _check(rc: int, what: str) -> None:
-        if rc != 0:
-            raise RuntimeError(f"{what} exited with status {rc}; see its log above")
-
     # -- stages -----------------------------------------------------------------------------
 
     def run(self) -> Path:
-        self.root.mkdir(parents=True, exist_ok=True)
-        save_run_config(self.root, self.cfg, self.argv)
+        RunFolder(self.root).record(dump_yaml(self.cfg), self.argv)
         for method in self.cfg.pipeline.methods:
             self._stage(f"search.{method}", partial(self.search, method))
         self._stage("select", self.select)
@@ -179,29 +173,31 @@ class Pipeline:
         return self.root / "pipeline.md"
 
     def search(self, method: str) -> None:
-        out = self.root / "search"
+        """One method's search in ``search/METHOD``; a DARTS search resumes its checkpoint, a
+        study resumes by itself."""
         if method == "darts":
-            from searchers.differentiable import search as darts
+            from searchers.differentiable.search import run_search
 
-            run_dir = out / "darts"
-            dcfg = replace(self.cfg.darts, run=replace(self.cfg.darts.run, dir=str(out),
-                                                       name="darts"))
-            argv = ["--config", self._stage_config("darts", dcfg)]
-            resume = (run_dir / "checkpoint.pt").exists()
-            self._check(darts.main(["--resume", *argv] if resume else argv), "the DARTS search")
+            d = self.cfg.darts
+            dcfg = replace(d, run=replace(d.run, dir=str(self.root / "search"), name="darts"))
+            run_search(dcfg, resume=RunFolder(dcfg.run.folder()).checkpoint.exists(),
+                       command=self.argv)
             return
-        from searchers.trials import study as optuna_search
+        from searchers.trials.study import run_study
 
+        run_study(self.trials(method), command=self.argv)
+
+    def trials(self, method: str) -> OptunaConfig:
+        """The ``trials`` section as the study of ``method`` (random or nsga2) runs it."""
         t = self.cfg.trials
         sampler: Literal["random", "nsga2"] = "random" if method == "random" else "nsga2"
-        cfg = replace(t, study=replace(t.study, sampler=sampler, name=method),
-                      run=replace(t.run, dir=str(out), name=method))
-        self._check(optuna_search.main(["--config", self._stage_config(method, cfg)]),
-                    f"the {method} study")
+        return replace(t, study=replace(t.study, sampler=sampler, name=method),
+                       run=replace(t.run, dir=str(self.root / "search"), name=method))
 
     def storage(self, method: str) -> str:
-        t = self.cfg.trials
-        return t.study.storage or f"sqlite:///{(self.root / 'search' / method).resolve()}/study.db"
+        from searchers.trials.study import storage_url
+
+        return storage_url(self.trials(method))
 
     def select(self) -> None:
         from search_space import Genotype
@@ -211,7 +207,7 @@ class Pipeline:
         summary: dict[str, dict[str, Any]] = {}
         for method in self.cfg.pipeline.methods:
             if method == "darts":
-                g = Genotype.load(self.root / "search" / "darts" / "genotype.json")
+                g = Genotype.load(RunFolder(self.root / "search" / "darts").genotype)
                 summary[method] = {"source": "DARTS derived genotype"}
             else:
                 g, summary[method] = self._best_trial(method)
@@ -222,7 +218,7 @@ class Pipeline:
         import optuna
 
         from search_space import Genotype
-        from searchers.trials.study import make_storage
+        from searchers.trials.storage import make_storage
 
         study = optuna.load_study(study_name=method,
                                   storage=make_storage(self.storage(method), self.cfg.trials.study))
@@ -246,40 +242,46 @@ class Pipeline:
         logger.info("%s: trial %d selected (%.3f dB proxy)", method, best.number, best.values[0])
         return Genotype.from_json(best.user_attrs["genotype"]), info
 
-    def retrain_jobs(self) -> list[tuple[str, str]]:
+    def retrain_jobs(self) -> list[tuple[str, Genotype | str]]:
+        """``(label, net)`` of every net to retrain: each method's selected genotype (read back
+        from ``selected/``, where the select stage wrote it) and each zoo net by name."""
+        from search_space import Genotype
+
         sel = self.root / "selected"
-        jobs = [(m, str(sel / f"{m}.json")) for m in self.cfg.pipeline.methods]
+        jobs: list[tuple[str, Genotype | str]] = [
+            (m, Genotype.load(sel / f"{m}.json")) for m in self.cfg.pipeline.methods]
         return jobs + [(z, z) for z in self.cfg.pipeline.zoo]
 
-    def retrain(self, genotype: str, name: str, seed: int) -> None:
-        from searchers.training import retrain
+    def retrain(self, genotype: Genotype | str, name: str, seed: int) -> None:
+        """Retrain one net with one seed in ``retrain/NAME``, skipped where it is deployed
+        already and resumed from its checkpoint where it was killed."""
+        from searchers.training.retrain import retrain
 
-        out = self.root / "retrain"
-        run_dir = out / name
-        if (run_dir / "deployed.pt").exists() and (run_dir / "deploy.json").exists():
-            return
         r = self.cfg.retrain
-        cfg = replace(r, run=replace(r.run, dir=str(out), name=name, seed=seed))
-        argv = [genotype, "--config", self._stage_config(f"retrain_{name}", cfg)]
-        resume = (run_dir / "checkpoint.pt").exists()
-        self._check(retrain.main(["--resume", *argv] if resume else argv), f"retraining {name}")
+        cfg = replace(r, run=replace(r.run, dir=str(self.root / "retrain"), name=name, seed=seed))
+        folder = RunFolder(cfg.run.folder())
+        if folder.deployed.exists() and folder.deploy_check.exists():
+            return
+        retrain(genotype, cfg, resume=folder.checkpoint.exists(), command=self.argv)
 
     def report(self) -> None:
-        from results.report import command as report
+        """The report over every retrained run, with the NSGA-II study's front, and
+        ``pipeline.md``."""
+        from results.report.command import ReportOptions, build_report
+        from search_space.zoo import REFERENCE_NET
 
         p = self.cfg.pipeline
-        runs = [str(self.root / "retrain" / f"{label}_s{seed}")
+        runs = [self.root / "retrain" / f"{label}_s{seed}"
                 for label, _ in self.retrain_jobs() for seed in p.seeds]
         out = self.root / "report"
-        argv = [*runs, "--out", str(out), "--sets", *p.sets, "--size", str(p.report_size),
-                "--rounds", str(p.report_rounds), "--device", self.cfg.trials.measure.device]
-        if p.datasets_root:
-            argv += ["--datasets-root", p.datasets_root]
-        if self.cfg.trials.budget.reference:
-            argv += ["--reference", self.cfg.trials.budget.reference]
-        if "nsga2" in p.methods:
-            argv += ["--storage", self.storage("nsga2"), "--study", "nsga2"]
-        self._check(report.main(argv), "the report")
+        nsga2 = "nsga2" in p.methods
+        options = ReportOptions(
+            sets=tuple(p.sets), size=p.report_size, rounds=p.report_rounds,
+            device=self.cfg.trials.measure.device,
+            datasets_root=Path(p.datasets_root) if p.datasets_root else None,
+            reference=self.cfg.trials.budget.reference or REFERENCE_NET,
+            storage=self.storage("nsga2") if nsga2 else None, study="nsga2" if nsga2 else None)
+        build_report(runs, out, options, command=self.argv)
         atomic_write_text(self.root / "pipeline.md", self.summary(out))
 
     # -- the summary ------------------------------------------------------------------------
@@ -385,7 +387,16 @@ def _mean_spread(mean: float, std: float) -> str:
     return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} +- {std:.2f}"
 
 
+def run_pipeline(cfg: PipelineConfig, *, command: Sequence[str] | None = None) -> Path:
+    """Run (or continue) the pipeline of ``cfg`` in ``pipeline.dir``/``pipeline.name``; returns
+    its summary, ``pipeline.md``. ``command`` is the command line each run folder records
+    (default ``sys.argv``). Bad input raises ``ConfigError``/``ValueError``/``OSError``; a stage
+    that fails otherwise raises a ``RuntimeError`` (e.g. a diverged search)."""
+    return Pipeline(cfg, sys.argv if command is None else command).run()
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The command: the config from ``--config`` and the overrides, then :func:`run_pipeline`."""
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(prog="python searchers/pipeline.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -396,8 +407,7 @@ def main(argv: list[str] | None = None) -> int:
                         "%(message)s", datefmt="%H:%M:%S")
     try:
         cfg = load_config(PipelineConfig, args.config, args.overrides)
-        pipe = Pipeline(cfg, [sys.argv[0], *argv])
-        summary = pipe.run()
+        summary = run_pipeline(cfg, command=[sys.argv[0], *argv])
     except (ConfigError, ValueError, OSError) as exc:
         logger.error("%s", error_line(exc))
         return 2

@@ -76,11 +76,12 @@ def bench_lut(cfg: DartsConfig, samples: int) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         search = _search(cfg, tmp)
         r = validate_table(search.net, search.table, samples=samples, seed=cfg.run.seed)
-    size = cfg.hardware.lr_size
+    settings = search.table.settings  # what the table and the nets were measured with
+    (h, w), threads = settings.lr_size, settings.threads
     return (
         "| backend | nets | LR size | threads | Spearman | MAPE [%] | measured median [ms] |\n"
         "|---|---|---|---|---|---|---|\n"
-        f"| {cfg.hardware.backend} | {r['samples']} | {size}x{size} | {cfg.hardware.threads} | "
+        f"| {settings.backend} | {r['samples']} | {h}x{w} | {threads} | "
         f"{r['spearman']:.3f} | "
         f"{r['mape_percent']:.1f} | {statistics.median(r['measured_ms']):.2f} |"
     )
@@ -88,7 +89,7 @@ def bench_lut(cfg: DartsConfig, samples: int) -> str:
 
 def _isolated_ms(search: DartsSearch, runs: int) -> float:
     """Sum over candidate ops of their isolated forward+backward time at their input shape."""
-    from searchers.differentiable.supernet import MixedOp
+    from searchers.differentiable.mixed import MixedOp
 
     shapes: dict[int, tuple[int, ...]] = {}
 
@@ -382,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.what in ("overhead", "proxy-rank"):
         import tempfile
 
-        from searchers.trials.study import OptunaConfig
+        from searchers.trials.config import OptunaConfig
 
         ocfg = load_config(OptunaConfig, args.config, args.overrides)
         if ocfg.measure.threads:

@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from search_space.cells import CELLS, DEFAULT_BUILDER, SlotBuilder
-from search_space.genotype import Attention, Genotype
+from search_space.genes import Attention
+from search_space.genotype import Genotype
 from search_space.network import SRSkeleton
 from searchers.differentiable.supernet import SupernetSpec
 
@@ -129,8 +130,9 @@ def run_nni_darts(cfg: Any, out_dir: Path) -> Genotype:
     from torch.utils.data import TensorDataset
 
     from proxies.data.specs import dataset_from_spec
+    from results.run_folder import RunFolder
+    from search_space.patch import training_patch_size
     from searchers.differentiable.config import DEFAULT_PATCH
-    from searchers.training.loop import training_patch_size
 
     d, sc, sp = cfg.data, cfg.search, cfg.space
     spec = sp.supernet_spec()
@@ -158,7 +160,7 @@ def run_nni_darts(cfg: Any, out_dir: Path) -> Genotype:
     choice = exp.export_top_models(formatter="dict", top_k=1)[0]
     genotype = choice_to_genotype(spec, choice)
     out_dir.mkdir(parents=True, exist_ok=True)
-    genotype.save(out_dir / "genotype.json")
+    genotype.save(RunFolder(out_dir).genotype)
     (out_dir / "nni_choice.json").write_text(json.dumps(choice, indent=2, default=str))
     return genotype
 

@@ -1,21 +1,18 @@
 """The one training and validation loop: retraining, the trial proxy and DARTS all step here.
 
-Every net trains on [0, 1] values: LR/HR patches come from :mod:`proxies.data.imageset` in [0, 1],
-and
-the net is called through :func:`search_space.network.super_resolve`, so the net, not the loop,
-owns its value range (a deployed RLFN takes [0, 255]; its training form takes [0, 1]). The
-pieces:
+Every net trains on [0, 1] values: LR/HR patches come from :mod:`proxies.data.imageset` in
+[0, 1] (their HR side resolved and checked by :func:`search_space.patch.training_patch_size`),
+and the net is called through :func:`search_space.network.super_resolve`, so the net, not the
+loop, owns its value range (a deployed RLFN takes [0, 255]; its training form takes [0, 1]).
+The pieces:
 
-* :func:`training_patch_size` resolves and checks the HR patch against every attention op's
-  smallest useful input (ESA's pooled map must be at least 3x3);
 * :func:`sample_batch` draws seeded random patches onto the device;
 * :class:`TrainStep` is one optimisation step (loss, backward, optional gradient clipping and
   mixed precision, optimiser and scheduler step) inside the host's training section
-  (:func:`proxies.measure.isolation.training`, so latency is never timed while this host trains).
-  With
-  a ``teacher`` it adds knowledge distillation: ``kd_weight`` times the L1 distance between the
-  net's output and the teacher's on the same [0, 1] LR batch (the teacher in eval mode, under
-  ``no_grad``, also called through :func:`super_resolve`);
+  (:func:`proxies.measure.isolation.training`, so latency is never timed while this host
+  trains). With a ``teacher`` it adds knowledge distillation: ``kd_weight`` times the L1
+  distance between the net's output and the teacher's on the same [0, 1] LR batch (the teacher
+  in eval mode, under ``no_grad``, also called through :func:`super_resolve`);
 * :func:`validate` is the mean Y-PSNR over whole (optionally centre-cropped) images.
 """
 
@@ -24,14 +21,13 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from search_space.genotype import check_patch_size, min_patch_size
 from search_space.network import super_resolve
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -50,23 +46,6 @@ def loss_fn(kind: str, eps: float = 1e-3) -> LossFn:
     if kind != "l1":
         raise ValueError(f"loss: got {kind!r}; allowed: l1, l2, charbonnier")
     return F.l1_loss
-
-
-def training_patch_size(patch_size: int | None, attentions: Iterable[str], scale: int, *,
-                        default: int, where: str = "patch_size") -> int:
-    """The HR training patch: ``patch_size`` checked, or the default for ``None``.
-
-    The default is ``default`` raised to the smallest patch on which no attention in
-    ``attentions`` degenerates (:func:`search_space.genotype.min_patch_size`), rounded up to a
-    multiple of ``scale``. An explicit patch below that is refused with a message naming the
-    op, the patch and the smallest patch that works.
-    """
-    attentions = tuple(attentions)
-    if patch_size is None:
-        need = max(default, min_patch_size(attentions, scale))
-        return int(math.ceil(need / scale) * scale)
-    check_patch_size(patch_size, attentions, scale, where)
-    return patch_size
 
 
 def sample_batch(data: Any, batch_size: int, patch_size: int, rng: np.random.Generator,

@@ -29,7 +29,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from search_space.genotype import (
+from search_space.checks import GenotypeError, check_names
+from search_space.choices import (
     ACTIVATIONS,
     ATTENTIONS,
     CELL_SLOTS,
@@ -46,13 +47,9 @@ from search_space.genotype import (
     LR_CONV_OPS,
     NEEDS_BIAS,
     TAILS,
-    Attention,
-    CellGene,
-    Genotype,
-    GenotypeError,
-    GroupGene,
-    check_names,
 )
+from search_space.genes import Attention, CellGene, GroupGene
+from search_space.genotype import Genotype
 from search_space.zoo import SPAN_MEAN
 
 RESIDUALS: tuple[str, ...] = ("auto", "none", "block", "shallow", "both")

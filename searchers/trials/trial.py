@@ -15,20 +15,20 @@ import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from search_space.genotype import Genotype
+from search_space.patch import training_patch_size
 from search_space.zoo import YARDSTICK
-from searchers.common.config import MeasureSection
+from searchers.common.sections import MeasureSection
 from searchers.training.loop import (
     TrainingDiverged,
     TrainStep,
     sample_batch,
-    training_patch_size,
     validate,
 )
 from searchers.trials.sampled_space import (  # noqa: F401  (re-exported: the trials' space)
@@ -38,6 +38,9 @@ from searchers.trials.sampled_space import (  # noqa: F401  (re-exported: the tr
     genotype_params,
     sample_genotype,
 )
+
+if TYPE_CHECKING:
+    from proxies.measure.settings import MeasureSettings
 
 logger = logging.getLogger(__name__)
 
@@ -258,11 +261,11 @@ _REFERENCE_MEMORY: dict[tuple[str, int, int, str, str], float] = {}
 
 
 def reference_ratios(model: torch.nn.Module, memory_mib: float, budget: BudgetConfig,
-                     measure: MeasureSection, scale: int, device: torch.device
-                     ) -> tuple[float, float]:
-    """(latency ratio, memory ratio) of ``model`` to ``budget.reference``: latency timed
-    interleaved with the reference round by round; the reference's peak memory measured once
-    per process and input."""
+                     settings: MeasureSettings, scale: int) -> tuple[float, float]:
+    """(latency ratio, memory ratio) of ``model`` to ``budget.reference``, measured as
+    ``settings`` say (the trial's): latency timed interleaved with the reference over
+    ``budget.rounds`` rounds of half the trial's runs each; the reference's peak memory
+    measured once per process and input."""
     from proxies.measure.latency import measure_latency_ratio
     from proxies.measure.memory import measure_peak_memory_or_torch
     from search_space import build_model
@@ -270,15 +273,12 @@ def reference_ratios(model: torch.nn.Module, memory_mib: float, budget: BudgetCo
     assert budget.reference is not None
     torch.manual_seed(0)
     ref = build_model(zoo_genotype(budget.reference, scale))
-    ms = measure.settings()
-    shape = (1, 3, *ms.lr_size)
-    ratio = measure_latency_ratio(model, ref, shape, device=device, rounds=budget.rounds,
-                                  runs_per_round=max(1, ms.runs // 2), warmup=ms.warmup,
-                                  threads=ms.threads, backend=ms.backend)
-    key = (budget.reference, scale, measure.lr_size, str(device), ms.backend)
+    interleaved = replace(settings, rounds=budget.rounds,
+                          runs_per_round=max(1, settings.runs // 2))
+    ratio = measure_latency_ratio(model, ref, interleaved)
+    key = (budget.reference, scale, settings.lr_size[0], settings.device, settings.backend)
     if key not in _REFERENCE_MEMORY:
-        _REFERENCE_MEMORY[key] = measure_peak_memory_or_torch(
-            ref, shape, device=device, backend=ms.backend, threads=ms.threads).peak_memory_mib
+        _REFERENCE_MEMORY[key] = measure_peak_memory_or_torch(ref, settings).peak_memory_mib
     return ratio.ratio_median, memory_mib / _REFERENCE_MEMORY[key]
 
 
@@ -295,22 +295,18 @@ def evaluate_genotype(genotype: Genotype, proxy: ProxyConfig, measure: MeasureSe
     from search_space import build_model
 
     start = time.perf_counter()
-    ms = measure.settings()
+    ms = measure.settings()  # built once; the measurements take it whole
     device = resolve_device(ms.device)
     torch.manual_seed(proxy.seed)
     model = build_model(genotype)
     if proxy.supernet:
         inherit_supernet_weights(model, Path(proxy.supernet))
     cplx = measure_complexity(model)
-    shape = (1, 3, *ms.lr_size)
-    lat = measure_latency(model, shape, device=device, runs=ms.runs, warmup=ms.warmup,
-                          threads=ms.threads, backend=ms.backend)
-    mem = measure_peak_memory_or_torch(model, shape, device=device, backend=ms.backend,
-                                       threads=ms.threads)
+    lat = measure_latency(model, ms)
+    mem = measure_peak_memory_or_torch(model, ms)
     lat_x = mem_x = math.nan
     if budget is not None and budget.reference:
-        lat_x, mem_x = reference_ratios(model, mem.peak_memory_mib, budget, measure,
-                                        genotype.scale, device)
+        lat_x, mem_x = reference_ratios(model, mem.peak_memory_mib, budget, ms, genotype.scale)
     steps = 0 if proxy.supernet else proxy.steps
     psnr, psnr_std = proxy_score(genotype, _with_steps(proxy, steps), device, patch_size, model)
     measured = {"psnr_db": psnr, "params_m": cplx.params_m, "latency_ms": lat.median_ms,
@@ -354,15 +350,18 @@ def inherit_supernet_weights(model: torch.nn.Module, run_dir: Path) -> None:
     The genotype must lie in the supernet's space (same scale, width, cell count and
     candidates); otherwise a ValueError says which field differs.
     """
+    from results.run_folder import RunFolder
     from searchers.common.config import load_config
     from searchers.differentiable.config import DartsConfig
-    from searchers.differentiable.supernet import MixedCell, MixedOp, SuperNet
+    from searchers.differentiable.mixed import MixedOp
+    from searchers.differentiable.supernet import MixedCell, SuperNet
 
-    ckpt_path = run_dir / "checkpoint.pt"
+    folder = RunFolder(run_dir)
+    ckpt_path = folder.checkpoint
     if not ckpt_path.exists():
-        raise FileNotFoundError(f"proxy.supernet: no checkpoint.pt in {run_dir}; give the run "
+        raise FileNotFoundError(f"proxy.supernet: no {ckpt_path.name} in {run_dir}; give the run "
                                 "folder of a DARTS search (e.g. runs/darts/default)")
-    cfg = load_config(DartsConfig, run_dir / "config.yaml")
+    cfg = load_config(DartsConfig, folder.config)
     sp = cfg.space
     spec = sp.supernet_spec()
     g: Genotype = model.genotype  # type: ignore[assignment]

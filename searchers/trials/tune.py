@@ -35,9 +35,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from results.run_folder import RunFolder
 from search_space.files import atomic_write_text, error_line
-from searchers.common.config import ConfigError, from_dict, load_config, save_run_config
-from searchers.trials.study import OptunaConfig, make_sampler, zoo_params
+from searchers.common.config import ConfigError, dump_yaml, from_dict, load_config
+from searchers.trials.config import OptunaConfig
+from searchers.trials.samplers import make_sampler
+from searchers.trials.study import zoo_params
 from searchers.trials.trial import (
     DIRECTIONS,
     OBJECTIVE_NAMES,
@@ -339,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         study_patch_size(cfg.space, cfg.proxy, cfg.study.zoo if cfg.study.enqueue_zoo else [])
         run_dir = cfg.run.folder()
         run_dir.mkdir(parents=True, exist_ok=True)
-        save_run_config(run_dir, cfg, [sys.argv[0], *argv])
+        RunFolder(run_dir).record(dump_yaml(cfg), [sys.argv[0], *argv])
     except ImportError as exc:
         logger.error("%s", exc)
         return 2

@@ -1,0 +1,73 @@
+"""The trial searches' settings: one dataclass per section of ``configs/optuna*.yaml`` (the Ray
+Tune run extends :class:`OptunaConfig`, :class:`searchers.trials.tune.RayConfig`).
+
+Kept apart from the study (:mod:`searchers.trials.study`) so that its storage and samplers
+(:mod:`searchers.trials.storage`, :mod:`searchers.trials.samplers`) and what reads a config
+without running a study import the settings alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from searchers.common.sections import MeasureSection, RunSection
+from searchers.trials.trial import (
+    DEFAULT_ZOO,
+    BudgetConfig,
+    ConstraintConfig,
+    ProxyConfig,
+    SampleSpace,
+)
+
+
+@dataclass
+class StudyConfig:
+    """The study: its name, length, sampler and seed, storage (with the heartbeat, grace period
+    and retries of a trial whose worker died) and the zoo nets enqueued as its first trials."""
+
+    name: str = "srnas"
+    n_trials: int = 24
+    sampler: Literal["nsga2", "tpe", "random"] = "nsga2"  # random: the search's baseline
+    population_size: int = 8
+    seed: int = 0
+    storage: str | None = None  # default: sqlite:///<run folder>/study.db
+    heartbeat_s: int = 60
+    grace_s: int = 180
+    retries: int = 1
+    enqueue_zoo: bool = True
+    zoo: list[str] = field(default_factory=lambda: list(DEFAULT_ZOO))
+
+    def __post_init__(self) -> None:
+        if self.n_trials < 1 or self.population_size < 2:
+            raise ValueError(f"n_trials >= 1 and population_size >= 2 needed; got "
+                             f"{self.n_trials}, {self.population_size}")
+
+
+@dataclass
+class TrialsRun(RunSection):
+    """The trial search's run folder (:class:`searchers.common.sections.RunSection`) and its worker
+    processes (Optuna; Ray Tune's trials run as the cluster schedules them)."""
+
+    dir: str = "runs/optuna"
+    name: str | None = "default"
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.workers < 1:
+            raise ValueError(f"workers: got {self.workers}; must be >= 1")
+
+
+@dataclass
+class OptunaConfig:
+    """One trial search: ``python searchers/optuna_search.py``'s config, and the pipeline's
+    ``trials`` section."""
+
+    space: SampleSpace = field(default_factory=SampleSpace)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    measure: MeasureSection = field(default_factory=MeasureSection)
+    constraints: ConstraintConfig = field(default_factory=ConstraintConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
+    run: TrialsRun = field(default_factory=TrialsRun)
