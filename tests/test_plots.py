@@ -145,9 +145,9 @@ def test_subplot_grid():
     assert subplot_grid(3) == (1, 3)
     assert subplot_grid(4) == (2, 3)
     assert subplot_grid(40) == (14, 3)
-    with pytest.raises(ValueError, match="need at least one panel, got 0"):
+    with pytest.raises(ValueError, match=r"need at least one panel, got 0; pass n_panels >= 1"):
         subplot_grid(0)
-    with pytest.raises(ValueError, match="max_cols must be >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"max_cols must be >= 1, got 0; pass max_cols=1"):
         subplot_grid(3, max_cols=0)
 
 
@@ -164,7 +164,7 @@ def test_alpha_winners_and_since_step():
     assert win["margin"] == pytest.approx(0.3) and win["n_candidates"] == 3
     single = alpha_winners({"t": pd.DataFrame({"x": [1.0]}, index=steps[:1])}).loc["t"]
     assert single["runner_up"] is None and single["since_step"] == 0.0
-    with pytest.raises(ValueError, match="alpha history is empty: no slot to rank"):
+    with pytest.raises(ValueError, match=r"history is empty: no slot to rank; pass the alpha"):
         alpha_winners({})
 
 
@@ -271,7 +271,7 @@ def test_loss_figure_log_axes_only_for_positive_losses(log):
 def test_loss_figure_rejects_unknown_columns(log):
     with pytest.raises(ValueError, match="loss_nope"):
         loss_figure(log, ["loss_train", "loss_nope"])
-    with pytest.raises(ValueError, match="no columns to plot"):
+    with pytest.raises(ValueError, match=r"no columns to plot: columns is empty; name at least"):
         loss_figure(log, [])
 
 

@@ -77,7 +77,8 @@ def alpha_heatmap(
         ValueError: ``history`` is empty.
     """
     if not history:
-        raise ValueError("alpha history is empty: nothing to plot")
+        raise ValueError("alpha history is empty: nothing to plot; pass the alpha history of a "
+                         "DARTS log.csv (results.plots.run_data.alpha_history)")
     go, make_subplots = _plotly()
     winners = alpha_winners(history)
     weights = final_weights(history)
@@ -178,7 +179,8 @@ def alpha_figure(
     grows taller with the number of rows so that ~40 slots stay readable.
     """
     if not history:
-        raise ValueError("alpha history is empty: nothing to plot")
+        raise ValueError("alpha history is empty: nothing to plot; pass the alpha history of a "
+                         "DARTS log.csv (results.plots.run_data.alpha_history)")
     go, make_subplots = _plotly()
     slots = list(history)
     winners = alpha_winners(history)

@@ -82,7 +82,8 @@ def loss_figure(
             with anything to draw.
     """
     if not columns:
-        raise ValueError("no columns to plot")
+        raise ValueError("no columns to plot: columns is empty; name at least one column of the "
+                         "log, e.g. columns=['loss_train']")
     _require_step(df)
     missing = [c for c in columns if c not in df.columns]
     if missing:

@@ -216,9 +216,9 @@ def subplot_grid(n_panels: int, max_cols: int = 3) -> tuple[int, int]:
     """``(rows, cols)`` of a row-major grid holding ``n_panels`` subplots, at most ``max_cols``
     wide."""
     if n_panels < 1:
-        raise ValueError(f"need at least one panel, got {n_panels}")
+        raise ValueError(f"need at least one panel, got {n_panels}; pass n_panels >= 1")
     if max_cols < 1:
-        raise ValueError(f"max_cols must be >= 1, got {max_cols}")
+        raise ValueError(f"max_cols must be >= 1, got {max_cols}; pass max_cols=1 or more")
     cols = min(max_cols, n_panels)
     return math.ceil(n_panels / cols), cols
 
@@ -244,7 +244,8 @@ def alpha_winners(history: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
         ValueError: ``history`` is empty.
     """
     if not history:
-        raise ValueError("alpha history is empty: no slot to rank")
+        raise ValueError("alpha history is empty: no slot to rank; pass the alpha history of a "
+                         "DARTS log.csv (alpha_history)")
     rows = []
     for slot, weights in final_weights(history).items():
         frame = history[slot].ffill()
