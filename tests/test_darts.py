@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from markdown_tables import table_rows
 
 from proxies.measure.settings import MeasureSettings
 from search_space import Genotype, build_model
@@ -490,17 +491,6 @@ def test_t91_config_loads_and_points_at_the_shared_folders():
     assert cfg.search.steps == 2000 and cfg.run.name == "t91_holdout"
 
 
-def _table_rows(text, header):
-    """The body rows (lists of cell strings) of the Markdown table whose header starts with
-    ``header``."""
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(header))
-    rows = []
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append([cell.strip() for cell in line.strip("|").split("|")])
-    return rows
 
 
 def test_benchmark_commands_run(capsys, tmp_path):
@@ -512,7 +502,7 @@ def test_benchmark_commands_run(capsys, tmp_path):
     # the space of _args, the default sample_k
     assert out.startswith("width 8, 2 cells of rfdb/erb, 3 conv x 2 attention candidates, "
                           "batch 2 x 16px HR, x2, sample_k 2\n")
-    rows = _table_rows(out, "| mode |")
+    rows = table_rows(out, "| mode |")
     assert [r[0] for r in rows] == ["full", "sample"]
     for mode, step, per_100, weight, _iso, _over, peak in rows:
         assert float(step) > 0 and float(weight) > 0 and float(peak) > 0, mode
@@ -524,14 +514,14 @@ def test_benchmark_commands_run(capsys, tmp_path):
     assert sample[4:6] == ["-", "-"]  # the isolated sum is timed in the full mode only
     assert float(sample[6]) <= float(full[6])  # 2 of 3 candidates per slot: no more memory
     assert bench(["lut", "--samples", "3", *args]) == 0
-    (lut,) = _table_rows(capsys.readouterr().out, "| backend |")
+    (lut,) = table_rows(capsys.readouterr().out, "| backend |")
     assert lut[:4] == ["torch", "3", "16x16", "1"]  # backend, nets, LR size, threads
     assert -1 <= float(lut[4]) <= 1 and float(lut[5]) >= 0 and float(lut[6]) > 0
     from search_space.zoo import ZOO
 
     genotype = ZOO["fmen_s_train"].save(tmp_path / "fmen_s_train.json")
     assert bench(["train-form", "--rounds", "1", str(genotype)]) == 0
-    rows = _table_rows(capsys.readouterr().out, "| what |")
+    rows = table_rows(capsys.readouterr().out, "| what |")
     assert [(r[0], r[3]) for r in rows] == [
         ("`conv3x3` 32->32 @ 64x64", "9,248 / 9,248"),
         ("`rep_conv3x3` 32->32 @ 64x64", "41,120 / 9,248"),

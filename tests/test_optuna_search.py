@@ -9,6 +9,7 @@ import socket
 
 import optuna
 import pytest
+from markdown_tables import table_rows
 
 from searchers.trials import study as optuna_search
 from searchers.trials.study import main
@@ -182,7 +183,7 @@ def test_trial_benchmarks_run(capsys):
 
     args = [a for a in _args("unused") if not a.startswith("run.dir")]
     assert bench(["overhead", "--trials", "3", *args]) == 0
-    (row,) = _table_rows(capsys.readouterr().out, "| sampler |")
+    (row,) = table_rows(capsys.readouterr().out, "| sampler |")
     assert row[:3] == ["nsga2 (population 2)", "SQLite", "3"] and float(row[3]) > 0
     assert bench(["proxy-rank", "--archs", "3", "--factor", "2", *args]) == 0
     out = capsys.readouterr().out
@@ -195,7 +196,7 @@ def test_trial_benchmarks_run(capsys):
         trial = study.ask()
         nets.append(sample_genotype(trial, cfg.space))
         study.tell(trial, 0.0)
-    rows = _table_rows(out, "| net |")
+    rows = table_rows(out, "| net |")
     assert [r[:4] for r in rows] == [[f"random {i}", f"{count_params(build_model(g)):,}", "8",
                                       "/".join(c.type for c in g.cells)]
                                      for i, g in enumerate(nets)]
@@ -204,23 +205,12 @@ def test_trial_benchmarks_run(capsys):
     first = proxy_psnr(build_model(nets[0]), nets[0], replace(cfg.proxy, steps=2, seed=0),
                        torch.device("cpu"), study_patch_size(cfg.space, cfg.proxy, []))
     assert short[0] == pytest.approx(first, abs=6e-4)  # the 2-step proxy, as trained here
-    (proxy,) = _table_rows(out, "| proxy |")
+    (proxy,) = table_rows(out, "| proxy |")
     assert proxy[:3] == ["2 steps", "2", "1/2"] and float(proxy[3]) >= 0
     assert float(proxy[4]) == pytest.approx(spearman(short, long), abs=6e-4)
     assert float(proxy[5]) == pytest.approx(kendall(short, long), abs=6e-4)
 
 
-def _table_rows(text, header):
-    """The body rows (lists of cell strings) of the Markdown table whose header starts with
-    ``header``."""
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(header))
-    rows = []
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append([cell.strip() for cell in line.strip("|").split("|")])
-    return rows
 
 
 def test_proxy_rank_compares_seed_means_and_resumes_from_its_cache(tmp_path, capsys):

@@ -31,9 +31,10 @@ import torch
 import torch.nn.functional as F
 
 from results.run_folder import RunFolder
-from search_space.files import atomic_write_text, error_line
+from search_space.files import atomic_write_text
 from search_space.patch import training_patch_size
 from searchers.common.checkpoints import load_checkpoint, save_checkpoint
+from searchers.common.command import exit_status, log_to_stderr
 from searchers.common.config import ConfigError, dump_yaml, load_config
 from searchers.common.logs import CsvLogger
 from searchers.differentiable.config import DEFAULT_PATCH, DartsConfig, SearchConfig
@@ -385,20 +386,14 @@ def main(argv: list[str] | None = None) -> int:
     own ``config.yaml`` and the overrides), then :func:`run_search`."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_intermixed_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
-                        "%(message)s", datefmt="%H:%M:%S")
-    try:
+    log_to_stderr()
+
+    def work() -> None:
         cfg = load_config(DartsConfig, args.config, args.overrides)
-        run_dir = cfg.run.folder()
-        recorded = RunFolder(run_dir).config
+        recorded = RunFolder(cfg.run.folder()).config
         if args.resume and recorded.exists():
             cfg = load_config(DartsConfig, recorded, args.overrides)
         run_search(cfg, resume=args.resume, stop_after=args.stop_after,
                    command=[sys.argv[0], *argv])
-    except SearchDiverged as exc:
-        logger.error("%s", exc)
-        return 3
-    except (ConfigError, ValueError, OSError) as exc:
-        logger.error("%s", error_line(exc))
-        return 2
-    return 0
+
+    return exit_status(work, logger, failures={SearchDiverged: 3})

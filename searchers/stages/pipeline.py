@@ -48,8 +48,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from results.run_folder import RunFolder
-from search_space.files import atomic_write_text, error_line
-from searchers.common.config import ConfigError, dump_yaml, load_config
+from search_space.files import atomic_write_text
+from searchers.common.command import exit_status, log_to_stderr
+from searchers.common.config import dump_yaml, load_config
 from searchers.common.sections import RunSection
 from searchers.differentiable.config import DartsConfig
 from searchers.training.config import RetrainConfig
@@ -403,16 +404,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     args = p.parse_intermixed_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
-                        "%(message)s", datefmt="%H:%M:%S")
-    try:
+    log_to_stderr()
+
+    def work() -> None:
         cfg = load_config(PipelineConfig, args.config, args.overrides)
-        summary = run_pipeline(cfg, command=[sys.argv[0], *argv])
-    except (ConfigError, ValueError, OSError) as exc:
-        logger.error("%s", error_line(exc))
-        return 2
-    except RuntimeError as exc:
-        logger.error("%s", exc)
-        return 1
-    print(summary.read_text())
-    return 0
+        print(run_pipeline(cfg, command=[sys.argv[0], *argv]).read_text())
+
+    return exit_status(work, logger, failures={RuntimeError: 1})

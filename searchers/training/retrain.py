@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from results.run_folder import RunFolder
-from search_space.files import error_line
+from searchers.common.command import exit_status, log_to_stderr
 from searchers.common.config import ConfigError, dump_yaml, load_config
 from searchers.training import distributed
 from searchers.training.config import DEFAULT_KD_WEIGHT, RetrainConfig
@@ -229,23 +229,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """The command: the config from ``--config`` and the overrides, then :func:`retrain`."""
-    from search_space.checks import GenotypeError
-
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_intermixed_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
-                        "%(message)s", datefmt="%H:%M:%S")
-    try:
+    log_to_stderr()
+
+    def work() -> None:
         overrides = list(args.overrides)
         if args.teacher is not None:  # a JSON string is a YAML string: any path stays as is
             overrides.append(f"kd.teacher={json.dumps(args.teacher)}")
         cfg = load_config(RetrainConfig, args.config, overrides)
         retrain(args.genotype, cfg, resume=args.resume, stop_after=args.stop_after,
                 command=[sys.argv[0], *argv])
-    except TrainingDiverged as exc:
-        logger.error("%s", exc)
-        return 3
-    except (ConfigError, GenotypeError, ValueError, OSError) as exc:
-        logger.error("%s", error_line(exc))
-        return 2
-    return 0
+
+    return exit_status(work, logger, failures={TrainingDiverged: 3})

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from results.run_folder import RunFolder
-from search_space.files import error_line
+from searchers.common.command import exit_status, log_to_stderr
 from searchers.common.config import ConfigError, dump_yaml, load_config
 from searchers.trials.config import OptunaConfig
 from searchers.trials.samplers import drawn_trials, make_sampler, trial_sampler
@@ -336,15 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     args = p.parse_intermixed_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
-                        "%(message)s", datefmt="%H:%M:%S")
-    try:
-        run_study(load_config(OptunaConfig, args.config, args.overrides),
-                  command=[sys.argv[0], *argv])
-    except WorkersFailed as exc:
-        logger.error("%s", exc)
-        return 1
-    except (ConfigError, ValueError, OSError) as exc:
-        logger.error("%s", error_line(exc))
-        return 2
-    return 0
+    log_to_stderr()
+    return exit_status(lambda: run_study(load_config(OptunaConfig, args.config, args.overrides),
+                                         command=[sys.argv[0], *argv]),
+                       logger, failures={WorkersFailed: 1})

@@ -37,6 +37,7 @@ from typing import Any
 
 from results.run_folder import RunFolder
 from search_space.files import atomic_write_text, error_line
+from searchers.common.command import log_to_stderr
 from searchers.common.config import ConfigError, dump_yaml, from_dict, load_config
 from searchers.trials.config import OptunaConfig
 from searchers.trials.samplers import make_sampler
@@ -329,8 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--address", help="Ray cluster address (default: a fresh local instance)")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     args = p.parse_intermixed_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
-                        "%(message)s", datefmt="%H:%M:%S")
+    log_to_stderr()
     try:
         if args.address not in (None, "local"):
             cluster_auth_mode()  # before Ray is imported: it reads RAY_AUTH_MODE at import
