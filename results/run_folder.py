@@ -1,8 +1,8 @@
 """The run folder: the one place its file names are spelled, and the writing and reading of the
 files that the commands writing a run (``searchers``) and those reading one (``results``) share.
 
-A run folder (``run.dir``/``run.name``) of the DARTS search, a trial search, the pipeline or a
-retraining holds, as each writes them:
+A run folder (``run.dir``/``run.name``) of the DARTS search, a supernet training, a trial search,
+the pipeline or a retraining holds, as each writes them:
 
 ==========================  ==============================================================
 ``config.yaml``             the resolved config (:meth:`RunFolder.record`)
@@ -16,6 +16,7 @@ retraining holds, as each writes them:
 ``deploy.json``             the deployed form checked against the trained one
 ``teacher.json``            with distillation, the teacher's identity
 ``init.json``               with MemSR's initialisation, the fit per layer
+``supernet.json``           a supernet training's space: the spec, widths and fewest cells
 ==========================  ==============================================================
 
 Every file is written atomically (:mod:`search_space.files`). This module imports no torch and
@@ -53,6 +54,8 @@ DEPLOYED_GENOTYPE_FILE = "deployed_genotype.json"
 DEPLOY_CHECK_FILE = "deploy.json"
 TEACHER_FILE = "teacher.json"
 INIT_FILE = "init.json"
+SUPERNET_FILE = "supernet.json"
+SELECTION_FILE = "selection.json"
 
 RESUMED_MARK = "# resumed with:"
 """The line of ``command.txt`` before each command that resumed the run."""
@@ -117,7 +120,16 @@ class RunFolder:
     def init(self) -> Path:
         return self.path / INIT_FILE
 
+    @property
+    def supernet(self) -> Path:
+        return self.path / SUPERNET_FILE
+
     # -- the record of the run --------------------------------------------------------------
+
+    @property
+    def selection(self) -> Path:
+        """How a DARTS search chose each slot (``search.select``): scores, budget swaps."""
+        return self.path / SELECTION_FILE
 
     def record(self, config_yaml: str, argv: Sequence[str], *, resume: bool = False) -> Path:
         """Write ``config.yaml`` (``config_yaml``, the resolved config) and ``command.txt``
@@ -165,7 +177,7 @@ class RunFolder:
 
     def write_json(self, path: Path, data: Any) -> Path:
         """Write ``data`` as indented JSON to one of this folder's files (``deploy_check``,
-        ``teacher``, ``init``)."""
+        ``teacher``, ``init``, ``supernet``)."""
         return atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
     def read_json(self, path: Path) -> dict[str, Any]:

@@ -9,6 +9,8 @@ config (and values) and returns a typed result, as the commands and the pipeline
 ==========================  ===================================================================
 :func:`run_search`          DARTS search (``searchers/darts.py``) -> :class:`SearchResult`
 :func:`run_study`           Optuna study (``searchers/optuna_search.py``) -> :class:`StudyResult`
+:func:`train_supernet`      supernet training (``searchers/train_supernet.py``) ->
+                            :class:`SupernetResult`
 :func:`retrain`             retraining (``searchers/retrain.py``) -> :class:`RetrainResult`
 :func:`evaluate`            metrics (``python -m results.evaluate``) -> :class:`Evaluation`
 :func:`build_report`        the report (``python -m results.report``) -> :class:`ReportResult`
@@ -33,6 +35,8 @@ from search_space import Genotype
 from searchers.common.config import ConfigError, load_config
 from searchers.differentiable.config import DartsConfig
 from searchers.differentiable.search import SearchResult, run_search
+from searchers.sharing.config import SupernetConfig
+from searchers.sharing.train import SupernetResult, train_supernet
 from searchers.stages.pipeline import PipelineConfig, run_pipeline
 from searchers.training.config import RetrainConfig
 from searchers.training.retrain import RetrainResult, retrain
@@ -52,6 +56,8 @@ __all__ = [
     "RetrainResult",
     "SearchResult",
     "StudyResult",
+    "SupernetConfig",
+    "SupernetResult",
     "build_report",
     "evaluate",
     "load_config",
@@ -59,4 +65,5 @@ __all__ = [
     "run_pipeline",
     "run_search",
     "run_study",
+    "train_supernet",
 ]

@@ -22,6 +22,7 @@ from search_space import Genotype, build_model
 from search_space.zoo import YARDSTICK, ZOO
 from searchers.common.config import ConfigError, load_config
 from searchers.differentiable.config import DartsConfig
+from searchers.sharing.config import SupernetConfig
 from searchers.stages.pipeline import PipelineConfig, equal_budgets
 from searchers.training.config import RetrainConfig
 from searchers.trials.config import OptunaConfig
@@ -138,6 +139,30 @@ def _proxy_rank_t91(path: Path, tmp_path: Path) -> None:
     assert (cfg.proxy.patch_size, cfg.measure.device, cfg.measure.threads) == (108, "cpu", 1)
 
 
+def _supernet(path: Path, tmp_path: Path) -> None:
+    # python searchers/train_supernet.py --config configs/supernet.yaml: 1-3 min on 2 cores
+    cfg = load_config(SupernetConfig, path)
+    assert (cfg.data.train, cfg.data.val, cfg.run.dir) == ("default:train", "default:val",
+                                                           "runs/supernet")
+    s = cfg.space
+    assert (s.width, s.num_cells, s.widths, s.cells_min) == (24, 3, [12, 16, 24], 1)
+    assert (cfg.train.rule, cfg.train.steps, cfg.run.device) == ("sandwich", 120, "cpu")
+    assert s.elastic().spec.width == 24 and cfg.train.distill == 0.0
+
+
+def _optuna_oneshot(path: Path, tmp_path: Path) -> None:
+    # trials over configs/supernet.yaml's supernet: its space, its folder, no zoo trials
+    cfg = load_config(OptunaConfig, path)
+    sup = load_config(SupernetConfig, path.with_name("supernet.yaml"))
+    assert (cfg.proxy.kind, cfg.proxy.supernet) == ("supernet", "runs/supernet/default")
+    s, e = cfg.space, sup.space
+    assert (s.widths, s.cells_min, s.cells_max) == (e.widths, e.cells_min, e.num_cells)
+    assert (s.cell_types, s.conv_candidates, s.attention_candidates, s.act_candidates,
+            s.fusion) == (e.cell_types, e.conv_candidates, e.attention_candidates,
+                          e.act_candidates, [e.fusion])
+    assert not cfg.study.enqueue_zoo and cfg.budget.latency_x == 0.8
+
+
 def _based_on(space: Path, tmp_path: Path) -> tuple[OptunaConfig, PipelineConfig]:
     """The space preset as the base of a trials config and under a pipeline's ``trials``."""
     trials, pipeline = tmp_path / "trials.yaml", tmp_path / "pipeline.yaml"
@@ -202,11 +227,13 @@ CHECKS: dict[str, Callable[[Path, Path], None]] = {
     "quickstart.yaml": _quickstart,
     "optuna.yaml": _optuna,
     "optuna_t91.yaml": _optuna_t91,
+    "optuna_oneshot.yaml": _optuna_oneshot,
     "retrain.yaml": _retrain,
     "retrain_t91.yaml": _retrain_t91,
     "pipeline.yaml": _pipeline,
     "pipeline_t91.yaml": _pipeline_t91,
     "proxy_rank_t91.yaml": _proxy_rank_t91,
+    "supernet.yaml": _supernet,
     "spaces/cpu.yaml": _space_cpu,
     "spaces/full.yaml": _space_full,
     "dsclora_ntire2025_train.json": _dsclora,

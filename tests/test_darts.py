@@ -465,7 +465,8 @@ def test_final_profile_is_against_span_with_an_rlfn_column(tmp_path, capsys):
     assert "span_ntire2024" in DartsConfig().profile.yardstick and "rlfn_ntire" in DEFAULT_ZOO
     cfg = DartsConfig(profile=ProfileConfig(lr_size=16, rounds=1, runs_per_round=1, warmup=0,
                                             yardstick=["rlfn_ntire"]))
-    search = SimpleNamespace(cfg=cfg, device=torch.device("cpu"), run_dir=tmp_path)
+    search = SimpleNamespace(cfg=cfg, device=torch.device("cpu"), run_dir=tmp_path,
+                             quality_estimates=lambda nets: [])
     derived = Genotype.from_dict({"scale": 2, "width": 8, "cells": [
         {"type": "erb", "ops": ["conv3x3", "conv3x3"], "attention": "pa"}]})
     DartsSearch._profile(search, derived)  # type: ignore[arg-type]
@@ -579,7 +580,9 @@ def test_budget_targets_relative_to_a_reference_net_are_measured_once_per_run(tm
     assert json.loads(path.read_text()) == saved  # the resumed run kept its targets
     assert (tmp_path / "rel" / "genotype.json").exists()
     with pytest.raises(ValueError, match="loss.latency_x needs loss.reference"):
-        LossConfig(latency_x=0.8)
+        LossConfig(latency_x=0.8, reference=None)
+    with pytest.raises(ValueError, match="loss.latency_x needs loss.reference"):
+        LossConfig(mode="weighted")  # the default relative budget needs budget mode
     with pytest.raises(ValueError, match="not both"):
         LossConfig(mode="budget", reference="span_ntire2024", latency_x=0.8,
                    latency_target_ms=3.0)

@@ -51,7 +51,8 @@ def _args(tmp_path, name):
         "trials.space.attention_candidates=[none,pa]", "trials.proxy.steps=2",
         "trials.proxy.batch_size=2", "trials.proxy.patch_size=32", "trials.proxy.val_max_side=32",
         "trials.measure.lr_size=16", "trials.measure.runs=1", "trials.measure.warmup=0",
-        "trials.study.zoo=[span_ntire2024]", "trials.study.population_size=2",
+        "trials.study.zoo=[span_ntire2024]",
+        "trials.study.zoo_outside=reference", "trials.study.population_size=2",
         "trials.study.heartbeat_s=1", "trials.study.grace_s=2", "darts.run.log_every=1",
         "darts.space.width=8", "darts.space.num_cells=2",
         "darts.space.conv_candidates=[conv3x3,sep_conv3x3]",
@@ -199,3 +200,43 @@ def _kill_point(cut, point, rng):
         log = cut / "retrain" / name / "log.csv"
         return lambda: log.exists() and len(log.read_text().splitlines()) > 1
     return lambda: (cut / "report").exists()
+
+
+ONESHOT = ["pipeline.methods=[oneshot]", "supernet.space.width=8", "supernet.space.num_cells=2",
+           "supernet.space.widths=[4,8]", "supernet.space.cells_min=1",
+           "supernet.space.cell_types=[erb,rfdb]",
+           "supernet.space.conv_candidates=[conv3x3,sep_conv3x3]",
+           "supernet.space.attention_candidates=[none,pa]", "supernet.data.patch_size=32",
+           "supernet.data.batch_size=2", "supernet.run.checkpoint_every=1",
+           "supernet.run.log_every=1", "supernet.run.plots=false", "supernet.run.device=cpu",
+           "trials.proxy.finetune_steps=1", "pipeline.patches=48"]
+
+
+def test_the_oneshot_method_trains_one_supernet_and_searches_its_subnets(tmp_path):
+    """``oneshot``: the supernet trained once in search/supernet (patches / (batch x 4 paths)
+    steps), then a study over its own space whose trials inherit its weights; the selected
+    net is one of its subnets and is retrained and reported like every method's."""
+    from search_space import Genotype
+    from searchers.differentiable.elastic import check_subnet
+    from searchers.sharing.load import read_supernet_space
+    from searchers.stages.pipeline import main
+
+    _hr(tmp_path)
+    assert main([*_args(tmp_path, "one"), *ONESHOT]) == 0
+    root = tmp_path / "one"
+    supernet = root / "search" / "supernet"
+    steps = pd.read_csv(supernet / "log.csv")["step"].max()
+    assert steps == 48 // (2 * 4)  # sandwich: largest, smallest and 2 random paths per step
+    study = optuna.load_study(study_name="oneshot",
+                              storage=f"sqlite:///{root / 'search' / 'oneshot' / 'study.db'}")
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert done and not any(t.user_attrs.get("is_zoo") for t in done)
+    assert {t.user_attrs["proxy_steps"] for t in done} == {1}
+    selected = Genotype.load(root / "selected" / "oneshot.json")
+    check_subnet(read_supernet_space(str(supernet)).spec, selected)  # raises if outside
+    summary = (root / "pipeline.md").read_text()
+    assert "| oneshot |" in summary and "supernet steps" in summary
+    # re-run: the finished supernet is not trained again, nothing is redone
+    mtime = (supernet / "checkpoint.pt").stat().st_mtime
+    assert main([*_args(tmp_path, "one"), *ONESHOT]) == 0
+    assert (supernet / "checkpoint.pt").stat().st_mtime == mtime

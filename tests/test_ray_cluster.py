@@ -38,7 +38,8 @@ TINY = ["space.scale=2", "space.widths=[8]", "space.cells_min=1", "space.cells_m
         "space.conv_candidates=[conv3x3,sep_conv3x3]", "space.attention_candidates=[none,pa]",
         "proxy.batch_size=2", "proxy.patch_size=54", "proxy.val_max_side=24",
         "measure.lr_size=16", "measure.runs=1", "measure.warmup=0",
-        "study.zoo=[rlfn_ntire,fmen_s]", "study.population_size=2", "study.n_trials=4",
+        "study.zoo=[rlfn_ntire,fmen_s]",
+            "study.zoo_outside=reference", "study.population_size=2", "study.n_trials=4",
         "study.retries=2", "resources.max_concurrent=2", "proxy.steps=40"]
 
 

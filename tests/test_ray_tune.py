@@ -23,6 +23,7 @@ def _args(tmp_path, *extra):
             "space.attention_candidates=[none,pa]", "proxy.steps=2", "proxy.batch_size=2",
             "proxy.patch_size=54", "proxy.val_max_side=24", "measure.lr_size=16",
             "measure.runs=1", "measure.warmup=0", "study.zoo=[rlfn_ntire,fmen_s]",
+            "study.zoo_outside=reference",
             "study.population_size=2", "study.n_trials=3", "constraints.max_params_m=0.2",
             *extra]
 

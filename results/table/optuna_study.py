@@ -80,7 +80,10 @@ def from_optuna(
 
     Every trial becomes a row, whatever its state; objective values are NaN unless the trial is
     COMPLETE. ``duration_s`` falls back to Optuna's own start/end times when the trial did not
-    record it.
+    record it. ``table.attrs["zoo_outside_space"]`` lists the zoo nets the study's space cannot
+    express (skipped when it began, ``study.zoo_outside=skip``); a successive-halving trial
+    below the top rung is not ``feasible`` (its ``constraints`` hold ``rung``: the rungs it is
+    short of the top; see :mod:`searchers.trials.halving`).
 
     Raises:
         FileNotFoundError: ``storage`` is a SQLite URL whose file does not exist.
@@ -126,4 +129,10 @@ def from_optuna(
             )
         )
     logger.info("Optuna study %r: %d trials", study_name, len(rows))
-    return _finish(rows)
+    table = _finish(rows)
+    outside = list(study.user_attrs.get("zoo_outside_space") or [])
+    table.attrs["zoo_outside_space"] = outside  # the zoo nets the study's space cannot express
+    if outside:
+        logger.info("Optuna study %r: zoo nets outside its space, not enqueued: %s", study_name,
+                    ", ".join(outside))
+    return table

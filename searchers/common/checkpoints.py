@@ -86,3 +86,24 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu",
         raise ConfigError(f"checkpoint {target} is damaged ({size} bytes; {exc}); {fix}"
                           ) from exc
     return ckpt
+
+
+def rng_state(rng: Any) -> dict[str, Any]:
+    """Every random state a resumed run needs: torch's (and CUDA's), the run's numpy
+    ``Generator`` ``rng`` and Python's ``random``."""
+    import random
+
+    return {"torch": torch.get_rng_state(), "numpy": rng.bit_generator.state,
+            "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(rng: Any, state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` saved (into ``rng`` and the global generators)."""
+    import random
+
+    torch.set_rng_state(state["torch"])
+    rng.bit_generator.state = state["numpy"]
+    random.setstate(state["python"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

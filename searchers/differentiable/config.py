@@ -104,8 +104,17 @@ class SearchConfig:
     memory_mode: Literal["full", "sample"] = "full"
     sample_k: int = 2
     grad_clip: float = 5.0
+    # How the net is derived (searchers.differentiable.select): perturbation scores each of a
+    # slot's select_top_m most weighted candidates by the selection loss lost without it, on
+    # select_batches fixed batches; alpha takes the largest weight (the DARTS paper's rule).
+    select: Literal["perturbation", "alpha"] = "perturbation"
+    select_top_m: int = 4
+    select_batches: int = 4
 
     def __post_init__(self) -> None:
+        if self.select_top_m < 1 or self.select_batches < 1:
+            raise ValueError(f"search.select_top_m and search.select_batches: got "
+                             f"{self.select_top_m}, {self.select_batches}; each must be >= 1")
         if self.steps < 1 or self.warmup_steps < 0:
             raise ValueError(f"steps >= 1 and warmup_steps >= 0 needed; got {self.steps}, "
                              f"{self.warmup_steps}")
@@ -126,16 +135,20 @@ class LossConfig:
     latency_weight: float = 0.02
     memory_weight: float = 0.01
     params_weight: float = 0.0
-    mode: Literal["weighted", "budget"] = "weighted"
+    # budget (default): only what lies above a target is penalised, and the derived net is
+    # fitted under the latency target; weighted: every unit of cost is penalised, which with
+    # a short search walks every slot to its cheapest op (issue 26: all conv1x1).
+    mode: Literal["weighted", "budget"] = "budget"
     latency_target_ms: float | None = None
     memory_target_mib: float | None = None
     params_target: float | None = None
     # Budget-mode targets relative to a zoo net: at the start of a search the reference is
     # measured whole (hardware.* settings) and latency_x / memory_x times its figures become
     # latency_target_ms / memory_target_mib (saved in budget.json, reused on --resume).
-    reference: str | None = None
-    latency_x: float | None = None
-    memory_x: float | None = None
+    # Default: at most 0.8x SPAN's latency and SPAN's peak memory.
+    reference: str | None = "span_ntire2024"
+    latency_x: float | None = 0.8
+    memory_x: float | None = 1.0
 
     def __post_init__(self) -> None:
         for name in ("latency_weight", "memory_weight", "params_weight"):
@@ -150,7 +163,8 @@ class LossConfig:
         if relative and (self.reference is None or self.mode != "budget"):
             raise ValueError(f"loss.{relative[0]} needs loss.reference (a zoo net, e.g. "
                              f"span_ntire2024) and loss.mode=budget; got reference="
-                             f"{self.reference!r}, mode={self.mode!r}")
+                             f"{self.reference!r}, mode={self.mode!r}; for a weighted penalty "
+                             "or absolute targets set loss.latency_x=null loss.memory_x=null")
         if self.reference is not None:
             from search_space.zoo import ZOO
 
@@ -186,9 +200,15 @@ class ProfileConfig:
     warmup: int = 1
     threads: int | None = 1
     yardstick: list[str] = field(default_factory=lambda: list(YARDSTICK))
+    # The quality estimate beside the costs: the derived net with the supernet's weights,
+    # fine-tuned this many steps on data.train, Y-PSNR on data.val (null: no estimate).
+    estimate_steps: int | None = 100
 
     def __post_init__(self) -> None:
         self.settings("auto", "torch")  # the values are checked where MeasureSettings is built
+        if self.estimate_steps is not None and self.estimate_steps < 0:
+            raise ValueError(f"profile.estimate_steps: got {self.estimate_steps}; give 0 (the "
+                             "inherited weights as they are), more steps, or null for none")
 
     def settings(self, device: str, backend: str) -> MeasureSettings:
         """The profile's measurement settings on ``device`` with ``backend`` (the table's)."""

@@ -66,6 +66,11 @@ class MixedOp(nn.Module):
                                   requires_grad=len(self.candidates) > 1)
         self.costs = tuple(costs)
         object.__setattr__(self, "state", state)  # shared plain object, not a submodule
+        # Set by the perturbation-based selection (:mod:`searchers.differentiable.select`):
+        # ``fixed`` computes that candidate alone with weight 1 (a decided slot), ``excluded``
+        # leaves that candidate out and renormalises the others (the perturbation).
+        self.fixed: int | None = None
+        self.excluded: int | None = None
         # Filled from the hardware tables; not saved (the tables have their own cache).
         self.register_buffer("latency_ms", torch.zeros(len(self.candidates)), persistent=False)
         self.register_buffer("memory_mib", torch.zeros(len(self.candidates)), persistent=False)
@@ -83,7 +88,13 @@ class MixedOp(nn.Module):
 
     def _active(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(indices, weights) of the candidates computed in this forward pass."""
+        if self.fixed is not None:
+            return torch.tensor([self.fixed]), torch.ones(1, device=self.alpha.device)
         w = self.weights()
+        if self.excluded is not None:
+            keep = torch.tensor([i for i in range(len(self.candidates)) if i != self.excluded])
+            kept = w[keep]
+            return keep, kept / kept.sum() if self.state.mode == "softmax" else kept
         k = self.state.sample_k
         if not self.training or k <= 0 or k >= len(self.candidates):
             return torch.arange(len(self.candidates)), w

@@ -9,8 +9,11 @@ returns a :class:`SearchResult`.
 
 The run folder (``run.dir``/``run.name``) holds the resolved config and the exact command,
 ``log.csv``, ``checkpoint.pt`` (written atomically every ``run.checkpoint_every`` steps),
-``genotype.json`` and the ``top_k/`` alternatives, ``alphas.html`` and ``losses.html``, and
-``profile.md``/``profile.json``: the derived net next to the zoo, measured in the same run.
+``genotype.json`` (the net chosen by ``search.select``, fitted under the latency budget;
+``selection.json`` says how) and the ``top_k/`` alternatives (the most likely by architecture
+weight), ``alphas.html`` and ``losses.html``, and ``profile.md``/``profile.json``: the derived
+net next to the zoo, measured in the same run, with an estimate of its Y-PSNR on the selection
+split (the supernet's weights, ``profile.estimate_steps`` fine-tuning steps).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import logging
 import math
 import random
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,7 +37,12 @@ import torch.nn.functional as F
 from results.run_folder import RunFolder
 from search_space.files import atomic_write_text
 from search_space.patch import training_patch_size
-from searchers.common.checkpoints import load_checkpoint, save_checkpoint
+from searchers.common.checkpoints import (
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from searchers.common.command import exit_status, log_to_stderr
 from searchers.common.config import ConfigError, dump_yaml, load_config
 from searchers.common.logs import CsvLogger
@@ -66,20 +75,6 @@ def temperature_at(cfg: SearchConfig, step: int) -> float:
         return 1.0
     t = min(step / max(cfg.steps - 1, 1), 1.0)
     return cfg.temperature_start * (cfg.temperature_end / cfg.temperature_start) ** t
-
-
-def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "numpy": rng.bit_generator.state,
-            "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-
-
-def _set_rng_state(rng: np.random.Generator, state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    rng.bit_generator.state = state["numpy"]
-    random.setstate(state["python"])
-    if state.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class DartsSearch:
@@ -176,7 +171,7 @@ class DartsSearch:
             "arch_optimizer": self.architect.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "reference": self.architect.reference,
-            "rng": _rng_state(self.rng),
+            "rng": rng_state(self.rng),
         }, self.ckpt_path)
 
     def load_checkpoint(self) -> None:
@@ -186,7 +181,7 @@ class DartsSearch:
         self.architect.optimizer.load_state_dict(ckpt["arch_optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.architect.reference = ckpt["reference"]
-        _set_rng_state(self.rng, ckpt["rng"])
+        set_rng_state(self.rng, ckpt["rng"])
         self.step = int(ckpt["step"])
         logger.info("resumed %s at step %d", self.ckpt_path, self.step)
 
@@ -275,7 +270,7 @@ class DartsSearch:
         (``top_k/``), with the plots and the profile; returns them."""
         from searchers.differentiable.latency_table import predict_genotype
 
-        genotype = self.net.derive()
+        genotype = self.select()
         genotype.save(self.folder.genotype)
         summary, top = [], []
         for k, (g, logp) in enumerate(self.net.top_k(self.cfg.run.top_k)):
@@ -292,6 +287,46 @@ class DartsSearch:
         if self.cfg.profile.enabled:
             self._profile(genotype)
         return genotype, top
+
+    def select(self) -> Genotype:
+        """The derived net: every slot decided by ``search.select`` (perturbation or alpha),
+        then fitted under the latency budget (``loss.mode=budget``); how each slot was chosen
+        goes to ``selection.json``."""
+        from searchers.differentiable.select import (
+            alpha_select,
+            describe,
+            fit_budget,
+            fixed_batches,
+            perturbation_select,
+        )
+
+        sc = self.cfg.search
+        start = time.perf_counter()
+        if sc.select == "perturbation":
+            batches = fixed_batches(self.val, sc.select_batches, self.cfg.data.batch_size,
+                                    self.patch_size, self.cfg.run.seed + 1, self.device)
+            selection = perturbation_select(self.net, batches, sc.select_top_m)
+        else:
+            selection = alpha_select(self.net)
+        penalty = self.architect.penalty
+        target = penalty.latency_target_ms if penalty.mode == "budget" else None
+        choice, swaps = fit_budget(self.net, selection, target)
+        genotype = self.net.derive(choice)
+        from searchers.differentiable.latency_table import predict_genotype
+
+        argmax = self.net.derive()
+        self.folder.write_json(self.folder.selection, {
+            "rule": sc.select, "top_m": sc.select_top_m, "batches": sc.select_batches,
+            "choice": choice, "scores": selection.scores, "budget_swaps": swaps,
+            "latency_target_ms": target, "evaluations": selection.evaluations,
+            "seconds": time.perf_counter() - start,
+            "predicted": predict_genotype(self.net, genotype),
+            "argmax_predicted": predict_genotype(self.net, argmax),
+            "argmax_differs": argmax != genotype})
+        logger.info("selected by %s in %.1f s (%d evaluations, %d budget swaps): %s",
+                    sc.select, time.perf_counter() - start, selection.evaluations, len(swaps),
+                    describe(genotype))
+        return genotype
 
     def _profile(self, genotype: Any) -> None:
         from proxies.measure.profile_rows import machine_info, profile_genotypes
@@ -310,11 +345,58 @@ class DartsSearch:
         footer = (f"\n\n{info['date']}, torch {info['torch']}, {info.get('gpu', info['cpu'])}, "
                   f"device {info['device']}, threads {p.threads}, LR {p.lr_size}x{p.lr_size}, "
                   f"x{scale}; complexity at 256x256; {ratio_note(REFERENCE_NET)}.\n")
-        atomic_write_text(self.run_dir / "profile.md", table + footer)
+        estimates = self.quality_estimates(nets)
+        quality = _estimate_table(estimates, p.estimate_steps, self.cfg.data.val)
+        atomic_write_text(self.run_dir / "profile.md", table + footer + quality)
         atomic_write_text(self.run_dir / "profile.json", json.dumps(
             {"machine": info, "settings": asdict(settings), "reference": REFERENCE_NET,
-             "aim": AIM_NET, "rows": [r.to_dict() for r in rows]}, indent=2))
-        print(table + footer)
+             "aim": AIM_NET, "rows": [r.to_dict() for r in rows],
+             "quality_estimates": estimates, "estimate_steps": p.estimate_steps}, indent=2))
+        print(table + footer + quality)
+
+    def quality_estimates(self, nets: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+        """Each net's estimated Y-PSNR on the selection split (``data.val``): its weights
+        inherited from the trained supernet, fine-tuned ``profile.estimate_steps`` steps on
+        ``data.train`` (the search's patch, batch and weight lr). A net outside the searched
+        space (a yardstick net of another frame) has no inherited weights: no estimate, and
+        the reason. An estimate ranks nets of one supernet; it is not a retrained result."""
+        from search_space.checks import GenotypeError
+        from searchers.differentiable.elastic import check_subnet, extract_subnet
+        from searchers.training.loop import short_training
+
+        steps = self.cfg.profile.estimate_steps
+        if steps is None:
+            return []
+        out: list[dict[str, Any]] = []
+        for label, g in nets:
+            try:
+                check_subnet(self.spec, g)
+            except GenotypeError as exc:
+                out.append({"net": label, "psnr_db": None, "why": f"outside the space: {exc}"})
+                continue
+            start = time.perf_counter()
+            psnr = short_training(
+                extract_subnet(self.net, g), self.train, self.val, steps=steps,
+                lr=self.cfg.search.lr, batch_size=self.cfg.data.batch_size,
+                patch_size=self.patch_size, seed=self.cfg.run.seed, scale=g.scale,
+                device=self.device)
+            out.append({"net": label, "psnr_db": psnr, "seconds": time.perf_counter() - start})
+            logger.info("quality estimate of %s: %.2f dB", label, psnr)
+        return out
+
+
+def _estimate_table(estimates: list[dict[str, Any]], steps: int | None, val: str) -> str:
+    """The profile's quality section (Markdown)."""
+    if not estimates:
+        return ""
+    lines = ["", f"Estimated quality on the selection split ({val}): Y-PSNR of each net with the "
+             f"trained supernet's weights after {steps} fine-tuning steps. An estimate from one "
+             "supernet, not a retrained result; compare it with the retrained figures of "
+             "`python searchers/retrain.py`.", "", "| net | PSNR estimate [dB] |", "|---|---|"]
+    for e in estimates:
+        value = f"{e['psnr_db']:.2f}" if e["psnr_db"] is not None else "n/a (outside the space)"
+        lines.append(f"| {e['net']} | {value} |")
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,7 +14,11 @@ same command, continues where it stopped):
    ``pipeline.patches`` every method gets the same total budget in trained HR patches:
    ``n_trials = patches / (steps x seeds x batch)`` for the studies (zoo trials included),
    ``search.steps = patches / (2 x batch)`` for DARTS (a weight batch and an architecture
-   batch per step).
+   batch per step). ``oneshot`` trains the ``supernet`` section's weight-sharing supernet
+   once (``search/supernet``; with ``pipeline.patches``, ``patches / (batch x paths per
+   step)`` steps), then runs a study of ``trials.study.sampler`` over the supernet's own space
+   with ``proxy.kind=supernet`` (its trials as many as the other studies'; their
+   ``proxy.finetune_steps`` come on top of the budget).
 2. **select**: each method's best net under the budget, written to ``selected/METHOD.json``:
    for a study the feasible trial (every constraint <= 0: ``trials.budget``, e.g. at most
    0.8x SPAN's latency, and ``trials.constraints``) of highest proxy PSNR, zoo trials left out;
@@ -53,6 +57,7 @@ from searchers.common.command import exit_status, log_to_stderr
 from searchers.common.config import dump_yaml, load_config
 from searchers.common.sections import RunSection
 from searchers.differentiable.config import DartsConfig
+from searchers.sharing.config import SupernetConfig
 from searchers.training.config import RetrainConfig
 from searchers.trials.config import OptunaConfig
 
@@ -61,7 +66,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("searchers.stages.pipeline")
 
-METHODS = ("random", "nsga2", "darts")
+METHODS = ("random", "nsga2", "darts", "oneshot")
 
 
 @dataclass
@@ -70,7 +75,7 @@ class PipelineSection(RunSection):
 
     dir: str = "runs/pipeline"
     name: str | None = "default"
-    methods: list[Literal["random", "nsga2", "darts"]] = field(
+    methods: list[Literal["random", "nsga2", "darts", "oneshot"]] = field(
         default_factory=lambda: ["random", "nsga2", "darts"])
     patches: int | None = None  # equal total search budget in trained HR patches (null: as set)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -101,11 +106,13 @@ class PipelineSection(RunSection):
 @dataclass
 class PipelineConfig:
     """The pipeline's config: its own section and the config of each stage (``trials`` for the
-    random and NSGA-II studies, ``darts``, and the one ``retrain`` recipe)."""
+    random and NSGA-II studies, ``darts``, ``supernet`` for the ``oneshot`` method's supernet
+    training, and the one ``retrain`` recipe)."""
 
     pipeline: PipelineSection = field(default_factory=PipelineSection)
     trials: OptunaConfig = field(default_factory=OptunaConfig)
     darts: DartsConfig = field(default_factory=DartsConfig)
+    supernet: SupernetConfig = field(default_factory=SupernetConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
 
 
@@ -120,9 +127,13 @@ def equal_budgets(cfg: PipelineConfig) -> PipelineConfig:
     steps = max(1, patches // (2 * cfg.darts.data.batch_size))
     search = replace(cfg.darts.search, steps=steps,
                      warmup_steps=min(cfg.darts.search.warmup_steps, steps // 5))
+    st = cfg.supernet.train
+    paths = 1 if st.rule == "uniform" else 2 + st.sandwich_random
+    supernet = replace(cfg.supernet, train=replace(
+        st, steps=max(1, patches // (paths * cfg.supernet.data.batch_size))))
     return replace(cfg, trials=replace(cfg.trials, study=replace(cfg.trials.study,
                                                                  n_trials=n_trials)),
-                   darts=replace(cfg.darts, search=search))
+                   darts=replace(cfg.darts, search=search), supernet=supernet)
 
 
 class Pipeline:
@@ -186,14 +197,43 @@ class Pipeline:
             return
         from searchers.trials.study import run_study
 
+        if method == "oneshot":
+            self.train_supernet()
         run_study(self.trials(method), command=self.argv)
 
+    def supernet_dir(self) -> Path:
+        return self.root / "search" / "supernet"
+
+    def train_supernet(self) -> None:
+        """The ``oneshot`` method's supernet, trained once in ``search/supernet`` (resumed
+        from its checkpoint; skipped once finished)."""
+        from searchers.sharing.train import train_supernet
+
+        s = self.cfg.supernet
+        folder = RunFolder(self.supernet_dir())
+        if folder.supernet.exists() and _finished_steps(folder) >= s.train.steps:
+            return
+        scfg = replace(s, run=replace(s.run, dir=str(self.root / "search"), name="supernet"))
+        train_supernet(scfg, resume=folder.checkpoint.exists(), command=self.argv)
+
     def trials(self, method: str) -> OptunaConfig:
-        """The ``trials`` section as the study of ``method`` (random or nsga2) runs it."""
+        """The ``trials`` section as the study of ``method`` runs it: random sampling,
+        NSGA-II, or (``oneshot``) the configured sampler over the supernet's own space with
+        ``proxy.kind=supernet`` (the zoo nets, outside its frame, not enqueued)."""
         t = self.cfg.trials
+        run = replace(t.run, dir=str(self.root / "search"), name=method)
+        if method == "oneshot":
+            from searchers.trials.supernet_space import space_of_supernet
+
+            folder = str(self.supernet_dir())
+            space = (space_of_supernet(folder, t.space)
+                     if RunFolder(self.supernet_dir()).supernet.exists()
+                     else t.space)
+            return replace(t, space=space, run=run,
+                           proxy=replace(t.proxy, kind="supernet", supernet=folder),
+                           study=replace(t.study, name=method, enqueue_zoo=False))
         sampler: Literal["random", "nsga2"] = "random" if method == "random" else "nsga2"
-        return replace(t, study=replace(t.study, sampler=sampler, name=method),
-                       run=replace(t.run, dir=str(self.root / "search"), name=method))
+        return replace(t, study=replace(t.study, sampler=sampler, name=method), run=run)
 
     def storage(self, method: str) -> str:
         from searchers.trials.study import storage_url
@@ -298,6 +338,8 @@ class Pipeline:
         lines += ["| method | search cost [s] | trials / steps |", "|---|---|---|"]
         for m in p.methods:
             amount = (f"{self.cfg.darts.search.steps} steps" if m == "darts"
+                      else f"{self.cfg.supernet.train.steps} supernet steps + "
+                      f"{self.cfg.trials.study.n_trials} trials" if m == "oneshot"
                       else f"{self.cfg.trials.study.n_trials} trials")
             lines.append(f"| {m} | {state['seconds'].get(f'search.{m}', math.nan):.0f} | "
                          f"{amount} |")
@@ -381,6 +423,17 @@ class Pipeline:
                 f"{'n/a' if ratio is None else f'{ratio:.3f}'}; searched nets on the combined "
                 f"front: {', '.join(s['front_combined_searched']) or 'none'}; zoo nets "
                 f"dominated in these three: {dominated or 'none'}.")
+
+
+def _finished_steps(folder: RunFolder) -> int:
+    """The last step a supernet training logged (0 without a log)."""
+    import csv
+
+    if not folder.log.exists():
+        return 0
+    with folder.log.open() as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f) if r.get("step")]
+    return max(steps, default=0)
 
 
 def _mean_spread(mean: float, std: float) -> str:

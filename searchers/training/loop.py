@@ -243,3 +243,65 @@ def validate(model: torch.nn.Module, data: Any, *, scale: int, device: torch.dev
     finally:
         model.train(was_training)
     return float(np.mean(scores))
+
+
+
+class ShortTraining:
+    """The proxies' short training of one net, advanced in chunks: seeded ``seed`` (torch,
+    then the patch draws), Adam at ``lr`` with a cosine schedule to ``lr / 100`` over
+    ``total_steps`` and the shared :class:`TrainStep`, on random ``patch_size`` patches of
+    ``train``. Advancing by ``a`` then ``b`` steps trains exactly what one run of ``a + b``
+    steps trains (the optimiser, schedule and patch generator are kept), so successive
+    halving's rungs are points of one training curve. The trials' proxy PSNR
+    (:class:`searchers.trials.trial.ProxyTraining`) and the DARTS search's quality estimate.
+    """
+
+    def __init__(self, model: torch.nn.Module, train: Any, *, total_steps: int, lr: float,
+                 batch_size: int, patch_size: int, seed: int, device: torch.device) -> None:
+        torch.manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
+        self.model = model.to(device)
+        self.train, self.device = train, device
+        self.batch_size, self.patch_size = batch_size, patch_size
+        self.total_steps = total_steps
+        self.steps_done, self.diverged = 0, False
+        self.step: TrainStep | None = None
+        if total_steps > 0:
+            opt = torch.optim.Adam(self.model.parameters(), lr=lr)
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps,
+                                                               eta_min=lr * 0.01)
+            self.step = TrainStep(self.model, opt, loss=F.l1_loss, scheduler=sched)
+
+    def advance(self, steps: int) -> bool:
+        """Train ``steps`` more steps (at most up to ``total_steps``); False once the loss
+        diverged (the net is then left as it was at that step)."""
+        steps = min(steps, self.total_steps - self.steps_done)
+        if self.diverged or steps <= 0:
+            return not self.diverged
+        assert self.step is not None
+        for _ in range(steps):
+            try:
+                self.step(*sample_batch(self.train, self.batch_size, self.patch_size, self.rng,
+                                        self.device))
+            except TrainingDiverged:
+                self.diverged = True
+                return False
+            self.steps_done += 1
+        return True
+
+    def psnr(self, val: Any, *, scale: int, side: int | None = None) -> float:
+        """:func:`validate` on ``val`` now; NaN once the training diverged."""
+        if self.diverged:
+            return math.nan
+        return validate(self.model, val, scale=scale, device=self.device, side=side)
+
+
+def short_training(model: torch.nn.Module, train: Any, val: Any, *, steps: int, lr: float,
+                   batch_size: int, patch_size: int, seed: int, scale: int,
+                   device: torch.device, side: int | None = None) -> float:
+    """:class:`ShortTraining` for ``steps`` steps, then the Y-PSNR on ``val`` (``steps=0``:
+    ``model`` as it is; NaN when the training diverged)."""
+    run = ShortTraining(model, train, total_steps=steps, lr=lr, batch_size=batch_size,
+                        patch_size=patch_size, seed=seed, device=device)
+    run.advance(steps)
+    return run.psnr(val, scale=scale, side=side)

@@ -28,8 +28,11 @@ class StudyConfig:
 
     name: str = "srnas"
     n_trials: int = 24
-    sampler: Literal["nsga2", "tpe", "random"] = "nsga2"  # random: the search's baseline
+    # nsga2 | tpe (multivariate MO-TPE) | gp (Optuna's GPSampler: logCEHVI) | random (the
+    # baseline); each reads the budget from the trials' constraints (feasible when <= 0)
+    sampler: Literal["nsga2", "tpe", "gp", "random"] = "nsga2"
     population_size: int = 8
+    startup_trials: int = 10  # tpe and gp: random trials before the model is fit
     seed: int = 0
     storage: str | None = None  # default: sqlite:///<run folder>/study.db
     heartbeat_s: int = 60
@@ -37,8 +40,16 @@ class StudyConfig:
     retries: int = 1
     enqueue_zoo: bool = True
     zoo: list[str] = field(default_factory=lambda: list(DEFAULT_ZOO))
+    # a zoo net the space cannot express: skip (not enqueued; the log and the study's user
+    # attribute zoo_outside_space name it) or reference (enqueued without parameters: measured
+    # as a yardstick, but no point of the space, and it empties the parameters every trial
+    # shares, so a model-based sampler (gp, multivariate tpe) falls back to random draws)
+    zoo_outside: Literal["skip", "reference"] = "skip"
 
     def __post_init__(self) -> None:
+        if self.startup_trials < 1:
+            raise ValueError(f"study.startup_trials: got {self.startup_trials}; give >= 1 (the "
+                             "random trials tpe and gp draw before fitting their model)")
         if self.n_trials < 1 or self.population_size < 2:
             raise ValueError(f"n_trials >= 1 and population_size >= 2 needed; got "
                              f"{self.n_trials}, {self.population_size}")

@@ -6,6 +6,10 @@ inverse: the parameters under which :func:`sample_genotype` rebuilds a given gen
 net), each checked to lie inside the space's distributions. The studies enqueue the zoo nets
 with those parameters, so NSGA-II's population holds them and mutates around them.
 
+The interface conventions of a zoo net (value range, input scale, input mean, output mean)
+change no architecture; the presets do not sample them, and a zoo net is enqueued as its
+normalised form (:func:`normalise_interface`).
+
 A field whose list has a single entry is not a parameter (nothing is suggested), so the small
 default space samples what it sampled before the frame switches existed. Two presets ship in
 ``configs/spaces/``: ``cpu.yaml`` (widths 16-64, up to 8 cells; holds every net of the
@@ -26,7 +30,7 @@ Parameters, in the order they are drawn (a parameter in brackets only where it a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from search_space.checks import GenotypeError, check_names
@@ -363,6 +367,22 @@ def genotype_params(genotype: Genotype, space: SampleSpace, what: str = "the gen
         diff = _first_difference(genotype.to_dict(), rebuilt.to_dict())
         raise NotInSpace(f"{what} is not expressible in the sampled space: {diff}")
     return replay.params
+
+
+def normalise_interface(genotype: Genotype) -> Genotype:
+    """``genotype`` with its interface conventions reset: ``data_range`` 1.0, ``input_scale``
+    1.0, no ``input_mean``, no ``output_mean``; the point of a sampled space that stands for
+    a zoo net (the presets sample none of these fields).
+
+    The architecture is the same up to convention: ``data_range`` and ``input_scale`` touch
+    only the deployed form (folded exactly into the head and last convs; the training forms
+    are identical, weights included); ``output_mean`` adds a constant the last conv's bias can
+    hold (exact where the frame has biases); ``input_mean`` subtracts a constant the head
+    conv's bias can hold, exactly except on the head's zero-padded 1-pixel border.
+    tests/test_space.py checks each.
+    """
+    return replace(genotype, data_range=1.0, input_scale=1.0, input_mean=None,
+                   output_mean=False)
 
 
 def _first_difference(a: Any, b: Any, where: str = "genotype") -> str:

@@ -14,11 +14,30 @@ from searchers.trials.storage import retried_numbers
 
 
 def make_sampler(cfg: StudyConfig, nsga2: type | None = None) -> Any:
-    """The study's sampler; ``nsga2`` replaces Optuna's NSGA-II class (a subclass of it)."""
+    """The study's sampler; ``nsga2`` replaces Optuna's NSGA-II class (a subclass of it).
+
+    None takes a ``constraints_func``: Optuna 5 deprecates it (a FutureWarning) and every
+    sampler reads each finished trial's constraints from the trial itself
+    (``Trial.set_constraint``, which :func:`searchers.trials.study.set_constraints` writes):
+    NSGA-II by constrained domination, TPE by putting infeasible trials below every feasible
+    one (c-TPE), GP through one GP per constraint in its acquisition (logCEHVI for several
+    objectives). Each reads the whole study history when it samples, so one re-created per
+    trial (:func:`trial_sampler`) sees what one kept alive would, less GP's kernel warm start.
+    """
+    import warnings
+
     import optuna
 
     if cfg.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=cfg.seed, multivariate=True, group=True)
+        with warnings.catch_warnings():  # `group` is marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=cfg.seed, multivariate=True, group=True,
+                                              n_startup_trials=cfg.startup_trials)
+    if cfg.sampler == "gp":
+        # a define-by-run space: parameters outside the intersection are drawn at random, as
+        # TPE's group decomposition does; that is expected, not worth a warning per trial
+        return optuna.samplers.GPSampler(seed=cfg.seed, n_startup_trials=cfg.startup_trials,
+                                         warn_independent_sampling=False)
     if cfg.sampler == "random":
         return optuna.samplers.RandomSampler(seed=cfg.seed)
     cls = nsga2 or optuna.samplers.NSGAIISampler

@@ -44,6 +44,7 @@ from searchers.trials.storage import (
     make_storage,
     retried_numbers,
 )
+from searchers.trials.supernet_space import check_space_in_supernet
 from searchers.trials.trial import (
     DIRECTIONS,
     OBJECTIVE_NAMES,
@@ -51,6 +52,7 @@ from searchers.trials.trial import (
     SampleSpace,
     evaluate_genotype,
     genotype_params,
+    normalise_interface,
     sample_genotype,
     study_patch_size,
     zoo_genotype,
@@ -100,41 +102,44 @@ def open_study(cfg: OptunaConfig, storage_url: str) -> Any:
     if cfg.study.name not in names:
         study.set_metric_names(list(OBJECTIVE_NAMES))
         if cfg.study.enqueue_zoo:
+            outside = []
             for name, params in zoo_params(cfg.space, cfg.study.zoo).items():
+                if params is None:
+                    outside.append(name)
+                    if cfg.study.zoo_outside == "skip":
+                        continue
                 study.enqueue_trial(params or {}, user_attrs={"zoo": name,
                                                               "in_space": params is not None})
+            if outside:
+                study.set_user_attr("zoo_outside_space", outside)
+                logger.warning(
+                    "zoo nets outside the sampled space: %s; %s (widen the space to hold them, "
+                    "e.g. base: spaces/cpu.yaml)", ", ".join(outside),
+                    "not enqueued (study.zoo_outside=skip)" if cfg.study.zoo_outside == "skip"
+                    else "enqueued as references without parameters (study.zoo_outside="
+                    "reference; a sampler's model-based part then sees no shared parameters)")
     return study
 
 
 def zoo_params(space: SampleSpace, names: list[str]) -> dict[str, dict[str, Any] | None]:
-    """Each zoo net's trial parameters in ``space`` (:func:`genotype_params`), or None for a
-    net the space cannot express (it is then still evaluated, outside the distributions, and
-    the log says which field is out: widen the space, e.g. ``base: spaces/full.yaml``)."""
+    """Each zoo net's trial parameters in ``space``: those of its normalised form
+    (:func:`normalise_interface`: the interface conventions are not sampled), or None for a
+    net the space cannot express (the log says which field is out; ``study.zoo_outside``
+    says whether it is skipped or enqueued as a reference without parameters)."""
     out: dict[str, dict[str, Any] | None] = {}
     for name in names:
-        genotype = zoo_genotype(name, space.scale)  # validates the name
+        genotype = normalise_interface(zoo_genotype(name, space.scale))  # validates the name
         try:
             out[name] = genotype_params(genotype, space, f"zoo net {name!r}")
         except NotInSpace as exc:
-            logger.warning("%s; it is enqueued without parameters, so the sampler cannot "
-                           "mutate around it", exc)
+            logger.info("%s", exc)
             out[name] = None
     return out
 
 
 def objective(trial: Any, cfg: OptunaConfig) -> tuple[float, float, float]:
     """One trial: a zoo net (enqueued) or a sampled architecture, measured and trained."""
-    zoo = trial.user_attrs.get("zoo")
-    genotype = zoo_genotype(zoo, cfg.space.scale) if zoo else sample_genotype(trial, cfg.space)
-    if zoo and trial.user_attrs.get("in_space"):  # the enqueued parameters rebuild the net
-        sampled = sample_genotype(trial, cfg.space)
-        if sampled != genotype:
-            raise ConfigError(f"zoo net {zoo!r}: its enqueued parameters give another net in "
-                              "this space (was study.space changed after the study began?); "
-                              "use a new study.name")
-    trial.set_user_attr("name", zoo or f"trial_{trial.number}")
-    trial.set_user_attr("is_zoo", bool(zoo))
-    trial.set_user_attr("genotype", genotype.to_json(indent=None))
+    genotype = trial_genotype(trial, cfg)
     try:
         patch = study_patch_size(cfg.space, cfg.proxy,
                                  cfg.study.zoo if cfg.study.enqueue_zoo else [])
@@ -143,12 +148,36 @@ def objective(trial: Any, cfg: OptunaConfig) -> tuple[float, float, float]:
     except Exception as exc:  # recorded as FAIL with its reason; the study goes on
         trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:1000])
         raise
+    return record_result(trial, result)
+
+
+def trial_genotype(trial: Any, cfg: OptunaConfig) -> Any:
+    """The trial's net: its zoo net (enqueued; checked against its enqueued parameters) or
+    one sampled from ``cfg.space``; recorded as the user attributes ``name``, ``is_zoo`` and
+    ``genotype``."""
+    zoo = trial.user_attrs.get("zoo")
+    genotype = zoo_genotype(zoo, cfg.space.scale) if zoo else sample_genotype(trial, cfg.space)
+    if zoo and trial.user_attrs.get("in_space"):  # the enqueued parameters rebuild the net
+        sampled = sample_genotype(trial, cfg.space)
+        if sampled != normalise_interface(genotype):
+            raise ConfigError(f"zoo net {zoo!r}: its enqueued parameters give another net in "
+                              "this space (was study.space changed after the study began?); "
+                              "use a new study.name")
+    trial.set_user_attr("name", zoo or f"trial_{trial.number}")
+    trial.set_user_attr("is_zoo", bool(zoo))
+    trial.set_user_attr("genotype", genotype.to_json(indent=None))
+    return genotype
+
+
+def record_result(trial: Any, result: Any) -> tuple[float, float, float]:
+    """Record a :class:`~searchers.trials.trial.TrialResult` on ``trial`` (its attributes and
+    constraints) and return the values to tell; NaN PSNR (diverged) fails the trial."""
     for key, value in result.attrs().items():
         trial.set_user_attr(key, value)
-    if not math.isfinite(result.psnr_db):
+    if math.isnan(result.psnr_db):
         trial.set_user_attr("fail_reason", "the proxy training diverged (NaN loss)")
         return result.values  # Optuna records NaN values as FAIL
-    set_constraints(trial, result.constraints)
+    set_constraints(trial, result.constraints)  # also for -inf (over budget, untrained)
     return result.values
 
 
@@ -198,6 +227,12 @@ def run_worker(cfg: OptunaConfig, storage_url: str, worker: int) -> None:
     """
     import optuna
 
+    if cfg.proxy.kind == "halving":  # brackets of ask/tell (Optuna's pruners are single-objective)
+        from searchers.trials.halving import StudyHooks, run_halving_worker
+
+        return run_halving_worker(cfg, storage_url, worker, StudyHooks(
+            trial_genotype=trial_genotype, record_result=record_result,
+            finished_trials=finished_trials))
     if cfg.measure.threads:
         torch.set_num_threads(cfg.measure.threads)
     study = optuna.load_study(study_name=cfg.study.name,
@@ -292,6 +327,9 @@ def run_study(cfg: OptunaConfig, *, command: Sequence[str] | None = None) -> Stu
     input, leaving a new run folder unwritten; :class:`WorkersFailed` when a worker failed.
     """
     patch = study_patch_size(cfg.space, cfg.proxy, cfg.study.zoo if cfg.study.enqueue_zoo else [])
+    if cfg.proxy.kind == "supernet" and cfg.proxy.supernet:  # the space within the supernet's
+        check_space_in_supernet(cfg.space, cfg.proxy.supernet,
+                                cfg.study.zoo if cfg.study.enqueue_zoo else [])
     logger.info("every trial trains on %d px HR patches; selection on %s", patch, cfg.proxy.val)
     run_dir = cfg.run.folder()
     url = storage_url(cfg)

@@ -15,27 +15,22 @@ import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from search_space.genotype import Genotype
 from search_space.patch import training_patch_size
 from search_space.zoo import YARDSTICK
 from searchers.common.sections import MeasureSection
-from searchers.training.loop import (
-    TrainingDiverged,
-    TrainStep,
-    sample_batch,
-    validate,
-)
+from searchers.training.loop import ShortTraining
 from searchers.trials.sampled_space import (  # noqa: F401  (re-exported: the trials' space)
     NotInSpace,
     SampleSpace,
     Suggester,
     genotype_params,
+    normalise_interface,
     sample_genotype,
 )
 
@@ -76,8 +71,27 @@ class ProxyConfig:
     seeds: int = 1  # the proxy PSNR is the mean of this many trainings (seed, seed + 1, ...)
     val_max_side: int = 192
     supernet: str | None = None  # a DARTS run folder: inherit weights instead of training
+    # train: each candidate trained from scratch for `steps`; supernet: inherits the weights of
+    # the supernet in `supernet` and fine-tunes `finetune_steps`; halving: successive halving
+    # over training steps among candidates that meet the budget (measured before training).
+    kind: Literal["train", "supernet", "halving"] = "train"
+    finetune_steps: int = 0
+    # halving (searchers/trials/halving.py): rung r trains halving_min_steps * halving_eta**r
+    # steps in all; a bracket of halving_batch candidates keeps the best 1/eta at each rung.
+    halving_min_steps: int = 25
+    halving_eta: int = 3
+    halving_batch: int = 9
 
     def __post_init__(self) -> None:
+        if self.kind == "halving":
+            self._check_halving()
+        if self.finetune_steps < 0:
+            raise ValueError(f"proxy.finetune_steps: got {self.finetune_steps}; give 0 (the "
+                             "inherited weights as they are) or more fine-tuning steps")
+        if self.kind == "supernet" and not self.supernet:
+            raise ValueError("proxy.kind: got 'supernet' with proxy.supernet unset; name the run "
+                             "folder of searchers/train_supernet.py (or of a DARTS search), e.g. "
+                             "proxy.supernet=runs/supernet/default")
         patch_bad = self.patch_size is not None and self.patch_size < 1
         if self.steps < 0 or self.batch_size < 1 or patch_bad or self.lr <= 0:
             raise ValueError(f"steps >= 0, batch_size >= 1, patch_size >= 1 and lr > 0 needed; "
@@ -85,6 +99,25 @@ class ProxyConfig:
         if self.seeds < 1:
             raise ValueError(f"proxy.seeds: got {self.seeds}; give 1 or more (the proxy PSNR "
                              "is the mean over that many short trainings)")
+
+    def _check_halving(self) -> None:
+        """The settings of ``kind: halving`` (searchers/trials/halving.py), each checked."""
+        if self.halving_min_steps < 1:
+            raise ValueError(f"proxy.halving_min_steps: got {self.halving_min_steps}; the "
+                             "first rung trains >= 1 step, e.g. proxy.halving_min_steps=25")
+        if self.halving_eta < 2:
+            raise ValueError(f"proxy.halving_eta: got {self.halving_eta}; give an integer >= 2 "
+                             "(keep 1/eta of the candidates, train eta times longer)")
+        if self.halving_batch < 1:
+            raise ValueError(f"proxy.halving_batch: got {self.halving_batch}; give the "
+                             "candidates per bracket, >= 1 (e.g. 9 with eta 3)")
+        if self.seeds != 1:
+            raise ValueError(f"proxy.seeds: got {self.seeds} with proxy.kind=halving; halving "
+                             "trains one seed per candidate: set proxy.seeds=1")
+        if self.supernet:
+            raise ValueError(f"proxy.supernet: got {self.supernet!r} with proxy.kind=halving; "
+                             "halving trains from scratch: drop proxy.supernet or use "
+                             "proxy.kind=supernet")
 
 
 @dataclass
@@ -154,6 +187,7 @@ class TrialResult:
     proxy_seeds: int = 1
     latency_ratio: float = math.nan  # to budget.reference, timed interleaved (NaN: none)
     memory_ratio: float = math.nan
+    proxy_steps: int = 0  # the training steps behind psnr_db (halving: the rung's)
 
     @property
     def values(self) -> tuple[float, float, float]:
@@ -196,24 +230,38 @@ def proxy_psnr(model: torch.nn.Module, genotype: Genotype, proxy: ProxyConfig,
     shared training step, then the mean Y-PSNR on the validation images (each centre-cropped
     to ``proxy.val_max_side`` HR px). ``patch_size`` defaults to what the genotype's own
     attention needs (:func:`proxy_patch_size`); a study passes the space's."""
-    scale = genotype.scale
-    torch.manual_seed(proxy.seed)
-    rng = np.random.default_rng(proxy.seed)
-    model = model.to(device)
-    if proxy.steps > 0:
-        patch = patch_size or proxy_patch_size(proxy, list(genotype.attentions), scale)
-        train = _dataset(proxy.train, scale, patch)
-        opt = torch.optim.Adam(model.parameters(), lr=proxy.lr)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=proxy.steps,
-                                                           eta_min=proxy.lr * 0.01)
-        step = TrainStep(model, opt, loss=F.l1_loss, scheduler=sched)
-        for _ in range(proxy.steps):
-            try:
-                step(*sample_batch(train, proxy.batch_size, patch, rng, device))
-            except TrainingDiverged:
-                return math.nan
-    val = _dataset(proxy.val, scale, None)
-    return validate(model, val, scale=scale, device=device, side=proxy.val_max_side)
+    run = ProxyTraining(model, genotype, proxy, device, patch_size)
+    run.advance(proxy.steps)
+    return run.psnr()
+
+
+class ProxyTraining(ShortTraining):
+    """The proxy's short training of one net (:class:`ShortTraining` with the proxy's
+    settings: seed ``proxy.seed``, ``proxy.lr``, ``proxy.batch_size``, the study's patch, a
+    cosine schedule over ``total_steps``, default ``proxy.steps``), advanced in chunks by
+    successive halving; :meth:`psnr` validates on ``proxy.val``."""
+
+    def __init__(self, model: torch.nn.Module, genotype: Genotype, proxy: ProxyConfig,
+                 device: torch.device, patch_size: int | None = None,
+                 total_steps: int | None = None) -> None:
+        self.genotype, self.proxy = genotype, proxy
+        total = proxy.steps if total_steps is None else total_steps
+        scale = genotype.scale
+        patch, train = 0, None
+        if total > 0:
+            patch = patch_size or proxy_patch_size(proxy, list(genotype.attentions), scale)
+            train = _dataset(proxy.train, scale, patch)
+        super().__init__(model, train, total_steps=total, lr=proxy.lr,
+                         batch_size=proxy.batch_size, patch_size=patch, seed=proxy.seed,
+                         device=device)
+
+    def psnr(self, val: Any = None, *, scale: int | None = None,
+             side: int | None = None) -> float:
+        """The mean Y-PSNR on ``proxy.val`` now (each image centre-cropped to
+        ``proxy.val_max_side``); NaN once the training diverged."""
+        scale = self.genotype.scale
+        return super().psnr(_dataset(self.proxy.val, scale, None), scale=scale,
+                            side=self.proxy.val_max_side)
 
 
 def proxy_score(genotype: Genotype, proxy: ProxyConfig, device: torch.device,
@@ -288,6 +336,63 @@ def evaluate_genotype(genotype: Genotype, proxy: ProxyConfig, measure: MeasureSe
     """Build, measure (in its deployed form) and briefly train one net. NaN PSNR means the
     training diverged. ``patch_size``: the study's training patch (see :func:`proxy_psnr`);
     ``budget``: constraints relative to a reference net (:class:`BudgetConfig`)."""
+    m = measure_genotype(genotype, proxy, measure, budget)
+    steps = proxy.finetune_steps if proxy.kind == "supernet" else 0 if proxy.supernet else (
+        proxy.steps)
+    psnr, psnr_std = proxy_score(genotype, _with_steps(proxy, steps), m.device, patch_size,
+                                 m.model)
+    return m.result(psnr, constraints, budget, psnr_std_db=psnr_std, proxy_steps=steps,
+                    proxy_seeds=1 if proxy.supernet else proxy.seeds)
+
+
+@dataclass
+class Measured:
+    """A built net and its costs, measured before any training (:func:`measure_genotype`):
+    the first half of :func:`evaluate_genotype`, which successive halving
+    (:mod:`searchers.trials.halving`) uses to drop candidates over budget untrained."""
+
+    genotype: Genotype
+    model: torch.nn.Module
+    device: torch.device
+    complexity: Any
+    latency_ms: float
+    memory_mib: float
+    latency_ratio: float
+    memory_ratio: float
+    start: float  # time.perf_counter() when the build began
+
+    def cost_constraints(self, constraints: ConstraintConfig, budget: BudgetConfig | None
+                         ) -> dict[str, float]:
+        """The constraint values known before training: every one but ``psnr_floor``."""
+        out = constraint_values(self._like(math.nan), constraints, budget)
+        out.pop("psnr_floor", None)
+        return out
+
+    def _like(self, psnr: float) -> dict[str, float]:
+        return {"psnr_db": psnr, "params_m": self.complexity.params_m,
+                "latency_ms": self.latency_ms, "memory_mib": self.memory_mib,
+                "latency_ratio": self.latency_ratio, "memory_ratio": self.memory_ratio}
+
+    def result(self, psnr: float, constraints: ConstraintConfig, budget: BudgetConfig | None,
+               **extra: Any) -> TrialResult:
+        """The trial's record with proxy PSNR ``psnr`` (NaN: diverged, no constraints)."""
+        cplx = self.complexity
+        return TrialResult(
+            psnr_db=psnr, latency_ms=self.latency_ms, memory_mib=self.memory_mib,
+            params_m=cplx.params_m, flops_g=cplx.ntire_flops_g, macs_g=cplx.macs_g,
+            activations_m=cplx.ntire_activations_m, num_conv=cplx.ntire_num_conv,
+            device=str(self.device), duration_s=time.perf_counter() - self.start,
+            genotype=self.genotype.to_json(indent=None),
+            constraints=constraint_values(self._like(psnr), constraints, budget)
+            if not math.isnan(psnr) else {},
+            latency_ratio=self.latency_ratio, memory_ratio=self.memory_ratio, **extra)
+
+
+def measure_genotype(genotype: Genotype, proxy: ProxyConfig, measure: MeasureSection,
+                     budget: BudgetConfig | None = None) -> Measured:
+    """Build one net (seeded ``proxy.seed``; a supernet's weights where ``proxy.supernet``)
+    and measure it in its deployed form: complexity, latency, peak memory and the ratios to
+    ``budget.reference``. Nothing is trained."""
     from proxies.measure.complexity import measure_complexity
     from proxies.measure.latency import measure_latency
     from proxies.measure.memory import measure_peak_memory_or_torch
@@ -298,30 +403,21 @@ def evaluate_genotype(genotype: Genotype, proxy: ProxyConfig, measure: MeasureSe
     ms = measure.settings()  # built once; the measurements take it whole
     device = resolve_device(ms.device)
     torch.manual_seed(proxy.seed)
-    model = build_model(genotype)
-    if proxy.supernet:
-        inherit_supernet_weights(model, Path(proxy.supernet))
+    if proxy.kind == "supernet":  # the subnet's slices of a weight-sharing supernet
+        model = shared_subnet(genotype, Path(proxy.supernet or ""))
+    else:
+        model = build_model(genotype)
+        if proxy.supernet:
+            inherit_supernet_weights(model, Path(proxy.supernet))
     cplx = measure_complexity(model)
     lat = measure_latency(model, ms)
     mem = measure_peak_memory_or_torch(model, ms)
     lat_x = mem_x = math.nan
     if budget is not None and budget.reference:
         lat_x, mem_x = reference_ratios(model, mem.peak_memory_mib, budget, ms, genotype.scale)
-    steps = 0 if proxy.supernet else proxy.steps
-    psnr, psnr_std = proxy_score(genotype, _with_steps(proxy, steps), device, patch_size, model)
-    measured = {"psnr_db": psnr, "params_m": cplx.params_m, "latency_ms": lat.median_ms,
-                "memory_mib": mem.peak_memory_mib, "latency_ratio": lat_x, "memory_ratio": mem_x}
-    return TrialResult(
-        psnr_db=psnr, latency_ms=lat.median_ms, memory_mib=mem.peak_memory_mib,
-        params_m=cplx.params_m, flops_g=cplx.ntire_flops_g, macs_g=cplx.macs_g,
-        activations_m=cplx.ntire_activations_m, num_conv=cplx.ntire_num_conv,
-        device=str(device), duration_s=time.perf_counter() - start,
-        genotype=genotype.to_json(indent=None),
-        constraints=constraint_values(measured, constraints, budget) if math.isfinite(psnr)
-        else {},
-        psnr_std_db=psnr_std, latency_ratio=lat_x, memory_ratio=mem_x,
-        proxy_seeds=1 if proxy.supernet else proxy.seeds,
-    )
+    return Measured(genotype=genotype, model=model, device=device, complexity=cplx,
+                    latency_ms=lat.median_ms, memory_mib=mem.peak_memory_mib,
+                    latency_ratio=lat_x, memory_ratio=mem_x, start=start)
 
 
 def _with_steps(proxy: ProxyConfig, steps: int) -> ProxyConfig:
@@ -344,26 +440,33 @@ DEFAULT_ZOO = list(YARDSTICK)
 # --------------------------------------------------------------------------------------------
 
 
-def inherit_supernet_weights(model: torch.nn.Module, run_dir: Path) -> None:
-    """Copy the weights of the chosen candidates from a DARTS run's supernet checkpoint.
+def shared_subnet(genotype: Genotype, run_dir: Path) -> torch.nn.Module:
+    """``proxy.kind: supernet``: the net of ``genotype`` with its slices of the supernet in
+    ``run_dir`` (a ``train_supernet`` run, or a DARTS search), loaded once per process.
 
-    The genotype must lie in the supernet's space (same scale, width, cell count and
-    candidates); otherwise a ValueError says which field differs.
+    Raises:
+        SubnetError: the genotype lies outside the supernet (the field, value and fix).
     """
-    from results.run_folder import RunFolder
-    from searchers.common.config import load_config
-    from searchers.differentiable.config import DartsConfig
-    from searchers.differentiable.mixed import MixedOp
-    from searchers.differentiable.supernet import MixedCell, SuperNet
+    from searchers.differentiable.elastic import extract_subnet
+    from searchers.sharing.load import load_supernet
 
-    folder = RunFolder(run_dir)
-    ckpt_path = folder.checkpoint
-    if not ckpt_path.exists():
-        raise FileNotFoundError(f"proxy.supernet: no {ckpt_path.name} in {run_dir}; give the run "
-                                "folder of a DARTS search (e.g. runs/darts/default)")
-    cfg = load_config(DartsConfig, folder.config)
-    sp = cfg.space
-    spec = sp.supernet_spec()
+    return extract_subnet(load_supernet(run_dir).net, genotype)
+
+
+def inherit_supernet_weights(model: torch.nn.Module, run_dir: Path) -> None:
+    """Copy the weights of the chosen candidates from a DARTS run's supernet checkpoint (or a
+    supernet training's), along the one subnet mapping
+    (:func:`searchers.differentiable.elastic.load_subnet_weights`).
+
+    The genotype must lie in the supernet's space at its full width and depth (same scale,
+    width, cell count and candidates); otherwise a ValueError says which field differs.
+    """
+    from search_space.network import SRNet
+    from searchers.differentiable.elastic import load_subnet_weights
+    from searchers.sharing.load import load_supernet
+
+    shared = load_supernet(run_dir)
+    spec = shared.space.spec
     g: Genotype = model.genotype  # type: ignore[assignment]
     for field_name, ours, theirs in (("scale", g.scale, spec.scale),
                                      ("width", g.width, spec.width),
@@ -372,39 +475,5 @@ def inherit_supernet_weights(model: torch.nn.Module, run_dir: Path) -> None:
         if ours != theirs:
             raise ValueError(f"proxy.supernet: the genotype's {field_name} is {ours} but the "
                              f"supernet's is {theirs}; sample within the supernet's space")
-    net = SuperNet(spec)
-    net.load_state_dict(torch.load(ckpt_path, map_location="cpu", weights_only=False)["model"])
-    choice: dict[str, str] = {}
-    for i, cell in enumerate(g.cells):
-        p = spec.slot_prefix(i, cell.type)
-        choice[f"cells.{i}.type"] = cell.type
-        choice.update({f"{p}conv{j}": op for j, op in enumerate(cell.ops)})
-        choice[f"{p}attention"] = cell.single_attention(f"cells[{i}]").type
-        choice[f"{p}act"] = cell.act
-
-    def copy(dst: torch.nn.Module, src: torch.nn.Module) -> None:
-        if isinstance(src, MixedOp):
-            if src.slot not in choice or choice[src.slot] not in src.candidates:
-                raise ValueError(f"proxy.supernet: {src.slot}={choice.get(src.slot)!r} is not "
-                                 f"among the supernet's candidates {list(src.candidates)}")
-            src = src.ops[src.candidates.index(choice[src.slot])]
-        own: dict[str, torch.Tensor] = dict(src.named_parameters(recurse=False))
-        own.update(dict(src.named_buffers(recurse=False)))
-        with torch.no_grad():
-            for k, v in dst.named_parameters(recurse=False):
-                v.copy_(own[k])
-        for name, child in dst.named_children():
-            copy(child, src._modules[name])  # type: ignore[arg-type]
-
-    with torch.no_grad():
-        for name in ("head", "lr_conv", "upsampler", "fusion"):
-            d, s = getattr(model, name), getattr(net, name)
-            if d is not None and s is not None:
-                d.load_state_dict(s.state_dict())
-        cells = list(model.cells)  # type: ignore[arg-type]
-        for dst_cell, src_cell, gene in zip(cells, net.cells, g.cells, strict=True):
-            assert isinstance(src_cell, MixedCell)
-            mixed = src_cell.mixed
-            copy(dst_cell, mixed.ops[mixed.candidates.index(gene.type)])
-
-
+    assert isinstance(model, SRNet)
+    load_subnet_weights(model, shared.net)

@@ -42,6 +42,7 @@ from searchers.common.config import ConfigError, dump_yaml, from_dict, load_conf
 from searchers.trials.config import OptunaConfig
 from searchers.trials.samplers import make_sampler
 from searchers.trials.study import zoo_params
+from searchers.trials.supernet_space import check_space_in_supernet
 from searchers.trials.trial import (
     DIRECTIONS,
     OBJECTIVE_NAMES,
@@ -68,6 +69,11 @@ class RayConfig(OptunaConfig):
     resources: Resources = field(default_factory=Resources)
 
     def __post_init__(self) -> None:
+        if self.proxy.kind == "halving":  # a bracket keeps its survivors' nets in one process
+            raise ValueError("proxy.kind: got 'halving'; Ray Tune runs each trial alone and its "
+                             "ASHA/HyperBand stop trials on one metric, so halving among "
+                             "candidates within budget runs only in searchers/optuna_search.py "
+                             "(or use proxy.kind=train here)")
         if self.resources.max_concurrent < 1:
             raise ValueError(f"resources.max_concurrent: got {self.resources.max_concurrent}; "
                              "must be >= 1")
@@ -109,7 +115,8 @@ class DefineSpace:
         self.cfg = cfg
         zoo = zoo_params(cfg.space, cfg.study.zoo) if cfg.study.enqueue_zoo else {}
         self.inside = [(name, p) for name, p in zoo.items() if p is not None]
-        self.outside = [name for name, p in zoo.items() if p is None]
+        self.outside = [name for name, p in zoo.items()
+                        if p is None and cfg.study.zoo_outside == "reference"]
 
     @property
     def points_to_evaluate(self) -> list[dict[str, Any]]:
@@ -340,6 +347,11 @@ def main(argv: list[str] | None = None) -> int:
             overrides.append("run.dir=runs/ray")
         cfg = load_config(RayConfig, args.config, overrides)
         study_patch_size(cfg.space, cfg.proxy, cfg.study.zoo if cfg.study.enqueue_zoo else [])
+        if cfg.proxy.kind == "supernet" and cfg.proxy.supernet:
+            check_space_in_supernet(cfg.space, cfg.proxy.supernet,
+                                    cfg.study.zoo if cfg.study.enqueue_zoo else [])
+        if cfg.proxy.supernet:  # trials run in Tune's trial folders: an absolute path
+            cfg.proxy.supernet = str(Path(cfg.proxy.supernet).resolve())
         run_dir = cfg.run.folder()
         run_dir.mkdir(parents=True, exist_ok=True)
         RunFolder(run_dir).record(dump_yaml(cfg), [sys.argv[0], *argv])

@@ -1,0 +1,183 @@
+"""How a DARTS search turns its trained supernet into one net (``search.select``).
+
+``alpha`` takes every slot's largest architecture weight (the DARTS paper's rule). With a short
+search on a CPU the weights stay near uniform (0.083-0.086 for 12 candidates after 300 steps)
+and what moves them steadily is the hardware penalty, not the validation loss: the argmax then
+walks to the cheapest op of every slot (issue 26: four ERB cells of ``conv1x1`` only).
+
+``perturbation`` (Wang et al., "Rethinking Architecture Selection in Differentiable NAS", ICLR
+2021) scores each candidate by what the trained supernet loses without it: the mean L1 loss on
+a fixed set of selection batches (the same batches for every candidate, so the comparisons are
+paired) with that candidate left out, less the loss with it. Slots are decided one after the
+other, outermost first (each position's cell type, then that type's conv slots, attention and
+activation): a decided slot computes its choice alone from then on (progressive
+discretisation, without DARTS-PT's fine-tuning between decisions). Only the ``top_m``
+candidates by architecture weight are scored (progressive shrinking of the candidate set).
+
+Either rule then meets a hard latency budget (:func:`fit_budget`): while the table-predicted
+latency of the chosen net is above the target, the slot swap that saves the most latency per
+unit of score lost is made.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from searchers.differentiable.mixed import MixedOp
+from searchers.differentiable.supernet import MixedCell, SuperNet
+
+logger = logging.getLogger(__name__)
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class Selection:
+    """The choice per slot, and each scored candidate's score (higher: more important)."""
+
+    choice: dict[str, str] = field(default_factory=dict)
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    evaluations: int = 0
+
+
+def describe(genotype: Any) -> str:
+    """One line per net: ``erb(conv3x3,conv1x1;esa) | rfdb(...)``."""
+    return " | ".join(f"{c.type}({','.join(c.ops)};{'+'.join(a.type for a in c.attentions)})"
+                      for c in genotype.cells)
+
+
+def fixed_batches(data: Any, n: int, batch_size: int, patch_size: int, seed: int,
+                  device: torch.device) -> list[Batch]:
+    """``n`` batches drawn once with their own seed: every candidate is scored on these."""
+    from searchers.training.loop import sample_batch
+
+    rng = np.random.default_rng(seed)
+    return [sample_batch(data, batch_size, patch_size, rng, device) for _ in range(n)]
+
+
+@torch.inference_mode()
+def mean_loss(net: SuperNet, batches: list[Batch]) -> float:
+    return float(np.mean([float(F.l1_loss(net(lr), hr)) for lr, hr in batches]))
+
+
+def _ops(net: SuperNet, slot: str) -> list[MixedOp]:
+    """Every mixed op of ``slot`` (a cell's activations share one slot and one weight)."""
+    return [op for op in net.mixed_ops() if op.slot == slot]
+
+
+@contextmanager
+def _set(ops: list[MixedOp], attr: str, value: int) -> Iterator[None]:
+    for op in ops:
+        setattr(op, attr, value)
+    try:
+        yield
+    finally:
+        for op in ops:
+            setattr(op, attr, None)
+
+
+def _slots_in_order(net: SuperNet, choice: dict[str, str]) -> Iterator[MixedOp]:
+    """The undecided searched slots, outermost first; a cell's slots only for the cell type
+    chosen at its position (computed lazily, so a position's type is decided first)."""
+    for cell in net.cells:
+        assert isinstance(cell, MixedCell)
+        mixed = cell.mixed
+        if len(mixed.candidates) > 1:
+            yield mixed
+        j = mixed.candidates.index(choice.get(mixed.slot, mixed.candidates[0]))
+        seen: set[str] = set()
+        for m in mixed.ops[j].modules():
+            if isinstance(m, MixedOp) and len(m.candidates) > 1 and m.slot not in seen:
+                seen.add(m.slot)
+                yield m
+
+
+def perturbation_select(net: SuperNet, batches: list[Batch], top_m: int = 4) -> Selection:
+    """Decide every slot by perturbation (see the module docstring); the net is left as it
+    was (no slot fixed or excluded) on return."""
+    was_training = net.training
+    net.eval()
+    out = Selection()
+    decided: list[MixedOp] = []
+    try:
+        for op in _slots_in_order(net, out.choice):
+            ops = _ops(net, op.slot)
+            base = mean_loss(net, batches)
+            out.evaluations += 1
+            order = torch.argsort(op.weights().detach(), descending=True).tolist()
+            scores = {}
+            for i in order[:max(1, top_m)]:
+                with _set(ops, "excluded", i):
+                    scores[op.candidates[i]] = mean_loss(net, batches) - base
+                out.evaluations += 1
+            best = max(scores, key=scores.__getitem__)
+            out.choice[op.slot], out.scores[op.slot] = best, scores
+            for o in ops:
+                o.fixed = o.candidates.index(best)
+            decided += ops
+    finally:
+        for o in decided:
+            o.fixed = None
+        net.train(was_training)
+    return out
+
+
+def alpha_select(net: SuperNet) -> Selection:
+    """Every slot's largest architecture weight (the weights are the scores)."""
+    dists = net.slot_distributions()
+    return Selection(choice={s: max(d, key=d.__getitem__) for s, d in dists.items()},
+                     scores=dists)
+
+
+def fit_budget(net: SuperNet, selection: Selection, latency_target_ms: float | None,
+               ) -> tuple[dict[str, str], list[str]]:
+    """The choice with the least score lost whose table-predicted latency meets the target.
+
+    Greedy: while above the target, make the swap (one slot, one cheaper candidate) with the
+    largest latency saved per unit of score lost; a candidate that was not scored counts as
+    scoring below every scored one of its slot. Returns the choice and the swaps made (as
+    ``slot: old -> new``). Without a target, or already under it, the choice is returned as is.
+    """
+    from searchers.differentiable.latency_table import predict_genotype
+
+    choice = dict(selection.choice)
+    swaps: list[str] = []
+    if latency_target_ms is None:
+        return choice, swaps
+
+    def latency(c: dict[str, str]) -> float:
+        return predict_genotype(net, net.derive(c))["latency_ms"]
+
+    current = latency(choice)
+    while current > latency_target_ms:
+        best: tuple[float, str, str, float] | None = None
+        for slot, chosen in choice.items():
+            scores = selection.scores.get(slot, {})
+            floor = min(scores.values(), default=0.0) - 1.0
+            for alt in _ops(net, slot)[0].candidates:
+                if alt == chosen:
+                    continue
+                lat = latency({**choice, slot: alt})
+                saved = current - lat
+                if saved <= 0:
+                    continue
+                lost = scores.get(chosen, 0.0) - scores.get(alt, floor)
+                value = saved / max(lost, 1e-9)
+                if best is None or value > best[0]:
+                    best = (value, slot, alt, lat)
+        if best is None:
+            logger.warning("no swap lowers the predicted latency below %.2f ms (at %.2f ms)",
+                           latency_target_ms, current)
+            break
+        _, slot, alt, current = best
+        swaps.append(f"{slot}: {choice[slot]} -> {alt}")
+        choice[slot] = alt
+    return choice, swaps
