@@ -21,7 +21,8 @@ import pytest
 from PIL import Image
 
 from searchers.common.config import load_config
-from searchers.stages.pipeline import Pipeline, PipelineConfig, equal_budgets
+from searchers.stages.pipeline import PipelineConfig, equal_budgets
+from searchers.stages.tables import hypervolume_line
 
 ROOT = Path(__file__).resolve().parents[1]
 # pipeline.patches=16 in equal budgets: 16 / (2 steps x 1 seed x 2 per batch) trials per study,
@@ -96,8 +97,8 @@ def test_the_hypervolume_line_compares_searched_nets_with_the_zoo():
                 "latency_ratio": lat, "peak_memory_mib": mem}
 
     zoo = [row("span", "zoo", 30.0, 1.0, 10.0), row("rlfn", "zoo", 30.2, 1.5, 12.0)]
-    worse = Pipeline._hypervolume([*zoo, row("random", "search", 29.0, 1.2, 11.0)])
-    better = Pipeline._hypervolume([*zoo, row("nsga2", "search", 30.3, 0.8, 9.0)])
+    worse = hypervolume_line([*zoo, row("random", "search", 29.0, 1.2, 11.0)])
+    better = hypervolume_line([*zoo, row("nsga2", "search", 30.3, 0.8, 9.0)])
     assert "searched nets on the combined front: none" in worse
     assert "zoo nets dominated in these three: none" in worse
     assert "span by nsga2; rlfn by nsga2" in better

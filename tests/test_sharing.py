@@ -23,14 +23,12 @@ from searchers.differentiable.elastic import (
     SubnetError,
     check_subnet,
     extract_subnet,
-    largest_subnet,
-    sample_subnet,
-    smallest_subnet,
     subnet_names,
     subnet_parameters,
     subnet_structure,
 )
 from searchers.differentiable.mixed import MixedOp
+from searchers.differentiable.paths import largest_subnet, sample_subnet, smallest_subnet
 from searchers.differentiable.supernet import MixedCell, SuperNet, SupernetSpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -130,7 +128,7 @@ def _old_inherit(model: torch.nn.Module, net: SuperNet, g: Genotype) -> None:
 
 
 def test_full_size_inheritance_is_the_old_copy(tmp_path):
-    from searchers.trials.trial import inherit_supernet_weights
+    from searchers.trials.inherit import inherit_supernet_weights
 
     torch.manual_seed(0)
     net = SuperNet(SPEC)

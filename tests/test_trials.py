@@ -126,7 +126,7 @@ def test_weights_are_inherited_from_a_darts_supernet(tmp_path):
             "run.plots=false"]
     assert darts_main(args) == 0
     run = tmp_path / "default"
-    from searchers.trials.trial import inherit_supernet_weights
+    from searchers.trials.inherit import inherit_supernet_weights
 
     g = Genotype.from_dict({"scale": 2, "width": 8, "fusion": True, "cells": [
         {"type": "erb", "ops": ["sep_conv3x3", "conv3x3"], "attention": "pa",

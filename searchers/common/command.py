@@ -12,12 +12,16 @@ calls it, so the policy is written once.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from search_space.files import error_line
 from searchers.common.config import ConfigError
 
-__all__ = ["exit_status", "log_to_stderr"]
+Cfg = TypeVar("Cfg")
+
+__all__ = ["exit_status", "log_to_stderr", "run_command"]
 
 
 def log_to_stderr() -> None:
@@ -44,3 +48,36 @@ def exit_status(work: Callable[[], object], logger: logging.Logger, *,
                 return status
         raise
     return 0
+
+
+def run_command(argv: list[str] | None, *, prog: str, description: str, config_help: str,
+                config_type: type[Cfg], run: Callable[..., object], logger: logging.Logger,
+                failures: Mapping[type[BaseException], int]) -> int:
+    """The command of a resumable run (the DARTS search, the supernet training): ``[--config
+    FILE] [--resume] [--stop-after STEP] [key=value ...]``; the config from ``--config`` and
+    the overrides (with ``--resume``, the run folder's own ``config.yaml`` and the overrides),
+    then ``run(cfg, resume=..., stop_after=..., command=...)`` under :func:`exit_status`."""
+    import argparse
+
+    from results.run_folder import RunFolder
+    from searchers.common.config import load_config
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--config", help=config_help)
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in run.dir/run.name from its last checkpoint")
+    p.add_argument("--stop-after", type=int, metavar="STEP",
+                   help="stop after this step as if the run were killed (resume with --resume)")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    args = p.parse_intermixed_args(argv)
+    log_to_stderr()
+
+    def work() -> None:
+        cfg: Any = load_config(config_type, args.config, args.overrides)
+        recorded = RunFolder(cfg.run.folder()).config
+        if args.resume and recorded.exists():
+            cfg = load_config(config_type, recorded, args.overrides)
+        run(cfg, resume=args.resume, stop_after=args.stop_after, command=[sys.argv[0], *argv])
+
+    return exit_status(work, logger, failures=failures)

@@ -21,8 +21,8 @@ cell to the chosen cell type); :func:`subnet_parameters` slices along it, so
 ``torch.func.functional_call(model, subnet_parameters(net, g), (x,))`` trains the supernet's
 shared weights, and :func:`extract_subnet` copies the slices into a standalone net (the trials'
 ``proxy.kind: supernet``; :func:`load_subnet_weights` is the DARTS inheritance of
-``proxy.supernet``). :func:`sample_subnet`, :func:`largest_subnet` and :func:`smallest_subnet`
-draw the paths of supernet training (``searchers/train_supernet.py``).
+``proxy.supernet``). :mod:`searchers.differentiable.paths` draws the paths of supernet
+training (``searchers/train_supernet.py``).
 
 **What of the trials' space it covers** (:class:`searchers.trials.sampled_space.SampleSpace`,
 ``configs/spaces/cpu.yaml``): ``widths`` (any width up to the spec's ``width``), ``num_cells``
@@ -51,20 +51,16 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
-from functools import lru_cache
+from dataclasses import dataclass, fields
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from search_space.cells import CELLS, DEFAULT_BUILDER
 from search_space.checks import GenotypeError
 from search_space.genes import Attention, CellGene
 from search_space.genotype import Genotype
 from search_space.network import SRNet
-from search_space.ops import ACTIVATION_OPS
 from searchers.differentiable.mixed import MixedOp
 from searchers.differentiable.supernet import MixedCell, SuperNet, SupernetSpec
 
@@ -73,10 +69,7 @@ __all__ = [
     "SubnetError",
     "check_subnet",
     "extract_subnet",
-    "largest_subnet",
     "load_subnet_weights",
-    "sample_subnet",
-    "smallest_subnet",
     "subnet_names",
     "subnet_parameters",
     "subnet_structure",
@@ -366,90 +359,3 @@ def extract_subnet(net: SuperNet, genotype: Genotype) -> SRNet:
     the supernet's device, in train mode like a freshly built net."""
     model = SRNet(genotype).to(next(net.parameters()).device)
     return load_subnet_weights(model, net)
-
-
-# --------------------------------------------------------------------------------------------
-# Sampling the paths of supernet training
-# --------------------------------------------------------------------------------------------
-
-
-def _genotype(spec: SupernetSpec, width: int, cells: list[CellGene]) -> Genotype:
-    return Genotype(scale=spec.scale, width=width, cells=tuple(cells), fusion=spec.fusion,
-                    data_range=spec.data_range)
-
-
-def _cell(spec: SupernetSpec, cell_type: str, ops: Sequence[str], attention: str,
-          act: str) -> CellGene:
-    return replace(spec.template_gene(cell_type), ops=tuple(ops),
-                   attention=Attention(attention), act=act)
-
-
-def sample_subnet(spec: SupernetSpec, widths: Sequence[int], cells_min: int,
-                  rng: np.random.Generator) -> Genotype:
-    """One subnet drawn uniformly: the width from ``widths`` (each ``<= spec.width``), the
-    depth from ``cells_min..spec.num_cells``, and per cell its type, a conv op per slot, its
-    attention and its activation, each uniform over the candidates."""
-    check_widths(widths, spec.width, "widths")
-    if not 1 <= cells_min <= spec.num_cells:
-        raise ValueError(f"cells_min: got {cells_min}; give 1 to {spec.num_cells}")
-
-    def pick(options: Sequence[Any]) -> Any:
-        return options[int(rng.integers(len(options)))]
-
-    width = int(pick(list(widths)))
-    n = int(rng.integers(cells_min, spec.num_cells + 1))
-    cells = []
-    for _ in range(n):
-        t = str(pick(spec.cell_types))
-        slots = len(spec.template_gene(t).ops)
-        ops = [str(pick(spec.conv_candidates)) for _ in range(slots)]
-        cells.append(_cell(spec, t, ops, str(pick(spec.attention_candidates)),
-                           str(pick(spec.act_candidates))))
-    return _genotype(spec, width, cells)
-
-
-def _params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-@lru_cache(maxsize=32)
-def _ranked(spec: SupernetSpec) -> dict[str, tuple[str, ...]]:
-    """Every candidate list sorted by parameter count at the spec's width, fewest first (ties:
-    the order of the spec). Cell types are ranked built with their costliest slots."""
-    w = spec.width
-    with torch.random.fork_rng(devices=[]):
-        conv = sorted(spec.conv_candidates,
-                      key=lambda c: _params(DEFAULT_BUILDER.conv("rank", c, w, w)))
-        att = sorted(spec.attention_candidates, key=lambda a: _params(
-            DEFAULT_BUILDER.attention("rank", Attention(a), w, spec.act_candidates[0])))
-        act = sorted(spec.act_candidates, key=lambda a: _params(ACTIVATION_OPS[a](w)))
-
-        def cell_params(t: str) -> int:
-            gene = _cell(spec, t, [conv[-1]] * len(spec.template_gene(t).ops), att[-1], act[-1])
-            return _params(CELLS[t](gene, w))
-
-        types = sorted(spec.cell_types, key=cell_params)
-    return {"conv": tuple(conv), "attention": tuple(att), "act": tuple(act),
-            "type": tuple(types)}
-
-
-def _extreme(spec: SupernetSpec, width: int, cells: int, end: int) -> Genotype:
-    r = _ranked(spec)
-    t = r["type"][end]
-    gene = _cell(spec, t, [r["conv"][end]] * len(spec.template_gene(t).ops),
-                 r["attention"][end], r["act"][end])
-    return _genotype(spec, width, [gene] * cells)
-
-
-def largest_subnet(spec: SupernetSpec) -> Genotype:
-    """The sandwich rule's largest path: the spec's width and cells, and in every slot the
-    candidate with the most parameters at that width (a cell type ranked with its costliest
-    slots; ties: the last of the spec's order among the tied, as a stable sort leaves them)."""
-    return _extreme(spec, spec.width, spec.num_cells, -1)
-
-
-def smallest_subnet(spec: SupernetSpec, widths: Sequence[int], cells_min: int) -> Genotype:
-    """The sandwich rule's smallest path: the least of ``widths``, ``cells_min`` cells, and in
-    every slot the candidate with the fewest parameters (ties: the first of the spec's order)."""
-    check_widths(widths, spec.width, "widths")
-    return _extreme(spec, min(widths), cells_min, 0)

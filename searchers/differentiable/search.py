@@ -18,7 +18,6 @@ split (the supernet's weights, ``profile.estimate_steps`` fine-tuning steps).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -43,8 +42,8 @@ from searchers.common.checkpoints import (
     save_checkpoint,
     set_rng_state,
 )
-from searchers.common.command import exit_status, log_to_stderr
-from searchers.common.config import ConfigError, dump_yaml, load_config
+from searchers.common.command import run_command
+from searchers.common.config import ConfigError, dump_yaml
 from searchers.common.logs import CsvLogger
 from searchers.differentiable.config import DEFAULT_PATCH, DartsConfig, SearchConfig
 from searchers.training.loop import (
@@ -329,95 +328,19 @@ class DartsSearch:
         return genotype
 
     def _profile(self, genotype: Any) -> None:
-        from proxies.measure.profile_rows import machine_info, profile_genotypes
-        from proxies.profile.table import format_table, ratio_note
-        from search_space.zoo import AIM_NET, REFERENCE_NET, ZOO, at_scale
+        from searchers.differentiable.profile import write_profile
 
-        p = self.cfg.profile
-        settings = p.settings(str(self.device), self.cfg.hardware.backend)
-        scale = genotype.scale
-        nets = [("derived (darts)", genotype)]
-        nets += [(name, at_scale(ZOO[name], scale)) for name in p.yardstick]
-        rows = profile_genotypes(nets, settings, at_scale(ZOO[REFERENCE_NET], scale),
-                                 at_scale(ZOO[AIM_NET], scale))
-        table = format_table(rows, markdown=True)
-        info = machine_info(self.device)
-        footer = (f"\n\n{info['date']}, torch {info['torch']}, {info.get('gpu', info['cpu'])}, "
-                  f"device {info['device']}, threads {p.threads}, LR {p.lr_size}x{p.lr_size}, "
-                  f"x{scale}; complexity at 256x256; {ratio_note(REFERENCE_NET)}.\n")
-        estimates = self.quality_estimates(nets)
-        quality = _estimate_table(estimates, p.estimate_steps, self.cfg.data.val)
-        atomic_write_text(self.run_dir / "profile.md", table + footer + quality)
-        atomic_write_text(self.run_dir / "profile.json", json.dumps(
-            {"machine": info, "settings": asdict(settings), "reference": REFERENCE_NET,
-             "aim": AIM_NET, "rows": [r.to_dict() for r in rows],
-             "quality_estimates": estimates, "estimate_steps": p.estimate_steps}, indent=2))
-        print(table + footer + quality)
+        write_profile(self, genotype)
 
     def quality_estimates(self, nets: list[tuple[str, Any]]) -> list[dict[str, Any]]:
-        """Each net's estimated Y-PSNR on the selection split (``data.val``): its weights
-        inherited from the trained supernet, fine-tuned ``profile.estimate_steps`` steps on
-        ``data.train`` (the search's patch, batch and weight lr). A net outside the searched
-        space (a yardstick net of another frame) has no inherited weights: no estimate, and
-        the reason. An estimate ranks nets of one supernet; it is not a retrained result."""
-        from search_space.checks import GenotypeError
-        from searchers.differentiable.elastic import check_subnet, extract_subnet
-        from searchers.training.loop import short_training
+        from searchers.differentiable.profile import quality_estimates
 
-        steps = self.cfg.profile.estimate_steps
-        if steps is None:
-            return []
-        out: list[dict[str, Any]] = []
-        for label, g in nets:
-            try:
-                check_subnet(self.spec, g)
-            except GenotypeError as exc:
-                out.append({"net": label, "psnr_db": None, "why": f"outside the space: {exc}"})
-                continue
-            start = time.perf_counter()
-            psnr = short_training(
-                extract_subnet(self.net, g), self.train, self.val, steps=steps,
-                lr=self.cfg.search.lr, batch_size=self.cfg.data.batch_size,
-                patch_size=self.patch_size, seed=self.cfg.run.seed, scale=g.scale,
-                device=self.device)
-            out.append({"net": label, "psnr_db": psnr, "seconds": time.perf_counter() - start})
-            logger.info("quality estimate of %s: %.2f dB", label, psnr)
-        return out
-
-
-def _estimate_table(estimates: list[dict[str, Any]], steps: int | None, val: str) -> str:
-    """The profile's quality section (Markdown)."""
-    if not estimates:
-        return ""
-    lines = ["", f"Estimated quality on the selection split ({val}): Y-PSNR of each net with the "
-             f"trained supernet's weights after {steps} fine-tuning steps. An estimate from one "
-             "supernet, not a retrained result; compare it with the retrained figures of "
-             "`python searchers/retrain.py`.", "", "| net | PSNR estimate [dB] |", "|---|---|"]
-    for e in estimates:
-        value = f"{e['psnr_db']:.2f}" if e["psnr_db"] is not None else "n/a (outside the space)"
-        lines.append(f"| {e['net']} | {value} |")
-    return "\n".join(lines) + "\n"
+        return quality_estimates(self, nets)
 
 
 # --------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python searchers/darts.py",
-        description="Differentiable hardware-aware search over SR cells. Overrides: key=value "
-        "with dotted keys, e.g. search.steps=1000 data.train=../shared/datasets/T91/HR.",
-    )
-    p.add_argument("--config", help="YAML config (default: the built-in defaults, which equal "
-                   "configs/darts.yaml)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in run.dir/run.name from its last checkpoint")
-    p.add_argument("--stop-after", type=int, metavar="STEP",
-                   help="stop after this step as if the run were killed (resume with --resume)")
-    p.add_argument("overrides", nargs="*", metavar="key=value")
-    return p
 
 
 @dataclass(frozen=True)
@@ -466,16 +389,10 @@ def run_search(cfg: DartsConfig, *, resume: bool = False, stop_after: int | None
 def main(argv: list[str] | None = None) -> int:
     """The command: the config from ``--config`` and the overrides (with ``--resume``, the run's
     own ``config.yaml`` and the overrides), then :func:`run_search`."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_intermixed_args(argv)
-    log_to_stderr()
-
-    def work() -> None:
-        cfg = load_config(DartsConfig, args.config, args.overrides)
-        recorded = RunFolder(cfg.run.folder()).config
-        if args.resume and recorded.exists():
-            cfg = load_config(DartsConfig, recorded, args.overrides)
-        run_search(cfg, resume=args.resume, stop_after=args.stop_after,
-                   command=[sys.argv[0], *argv])
-
-    return exit_status(work, logger, failures={SearchDiverged: 3})
+    return run_command(
+        argv, prog="python searchers/darts.py",
+        description="Differentiable hardware-aware search over SR cells. Overrides: key=value "
+        "with dotted keys, e.g. search.steps=1000 data.train=../shared/datasets/T91/HR.",
+        config_help="YAML config (default: the built-in defaults, which equal "
+        "configs/darts.yaml)", config_type=DartsConfig, run=run_search, logger=logger,
+        failures={SearchDiverged: 3})

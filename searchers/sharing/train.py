@@ -22,7 +22,6 @@ trials use it with ``proxy.kind=supernet proxy.supernet=runs/supernet/NAME``.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import random
@@ -46,19 +45,17 @@ from searchers.common.checkpoints import (
     save_checkpoint,
     set_rng_state,
 )
-from searchers.common.command import exit_status, log_to_stderr
-from searchers.common.config import ConfigError, dump_yaml, load_config
+from searchers.common.command import run_command
+from searchers.common.config import ConfigError, dump_yaml
 from searchers.common.logs import CsvLogger
 from searchers.differentiable.config import DEFAULT_PATCH
 from searchers.differentiable.elastic import (
     ElasticSpace,
     extract_subnet,
-    largest_subnet,
-    sample_subnet,
-    smallest_subnet,
     subnet_parameters,
     subnet_structure,
 )
+from searchers.differentiable.paths import largest_subnet, sample_subnet, smallest_subnet
 from searchers.differentiable.supernet import SuperNet
 from searchers.sharing.config import SharingTrain, SupernetConfig
 from searchers.training.loop import TrainingDiverged, TrainStep, sample_batch, validate
@@ -312,33 +309,12 @@ def train_supernet(cfg: SupernetConfig, resume: bool = False, stop_after: int | 
     return SupernetResult(run_dir, training.step, True, training.space, largest, smallest)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python searchers/train_supernet.py",
-        description="Train the one supernet along sampled subnets (elastic width and depth) "
-        "for weight sharing. Overrides: key=value with dotted keys, e.g. train.steps=1000.")
-    p.add_argument("--config", help="YAML config (default: the built-in defaults)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in run.dir/run.name from its last checkpoint")
-    p.add_argument("--stop-after", type=int, metavar="STEP",
-                   help="stop after this step as if the run were killed (resume with --resume)")
-    p.add_argument("overrides", nargs="*", metavar="key=value")
-    return p
-
-
 def main(argv: list[str] | None = None) -> int:
     """The command: the config from ``--config`` and the overrides (with ``--resume``, the run's
     own ``config.yaml`` and the overrides), then :func:`train_supernet`."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_intermixed_args(argv)
-    log_to_stderr()
-
-    def work() -> None:
-        cfg = load_config(SupernetConfig, args.config, args.overrides)
-        recorded = RunFolder(cfg.run.folder()).config
-        if args.resume and recorded.exists():
-            cfg = load_config(SupernetConfig, recorded, args.overrides)
-        train_supernet(cfg, resume=args.resume, stop_after=args.stop_after,
-                       command=[sys.argv[0], *argv])
-
-    return exit_status(work, logger, failures={SupernetDiverged: 3})
+    return run_command(
+        argv, prog="python searchers/train_supernet.py",
+        description="Train the one supernet along sampled subnets (elastic width and depth) "
+        "for weight sharing. Overrides: key=value with dotted keys, e.g. train.steps=1000.",
+        config_help="YAML config (default: the built-in defaults)", config_type=SupernetConfig,
+        run=train_supernet, logger=logger, failures={SupernetDiverged: 3})

@@ -1,0 +1,90 @@
+"""The end of a DARTS search: the derived net profiled next to the zoo in the same run, and its
+estimated quality on the selection split (:func:`write_profile`, :func:`quality_estimates`;
+``search`` is the run's :class:`~searchers.differentiable.search.DartsSearch`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict
+from typing import Any
+
+from search_space.files import atomic_write_text
+
+logger = logging.getLogger("searchers.differentiable.search")
+
+
+def write_profile(search: Any, genotype: Any) -> None:
+    """The derived net next to the zoo, measured in the same run (``profile.md``,
+    ``profile.json``), with the quality estimates of :func:`quality_estimates`."""
+    from proxies.measure.profile_rows import machine_info, profile_genotypes
+    from proxies.profile.table import format_table, ratio_note
+    from search_space.zoo import AIM_NET, REFERENCE_NET, ZOO, at_scale
+
+    p = search.cfg.profile
+    settings = p.settings(str(search.device), search.cfg.hardware.backend)
+    scale = genotype.scale
+    nets = [("derived (darts)", genotype)]
+    nets += [(name, at_scale(ZOO[name], scale)) for name in p.yardstick]
+    rows = profile_genotypes(nets, settings, at_scale(ZOO[REFERENCE_NET], scale),
+                             at_scale(ZOO[AIM_NET], scale))
+    table = format_table(rows, markdown=True)
+    info = machine_info(search.device)
+    footer = (f"\n\n{info['date']}, torch {info['torch']}, {info.get('gpu', info['cpu'])}, "
+              f"device {info['device']}, threads {p.threads}, LR {p.lr_size}x{p.lr_size}, "
+              f"x{scale}; complexity at 256x256; {ratio_note(REFERENCE_NET)}.\n")
+    estimates = search.quality_estimates(nets)
+    quality = _estimate_table(estimates, p.estimate_steps, search.cfg.data.val)
+    atomic_write_text(search.run_dir / "profile.md", table + footer + quality)
+    atomic_write_text(search.run_dir / "profile.json", json.dumps(
+        {"machine": info, "settings": asdict(settings), "reference": REFERENCE_NET,
+         "aim": AIM_NET, "rows": [r.to_dict() for r in rows],
+         "quality_estimates": estimates, "estimate_steps": p.estimate_steps}, indent=2))
+    print(table + footer + quality)
+
+
+def quality_estimates(search: Any, nets: list[tuple[str, Any]]
+                      ) -> list[dict[str, Any]]:
+    """Each net's estimated Y-PSNR on the selection split (``data.val``): its weights
+    inherited from the trained supernet, fine-tuned ``profile.estimate_steps`` steps on
+    ``data.train`` (the search's patch, batch and weight lr). A net outside the searched
+    space (a yardstick net of another frame) has no inherited weights: no estimate, and
+    the reason. An estimate ranks nets of one supernet; it is not a retrained result."""
+    from search_space.checks import GenotypeError
+    from searchers.differentiable.elastic import check_subnet, extract_subnet
+    from searchers.training.loop import short_training
+
+    steps = search.cfg.profile.estimate_steps
+    if steps is None:
+        return []
+    out: list[dict[str, Any]] = []
+    for label, g in nets:
+        try:
+            check_subnet(search.spec, g)
+        except GenotypeError as exc:
+            out.append({"net": label, "psnr_db": None, "why": f"outside the space: {exc}"})
+            continue
+        start = time.perf_counter()
+        psnr = short_training(
+            extract_subnet(search.net, g), search.train, search.val, steps=steps,
+            lr=search.cfg.search.lr, batch_size=search.cfg.data.batch_size,
+            patch_size=search.patch_size, seed=search.cfg.run.seed, scale=g.scale,
+            device=search.device)
+        out.append({"net": label, "psnr_db": psnr, "seconds": time.perf_counter() - start})
+        logger.info("quality estimate of %s: %.2f dB", label, psnr)
+    return out
+
+
+def _estimate_table(estimates: list[dict[str, Any]], steps: int | None, val: str) -> str:
+    """The profile's quality section (Markdown)."""
+    if not estimates:
+        return ""
+    lines = ["", f"Estimated quality on the selection split ({val}): Y-PSNR of each net with the "
+             f"trained supernet's weights after {steps} fine-tuning steps. An estimate from one "
+             "supernet, not a retrained result; compare it with the retrained figures of "
+             "`python searchers/retrain.py`.", "", "| net | PSNR estimate [dB] |", "|---|---|"]
+    for e in estimates:
+        value = f"{e['psnr_db']:.2f}" if e["psnr_db"] is not None else "n/a (outside the space)"
+        lines.append(f"| {e['net']} | {value} |")
+    return "\n".join(lines) + "\n"
