@@ -17,6 +17,8 @@ the pipeline or a retraining holds, as each writes them:
 ``teacher.json``            with distillation, the teacher's identity
 ``init.json``               with MemSR's initialisation, the fit per layer
 ``supernet.json``           a supernet training's space: the spec, widths and fewest cells
+``.lock``                   while a process writes the folder: its PID, host and start
+                            (:meth:`RunFolder.lock`; :mod:`results.run_lock`)
 ==========================  ==============================================================
 
 Every file is written atomically (:mod:`search_space.files`). This module imports no torch and
@@ -37,9 +39,10 @@ from typing import Any
 
 import yaml
 
+from results.run_lock import RunFolderBusy, RunLock
 from search_space.files import atomic_write_text, error_line
 
-__all__ = ["RunFolder", "RunFolderError"]
+__all__ = ["RunFolder", "RunFolderBusy", "RunFolderError", "RunLock"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +59,7 @@ TEACHER_FILE = "teacher.json"
 INIT_FILE = "init.json"
 SUPERNET_FILE = "supernet.json"
 SELECTION_FILE = "selection.json"
+LOCK_FILE = ".lock"
 
 RESUMED_MARK = "# resumed with:"
 """The line of ``command.txt`` before each command that resumed the run."""
@@ -123,6 +127,20 @@ class RunFolder:
     @property
     def supernet(self) -> Path:
         return self.path / SUPERNET_FILE
+
+    @property
+    def lock_file(self) -> Path:
+        """The lock file, there while a process writes the folder (:meth:`lock`)."""
+        return self.path / LOCK_FILE
+
+    def lock(self, *, rename: str = "run.name") -> RunLock:
+        """The folder's lock, for ``with folder.lock():`` around everything a command writes
+        into it, taken before its first write (the folder is created as needed; folders it
+        created are removed again where the command leaves them empty). A second process
+        raises :class:`RunFolderBusy` (exit 2) naming the folder and the holder's PID and
+        host; ``rename`` is the key its line suggests to write elsewhere. A lock its process
+        left behind when killed is taken over. See :mod:`results.run_lock`."""
+        return RunLock(self.path, self.lock_file, rename=rename)
 
     # -- the record of the run --------------------------------------------------------------
 

@@ -57,6 +57,17 @@ searches were benchmarked (MAFFSRN's ``esa_mab`` and ``cea``)."""
 MAX_ATTENTIONS = 3
 """The longest sequence of attention gates one cell may carry (MAFFSRN's MAB: two)."""
 
+MAX_WIDTH = 1024
+"""The widest channel count a genotype may ask for (the trunk, a cell's inner width, an
+attention's hidden width): 4x EDSR's 256, 16x the zoo's widest trunk (64). A sanity bound;
+whether a net fits the machine is :mod:`search_space.memory`'s question."""
+
+MAX_CELLS = 256
+"""The most cells a genotype (or a searched space) may have: 8x MAFFSRN-L's 32."""
+
+MAX_BLOCKS = 64
+"""The most inner blocks of one HFAB attention (FMEN-S: 2)."""
+
 CELL_SLOTS: Mapping[str, tuple[int, ...]] = {
     "rfdb": (4,),  # refine 1-3 (width->width) and c4 (width->distilled)
     "rlfb": (3,),  # width->mid, mid->mid, mid->width

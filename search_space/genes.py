@@ -21,6 +21,8 @@ from search_space.choices import (
     CONV_OPS,
     GROUP_TYPES,
     MAX_ATTENTIONS,
+    MAX_BLOCKS,
+    MAX_WIDTH,
 )
 
 __all__ = ["Attention", "AttentionSpec", "CellGene", "GroupGene", "as_attention_spec"]
@@ -50,8 +52,8 @@ class Attention:
                 raise fail(f"{where}.channels", self.channels, "null",
                            f"'{self.type}' has no hidden width.")
         elif self.channels is not None:
-            check_int(f"{where}.channels", self.channels, 1)
-        check_int(f"{where}.blocks", self.blocks, 1)
+            check_int(f"{where}.channels", self.channels, 1, MAX_WIDTH)
+        check_int(f"{where}.blocks", self.blocks, 1, MAX_BLOCKS)
         check_name(f"{where}.op", self.op, CONV_OPS)
         check_bool(f"{where}.bn", self.bn)
         if self.type != "hfab" and (self.blocks != 1 or self.op != "conv3x3" or self.bn):
@@ -166,7 +168,7 @@ class CellGene:
                 raise fail(f"{where}.inner", self.inner, "null",
                            f"An '{self.type}' has no inner width.")
         elif self.inner is not None:
-            hi = width - 1 if self.type == "imdb" else None
+            hi = width - 1 if self.type == "imdb" else MAX_WIDTH
             check_int(f"{where}.inner", self.inner, 1, hi)
         check_bool(f"{where}.shallow_residual", self.shallow_residual)
         check_bool(f"{where}.block_residual", self.block_residual)

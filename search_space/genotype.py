@@ -46,6 +46,8 @@ from search_space.choices import (
     INPUT_SCALES,
     INPUT_SKIPS,
     LR_CONV_OPS,
+    MAX_CELLS,
+    MAX_WIDTH,
     NEEDS_BIAS,
     REPARAM_OPS,
     SCALES,
@@ -148,9 +150,12 @@ class Genotype:
     def validate(self) -> None:
         if self.scale not in SCALES or isinstance(self.scale, bool):
             raise fail("Genotype.scale", self.scale, ", ".join(map(str, SCALES)))
-        check_int("Genotype.width", self.width, 2)
+        check_int("Genotype.width", self.width, 2, MAX_WIDTH)
         if not isinstance(self.cells, tuple) or not self.cells:
             raise fail("Genotype.cells", self.cells, "a non-empty tuple of CellGene")
+        if len(self.cells) > MAX_CELLS:
+            raise fail("Genotype.cells", len(self.cells), f"at most {MAX_CELLS} cells",
+                       "Use fewer cells.")
         for i, cell in enumerate(self.cells):
             if not isinstance(cell, CellGene):
                 raise fail(f"Genotype.cells[{i}]", cell, "a CellGene")

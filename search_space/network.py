@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Sequence
 
 import torch
@@ -11,8 +13,11 @@ from torch import nn
 from search_space.cells import CELLS, GROUPS, Scale, frame_conv
 from search_space.genes import GroupGene
 from search_space.genotype import Genotype
+from search_space.memory import MemoryEstimate, check_enabled, estimate_weights, require_weights
 from search_space.ops import ACTIVATION_OPS, OPS, add_residual
 from search_space.rep import bias_of, plain_conv, reparameterize_modules
+
+logger = logging.getLogger(__name__)
 
 
 class DualTail(nn.Module):
@@ -315,8 +320,30 @@ class SRNet(SRSkeleton):
 
 def build_model(genotype: Genotype) -> SRNet:
     """Build the ``torch.nn.Module`` of a genotype (training form on [0, 1], freshly
-    initialised)."""
+    initialised).
+
+    Raises:
+        InsufficientMemory: the net's weights (counted on the meta device first,
+            :mod:`search_space.memory`) do not fit in this host's available memory.
+    """
+    if isinstance(genotype, Genotype) and check_enabled():
+        try:
+            weights = _weights_estimate(genotype)
+        except (RuntimeError, NotImplementedError) as exc:  # an op the meta device lacks
+            logger.warning("the weights of width %d, %d cells could not be counted on the "
+                           "meta device (%s); building unchecked", genotype.width,
+                           genotype.num_cells, exc)
+        else:
+            require_weights(weights, what=f"the net of this genotype (width {genotype.width}, "
+                            f"{genotype.num_cells} cells)", fix="use a smaller width, fewer "
+                            "cells or narrower inner and attention widths")
     return SRNet(genotype)
+
+
+@functools.lru_cache(maxsize=256)
+def _weights_estimate(genotype: Genotype) -> MemoryEstimate:
+    """The weights of ``genotype``'s net, counted on the meta device (once per genotype)."""
+    return estimate_weights(lambda: SRNet(genotype))
 
 
 def super_resolve(model: nn.Module, lr: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,11 @@ wrong and the value it got (and, where there is a choice, what is allowed), show
 and writes or changes nothing: the temporary folder, with an existing run folder in it, is byte
 for byte as it was. Two rows also run as subprocesses, for the real exit status and stderr.
 
-The same list is in the README's troubleshooting section.
+The same list is in the README's troubleshooting section. The rows that need a setting of
+their own run through the same checker (:func:`_refused`) beside their feature: a run folder
+another process holds (``test_run_lock.py``), crafted checkpoints and weights
+(``test_safe_checkpoints.py``), sizes that cannot fit (``test_memory_estimate.py``), foreign
+study storages and an unreachable Ray address (``test_storage_ray_refusals.py``).
 """
 
 from __future__ import annotations

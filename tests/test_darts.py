@@ -364,7 +364,7 @@ def _args(tmp_path, *extra):
 
 
 def _alphas(path):
-    state = torch.load(path, weights_only=False)["model"]
+    state = torch.load(path, weights_only=True)["model"]
     return {k: v for k, v in state.items() if k.endswith(".alpha")}
 
 
@@ -399,7 +399,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
     monkeypatch.setattr(DartsSearch, "_batch", poisoned)
     assert main(_args(tmp_path, "run.name=nan")) == 3
     assert "last good checkpoint" in caplog.text and "step 3" in caplog.text
-    ckpt = torch.load(tmp_path / "nan/checkpoint.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "nan/checkpoint.pt", weights_only=True)
     assert ckpt["step"] == 2
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
 

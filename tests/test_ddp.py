@@ -114,7 +114,7 @@ def test_two_processes_train_on_the_single_process_batches(runs):
     assert cfg["run"]["world_size"] == 2
     assert yaml.safe_load((root / "single" / "config.yaml").read_text())["run"][
         "world_size"] == 1
-    ckpt = torch.load(root / "cut" / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(root / "cut" / "checkpoint.pt", weights_only=True)
     assert ckpt["world_size"] == 2 and not any(k.startswith("module.") for k in ckpt["model"])
     a, b = torch.load(root / "single" / "model.pt"), torch.load(root / "cut" / "model.pt")
     assert all(torch.allclose(a[k], b[k], rtol=1e-3, atol=1e-5) for k in a)

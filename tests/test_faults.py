@@ -226,8 +226,8 @@ def _kill_a_darts_search(tmp_path: Path, rng: random.Random) -> None:
         name = f"top_k/genotype_{k}.json"
         if (tmp_path / "whole" / name).exists():
             assert (run / name).read_text() == (tmp_path / "whole" / name).read_text()
-    a = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)["model"]
-    b = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
+    a = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     steps = [int(line.split(",")[0]) for line in log.read_text().splitlines()[1:]]
     assert steps == list(range(1, DARTS_STEPS + 1))  # each step logged once

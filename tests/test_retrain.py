@@ -156,7 +156,7 @@ def test_resume_with_kd_is_exact_and_the_run_records_the_teacher(tmp_path, genot
     recorded = json.loads((tmp_path / "cut" / "teacher.json").read_text())
     assert recorded["weights_sha256"] == sha and recorded["path"] == str(teacher_run)
     assert torch.load(tmp_path / "cut" / "checkpoint.pt",
-                      weights_only=False)["teacher"]["weights_sha256"] == sha
+                      weights_only=True)["teacher"]["weights_sha256"] == sha
     with (tmp_path / "cut" / "log.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]

@@ -133,7 +133,7 @@ def test_weights_are_inherited_from_a_darts_supernet(tmp_path):
          "block_residual": True}]})
     model = build_model(g)
     inherit_supernet_weights(model, run)
-    state = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
+    state = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
     assert torch.equal(model.head.weight, state["head.weight"])
     src = [k for k in state if k.endswith("convs.0.ops.1.pointwise.weight")]
     assert len(src) == 1

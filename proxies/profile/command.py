@@ -27,11 +27,13 @@ challenge does instead (:mod:`proxies.protocol.ntire`).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, replace
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -45,6 +47,9 @@ from proxies.profile.table import (
     ratio_note,
 )
 from search_space.zoo import AIM_NET
+
+if TYPE_CHECKING:
+    from search_space import Genotype
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -142,6 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             latency=not args.no_latency, memory=not args.no_memory, thop=args.thop,
             backend=backends[0],
         )
+        if settings.latency or settings.memory:
+            nets = named + ([] if reference is None else [(str(ref_name), reference)])
+            _check_memory(nets, args.size, device)
     except (GenotypeError, FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -184,6 +192,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\n### {backends[0]} vs {backends[1]} (same process)\n")
         print(format_comparison(comparison))
     return 0
+
+
+def _check_memory(nets: Sequence[tuple[str, Genotype]], size: tuple[int, int],
+                  device: torch.device) -> None:
+    """Refuse a ``--size`` at which a net's forward (its deployed form, the one measured)
+    does not fit on ``device``, before anything is built at that size
+    (:func:`search_space.memory.require_forward`)."""
+    from search_space import build_model
+    from search_space.memory import require_forward
+
+    for name, g in nets:
+        deployed = g.deployed()
+        require_forward(functools.partial(build_model, deployed), size, device, scale=g.scale,
+                        what=f"{name}'s forward at --size {size[0]}x{size[1]}",
+                        fix="use a smaller --size (e.g. --size 256)")
 
 
 def _backends(names: Sequence[str]) -> tuple[list[str], dict[str, str]]:

@@ -40,6 +40,7 @@ from results.evaluate.sets import (
     summarise,
     summary_markdown,
 )
+from results.safe_load import load_weights_only, refusal, refused_global
 from search_space.files import error_line
 
 if TYPE_CHECKING:
@@ -102,8 +103,11 @@ def read_state_dict(
             "checkpoint saved with torch.save (e.g. a retrain run's checkpoint.pt or model.pt)."
         )
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = load_weights_only(path)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        refused = refused_global(exc, path)
+        if refused is not None:  # a crafted file, not a damaged one
+            raise CheckpointError(refusal(path, refused, "weights:")) from None
         raise CheckpointError(
             f"weights: cannot read {str(path)!r} with torch.load(weights_only=True): "
             f"{type(exc).__name__}: {_brief(exc)}. Pass a file "

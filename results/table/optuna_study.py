@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from results.table.schema import OBJECTIVES, _finish, _row
+from results.table.storage_file import check_storage_file
 
 if TYPE_CHECKING:
     import optuna
@@ -87,6 +88,8 @@ def from_optuna(
 
     Raises:
         FileNotFoundError: ``storage`` is a SQLite URL whose file does not exist.
+        StorageFileError: the file is no SQLite database or another program's one (a
+            ``ValueError``; :func:`results.table.storage_file.check_storage_file`).
         ValueError: ``study_name`` is None and the storage holds zero or several studies, or no
             study has that name (the message lists the names found); the study is not
             multi-objective, or its metric names or directions differ from
@@ -96,6 +99,7 @@ def from_optuna(
 
     if isinstance(storage, str):
         _check_sqlite_exists(storage)
+        check_storage_file(storage)  # random bytes, another program's database: refused
     names = optuna.study.get_all_study_names(storage)
     if study_name is None:
         if len(names) != 1:

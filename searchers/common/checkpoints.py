@@ -3,7 +3,12 @@ the last one: :func:`save_checkpoint` replaces the checkpoint atomically and kee
 replaces (:func:`previous_checkpoint`), :func:`load_checkpoint` refuses a damaged file naming
 the last good one, and :func:`atomic_torch_save` saves any torch object atomically (a
 retraining's final weights). Where a run keeps its checkpoint is
-:attr:`results.run_folder.RunFolder.checkpoint`."""
+:attr:`results.run_folder.RunFolder.checkpoint`.
+
+A checkpoint holds tensors and plain values only (dicts, lists, tuples, strings, numbers, None:
+the random states of :func:`rng_state` are such values, a genotype is its JSON text), so it loads
+with ``torch.load(weights_only=True)`` and no allow-list; :func:`load_checkpoint` refuses a file
+that needs more (a crafted one: loading it could run code) naming the type it asked for."""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from typing import Any
 
 import torch
 
+from results.safe_load import load_error, load_weights_only, refusal, refused_global
 from search_space.files import atomic_write, fsync_dir
 from searchers.common.config import ConfigError
 
@@ -64,27 +70,33 @@ def save_checkpoint(obj: Any, path: str | Path) -> Path:
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu",
                     keys: Sequence[str] = ("step",)) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint`, refusing a damaged one (empty,
-    truncated, not a checkpoint, or missing ``keys``) with a :class:`ConfigError` that names
-    the file and the last good one to go back to; it never returns half a checkpoint."""
+    """Load a checkpoint written by :func:`save_checkpoint` with ``torch.load(weights_only=
+    True)``, refusing a damaged one (empty, truncated, not a checkpoint, or missing ``keys``)
+    with a :class:`ConfigError` that names the file and the last good one to go back to, and a
+    crafted one (it needs a type or function besides tensors and plain values) with a
+    :class:`ConfigError` naming the file and that type; nothing of it runs, and it never
+    returns half a checkpoint."""
     target = Path(path)
     prev = previous_checkpoint(target)
     size = target.stat().st_size
     try:
         if size == 0:
             raise ValueError("the file is empty (0 bytes)")
-        ckpt = torch.load(target, map_location=map_location, weights_only=False)
+        ckpt = load_weights_only(target, map_location)
         if not isinstance(ckpt, dict) or any(k not in ckpt for k in keys):
             found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
             raise ValueError(f"it holds {found}, not a checkpoint with {list(keys)}")
     except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
+        refused = refused_global(exc, target)
+        if refused is not None:
+            raise ConfigError(refusal(target, refused, "checkpoint")) from None
         if prev.is_file() and prev.stat().st_size > 0:
             fix = (f"the last good one is {prev} (the checkpoint before it): "
                    f"`mv {prev} {target}` and --resume again continues from there")
         else:
             fix = "no earlier checkpoint is kept; start a new run (another run.name=...)"
-        raise ConfigError(f"checkpoint {target} is damaged ({size} bytes; {exc}); {fix}"
-                          ) from exc
+        raise ConfigError(f"checkpoint {target} is damaged ({size} bytes; "
+                          f"{load_error(exc)}); {fix}") from exc
     return ckpt
 
 

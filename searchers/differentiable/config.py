@@ -20,6 +20,8 @@ from search_space.choices import (
     CONV_OPS,
     DEFAULT_ATTENTIONS,
     DEFAULT_CONV_CANDIDATES,
+    MAX_CELLS,
+    MAX_WIDTH,
 )
 from search_space.zoo import YARDSTICK
 from searchers.common.sections import MeasureSection, RunSection
@@ -70,9 +72,10 @@ class SpaceConfig:
                               ("attention_candidates", ATTENTIONS),
                               ("act_candidates", ACTIVATIONS)):
             check_names(name, getattr(self, name), allowed)
-        if self.width < 4 or self.num_cells < 1:
-            raise ValueError(f"width >= 4 and num_cells >= 1 needed; got {self.width}, "
-                             f"{self.num_cells}")
+        if not (4 <= self.width <= MAX_WIDTH and 1 <= self.num_cells <= MAX_CELLS):
+            raise ValueError(f"space.width and space.num_cells: got {self.width}, "
+                             f"{self.num_cells}; allowed: width >= 4 and <= {MAX_WIDTH}, "
+                             f"num_cells >= 1 and <= {MAX_CELLS} (the default space: 24, 4)")
 
     def supernet_spec(self) -> SupernetSpec:
         """The supernet of this space (every place that builds one from a config calls this)."""

@@ -104,6 +104,7 @@ class DartsSearch:
         sc = cfg.search
         state = ArchState(mode="sigmoid" if sc.guard == "fair" else "softmax",
                           sample_k=sc.sample_k if sc.memory_mode == "sample" else 0)
+        self._check_memory(lambda: SuperNet(self.spec, state))
         self.net = SuperNet(self.spec, state).to(self.device)
         hw = cfg.hardware
         self.table = HardwareTable(hw.settings(), hw.cache_dir)
@@ -124,8 +125,25 @@ class DartsSearch:
                                      params=self.net.weight_parameters(), grad_clip=sc.grad_clip,
                                      scheduler=self.scheduler)
         self.step = 0
+        self.resumed = False  # set by load_checkpoint
         self.ckpt_path = self.folder.checkpoint
         self.log: CsvLogger | None = None
+
+    def _check_memory(self, build: Any) -> None:
+        """Refuse a space, batch and patch whose weight step does not fit on the device,
+        before the supernet is built (:mod:`search_space.memory`; the architecture step's
+        forward and backward on a validation batch are of the same size, one after the
+        other)."""
+        from search_space.memory import require_training
+
+        b, p, s = self.cfg.data.batch_size, self.patch_size, self.cfg.space.scale
+        lr = p // s
+        require_training(build, (lr, lr), self.device, scale=s, batch=b,
+                         what=f"a search step of the supernet (space.width="
+                         f"{self.cfg.space.width}, space.num_cells={self.cfg.space.num_cells}) "
+                         f"on data.batch_size={b} patches of data.patch_size={p}",
+                         fix="lower data.batch_size, data.patch_size, space.width or "
+                         "space.num_cells, fewer candidates, or search.memory_mode=sample")
 
     def relative_targets(self) -> dict[str, float]:
         """Absolute budget-mode targets from ``loss.reference`` x ``loss.latency_x`` /
@@ -182,6 +200,7 @@ class DartsSearch:
         self.architect.reference = ckpt["reference"]
         set_rng_state(self.rng, ckpt["rng"])
         self.step = int(ckpt["step"])
+        self.resumed = True
         logger.info("resumed %s at step %d", self.ckpt_path, self.step)
 
     # -- the loop ---------------------------------------------------------------------------
@@ -202,10 +221,10 @@ class DartsSearch:
         from tqdm import tqdm
 
         cfg, sc = self.cfg, self.cfg.search
-        if resume:
-            self.load_checkpoint()
-        else:
+        if not resume:
             self.architect.set_reference()
+        elif not self.resumed:  # run_search loads it before it writes anything
+            self.load_checkpoint()
         self.log = CsvLogger(self.folder.log, self._log_columns())
         if resume:
             self.log.truncate_after("step", self.step)
@@ -364,8 +383,16 @@ def run_search(cfg: DartsConfig, *, resume: bool = False, stop_after: int | None
     one); ``stop_after`` stops after that step as if killed; ``command`` is the command line
     recorded in ``command.txt`` (default ``sys.argv``). Raises :class:`ConfigError` (or another
     ``ValueError``/``OSError``) for bad input before anything is written, and
-    :class:`SearchDiverged` when the loss stops being finite.
+    :class:`SearchDiverged` when the loss stops being finite. The run folder is locked for the
+    search (:meth:`RunFolder.lock`): another process writing it is refused.
     """
+    with RunFolder(cfg.run.folder()).lock():
+        return _search(cfg, resume, stop_after, command)
+
+
+def _search(cfg: DartsConfig, resume: bool, stop_after: int | None,
+            command: Sequence[str] | None) -> SearchResult:
+    """:func:`run_search` in its locked run folder."""
     run_dir = cfg.run.folder()
     ckpt = RunFolder(run_dir).checkpoint
     if resume and not ckpt.exists():
@@ -376,6 +403,8 @@ def run_search(cfg: DartsConfig, *, resume: bool = False, stop_after: int | None
                           "continue it, or choose another run.name=...")
     search = DartsSearch(cfg, run_dir)  # reads the data, device and space: bad input fails here,
     run_dir.mkdir(parents=True, exist_ok=True)  # before anything is written
+    if resume:  # a damaged or crafted checkpoint is refused before anything is written
+        search.load_checkpoint()
     RunFolder(run_dir).record(dump_yaml(cfg), list(sys.argv if command is None else command),
                               resume=resume)
     search.run(resume=resume, stop_after=stop_after)

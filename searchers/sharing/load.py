@@ -1,16 +1,16 @@
 """A trained supernet read back from its run folder: a ``train_supernet`` run (its
 ``supernet.json`` names the space) or a DARTS search (its ``config.yaml``; fixed width and
 depth), for the trials' ``proxy.supernet``. Loaded once per process and folder (until the
-checkpoint changes), with ``torch.load(weights_only=True)``."""
+checkpoint changes), with :func:`searchers.common.checkpoints.load_checkpoint`
+(``torch.load(weights_only=True)``: a damaged or crafted checkpoint is refused in one line)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from results.run_folder import RunFolder
+from searchers.common.checkpoints import load_checkpoint
 from searchers.common.config import ConfigError, load_config
 from searchers.differentiable.elastic import ElasticSpace
 from searchers.differentiable.supernet import SuperNet
@@ -65,7 +65,7 @@ def load_supernet(run_dir: str | Path, where: str = "proxy.supernet") -> SharedS
     if hit is not None and hit[0] == stamp:
         return hit[1]
     space = read_supernet_space(run_dir, where)
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state = load_checkpoint(ckpt, keys=())
     if not isinstance(state, dict) or "model" not in state:
         raise ConfigError(f"{where}: {ckpt} holds no supernet weights (no 'model'); {_FIX}")
     net = SuperNet(space.spec)

@@ -162,6 +162,7 @@ class SupernetTraining:
         self.train_step = TrainStep(self.paths, self.optimizer, loss=self.loss, params=weights,
                                     grad_clip=t.grad_clip or None, scheduler=self.scheduler)
         self.step = 0
+        self.resumed = False  # set by load_checkpoint
         self.log: CsvLogger | None = None
 
     def save_checkpoint(self) -> None:
@@ -178,6 +179,7 @@ class SupernetTraining:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         set_rng_state(self.rng, ckpt["rng"])
         self.step = int(ckpt["step"])
+        self.resumed = True
         logger.info("resumed %s at step %d", self.folder.checkpoint, self.step)
 
     def validate_extremes(self) -> tuple[float, float]:
@@ -193,7 +195,7 @@ class SupernetTraining:
         from tqdm import tqdm
 
         cfg, t = self.cfg, self.cfg.train
-        if resume:
+        if resume and not self.resumed:
             self.load_checkpoint()
         self.log = CsvLogger(self.folder.log, LOG_COLUMNS)
         if resume:
@@ -284,8 +286,16 @@ def train_supernet(cfg: SupernetConfig, resume: bool = False, stop_after: int | 
     one, and ``resume`` without one is refused); ``stop_after`` stops after that step as if
     killed; ``command`` is recorded in ``command.txt`` (default ``sys.argv``). Raises
     :class:`ConfigError` (or another ``ValueError``/``OSError``) for bad input before anything
-    is written, :class:`SupernetDiverged` when the loss stops being finite.
+    is written, :class:`SupernetDiverged` when the loss stops being finite. The run folder is
+    locked for the training (:meth:`RunFolder.lock`): another process writing it is refused.
     """
+    with RunFolder(cfg.run.folder()).lock():
+        return _train(cfg, resume, stop_after, command)
+
+
+def _train(cfg: SupernetConfig, resume: bool, stop_after: int | None,
+           command: Sequence[str] | None) -> SupernetResult:
+    """:func:`train_supernet` in its locked run folder."""
     run_dir = cfg.run.folder()
     folder = RunFolder(run_dir)
     if resume and not folder.checkpoint.exists():
@@ -296,6 +306,8 @@ def train_supernet(cfg: SupernetConfig, resume: bool = False, stop_after: int | 
                           "--resume to continue it, or choose another run.name=...")
     training = SupernetTraining(cfg, run_dir)  # data, device and space checked here,
     run_dir.mkdir(parents=True, exist_ok=True)  # before anything is written
+    if resume:  # a damaged or crafted checkpoint is refused before anything is written
+        training.load_checkpoint()
     folder.record(dump_yaml(cfg), list(sys.argv if command is None else command), resume=resume)
     folder.write_json(folder.supernet, training.space.to_dict())
     training.run(resume=resume, stop_after=stop_after)

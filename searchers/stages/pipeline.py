@@ -173,6 +173,12 @@ class Pipeline:
     # -- stages -----------------------------------------------------------------------------
 
     def run(self) -> Path:
+        """All stages, with the pipeline's folder locked (:meth:`RunFolder.lock`): a second
+        pipeline on it is refused; each stage locks its own run folder inside it too."""
+        with RunFolder(self.root).lock(rename="pipeline.name"):
+            return self._run()
+
+    def _run(self) -> Path:
         RunFolder(self.root).record(dump_yaml(self.cfg), self.argv)
         for method in self.cfg.pipeline.methods:
             self._stage(f"search.{method}", partial(self.search, method))

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from search_space.memory import require_training
 from search_space.network import super_resolve
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -267,6 +268,14 @@ class ShortTraining:
         self.steps_done, self.diverged = 0, False
         self.step: TrainStep | None = None
         if total_steps > 0:
+            scale = int(getattr(train, "scale", getattr(model, "scale_factor", 1)))
+            lr_side = patch_size // scale
+            require_training(
+                self.model, (lr_side, lr_side), device, scale=scale, batch=batch_size,
+                what=f"the short training on batch_size={batch_size} patches of patch_size="
+                f"{patch_size} (LR {lr_side}x{lr_side}, x{scale})",
+                fix="lower the batch size or the patch size (a study's proxy.batch_size, "
+                "proxy.patch_size)")
             opt = torch.optim.Adam(self.model.parameters(), lr=lr)
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps,
                                                                eta_min=lr * 0.01)

@@ -138,6 +138,8 @@ def retrain(genotype: Genotype | str, cfg: RetrainConfig | None = None, *,
     after that iteration as if killed; ``command`` is the command line recorded in the run
     folder's ``command.txt`` (default ``sys.argv``). Under torchrun (``WORLD_SIZE`` > 1) every
     process calls it and they train one run together (:mod:`searchers.training.distributed`).
+    The run folder is locked for the run (by rank 0: :meth:`RunFolder.lock`): another process
+    writing it is refused.
 
     Raises :class:`ConfigError` (or another ``ValueError``/``OSError``) for bad input before
     anything is written, and :class:`TrainingDiverged` when the loss stops being finite.
@@ -157,7 +159,7 @@ def retrain(genotype: Genotype | str, cfg: RetrainConfig | None = None, *,
         label, genotype = resolve_genotype(spec)
         label = run_label(spec, label, genotype)
     argv = list(sys.argv if command is None else command)
-    dist, trainer = Dist(), None
+    dist, trainer, lock = Dist(), None, None
     try:
         dist = distributed.from_env()
         if not dist.is_main:  # one voice: the other ranks log only warnings and errors
@@ -168,6 +170,8 @@ def retrain(genotype: Genotype | str, cfg: RetrainConfig | None = None, *,
         ckpt = folder.checkpoint
         distributed.init(dist, resolve_device(cfg.run.device))  # the process group, if any
         try:  # every rank sets up; a failure on any stops them all, with its message
+            if dist.is_main:  # rank 0 writes the run folder: it holds the lock for the ranks
+                lock = folder.lock().acquire()
             if dist.is_main and resume and not ckpt.exists():
                 raise ConfigError(f"--resume: no checkpoint in {run_dir}")
             if dist.is_main and not resume and ckpt.exists():
@@ -202,6 +206,8 @@ def retrain(genotype: Genotype | str, cfg: RetrainConfig | None = None, *,
         del trainer
         gc.collect()
         distributed.close(dist)
+        if lock is not None:
+            lock.release()
 
 
 def _agreed(dist: Dist, error: str | None) -> None:

@@ -67,6 +67,7 @@ class Retrainer:
         self.rng = np.random.default_rng(cfg.run.seed)
         self.patch_size = training_patch_size(cfg.data.patch_size, genotype.attentions, scale,
                                               default=DEFAULT_PATCH, where="data.patch_size")
+        self._check_memory(genotype)
         self.train = dataset_from_spec(cfg.data.train, scale, patch_size=self.patch_size)
         self.val = dataset_from_spec(cfg.data.val, scale)
         self.model = build_model(genotype).to(self.device)
@@ -107,6 +108,20 @@ class Retrainer:
         self.best_psnr = -math.inf
         self.folder = RunFolder(run_dir)
         self.ckpt_path = self.folder.checkpoint
+
+    def _check_memory(self, genotype: Any) -> None:
+        """Refuse a net, batch and patch whose training step does not fit on the device,
+        before the data are read or the net is built (:mod:`search_space.memory`)."""
+        from search_space import build_model
+        from search_space.memory import require_training
+
+        b, p, s = self.cfg.data.batch_size, self.patch_size, genotype.scale
+        lr = p // s
+        require_training(lambda: build_model(genotype), (lr, lr), self.device, scale=s,
+                         batch=b // self.dist.world_size,
+                         what=f"a training step on data.batch_size={b} patches of "
+                         f"data.patch_size={p} (LR {lr}x{lr}, x{s})",
+                         fix="lower data.batch_size or data.patch_size, or train a smaller net")
 
     def _check_memsr(self) -> None:
         from search_space.checks import GenotypeError

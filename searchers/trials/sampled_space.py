@@ -49,6 +49,9 @@ from search_space.choices import (
     INPUT_SCALES,
     INPUT_SKIPS,
     LR_CONV_OPS,
+    MAX_BLOCKS,
+    MAX_CELLS,
+    MAX_WIDTH,
     NEEDS_BIAS,
     TAILS,
 )
@@ -93,9 +96,10 @@ def _positive_or_null(where: str, values: Sequence[Any]) -> None:
     if not values:
         raise ValueError(f"{where}: got an empty list; give e.g. [null]")
     bad = [v for v in values if v is not None and (isinstance(v, bool) or not isinstance(
-        v, int) or v < 1)]
+        v, int) or not 1 <= v <= MAX_WIDTH)]
     if bad:
-        raise ValueError(f"{where}: got {bad}; allowed: null or integers >= 1")
+        raise ValueError(f"{where}: got {bad}; allowed: null or integers >= 1 and <= "
+                         f"{MAX_WIDTH}")
 
 
 @dataclass
@@ -151,11 +155,12 @@ class SampleSpace:
         if len(set(self.attention_candidates)) != len(self.attention_candidates):
             raise ValueError(f"attention_candidates: got duplicates in "
                              f"{self.attention_candidates}; list each once")
-        if not self.widths or min(self.widths) < 4:
-            raise ValueError(f"widths: got {self.widths}; give widths >= 4, e.g. [16, 24, 32]")
-        if not 1 <= self.cells_min <= self.cells_max:
+        if not self.widths or min(self.widths) < 4 or max(self.widths) > MAX_WIDTH:
+            raise ValueError(f"widths: got {self.widths}; give widths >= 4 and <= {MAX_WIDTH}, "
+                             "e.g. [16, 24, 32]")
+        if not 1 <= self.cells_min <= self.cells_max <= MAX_CELLS:
             raise ValueError(f"cells_min/cells_max: got {self.cells_min}/{self.cells_max}; "
-                             "need 1 <= cells_min <= cells_max")
+                             f"need 1 <= cells_min <= cells_max <= {MAX_CELLS}")
         if not self.fusion:
             raise ValueError("fusion: got an empty list; use [false], [true] or [false, true]")
         bools = (False, True)
@@ -171,8 +176,10 @@ class SampleSpace:
             _one_of(name, getattr(self, name), choices)
         _positive_or_null("inners", self.inners)
         _positive_or_null("attention_channels", self.attention_channels)
-        if not self.hfab_blocks or min(self.hfab_blocks) < 1:
-            raise ValueError(f"hfab_blocks: got {self.hfab_blocks}; give integers >= 1")
+        if not self.hfab_blocks or min(self.hfab_blocks) < 1 or max(
+                self.hfab_blocks) > MAX_BLOCKS:
+            raise ValueError(f"hfab_blocks: got {self.hfab_blocks}; give integers >= 1 and <= "
+                             f"{MAX_BLOCKS}")
         if not self.group_sizes or any(s == 1 or s < 0 for s in self.group_sizes):
             raise ValueError(f"group_sizes: got {self.group_sizes}; allowed: 0 (no groups) or "
                              "sizes >= 2")

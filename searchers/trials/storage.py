@@ -2,7 +2,10 @@
 databases through :class:`~optuna.storages.RDBStorage` with a heartbeat, or a journal file), and
 the trials of a worker that died: found sooner than Optuna finds them (the trial's owner,
 :func:`process_owner`, and a heartbeat from the moment it runs), failed and retried with their
-draws (:class:`RetryWithItsDraws`, :func:`fail_stale_trials`).
+draws (:class:`RetryWithItsDraws`, :func:`fail_stale_trials`). A storage file that is not what
+its URL says (random bytes, another program's SQLite database, a file that is no Optuna journal)
+is refused before Optuna opens it, and left as it is
+(:func:`results.table.storage_file.check_storage_file`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from results.table.storage_file import check_storage_file, journal_path
 from searchers.common.config import ConfigError
 from searchers.trials.config import StudyConfig
 
@@ -57,18 +61,20 @@ class RetryWithItsDraws:
 
 
 def make_storage(url: str, cfg: StudyConfig) -> Any:
-    """An Optuna storage for ``url``: RDB (heartbeat + retry) or a journal file."""
+    """An Optuna storage for ``url``: RDB (heartbeat + retry) or a journal file; a corrupt or
+    foreign storage file is refused first
+    (:func:`results.table.storage_file.check_storage_file`)."""
 
     import optuna
 
     scheme = check_storage_url(url)
+    check_storage_file(url, where="study.storage")  # a corrupt or foreign file: refused
     if scheme == "journal":
         from optuna.storages.journal import JournalFileBackend
 
-        path = url.split(":", 1)[1].lstrip("/")
-        path = "/" + path if url.startswith("journal:///") else path
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(JournalFileBackend(path))
+        path = journal_path(url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     retry = RetryWithItsDraws(max_retry=cfg.retries)
     # A worker killed mid-trial stops its heartbeat; after the grace period the trial is
     # marked FAIL and re-enqueued (up to study.retries times) for another worker.

@@ -325,16 +325,28 @@ def run_study(cfg: OptunaConfig, *, command: Sequence[str] | None = None) -> Stu
     The run folder (``run.dir``/``run.name``) records the config and ``command`` (default
     ``sys.argv``). Raises :class:`ConfigError` (or another ``ValueError``/``OSError``) for bad
     input, leaving a new run folder unwritten; :class:`WorkersFailed` when a worker failed.
+    The run folder is locked for the study (:meth:`RunFolder.lock`): another process writing
+    it is refused (to join the study from another process, give it another ``run.name`` and
+    the same ``study.storage``); the workers are this process's.
     """
+    with RunFolder(cfg.run.folder()).lock() as lock:
+        return _study(cfg, command, fresh=lock.created)
+
+
+def _study(cfg: OptunaConfig, command: Sequence[str] | None, *, fresh: bool) -> StudyResult:
+    """:func:`run_study` in its locked run folder (``fresh``: the lock created it)."""
     patch = study_patch_size(cfg.space, cfg.proxy, cfg.study.zoo if cfg.study.enqueue_zoo else [])
     if cfg.proxy.kind == "supernet" and cfg.proxy.supernet:  # the space within the supernet's
         check_space_in_supernet(cfg.space, cfg.proxy.supernet,
                                 cfg.study.zoo if cfg.study.enqueue_zoo else [])
+    if cfg.proxy.supernet:  # loaded (a damaged or crafted checkpoint refused) before any write
+        from searchers.sharing.load import load_supernet
+
+        load_supernet(cfg.proxy.supernet)
     logger.info("every trial trains on %d px HR patches; selection on %s", patch, cfg.proxy.val)
     run_dir = cfg.run.folder()
     url = storage_url(cfg)
     check_storage_url(url)
-    fresh = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)  # the default study.db lives in it
     try:
         open_study(cfg, url)  # before the config is saved: a refused study

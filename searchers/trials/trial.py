@@ -218,10 +218,17 @@ def proxy_patch_size(proxy: ProxyConfig, attentions: list[str], scale: int) -> i
 def study_patch_size(space: SampleSpace, proxy: ProxyConfig, zoo: list[str]) -> int:
     """The one training patch of every trial of a study: large enough for every attention the
     space samples and every enqueued zoo net uses (checked; see :func:`proxy_patch_size`)."""
+    from search_space.memory import require_batch
+
     attentions = list(space.attention_candidates)
     for name in zoo:
         attentions += zoo_genotype(name, space.scale).attentions
-    return proxy_patch_size(proxy, attentions, space.scale)
+    patch = proxy_patch_size(proxy, attentions, space.scale)
+    lr = patch // space.scale
+    require_batch(proxy.batch_size, (lr, lr), scale=space.scale, what=f"a batch of "
+                  f"proxy.batch_size={proxy.batch_size} patches of {patch} px",
+                  fix="lower proxy.batch_size or proxy.patch_size")  # drawn on the host
+    return patch
 
 
 def proxy_psnr(model: torch.nn.Module, genotype: Genotype, proxy: ProxyConfig,
@@ -398,10 +405,15 @@ def measure_genotype(genotype: Genotype, proxy: ProxyConfig, measure: MeasureSec
     from proxies.measure.memory import measure_peak_memory_or_torch
     from proxies.measure.settings import resolve_device
     from search_space import build_model
+    from search_space.memory import require_forward
 
     start = time.perf_counter()
     ms = measure.settings()  # built once; the measurements take it whole
     device = resolve_device(ms.device)
+    h, w = ms.lr_size
+    require_forward(lambda: build_model(genotype.deployed()), ms.lr_size, device,
+                    scale=genotype.scale, what=f"the measurement at measure.lr_size={h}x{w}",
+                    fix="lower measure.lr_size")
     torch.manual_seed(proxy.seed)
     from searchers.trials.inherit import inherit_supernet_weights, shared_subnet
 

@@ -276,6 +276,92 @@ def cluster_auth_mode() -> str:
     return "token"
 
 
+GCS_CONNECT_TIMEOUT_S = 5.0  # per address tried by check_ray_address
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` (or ``[IPv6]:PORT``) of a Ray address; ConfigError for another form."""
+    host, sep, port = address.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--address: got {address!r}; give the head's HOST:PORT (e.g. "
+                          "10.0.0.5:6379, as `ray status` on the head prints it), "
+                          "ray://HOST:10001 for Ray Client, or auto", key="--address")
+    return host, int(port)
+
+
+# HTTP/2's client connection preface and an empty SETTINGS frame: a gRPC server (Ray's GCS and
+# Ray Client server) answers with its own SETTINGS frame (RFC 9113, 3.4)
+_HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def _answers_http2(sock: Any, timeout_s: float) -> bool:
+    """True if the server at ``sock`` answers HTTP/2's preface with a SETTINGS frame."""
+    sock.settimeout(timeout_s)
+    try:
+        sock.sendall(_HTTP2_HELLO)
+        head = b""
+        while len(head) < 9:
+            chunk = sock.recv(9 - len(head))
+            if not chunk:
+                return False
+            head += chunk
+    except OSError:
+        return False
+    return head[3] == 4 and head[5:9] == bytes(4)  # type SETTINGS on stream 0
+
+
+def check_ray_address(address: str | None, timeout_s: float = GCS_CONNECT_TIMEOUT_S) -> None:
+    """Before ``ray.init``: a gRPC server must answer at the cluster's address (the head's GCS
+    port, or its Ray Client port for ``ray://``): a TCP connection and HTTP/2's handshake (not
+    checked with ``RAY_USE_TLS``), within ``timeout_s`` each per address tried, else a
+    :class:`ConfigError` names the address, what was tried and the ``ray start`` command that
+    would bring the cluster up. Without this, an address where nothing listens is retried by
+    Ray for minutes. The address is tried as given and as Ray connects to it (a loopback host
+    becomes this node's IP); ``None``/``local`` (a fresh local instance) is not checked,
+    ``auto`` is resolved as Ray resolves it where it can be (``RAY_ADDRESS``, the last ``ray
+    start`` on this host; if none, ``ray.init`` says so itself)."""
+    import socket
+
+    if address is None or address == "local":
+        return
+    given = address
+    if address == "auto":
+        try:
+            from ray._private.services import canonicalize_bootstrap_address_or_die
+
+            address = str(canonicalize_bootstrap_address_or_die("auto"))
+        except Exception:  # none found (ray.init reports it) or Ray's private API moved
+            return
+    client = address.startswith("ray://")
+    host, port = _host_port(address.removeprefix("ray://"))
+    hosts = [host]
+    with contextlib.suppress(Exception):  # where Ray really connects (private API)
+        from ray._private.services import resolve_ip_for_localhost
+
+        hosts.append(str(resolve_ip_for_localhost(host)))
+    tried = []
+    for h in dict.fromkeys(hosts):
+        try:
+            with socket.create_connection((h, port), timeout=timeout_s) as sock:
+                if os.environ.get("RAY_USE_TLS", "0") not in ("0", "") or _answers_http2(
+                        sock, timeout_s):
+                    return
+            tried.append(f"{h}:{port}: it accepts the connection but answers no HTTP/2 "
+                         "handshake, as Ray's gRPC servers do")
+        except OSError as exc:
+            tried.append(f"{h}:{port}: {exc.strerror or type(exc).__name__}")
+    start = (f"`ray start --head --ray-client-server-port={port}` on {host}" if client else
+             f"`ray start --head --port={port}` on {host} (each worker host: `ray start "
+             f"--address={host}:{port}`)")
+    raise ConfigError(
+        f"--address {given}: no Ray cluster answers there; tried a TCP connect to its "
+        f"{'Ray Client' if client else 'GCS'} port and HTTP/2's handshake before ray.init "
+        f"({'; '.join(tried)}; {timeout_s:g} s each), nothing was written. Bring the cluster "
+        f"up with {start}, or pass the address `ray status` prints on the head",
+        key="--address")
+
+
 def run(cfg: RayConfig, run_dir: Path, address: str | None) -> Any:
     ray = require_ray()
     from ray import tune
@@ -330,6 +416,14 @@ def _plain(cfg: Any) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command. The run folder is locked (:meth:`RunFolder.lock`) from before its first
+    write to the end of the experiment, so a second driver of it is refused; the trials write
+    into it (``evaluated/``, Tune's trial folders) from their workers, for this driver."""
+    with contextlib.ExitStack() as held:
+        return _main(argv, held)
+
+
+def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(prog="python searchers/ray_tune.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -342,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.address not in (None, "local"):
             cluster_auth_mode()  # before Ray is imported: it reads RAY_AUTH_MODE at import
         require_ray()
+        check_ray_address(args.address)  # in seconds, not after Ray's retries (minutes)
         overrides = list(args.overrides)
         if not any(o.startswith("run.dir=") for o in overrides):
             overrides.append("run.dir=runs/ray")
@@ -352,7 +447,11 @@ def main(argv: list[str] | None = None) -> int:
                                     cfg.study.zoo if cfg.study.enqueue_zoo else [])
         if cfg.proxy.supernet:  # trials run in Tune's trial folders: an absolute path
             cfg.proxy.supernet = str(Path(cfg.proxy.supernet).resolve())
+            from searchers.sharing.load import load_supernet
+
+            load_supernet(cfg.proxy.supernet)  # a damaged or crafted checkpoint: refused here
         run_dir = cfg.run.folder()
+        held.enter_context(RunFolder(run_dir).lock())
         run_dir.mkdir(parents=True, exist_ok=True)
         RunFolder(run_dir).record(dump_yaml(cfg), [sys.argv[0], *argv])
     except ImportError as exc:
