@@ -150,6 +150,18 @@ def _supernet(path: Path, tmp_path: Path) -> None:
     assert s.elastic().spec.width == 24 and cfg.train.distill == 0.0
 
 
+def _supernet_t91(path: Path, tmp_path: Path) -> None:
+    # the default supernet's space trained on T91 as the T91 trials train (the fidelity table)
+    cfg = load_config(SupernetConfig, path)
+    base = load_config(SupernetConfig, path.with_name("supernet.yaml"))
+    assert cfg.space == base.space and cfg.train.rule == base.train.rule
+    assert cfg.data.train.endswith("T91/HR::train") and cfg.data.val.endswith("T91/HR::holdout")
+    t91 = load_config(OptunaConfig, path.with_name("proxy_rank_t91.yaml"))
+    assert (cfg.data.patch_size, cfg.data.batch_size) == (t91.proxy.patch_size,
+                                                          t91.proxy.batch_size)
+    assert (cfg.train.steps, cfg.run.name) == (1000, "t91")
+
+
 def _optuna_oneshot(path: Path, tmp_path: Path) -> None:
     # trials over configs/supernet.yaml's supernet: its space, its folder, no zoo trials
     cfg = load_config(OptunaConfig, path)
@@ -234,6 +246,7 @@ CHECKS: dict[str, Callable[[Path, Path], None]] = {
     "pipeline_t91.yaml": _pipeline_t91,
     "proxy_rank_t91.yaml": _proxy_rank_t91,
     "supernet.yaml": _supernet,
+    "supernet_t91.yaml": _supernet_t91,
     "spaces/cpu.yaml": _space_cpu,
     "spaces/full.yaml": _space_full,
     "dsclora_ntire2025_train.json": _dsclora,

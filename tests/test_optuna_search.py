@@ -170,72 +170,12 @@ def test_config_files():
 
 
 def test_trial_benchmarks_run(capsys):
-    from dataclasses import replace
-
-    import torch
-
-    from proxies.measure.complexity import count_params
-    from search_space import build_model
-    from searchers.common.config import load_config
-    from searchers.differentiable.latency_table import kendall, spearman
     from searchers.tools.benchmark import main as bench
-    from searchers.trials.config import OptunaConfig
-    from searchers.trials.trial import proxy_psnr, sample_genotype, study_patch_size
 
     args = [a for a in _args("unused") if not a.startswith("run.dir")]
     assert bench(["overhead", "--trials", "3", *args]) == 0
     (row,) = table_rows(capsys.readouterr().out, "| sampler |")
     assert row[:3] == ["nsga2 (population 2)", "SQLite", "3"] and float(row[3]) > 0
-    assert bench(["proxy-rank", "--archs", "3", "--factor", "2", *args]) == 0
-    out = capsys.readouterr().out
-    assert "Long training: 4 steps, one seed, " in out and "; 3 nets." in out
-    # the nets: 3 random architectures of the space, drawn with the study's seed
-    cfg = load_config(OptunaConfig, None, args)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=cfg.study.seed))
-    nets = []
-    for _ in range(3):
-        trial = study.ask()
-        nets.append(sample_genotype(trial, cfg.space))
-        study.tell(trial, 0.0)
-    rows = table_rows(out, "| net |")
-    assert [r[:4] for r in rows] == [[f"random {i}", f"{count_params(build_model(g)):,}", "8",
-                                      "/".join(c.type for c in g.cells)]
-                                     for i, g in enumerate(nets)]
-    short, long = [float(r[4]) for r in rows], [float(r[5]) for r in rows]
-    torch.manual_seed(0)
-    first = proxy_psnr(build_model(nets[0]), nets[0], replace(cfg.proxy, steps=2, seed=0),
-                       torch.device("cpu"), study_patch_size(cfg.space, cfg.proxy, []))
-    assert short[0] == pytest.approx(first, abs=6e-4)  # the 2-step proxy, as trained here
-    (proxy,) = table_rows(out, "| proxy |")
-    assert proxy[:3] == ["2 steps", "2", "1/2"] and float(proxy[3]) >= 0
-    assert float(proxy[4]) == pytest.approx(spearman(short, long), abs=6e-4)
-    assert float(proxy[5]) == pytest.approx(kendall(short, long), abs=6e-4)
-
-
-
-
-def test_proxy_rank_compares_seed_means_and_resumes_from_its_cache(tmp_path, capsys):
-    from searchers.differentiable.latency_table import kendall
-    from searchers.tools.benchmark import main as bench
-
-    assert kendall([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(2 / 3)
-    assert kendall([1, 2, 3], [3, 2, 1]) == -1.0
-    args = [a for a in _args("unused") if not a.startswith("run.dir")]
-    cache = tmp_path / "runs.jsonl"
-    run = ["proxy-rank", "--archs", "2", "--factor", "2", "--seeds", "2", "--zoo", "rlfn_ntire",
-           "--cache", str(cache), *args]
-    assert bench([*run, "--part", "1/2"]) == 0  # one of two processes: the table waits
-    assert "trainings still to run" in capsys.readouterr().out
-    assert bench([*run, "--part", "0/2"]) == 0  # the other part completes it
-    out = capsys.readouterr().out
-    for proxy in ("| 2 steps |", "| 1 steps x 2 seeds |", "| 2 steps x 2 seeds |",
-                  "| 4 steps |"):
-        assert proxy in out
-    assert "| rlfn_ntire | " in out and "Kendall" in out
-    lines = cache.read_text().splitlines()
-    assert len(lines) == 3 * 5  # 3 nets x {1, 2 (seeds 0, 1), 4 steps, long}: nothing twice
-    assert bench(run) == 0  # everything cached: the table again, no training
-    assert len(cache.read_text().splitlines()) == len(lines)
 
 
 def test_random_search_is_reproducible_and_does_not_redraw_on_resume():

@@ -11,11 +11,8 @@ Trials (the Optuna config):
 
 * ``overhead``: per-trial overhead of sampling, the sampler and the storage, without training
   or measurement (the evaluation is replaced by a constant).
-* ``proxy-rank``: rank correlation (Spearman, Kendall) between each proxy and a long training
-  (``--factor`` x K steps) over zoo nets (``--zoo``) and random architectures of the space, with
-  each proxy's cost: K steps, and with ``--seeds S`` the mean over S seeds at K/S and at K steps
-  and one training of S x K steps. ``--cache FILE`` makes it resumable; ``--part i/n`` splits
-  the nets over processes (how far the proxy can be trusted, and which to use).
+* ``proxy-rank``: how far each proxy ranks nets as a long training does
+  (:mod:`searchers.tools.proxy_rank`, whose options it takes).
 
 Costs:
 
@@ -31,7 +28,6 @@ All print Markdown.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import statistics
 import sys
@@ -189,126 +185,6 @@ def bench_overhead(cfg: Any, trials: int, tmp: str) -> str:
             f"{trials} | {total / trials * 1e3:.1f} |")
 
 
-def _proxy_nets(cfg: Any, archs: int, zoo: list[str]) -> list[tuple[str, Any]]:
-    """The zoo nets, then ``archs`` random nets of the space (seed ``study.seed``)."""
-    import optuna
-
-    from searchers.trials.trial import sample_genotype, zoo_genotype
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    nets = [(name, zoo_genotype(name, cfg.space.scale)) for name in zoo]
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=cfg.study.seed))
-    for i in range(archs):
-        trial = study.ask()
-        nets.append((f"random {i}", sample_genotype(trial, cfg.space)))
-        study.tell(trial, 0.0)
-    return nets
-
-
-def proxy_candidates(steps: int, seeds: int) -> dict[str, tuple[int, int]]:
-    """The proxies compared, as (steps, seeds): K steps; the same cost split over seeds; K
-    steps over seeds; seeds x K steps once (the same cost as the seed mean)."""
-    out = {f"{steps} steps": (steps, 1)}
-    if seeds > 1:
-        out[f"{steps // seeds} steps x {seeds} seeds"] = (steps // seeds, seeds)
-        out[f"{steps} steps x {seeds} seeds"] = (steps, seeds)
-        out[f"{steps * seeds} steps"] = (steps * seeds, 1)
-    return out
-
-
-def bench_proxy_rank(cfg: Any, archs: int, factor: int, zoo: list[str] | None = None,
-                     seeds: int = 1, cache: list[str] | None = None,
-                     part: tuple[int, int] = (0, 1)) -> str:
-    """Rank correlation (Spearman, Kendall) of each proxy against one long training
-    (``factor`` x ``proxy.steps``) over the zoo nets and ``archs`` random nets, with each
-    proxy's cost. Every training (net, steps, seed) is appended to the JSON-lines ``cache``
-    files (the first is written), so an interrupted run resumes and ``part=(i, n)`` splits the
-    nets over processes; a run whose caches hold everything prints the table."""
-    import json
-
-    from proxies.measure.settings import resolve_device
-    from search_space import build_model
-    from searchers.differentiable.latency_table import kendall, spearman
-    from searchers.trials.trial import proxy_psnr, study_patch_size
-
-    zoo = list(zoo or [])
-    nets = _proxy_nets(cfg, archs, zoo)
-    device = resolve_device(cfg.measure.device)
-    patch = study_patch_size(cfg.space, cfg.proxy, zoo)
-    k, long_steps = cfg.proxy.steps, cfg.proxy.steps * factor
-    proxies = proxy_candidates(k, seeds)
-    needed = {(long_steps, 0)} | {(st, cfg.proxy.seed + s) for st, n in proxies.values()
-                                  for s in range(n)}
-    done: dict[tuple[str, int, int], tuple[float, float]] = {}
-    for path in cache or []:
-        with contextlib.suppress(FileNotFoundError), open(path) as fh:
-            for line in fh:
-                if line.strip():
-                    r = json.loads(line)
-                    done[(r["genotype"], r["steps"], r["seed"])] = (r["psnr_db"], r["seconds"])
-    out_fh = open(cache[0], "a") if cache else None  # noqa: SIM115 (closed below)
-    try:
-        for i, (label, g) in enumerate(nets):
-            if i % part[1] != part[0]:
-                continue
-            key = g.to_json(indent=None)
-            for steps, seed in sorted(needed):
-                if (key, steps, seed) in done:
-                    continue
-                torch.manual_seed(seed)
-                t0 = time.perf_counter()
-                psnr = proxy_psnr(build_model(g), g, replace(cfg.proxy, steps=steps, seed=seed),
-                                  device, patch)
-                done[(key, steps, seed)] = (psnr, time.perf_counter() - t0)
-                logger.info("%s: %.3f dB after %d steps (seed %d), %.0f s", label, psnr, steps,
-                            seed, done[(key, steps, seed)][1])
-                if out_fh is not None:
-                    out_fh.write(json.dumps({"net": label, "genotype": key, "steps": steps,
-                                             "seed": seed, "psnr_db": psnr,
-                                             "seconds": done[(key, steps, seed)][1]}) + "\n")
-                    out_fh.flush()
-    finally:
-        if out_fh is not None:
-            out_fh.close()
-    missing = [(label, st, sd) for label, g in nets for st, sd in sorted(needed)
-               if (g.to_json(indent=None), st, sd) not in done]
-    if missing:
-        return f"{len(missing)} trainings still to run (other parts), e.g. {missing[0]}"
-    return _proxy_table(nets, done, proxies, long_steps, cfg.proxy.seed, spearman, kendall)
-
-
-def _proxy_table(nets: list[tuple[str, Any]], done: dict[tuple[str, int, int], Any],
-                 proxies: dict[str, tuple[int, int]], long_steps: int, seed0: int,
-                 spearman: Callable[..., float], kendall: Callable[..., float]) -> str:
-    from proxies.measure.complexity import count_params
-    from search_space import build_model
-
-    def score(g: Any, steps: int, n: int) -> tuple[float, float]:
-        runs = [done[(g.to_json(indent=None), steps, seed0 + s)] for s in range(n)]
-        return statistics.fmean(r[0] for r in runs), sum(r[1] for r in runs)
-
-    long = [score(g, long_steps, 1) for _, g in nets]
-    long_s = statistics.fmean(t for _, t in long)
-    head = (f"Long training: {long_steps} steps, one seed, {long_s:.0f} s per net on average; "
-            f"{len(nets)} nets.\n\n| proxy | steps per net | cost / long | s per net | "
-            "Spearman | Kendall |\n|---|---|---|---|---|---|\n")
-    cols = {}
-    for name, (steps, n) in proxies.items():
-        got = [score(g, steps, n) for _, g in nets]
-        cols[name] = [p for p, _ in got]
-        head += (f"| {name} | {steps * n} | 1/{long_steps / (steps * n):.0f} | "
-                 f"{statistics.fmean(t for _, t in got):.1f} | "
-                 f"{spearman(cols[name], [p for p, _ in long]):.3f} | "
-                 f"{kendall(cols[name], [p for p, _ in long]):.3f} |\n")
-    body = ("\n| net | params | width | cells | " + " | ".join(cols) +
-            f" | {long_steps} steps |\n|---|---|---|---|" + "---|" * (len(cols) + 1) + "\n")
-    for j, (label, g) in enumerate(nets):
-        cells = "/".join(c.type for c in g.cells)
-        body += (f"| {label} | {count_params(build_model(g)):,} | {g.width} | {cells} | " +
-                 " | ".join(f"{cols[c][j]:.3f}" for c in cols) + f" | {long[j][0]:.3f} |\n")
-    return head + body
-
-
 def _interleaved_ms(modules: dict[str, torch.nn.Module], x: torch.Tensor, rounds: int,
                     runs: int) -> dict[str, float]:
     """Median over rounds of each module's per-round median time (order alternating)."""
@@ -357,6 +233,11 @@ def bench_train_form(genotypes: list[str], rounds: int = 15, runs: int = 5) -> s
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["proxy-rank"]:
+        from searchers.tools.proxy_rank import main as proxy_rank_main
+
+        return proxy_rank_main(argv[1:], prog="python -m searchers.tools.benchmark proxy-rank")
     p = argparse.ArgumentParser(prog="python -m searchers.tools.benchmark", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=("lut", "step", "overhead", "proxy-rank", "train-form"))
@@ -364,15 +245,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=30, help="random nets for 'lut'")
     p.add_argument("--runs", type=int, default=10, help="timed runs for 'step'")
     p.add_argument("--trials", type=int, default=200, help="trials for 'overhead'")
-    p.add_argument("--archs", type=int, default=12, help="architectures for 'proxy-rank'")
-    p.add_argument("--factor", type=int, default=20, help="long/short steps for 'proxy-rank'")
-    p.add_argument("--zoo", default="", help="comma-separated zoo nets added to 'proxy-rank'")
-    p.add_argument("--seeds", type=int, default=1,
-                   help="'proxy-rank': also compare seed means over this many seeds")
-    p.add_argument("--cache", action="append", default=None,
-                   help="'proxy-rank': JSON-lines file of finished trainings (resumable; "
-                   "the first is written, more are read)")
-    p.add_argument("--part", default="0/1", help="'proxy-rank': this process's share, i/n")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.add_argument("--rounds", type=int, default=15, help="interleaved rounds for 'train-form'")
     args = p.parse_intermixed_args(argv)
@@ -380,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "train-form":  # the positional key=value slots take genotype files here
         print(bench_train_form(list(args.overrides), rounds=args.rounds))
         return 0
-    if args.what in ("overhead", "proxy-rank"):
+    if args.what == "overhead":
         import tempfile
 
         from searchers.trials.config import OptunaConfig
@@ -388,14 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         ocfg = load_config(OptunaConfig, args.config, args.overrides)
         if ocfg.measure.threads:
             torch.set_num_threads(ocfg.measure.threads)
-        if args.what == "overhead":
-            with tempfile.TemporaryDirectory() as tmp:
-                print(bench_overhead(ocfg, args.trials, tmp))
-        else:
-            i, n = (int(v) for v in args.part.split("/"))
-            zoo = [z for z in args.zoo.split(",") if z]
-            print(bench_proxy_rank(ocfg, args.archs, args.factor, zoo, args.seeds, args.cache,
-                                   (i, n)))
+        with tempfile.TemporaryDirectory() as tmp:
+            print(bench_overhead(ocfg, args.trials, tmp))
         return 0
     cfg = load_config(DartsConfig, args.config, args.overrides)
     torch.manual_seed(cfg.run.seed)
