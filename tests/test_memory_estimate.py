@@ -23,7 +23,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from test_bad_input import Case, _darts, _optuna, _refused, _retrain  # noqa: E402
 
-from search_space import Genotype, build_model  # noqa: E402
+from search_space import (  # noqa: E402
+    Genotype,
+    build_model,
+    memory_host,  # noqa: E402
+)
 from search_space import memory as mem  # noqa: E402
 from search_space.zoo import ZOO  # noqa: E402
 
@@ -301,15 +305,15 @@ def test_build_model_counts_the_weights_first(small_host, tmp_path):
 def test_what_the_host_has(tmp_path):
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal:  1000 kB\nMemFree:  10 kB\nMemAvailable:  500 kB\n")
-    assert mem._meminfo_available(meminfo) == 500 * 1024
+    assert memory_host._meminfo_available(meminfo) == 500 * 1024
     v2 = tmp_path / "v2"
     v2.mkdir()
     (v2 / "memory.max").write_text("1000000\n")
     (v2 / "memory.current").write_text("600000\n")
     (v2 / "memory.stat").write_text("anon 400000\ninactive_file 100000\n")
-    assert mem._cgroup_available(v2) == 1000000 - (600000 - 100000)
+    assert memory_host._cgroup_available(v2) == 1000000 - (600000 - 100000)
     (v2 / "memory.max").write_text("max\n")
-    assert mem._cgroup_available(v2) is None  # no limit
+    assert memory_host._cgroup_available(v2) is None  # no limit
     found, where = mem.available_bytes("cpu")
     assert found is None or (found > 0 and "available" in where)
     assert mem.format_bytes(1536 * MIB) == "1.5 GiB" and mem.format_bytes(12) == "12 B"
