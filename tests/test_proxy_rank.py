@@ -48,7 +48,10 @@ def test_the_table_holds_what_was_trained(capsys):
     first = proxy_psnr(build_model(nets[0]), nets[0], replace(cfg.proxy, steps=2, seed=0),
                        torch.device("cpu"), study_patch_size(cfg.space, cfg.proxy, []))
     assert short[0] == pytest.approx(first, abs=6e-4)  # the 2-step proxy, as trained here
-    (proxy,) = table_rows(out, "| proxy |")
+    baseline, proxy = table_rows(out, "| proxy |")
+    params = [count_params(build_model(g)) for g in nets]  # the zero-cost baseline
+    assert baseline[:5] == ["params (no training)", "3", "0", "0.0", "0"]
+    assert float(baseline[5]) == pytest.approx(spearman(params, long), abs=6e-4)
     assert proxy[:3] == ["2 steps", "3", "2"] and float(proxy[3]) >= 0
     assert proxy[4].startswith("1/")
     assert float(proxy[5]) == pytest.approx(spearman(short, long), abs=6e-4)
@@ -66,8 +69,9 @@ def test_seed_means_halving_and_two_truth_seeds_resume_from_the_cache(tmp_path, 
     assert main([*run, "--part", "0/2"]) == 0  # the other part completes it
     out = capsys.readouterr().out
     names = [r[0] for r in table_rows(out, "| proxy |")]
-    assert names == ["2 steps", "1 steps x 2 seeds", "2 steps x 2 seeds", "4 steps",
-                     "halving 1/2"]
+    assert "the truth's own seeds 0 and 1 agree with Spearman " in out
+    assert names == ["params (no training)", "2 steps", "1 steps x 2 seeds",
+                     "2 steps x 2 seeds", "4 steps", "halving 1/2"]
     records = [json.loads(line) for line in cache.read_text().splitlines()]
     # per net: 1 step (seeds 0, 1), 2 steps (seeds 0, 1), 4 steps x 2 truth seeds (0 = also
     # the 4-step proxy, 1), one halving curve: nothing twice
@@ -80,6 +84,12 @@ def test_seed_means_halving_and_two_truth_seeds_resume_from_the_cache(tmp_path, 
     rows = table_rows(out, "| net |")
     assert sorted(float(r[-1]) for r in rows) == pytest.approx(
         sorted(sum(v) / 2 for v in truth.values()), abs=6e-4)
+    from searchers.differentiable.latency_table import spearman
+
+    by_seed = {g: {r["seed"]: r["psnr_db"] for r in records if r["genotype"] == g
+                   and r["kind"] == "train" and r["steps"] == 4} for g in truth}
+    ceiling = spearman([v[0] for v in by_seed.values()], [v[1] for v in by_seed.values()])
+    assert f"agree with Spearman {ceiling:.3f}," in out
     curves = [r for r in records if r["kind"] == "curve"]
     assert all(len(c["psnrs"]) == 2 and c["psnr_db"] == c["psnrs"][-1] for c in curves)
     assert main(run) == 0  # everything cached: the table again, no training
@@ -124,7 +134,9 @@ def test_the_supernet_proxy_scores_the_nets_of_its_space(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "1 of 4 nets" not in out and "3 of 4 nets lie in its space" in out
     proxies = {r[0]: r for r in table_rows(out, "| proxy |")}
-    assert list(proxies) == ["2 steps", "1 steps x 2 seeds", "supernet K=0", "supernet K=1"]
+    assert list(proxies) == ["params (no training)", "2 steps", "1 steps x 2 seeds",
+                             "supernet K=0", "supernet K=1"]
+    assert "The nets in the supernet's space (3 nets)" in out
     assert proxies["supernet K=0"][1] == "3" and proxies["supernet K=1"][2] == "1"
     assert float(proxies["supernet K=0"][3]) >= 2.0  # 6 s of supernet over 3 nets, at least
     rows = table_rows(out, "| net |")

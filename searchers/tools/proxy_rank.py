@@ -275,6 +275,7 @@ def render(cfg: Any, s: RankSettings, nets: list[tuple[str, Any]], done: _Done) 
     from searchers.trials.halving import rung_steps
 
     k, seed0, long_steps = cfg.proxy.steps, cfg.proxy.seed, cfg.proxy.steps * s.factor
+    params = [count_params(build_model(g)) for _, g in nets]
 
     def mean(kind: str, g: Any, steps: int, seeds: Sequence[int]) -> tuple[float, float]:
         rs = [done.get(kind, g, steps, sd) for sd in seeds]
@@ -284,14 +285,16 @@ def render(cfg: Any, s: RankSettings, nets: list[tuple[str, Any]], done: _Done) 
     truth = [mean("train", g, long_steps, range(s.long_seeds))[0] for _, g in nets]
     long_s = statistics.fmean(mean("train", g, long_steps, range(s.long_seeds))[1] / s.long_seeds
                               for _, g in nets)
-    cols: dict[str, list[float]] = {}
-    cost: dict[str, float] = {}
-    steps_of: dict[str, str] = {}
+    # the zero-cost baseline every trained proxy must beat: the parameter count
+    cols: dict[str, list[float]] = {"params (no training)": [float(p) for p in params]}
+    cost: dict[str, float] = {"params (no training)": 0.0}
+    steps_of: dict[str, str] = {"params (no training)": "0"}
     for name, (steps, n) in proxy_candidates(k, s.seeds, s.wide).items():
         got = [mean("train", g, steps, [seed0 + j for j in range(n)]) for _, g in nets]
         cols[name], cost[name] = [p for p, _ in got], statistics.fmean(t for _, t in got)
         steps_of[name] = str(steps * n)
     notes = []
+    fit = [True] * len(nets)
     if s.halving:
         rungs = rung_steps(cfg.proxy)
         curves = [done.get("curve", g, rungs[-1], seed0) for _, g in nets]
@@ -333,25 +336,36 @@ def render(cfg: Any, s: RankSettings, nets: list[tuple[str, Any]], done: _Done) 
                 continue
             ps, qs = [p for p, _ in pairs], [q for _, q in pairs]
             out += (f"| {name} | {len(pairs)} | {steps_of[name]} | "
-                    f"{cost[name]:.1f} | 1/{long_s * s.long_seeds / cost[name]:.0f} | "
+                    f"{cost[name]:.1f} | {_share(cost[name], long_s * s.long_seeds)} | "
                     f"{spearman(ps, qs):.3f} | {kendall(ps, qs):.3f} | "
                     f"{top_precision(ps, qs):.2f} |\n")
         return out if t else ""
 
     head = (f"Truth: {long_steps} steps, the mean of {s.long_seeds} seed(s), {long_s:.0f} s per "
             f"training on average; {len(nets)} nets.\n")
+    if s.long_seeds >= 2:  # the ceiling: how well one truth seed ranks as another does
+        seeds = [[mean("train", g, long_steps, [r])[0] for _, g in nets] for r in (0, 1)]
+        notes.insert(0, f"the truth's own seeds 0 and 1 agree with Spearman "
+                     f"{spearman(*seeds):.3f}, Kendall {kendall(*seeds):.3f} (a ceiling for "
+                     "any proxy)")
     head += "".join(f"\n* {n_}" for n_ in notes) + ("\n" if notes else "")
     head += rows([True] * len(nets), "All nets")
     trains = [q >= s.trains_above for q in truth]
     if not all(trains):
         head += rows(trains, f"The nets that train (truth >= {s.trains_above:g} dB)")
-    body = ("\n| net | params | width | cells | " + " | ".join(cols) +
-            " | truth |\n|---|---|---|---|" + "---|" * (len(cols) + 1) + "\n")
+    if s.supernet and not all(fit):  # every proxy on the supernet's nets alike
+        head += rows(fit, "The nets in the supernet's space")
+    body = ("\n| net | params | width | cells | " + " | ".join(list(cols)[1:]) +
+            " | truth |\n|---|---|---|---|" + "---|" * len(cols) + "\n")
     for j, (label, g) in enumerate(nets):
         cells = "/".join(c.type for c in g.cells)
-        body += (f"| {label} | {count_params(build_model(g)):,} | {g.width} | {cells} | " +
-                 " | ".join(_fmt(cols[c][j]) for c in cols) + f" | {truth[j]:.3f} |\n")
+        body += (f"| {label} | {params[j]:,} | {g.width} | {cells} | " +
+                 " | ".join(_fmt(cols[c][j]) for c in list(cols)[1:]) + f" | {truth[j]:.3f} |\n")
     return head + body
+
+
+def _share(cost: float, truth: float) -> str:
+    return "0" if cost <= 0 else f"1/{truth / cost:.0f}"
 
 
 def _fmt(v: float) -> str:
