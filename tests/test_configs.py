@@ -124,6 +124,7 @@ def _pipeline_t91(path: Path, tmp_path: Path) -> None:
     t = cfg.trials
     assert (t.proxy.train, t.proxy.val, t.proxy.steps, t.proxy.seeds) == (
         T91_TRAIN, T91_HOLDOUT, 33, 3)
+    assert t.proxy.finetune_steps == 20  # the oneshot method's, chosen by the proxy table
     assert (t.budget.latency_x, t.measure.device, t.study.zoo) == (0.8, "cpu", list(YARDSTICK))
     assert (cfg.darts.data.batch_size, cfg.retrain.optim.iterations) == (6, 1500)
     # its comment: 24 trials x 3 seeds x 33 steps x batch 3; DARTS: 594 steps x (6 + 6)
@@ -167,6 +168,7 @@ def _optuna_oneshot(path: Path, tmp_path: Path) -> None:
     cfg = load_config(OptunaConfig, path)
     sup = load_config(SupernetConfig, path.with_name("supernet.yaml"))
     assert (cfg.proxy.kind, cfg.proxy.supernet) == ("supernet", "runs/supernet/default")
+    assert cfg.proxy.finetune_steps == 20  # chosen by the 50-net proxy table (BENCHMARKS.md)
     s, e = cfg.space, sup.space
     assert (s.widths, s.cells_min, s.cells_max) == (e.widths, e.cells_min, e.num_cells)
     assert (s.cell_types, s.conv_candidates, s.attention_candidates, s.act_candidates,
