@@ -157,7 +157,7 @@ def test_a_killed_bracket_keeps_its_told_trials_and_is_rerun(tmp_path, monkeypat
             if t.state == optuna.trial.TrialState.COMPLETE}
     assert len(told) == 2 and len(study.get_trials()) == 4
     monkeypatch.setattr(trial_module.ProxyTraining, "advance", real)
-    time.sleep(1.5)  # the killed bracket's heartbeats go stale
+    time.sleep(2.5)  # the killed bracket's heartbeats go stale (heartbeat 1 s + grace 1 s)
     cfg, study = _run(tmp_path, *HALVING, *beat, "study.n_trials=4")
     trials = study.get_trials()
     assert {n: v for n, v in ((t.number, t.values) for t in trials) if n in told} == told

@@ -22,6 +22,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_bad_input import Case, _optuna, _ray, _refused  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _no_auth_mode_left_behind(monkeypatch):
+    """``ray_tune.py --address`` turns Ray's token authentication on in ``os.environ``
+    (:func:`searchers.trials.tune.cluster_auth_mode`), and Ray reads it when first imported:
+    an explicit ``disabled`` (what a local instance uses) keeps it from leaking into the
+    local-Ray tests that share this process."""
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+
+
 def _random_bytes(path: Path) -> None:
     path.write_bytes(os.urandom(4096))
 
