@@ -578,6 +578,18 @@ def test_budget_targets_relative_to_a_reference_net_are_measured_once_per_run(tm
     assert saved["reference_latency_ms"] > 0 and saved["size"] == 16
     assert main(["--resume", *_args(tmp_path, *budget)]) == 0
     assert json.loads(path.read_text()) == saved  # the resumed run kept its targets
+    # the reference is measured deployed and cached with the hardware table: another run on
+    # the same table gets the same targets (a killed run re-run elsewhere derives the same net)
+    lut = json.loads(next((tmp_path / "lut").glob("lut_*.json")).read_text())["entries"]
+    [ref] = [v for k, v in lut.items() if k.startswith("net:span_ntire2024:x2:")]
+    assert ref["latency_ms"] == saved["reference_latency_ms"]
+    from search_space.zoo import ZOO, at_scale
+
+    span = at_scale(ZOO["span_ntire2024"], 2)
+    assert ref["params"] == sum(p.numel() for p in deployed_form(build_model(span)).parameters())
+    again = [a if a != "run.name=rel" else "run.name=again" for a in budget]
+    assert main(["--stop-after", "1", *_args(tmp_path, *again)]) == 0
+    assert json.loads((tmp_path / "again" / "budget.json").read_text()) == saved
     assert (tmp_path / "rel" / "genotype.json").exists()
     with pytest.raises(ValueError, match="loss.latency_x needs loss.reference"):
         LossConfig(latency_x=0.8, reference=None)

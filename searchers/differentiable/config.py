@@ -146,8 +146,9 @@ class LossConfig:
     memory_target_mib: float | None = None
     params_target: float | None = None
     # Budget-mode targets relative to a zoo net: at the start of a search the reference is
-    # measured whole (hardware.* settings) and latency_x / memory_x times its figures become
-    # latency_target_ms / memory_target_mib (saved in budget.json, reused on --resume).
+    # measured whole in its deployed form (hardware.* settings, cached with the hardware
+    # table) and latency_x / memory_x times its figures become latency_target_ms /
+    # memory_target_mib (saved in budget.json, reused on --resume).
     # Default: at most 0.8x SPAN's latency and SPAN's peak memory.
     reference: str | None = "span_ntire2024"
     latency_x: float | None = 0.8

@@ -193,6 +193,23 @@ def _rest_key(table: HardwareTable, genotype: Genotype) -> str:
             f"f{int(genotype.fusion)}:{genotype.fusion_act}{extra}@{h}x{w}")
 
 
+def measure_whole_net(table: HardwareTable, name: str, genotype: Genotype) -> Entry:
+    """The entry of a whole net (a zoo net a budget is relative to), measured in its deployed
+    form at the table's settings and cached with the table: two searches that share a cached
+    table get the same figures, hence the same budget (a search killed and re-run in another
+    folder derives what the uninterrupted one did). The key carries the net's name and a digest
+    of its genotype, so a changed zoo entry is measured anew."""
+    h, w = table.settings.lr_size
+    digest = hashlib.sha1(genotype.to_json(indent=None).encode()).hexdigest()[:10]
+    key = f"net:{name}:x{genotype.scale}:{digest}@{h}x{w}"
+    if key in table.entries:
+        return table.entries[key]
+    from search_space import build_model
+
+    torch.manual_seed(0)
+    return table.measure(key, build_model(genotype), channels=3)
+
+
 def fill_supernet_costs(net: SuperNet, table: HardwareTable, progress: bool = False) -> int:
     """Measure what is missing and copy every entry into the supernet's cost buffers.
 

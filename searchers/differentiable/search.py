@@ -147,8 +147,10 @@ class DartsSearch:
 
     def relative_targets(self) -> dict[str, float]:
         """Absolute budget-mode targets from ``loss.reference`` x ``loss.latency_x`` /
-        ``memory_x``: the reference measured whole at the table's settings, once per run
-        (``budget.json`` in the run folder holds them; a resumed run reads them back)."""
+        ``memory_x``: the reference measured whole, in its deployed form, at the table's
+        settings and cached with the hardware table (runs sharing a cached table share their
+        targets); ``budget.json`` in the run folder holds them and a resumed run reads them
+        back."""
         loss, hw = self.cfg.loss, self.cfg.hardware
         if loss.reference is None or (loss.latency_x is None and loss.memory_x is None):
             return {}
@@ -156,18 +158,14 @@ class DartsSearch:
         if path.exists():
             saved = json.loads(path.read_text())
         else:
-            from proxies.measure.latency import measure_latency
-            from proxies.measure.memory import measure_peak_memory_or_torch
-            from search_space import build_model
             from search_space.zoo import ZOO, at_scale
+            from searchers.differentiable.latency_table import measure_whole_net
 
-            torch.manual_seed(0)
-            ref = build_model(at_scale(ZOO[loss.reference], self.cfg.space.scale))
-            settings = self.table.settings  # the hardware section's, built once
+            ref = at_scale(ZOO[loss.reference], self.cfg.space.scale)
+            entry = measure_whole_net(self.table, loss.reference, ref)  # deployed, cached
             saved = {"reference": loss.reference, "size": hw.lr_size,
-                     "reference_latency_ms": measure_latency(ref, settings).median_ms,
-                     "reference_memory_mib": measure_peak_memory_or_torch(
-                         ref, settings).peak_memory_mib}
+                     "reference_latency_ms": entry.latency_ms,
+                     "reference_memory_mib": entry.memory_mib}
             if loss.latency_x is not None:
                 saved["latency_target_ms"] = loss.latency_x * saved["reference_latency_ms"]
             if loss.memory_x is not None:
