@@ -21,7 +21,7 @@ from results.table.optuna_study import from_optuna
 from results.table.pareto import eligible_mask
 from search_space.genotype import Genotype
 from searchers.common.config import load_config
-from searchers.stages.pipeline import Pipeline
+from searchers.stages.pipeline import Pipeline, Search
 from searchers.training import loop
 from searchers.trials import trial as trial_module
 from searchers.trials.config import OptunaConfig, StudyConfig
@@ -120,7 +120,7 @@ def test_survivors_train_on_from_their_weights_and_only_the_top_rung_is_selected
     assert table["feasible"].to_dict() == {t.number: t is top for t in trials}
     pipe = SimpleNamespace(storage=lambda m: storage_url(cfg), cfg=SimpleNamespace(
         trials=SimpleNamespace(study=cfg.study)))
-    _, info = Pipeline._best_trial(pipe, "srnas")  # type: ignore[arg-type]
+    _, info = Pipeline._best_trial(pipe, Search("srnas", "halving"))  # type: ignore[arg-type]
     assert info["trial"] == top.number
 
 
@@ -132,7 +132,7 @@ def test_selection_takes_the_top_rung_over_a_higher_early_psnr(tmp_path, monkeyp
     assert best.user_attrs["rung"] == 0
     pipe = SimpleNamespace(storage=lambda m: storage_url(cfg), cfg=SimpleNamespace(
         trials=SimpleNamespace(study=cfg.study)))
-    _, info = Pipeline._best_trial(pipe, "srnas")  # type: ignore[arg-type]
+    _, info = Pipeline._best_trial(pipe, Search("srnas", "halving"))  # type: ignore[arg-type]
     chosen = study.trials[info["trial"]]
     assert chosen.user_attrs["rung"] == 2 and chosen.values[0] == 26.0
 

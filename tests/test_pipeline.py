@@ -150,7 +150,8 @@ def test_the_pipeline_runs_end_to_end_and_a_killed_one_resumes(tmp_path):
         pytest.fail(f"3 random kill points: the pipeline ended before each was reached "
                     f"(SRNAS_KILL_SEED={seed})")
     where = f"killed in {point}; replay: SRNAS_KILL_SEED={seed}"
-    assert not (cut / "pipeline.md").exists(), where
+    status = (cut / "pipeline.md").read_text() if (cut / "pipeline.md").exists() else ""
+    assert status == "" or "(in progress:" in status, where  # the final summary is not written
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, (where, done.stderr[-3000:])
     state = cut / "state.json"

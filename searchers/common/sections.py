@@ -24,7 +24,7 @@ class RunSection:
     (:class:`searchers.differentiable.config.DartsRun`), retraining's
     (:class:`searchers.training.config.RetrainRun`), the trial searches' on Optuna and Ray Tune
     (:class:`searchers.trials.config.TrialsRun`) and the pipeline's
-    (:class:`searchers.stages.pipeline.PipelineSection`)."""
+    (:class:`searchers.stages.config.PipelineSection`)."""
 
     dir: str = "runs"
     name: str | None = "default"

@@ -9,6 +9,7 @@ a config.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -95,6 +96,11 @@ class SearchConfig:
 
     steps: int = 300
     warmup_steps: int = 50
+    # a budget in CPU-seconds (wall seconds on a CUDA device) of everything the search spends,
+    # the selection included (null: search.steps). After the warm-up and three architecture
+    # steps the search's length is fixed to what the budget still buys; search.steps is the
+    # provisional length until then.
+    cpu_seconds: float | None = None
     lr: float = 1e-3
     lr_min: float = 1e-5
     arch_lr: float = 3e-3
@@ -118,6 +124,9 @@ class SearchConfig:
         if self.select_top_m < 1 or self.select_batches < 1:
             raise ValueError(f"search.select_top_m and search.select_batches: got "
                              f"{self.select_top_m}, {self.select_batches}; each must be >= 1")
+        if self.cpu_seconds is not None and not (0 < self.cpu_seconds < math.inf):
+            raise ValueError(f"search.cpu_seconds: got {self.cpu_seconds}; give a budget > 0 "
+                             "in CPU-seconds, or null to run search.steps")
         if self.steps < 1 or self.warmup_steps < 0:
             raise ValueError(f"steps >= 1 and warmup_steps >= 0 needed; got {self.steps}, "
                              f"{self.warmup_steps}")

@@ -45,6 +45,7 @@ from searchers.common.checkpoints import (
 from searchers.common.command import run_command
 from searchers.common.config import ConfigError, dump_yaml
 from searchers.common.logs import CsvLogger
+from searchers.common.spend import SpendMeter
 from searchers.differentiable.config import DEFAULT_PATCH, DartsConfig, SearchConfig
 from searchers.training.loop import (
     TrainingDiverged,
@@ -68,11 +69,12 @@ class SearchDiverged(RuntimeError):
 # --------------------------------------------------------------------------------------------
 
 
-def temperature_at(cfg: SearchConfig, step: int) -> float:
-    """Exponential annealing from ``temperature_start`` to ``temperature_end`` (guard anneal)."""
+def temperature_at(cfg: SearchConfig, step: int, steps: int | None = None) -> float:
+    """Exponential annealing from ``temperature_start`` to ``temperature_end`` (guard anneal)
+    over ``steps`` (default ``cfg.steps``; a budgeted search's calibrated length)."""
     if cfg.guard != "anneal":
         return 1.0
-    t = min(step / max(cfg.steps - 1, 1), 1.0)
+    t = min(step / max((cfg.steps if steps is None else steps) - 1, 1), 1.0)
     return cfg.temperature_start * (cfg.temperature_end / cfg.temperature_start) ** t
 
 
@@ -90,6 +92,11 @@ class DartsSearch:
         self.cfg, self.run_dir = cfg, run_dir
         self.folder = RunFolder(run_dir)
         self.device = resolve_device(cfg.run.device)
+        self.meter = SpendMeter(self.device)  # everything this process spends on the search
+        self.spent_before = 0.0  # what earlier processes of this run spent (the checkpoint's)
+        self.total_steps = cfg.search.steps  # search.cpu_seconds: calibrated after the warm-up
+        self.calibrated = cfg.search.cpu_seconds is None
+        self.step_costs: list[float] = []  # seconds of the architecture steps timed so far
         torch.manual_seed(cfg.run.seed)
         random.seed(cfg.run.seed)
         self.rng = np.random.default_rng(cfg.run.seed)
@@ -187,6 +194,8 @@ class DartsSearch:
             "scheduler": self.scheduler.state_dict(),
             "reference": self.architect.reference,
             "rng": rng_state(self.rng),
+            "spent_s": self.spent(), "total_steps": self.total_steps,
+            "calibrated": self.calibrated,
         }, self.ckpt_path)
 
     def load_checkpoint(self) -> None:
@@ -198,8 +207,46 @@ class DartsSearch:
         self.architect.reference = ckpt["reference"]
         set_rng_state(self.rng, ckpt["rng"])
         self.step = int(ckpt["step"])
+        self.spent_before = float(ckpt.get("spent_s", 0.0))
+        self.total_steps = int(ckpt.get("total_steps", self.cfg.search.steps))
+        self.calibrated = bool(ckpt.get("calibrated", self.cfg.search.cpu_seconds is None))
         self.resumed = True
         logger.info("resumed %s at step %d", self.ckpt_path, self.step)
+
+    # -- the budget -------------------------------------------------------------------------
+
+    def spent(self) -> float:
+        """Seconds spent on this run so far (:mod:`searchers.common.spend`: CPU-seconds on a
+        CPU), every process of it together."""
+        return self.spent_before + self.meter.peek()
+
+    def selection_reserve(self, step_s: float) -> float:
+        """The seconds the selection after the loop is expected to cost: each evaluation of
+        the perturbation rule runs ``select_batches`` forwards, about a sixth of a search step
+        (a weight step and an architecture step, each a forward and a backward)."""
+        sc = self.cfg.search
+        if sc.select != "perturbation":
+            return 0.0
+        slots = sum(1 + min(sc.select_top_m, len(op.candidates)) for op in self.net.mixed_ops())
+        return slots * sc.select_batches * step_s / 6
+
+    def _calibrate(self, step_s: float) -> None:
+        """``search.cpu_seconds``: after three architecture steps, fix the search's length to
+        what the budget still buys (the selection's reserve kept back); the LR schedule and
+        the temperature follow the new length. Stops at once if nothing is left."""
+        self.step_costs.append(step_s)
+        budget = self.cfg.search.cpu_seconds
+        assert budget is not None
+        if len(self.step_costs) < 3 and self.step < self.total_steps:
+            return
+        per_step = sorted(self.step_costs)[len(self.step_costs) // 2]
+        left = budget - self.spent() - self.selection_reserve(per_step)
+        self.total_steps = self.step + max(0, int(left // per_step))
+        self.scheduler.T_max = max(1, self.total_steps)
+        self.calibrated = True
+        logger.info("search.cpu_seconds=%.0f: %.1f s spent by step %d, %.3f s per step, %.1f s "
+                    "kept for the selection: the search runs %d steps", budget, self.spent(),
+                    self.step, per_step, self.selection_reserve(per_step), self.total_steps)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -226,11 +273,12 @@ class DartsSearch:
         self.log = CsvLogger(self.folder.log, self._log_columns())
         if resume:
             self.log.truncate_after("step", self.step)
-        bar = tqdm(total=sc.steps, initial=self.step, desc="darts", unit="step",
+        bar = tqdm(total=self.total_steps, initial=self.step, desc="darts", unit="step",
                    dynamic_ncols=True)
         arch_out: dict[str, float] = {}
-        while self.step < sc.steps:
-            self.net.state.temperature = temperature_at(sc, self.step)
+        while self.step < self.total_steps:
+            step_start = self.meter.peek()
+            self.net.state.temperature = temperature_at(sc, self.step, self.total_steps)
             train = self._batch(self.train)
             val = self._batch(self.val)
             self.net.train()
@@ -247,9 +295,18 @@ class DartsSearch:
             except TrainingDiverged as exc:
                 raise SearchDiverged(f"{exc}{diverged}") from exc
             self.step += 1
-            if self.step % cfg.run.log_every == 0 or self.step == sc.steps:
+            if not self.calibrated and self.step > sc.warmup_steps:
+                self._calibrate(self.meter.peek() - step_start)
+                bar.total = self.total_steps
+            elif not self.calibrated and self.spent() >= (sc.cpu_seconds or math.inf):
+                logger.warning("search.cpu_seconds=%s spent in the weight warm-up (step %d of "
+                               "search.warmup_steps=%d): the search stops without an "
+                               "architecture step; raise the budget or lower the warm-up",
+                               sc.cpu_seconds, self.step, sc.warmup_steps)
+                self.total_steps, self.calibrated = self.step, True
+            if self.step % cfg.run.log_every == 0 or self.step == self.total_steps:
                 self._log_row(loss, arch_out)
-            if self.step % cfg.run.checkpoint_every == 0 or self.step == sc.steps:
+            if self.step % cfg.run.checkpoint_every == 0 or self.step == self.total_steps:
                 self.save_checkpoint()
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}",
@@ -277,7 +334,7 @@ class DartsSearch:
 
     @property
     def finished(self) -> bool:
-        return self.step >= self.cfg.search.steps
+        return self.step >= self.total_steps
 
     # -- results ----------------------------------------------------------------------------
 

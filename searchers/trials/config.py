@@ -8,6 +8,7 @@ without running a study import the settings alone.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -28,6 +29,10 @@ class StudyConfig:
 
     name: str = "srnas"
     n_trials: int = 24
+    # a budget in CPU-seconds (wall seconds on a CUDA device) of everything the study's
+    # workers spend, summed over its trials (user attribute spent_s): no trial starts once it
+    # is spent, n_trials stays the cap (null: n_trials alone)
+    cpu_seconds: float | None = None
     # nsga2 | tpe (multivariate MO-TPE) | gp (Optuna's GPSampler: logCEHVI) | random (the
     # baseline); each reads the budget from the trials' constraints (feasible when <= 0)
     sampler: Literal["nsga2", "tpe", "gp", "random"] = "nsga2"
@@ -50,6 +55,9 @@ class StudyConfig:
         if self.startup_trials < 1:
             raise ValueError(f"study.startup_trials: got {self.startup_trials}; give >= 1 (the "
                              "random trials tpe and gp draw before fitting their model)")
+        if self.cpu_seconds is not None and not (0 < self.cpu_seconds < math.inf):
+            raise ValueError(f"study.cpu_seconds: got {self.cpu_seconds}; give a budget > 0 in "
+                             "CPU-seconds, or null to stop at study.n_trials only")
         if self.n_trials < 1 or self.population_size < 2:
             raise ValueError(f"n_trials >= 1 and population_size >= 2 needed; got "
                              f"{self.n_trials}, {self.population_size}")
@@ -82,3 +90,10 @@ class OptunaConfig:
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
     run: TrialsRun = field(default_factory=TrialsRun)
+
+    def __post_init__(self) -> None:
+        if self.study.cpu_seconds is not None and self.proxy.kind == "halving":
+            raise ValueError(f"study.cpu_seconds={self.study.cpu_seconds} with proxy.kind="
+                             "halving: a bracket's rungs are sized by study.n_trials; give "
+                             "halving a trial count (study.cpu_seconds=null) or use "
+                             "proxy.kind=train or supernet")

@@ -36,6 +36,7 @@ import torch
 from results.run_folder import RunFolder
 from searchers.common.command import exit_status, log_to_stderr
 from searchers.common.config import ConfigError, dump_yaml, load_config
+from searchers.common.spend import SpendMeter
 from searchers.trials.config import OptunaConfig
 from searchers.trials.samplers import drawn_trials, make_sampler, trial_sampler
 from searchers.trials.storage import (
@@ -137,18 +138,36 @@ def zoo_params(space: SampleSpace, names: list[str]) -> dict[str, dict[str, Any]
     return out
 
 
-def objective(trial: Any, cfg: OptunaConfig) -> tuple[float, float, float]:
-    """One trial: a zoo net (enqueued) or a sampled architecture, measured and trained."""
-    genotype = trial_genotype(trial, cfg)
+def objective(trial: Any, cfg: OptunaConfig,
+              meter: SpendMeter | None = None) -> tuple[float, float, float]:
+    """One trial: a zoo net (enqueued) or a sampled architecture, measured and trained;
+    ``meter``'s lap (the worker's spend since its last trial ended: this trial's sampling and
+    work) is recorded as the user attribute ``spent_s``, whatever the outcome."""
     try:
-        patch = study_patch_size(cfg.space, cfg.proxy,
-                                 cfg.study.zoo if cfg.study.enqueue_zoo else [])
-        result = evaluate_genotype(genotype, cfg.proxy, cfg.measure, cfg.constraints, patch,
-                                   cfg.budget)
-    except Exception as exc:  # recorded as FAIL with its reason; the study goes on
-        trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:1000])
-        raise
-    return record_result(trial, result)
+        genotype = trial_genotype(trial, cfg)
+        try:
+            patch = study_patch_size(cfg.space, cfg.proxy,
+                                     cfg.study.zoo if cfg.study.enqueue_zoo else [])
+            result = evaluate_genotype(genotype, cfg.proxy, cfg.measure, cfg.constraints,
+                                       patch, cfg.budget)
+        except Exception as exc:  # recorded as FAIL with its reason; the study goes on
+            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:1000])
+            raise
+        return record_result(trial, result)
+    finally:
+        if meter is not None:
+            trial.set_user_attr(SPENT_ATTR, meter.lap())
+
+
+SPENT_ATTR = "spent_s"
+"""The user attribute with what a trial cost its worker, in :mod:`searchers.common.spend`'s
+seconds (CPU-seconds on a CPU)."""
+
+
+def study_spent(study: Any) -> float:
+    """The seconds the study's trials have cost (:data:`SPENT_ATTR`, summed; a trial whose
+    worker was killed mid-trial recorded nothing)."""
+    return float(sum(t.user_attrs.get(SPENT_ATTR, 0.0) for t in study.get_trials(deepcopy=False)))
 
 
 def trial_genotype(trial: Any, cfg: OptunaConfig) -> Any:
@@ -242,25 +261,36 @@ def run_worker(cfg: OptunaConfig, storage_url: str, worker: int) -> None:
     # one of another host once its heartbeat is older than study.grace_s (Optuna checks
     # before every trial, and this run checks again at the end).
     fail_stale_trials(study)
+    meter = SpendMeter(cfg.measure.device)
+    budget = cfg.study.cpu_seconds
     bar = None
     for _ in range(3 * cfg.study.n_trials):  # a cap: each pass runs (or loses) one trial
         finished = finished_trials(study)
         if finished >= cfg.study.n_trials:
             break
+        spent = study_spent(study) if budget is not None else 0.0
+        if budget is not None and spent >= budget:
+            logger.info("worker %d: the study has spent %.0f of study.cpu_seconds=%.0f after "
+                        "%d trials; no trial starts", worker, spent, budget, finished)
+            break
         if bar is None and worker == 0:
             from tqdm import tqdm
 
-            bar = tqdm(total=cfg.study.n_trials, initial=finished, desc="trials", unit="trial")
+            bar = (tqdm(total=cfg.study.n_trials, initial=finished, desc="trials", unit="trial")
+                   if budget is None else
+                   tqdm(total=round(budget), initial=min(round(spent), round(budget)),
+                        desc="trials (CPU-s)", unit="s"))
         study.sampler = trial_sampler(cfg.study, worker, drawn_trials(study))
         try:
-            study.optimize(lambda t: objective(t, cfg), n_trials=1, catch=(Exception,))
+            study.optimize(lambda t: objective(t, cfg, meter), n_trials=1, catch=(Exception,))
         except ValueError as exc:
             if "Cannot tell a" not in str(exc):
                 raise
             logger.warning("worker %d: another worker finished the same trial first (%s)",
                            worker, exc)
         if bar is not None:
-            bar.n = min(finished_trials(study), cfg.study.n_trials)
+            bar.n = (min(finished_trials(study), cfg.study.n_trials) if budget is None
+                     else min(round(study_spent(study)), round(budget)))
             bar.refresh()
     if bar is not None:
         bar.close()

@@ -75,6 +75,11 @@ class RayConfig(OptunaConfig):
                              "ASHA/HyperBand stop trials on one metric, so halving among "
                              "candidates within budget runs only in searchers/optuna_search.py "
                              "(or use proxy.kind=train here)")
+        if self.study.cpu_seconds is not None:
+            raise ValueError(f"study.cpu_seconds: got {self.study.cpu_seconds}; Ray Tune runs "
+                             "study.n_trials trials (its trials run on other hosts, whose "
+                             "CPU time this process does not see): set study.cpu_seconds=null, "
+                             "or run the budgeted study with searchers/optuna_search.py")
         if self.resources.max_concurrent < 1:
             raise ValueError(f"resources.max_concurrent: got {self.resources.max_concurrent}; "
                              "must be >= 1")
