@@ -132,6 +132,20 @@ def _pipeline_t91(path: Path, tmp_path: Path) -> None:
     assert (budgets.trials.study.n_trials, budgets.darts.search.steps) == (24, 594)
 
 
+def _pipeline_t91_cpu(path: Path, tmp_path: Path) -> None:
+    cfg = load_config(PipelineConfig, path)
+    p = cfg.pipeline
+    assert (p.name, p.patches, p.cpu_seconds, p.search_seeds, p.seeds) == (
+        "t91_cpu", None, 150, [0, 1, 2], [0])
+    assert p.methods == ["random", "nsga2", "darts", "oneshot"]
+    assert len(p.zoo) >= 3  # the recipe's fidelity needs three zoo nets of the converged table
+    assert cfg.trials.space.widths == CPU_WIDTHS and cfg.trials.proxy.train == T91_TRAIN
+    assert (cfg.supernet.data.train, cfg.supernet.train.steps) == (T91_TRAIN, 400)
+    assert (cfg.retrain.optim.iterations, cfg.darts.search.warmup_steps) == (600, 20)
+    budgets = equal_budgets(cfg)  # the same CPU-seconds for every searcher
+    assert budgets.trials.study.cpu_seconds == budgets.darts.search.cpu_seconds == 150
+
+
 def _proxy_rank_t91(path: Path, tmp_path: Path) -> None:
     # python -m searchers.tools.benchmark proxy-rank --config ... loads the trials' config
     cfg = load_config(OptunaConfig, path)
@@ -246,6 +260,7 @@ CHECKS: dict[str, Callable[[Path, Path], None]] = {
     "retrain_t91.yaml": _retrain_t91,
     "pipeline.yaml": _pipeline,
     "pipeline_t91.yaml": _pipeline_t91,
+    "pipeline_t91_cpu.yaml": _pipeline_t91_cpu,
     "proxy_rank_t91.yaml": _proxy_rank_t91,
     "supernet.yaml": _supernet,
     "supernet_t91.yaml": _supernet_t91,

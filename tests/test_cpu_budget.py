@@ -7,6 +7,7 @@ and spread over its searches, with the recipe's fidelity."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -48,16 +49,20 @@ def test_a_study_stops_starting_trials_once_its_trials_spent_the_budget(tmp_path
             "space.cells_max=1", "space.conv_candidates=[conv3x3,sep_conv3x3]",
             "space.attention_candidates=[none]", "proxy.steps=4", "proxy.batch_size=2",
             "proxy.patch_size=32", "proxy.val_max_side=24", "measure.lr_size=16",
-            "measure.runs=1", "measure.warmup=0", "study.enqueue_zoo=false",
-            "study.sampler=random", "study.n_trials=200", "study.cpu_seconds=5"]
+            "measure.runs=1", "measure.warmup=0", "study.zoo=[span_ntire2024]",
+            "study.zoo_outside=reference", "study.sampler=random", "study.n_trials=200",
+            "study.cpu_seconds=5"]
     assert main(args) == 0
     study = optuna.load_study(study_name="srnas",
                               storage=f"sqlite:///{tmp_path / 'default' / 'study.db'}")
-    spent = [t.user_attrs[SPENT_ATTR] for t in study.trials]
+    zoo, *searched = study.trials
+    assert zoo.user_attrs["is_zoo"] and zoo.user_attrs[SPENT_ATTR] > 0  # recorded, not counted
+    spent = [t.user_attrs[SPENT_ATTR] for t in searched]
     assert 2 <= len(spent) < 200 and all(s > 0 for s in spent)
     assert sum(spent) >= 5 > sum(spent[:-1])  # no trial started after the budget was spent
     assert main(args) == 0  # re-run: the study has spent its budget, no trial starts
-    assert len(optuna.load_study(study_name="srnas", storage=study._storage).trials) == len(spent)
+    again = optuna.load_study(study_name="srnas", storage=study._storage).trials
+    assert len(again) == 1 + len(spent)
 
 
 DARTS = ["space.scale=2", "space.width=8", "space.num_cells=1", "space.cell_types=[erb]",
@@ -170,6 +175,10 @@ def test_equal_cpu_seconds_become_each_searchers_budget(tmp_path):
     state = {"seconds": {"search.random_search3": 100.0}, "cpu_seconds": {},
              "done": ["search.random_search3"]}
     assert Progress(pipe).estimate_left(state, stages[:6]) == pytest.approx(5 * 100)
+    untimed = len(stages) - 6 - 1  # the retrainings (the selection takes no time to speak of)
+    assert Progress(pipe).left_text(state, stages) == (
+        f"about 8m20s + {untimed} stages not yet timed left")
+    assert math.isnan(Progress(pipe).estimate_left(state, stages))  # not all can be timed
     status = Progress(pipe).status(state)
     assert "(in progress: 1 of" in status and "| search.random_search3 | done |" in status
     assert "| search.darts_search3 | to run |" in status

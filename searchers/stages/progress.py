@@ -41,11 +41,17 @@ class Progress:
 
     def estimate_left(self, state: dict[str, Any], stages: list[str]) -> float:
         """Seconds the stages of ``stages`` not yet done are expected to take (NaN where a
-        kind has no finished stage and no budget to go by)."""
+        kind has no finished stage and no budget to go by: :meth:`untimed`)."""
+        left, untimed = self._estimate(state, stages)
+        return math.nan if untimed else left
+
+    def _estimate(self, state: dict[str, Any], stages: list[str]) -> tuple[float, int]:
+        """The seconds expected for the stages still to run that can be estimated, and how
+        many cannot be yet."""
         done = set(state["done"])
         seconds = state["seconds"]
         budget = self.pipeline.cfg.pipeline.cpu_seconds
-        left = 0.0
+        left, untimed = 0.0, 0
         for stage in stages:
             if stage in done:
                 continue
@@ -56,17 +62,23 @@ class Progress:
             elif kind == "search" and budget is not None:
                 left += budget
             elif kind != "select":
-                return math.nan
-        return left
+                untimed += 1
+        return left, untimed
+
+    def left_text(self, state: dict[str, Any], stages: list[str]) -> str:
+        """``about 12m00s left`` (``+ 4 stages not yet timed`` where some cannot be
+        estimated until one of their kind has run)."""
+        left, untimed = self._estimate(state, stages)
+        more = f" + {untimed} stages not yet timed" if untimed else ""
+        return f"about {_duration(left)}{more} left"
 
     def line(self, stage: str, state: dict[str, Any]) -> None:
         """Log ``[k/N] STAGE: running; X spent, about Y left``."""
         stages = self.pipeline.stages()
         k = stages.index(stage) + 1 if stage in stages else len(state["done"]) + 1
         spent = sum(state["seconds"].values())
-        left = self.estimate_left(state, stages)
-        logger.info("[%d/%d] %s: running; %s spent so far, about %s left (the report aside)",
-                    k, len(stages), stage, _duration(spent), _duration(left))
+        logger.info("[%d/%d] %s: running; %s spent so far, %s (the report aside)",
+                    k, len(stages), stage, _duration(spent), self.left_text(state, stages))
 
     def status(self, state: dict[str, Any]) -> str:
         """``pipeline.md`` while the pipeline runs: every stage with its state, wall time and
@@ -77,8 +89,8 @@ class Progress:
         lines = [f"# Pipeline {p.cfg.pipeline.name} (in progress: {len(done)} of {len(stages)} "
                  "stages done; the report is written at the end)", "",
                  f"Budget: {p.budget_text()}. Time spent: "
-                 f"{_duration(sum(state['seconds'].values()))}; about "
-                 f"{_duration(self.estimate_left(state, stages))} left, the report aside.", "",
+                 f"{_duration(sum(state['seconds'].values()))}; "
+                 f"{self.left_text(state, stages)}, the report aside.", "",
                  "| stage | state | wall time | spent [CPU-s] |", "|---|---|---|---|"]
         for stage in stages:
             wall = state["seconds"].get(stage)

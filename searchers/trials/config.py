@@ -30,8 +30,9 @@ class StudyConfig:
     name: str = "srnas"
     n_trials: int = 24
     # a budget in CPU-seconds (wall seconds on a CUDA device) of everything the study's
-    # workers spend, summed over its trials (user attribute spent_s): no trial starts once it
-    # is spent, n_trials stays the cap (null: n_trials alone)
+    # workers spend on its searched trials (user attribute spent_s; the zoo trials, the
+    # yardstick, are not counted): no trial starts once it is spent, n_trials stays the cap
+    # (null: n_trials alone)
     cpu_seconds: float | None = None
     # nsga2 | tpe (multivariate MO-TPE) | gp (Optuna's GPSampler: logCEHVI) | random (the
     # baseline); each reads the budget from the trials' constraints (feasible when <= 0)

@@ -164,10 +164,12 @@ SPENT_ATTR = "spent_s"
 seconds (CPU-seconds on a CPU)."""
 
 
-def study_spent(study: Any) -> float:
-    """The seconds the study's trials have cost (:data:`SPENT_ATTR`, summed; a trial whose
-    worker was killed mid-trial recorded nothing)."""
-    return float(sum(t.user_attrs.get(SPENT_ATTR, 0.0) for t in study.get_trials(deepcopy=False)))
+def study_spent(study: Any, zoo: bool = False) -> float:
+    """The seconds the study's searched trials have cost (:data:`SPENT_ATTR`, summed; a trial
+    whose worker was killed mid-trial recorded nothing). The zoo trials, the yardstick every
+    method is compared with, are not the search's: ``zoo=True`` sums theirs instead."""
+    return float(sum(t.user_attrs.get(SPENT_ATTR, 0.0) for t in study.get_trials(deepcopy=False)
+                     if bool(t.user_attrs.get("is_zoo")) == zoo))
 
 
 def trial_genotype(trial: Any, cfg: OptunaConfig) -> Any:
