@@ -6,6 +6,7 @@ import json
 import math
 import os
 import socket
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -273,3 +274,33 @@ def test_a_retry_keeps_the_draws_of_an_attempt_only_when_it_drew_them_all(tmp_pa
     retries = [t for t in study.get_trials() if t.state.name == "WAITING"]
     assert [t.params for t in retries] == [{}, {"num_cells": whole.params["num_cells"]}]
     assert [t.system_attrs["failed_trial"] for t in retries] == [0, 1]
+
+
+def test_the_params_proxy_trains_nothing_and_scores_the_deployed_size(tmp_path, monkeypatch):
+    """``proxy.kind=params``, the zero-cost baseline: each trial's score is its deployed
+    parameter count (M), no training runs, and the pipeline's ``params`` method hands over the
+    largest feasible net it drew."""
+    import searchers.trials.trial as trial_module
+    from searchers.stages.pipeline import Pipeline, PipelineConfig, Search
+    from searchers.trials.study import main
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("proxy.kind=params trained a net")
+
+    monkeypatch.setattr(trial_module, "proxy_psnr", no_training)
+    args = _args(tmp_path, "proxy.kind=params", "study.sampler=random", "study.n_trials=5",
+                 "study.enqueue_zoo=false", "space.conv_candidates=[conv3x3,conv5x5,sep_conv3x3]")
+    assert main(args) == 0
+    trials = _study(tmp_path).trials
+    assert len(trials) == 5 and len({t.values[0] for t in trials}) > 1
+    for t in trials:
+        assert t.values[0] == pytest.approx(t.user_attrs["params_m"])
+        assert t.user_attrs["proxy_steps"] == 0
+    pipe = Pipeline(PipelineConfig(), ["pipeline"])
+    cfg = pipe.trials(Search("params_search1", "params", 1))
+    assert (cfg.proxy.kind, cfg.study.sampler, cfg.study.seed) == ("params", "random", 1)
+    best, _ = Pipeline._best_trial(SimpleNamespace(  # type: ignore[arg-type]
+        storage=lambda s: f"sqlite:///{tmp_path / 'default' / 'study.db'}",
+        cfg=SimpleNamespace(trials=SimpleNamespace(study=cfg.study))), Search("srnas", "params"))
+    largest = max(trials, key=lambda t: t.values[0])
+    assert best.to_json(indent=None) == largest.user_attrs["genotype"]

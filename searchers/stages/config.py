@@ -13,7 +13,7 @@ from searchers.sharing.config import SupernetConfig
 from searchers.training.config import RetrainConfig
 from searchers.trials.config import OptunaConfig
 
-METHODS = ("random", "nsga2", "darts", "oneshot")
+METHODS = ("random", "nsga2", "darts", "oneshot", "params")
 
 
 @dataclass
@@ -22,7 +22,7 @@ class PipelineSection(RunSection):
 
     dir: str = "runs/pipeline"
     name: str | None = "default"
-    methods: list[Literal["random", "nsga2", "darts", "oneshot"]] = field(
+    methods: list[Literal["random", "nsga2", "darts", "oneshot", "params"]] = field(
         default_factory=lambda: ["random", "nsga2", "darts"])
     patches: int | None = None  # equal total search budget in trained HR patches (null: as set)
     # equal search budget in CPU-seconds (GPU: wall seconds) of everything a method spends:

@@ -15,6 +15,8 @@ same command, continues where it stopped):
    the ``darts`` section (resumed from its checkpoint). ``oneshot`` trains the ``supernet``
    section's weight-sharing supernet once (``search/supernet``), then runs a study of
    ``trials.study.sampler`` over the supernet's own space with ``proxy.kind=supernet``.
+   ``params``, the zero-cost baseline every search must beat, draws at random and trains
+   nothing (``proxy.kind=params``): it hands over the largest net it measured under the budget.
    Equal budgets, one of: ``pipeline.cpu_seconds``, the CPU-seconds (GPU: wall seconds) of
    everything a search spends (:func:`~searchers.stages.config.equal_budgets`: the studies
    stop starting trials once their trials have spent it, DARTS fixes its length after a few
@@ -231,6 +233,9 @@ class Pipeline:
             return replace(t, space=space, run=run,
                            proxy=replace(t.proxy, kind="supernet", supernet=str(folder)),
                            study=replace(study, enqueue_zoo=False))
+        if search.method == "params":  # the zero-cost baseline: random draws, the largest
+            return replace(t, run=run, proxy=replace(t.proxy, kind="params", supernet=None),
+                           study=replace(study, sampler="random", enqueue_zoo=False))
         sampler: Literal["random", "nsga2"] = "random" if search.method == "random" else "nsga2"
         return replace(t, study=replace(study, sampler=sampler), run=run)
 

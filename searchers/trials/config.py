@@ -93,6 +93,11 @@ class OptunaConfig:
     run: TrialsRun = field(default_factory=TrialsRun)
 
     def __post_init__(self) -> None:
+        if self.proxy.kind == "params" and self.constraints.psnr_floor_db is not None:
+            raise ValueError(f"constraints.psnr_floor_db={self.constraints.psnr_floor_db} with "
+                             "proxy.kind=params: that proxy trains nothing and scores the "
+                             "parameter count, so there is no PSNR to floor; set "
+                             "constraints.psnr_floor_db=null or use proxy.kind=train")
         if self.study.cpu_seconds is not None and self.proxy.kind == "halving":
             raise ValueError(f"study.cpu_seconds={self.study.cpu_seconds} with proxy.kind="
                              "halving: a bracket's rungs are sized by study.n_trials; give "

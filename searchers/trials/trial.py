@@ -73,8 +73,11 @@ class ProxyConfig:
     supernet: str | None = None  # a DARTS run folder: inherit weights instead of training
     # train: each candidate trained from scratch for `steps`; supernet: inherits the weights of
     # the supernet in `supernet` and fine-tunes `finetune_steps`; halving: successive halving
-    # over training steps among candidates that meet the budget (measured before training).
-    kind: Literal["train", "supernet", "halving"] = "train"
+    # over training steps among candidates that meet the budget (measured before training);
+    # params: nothing trained, the score is the deployed net's parameter count in millions
+    # (the zero-cost baseline: on T91 it ranks nets as well as any trained proxy, BENCHMARKS.md;
+    # a study of it hands over the largest net it drew under the budget).
+    kind: Literal["train", "supernet", "halving", "params"] = "train"
     finetune_steps: int = 0
     # halving (searchers/trials/halving.py): rung r trains halving_min_steps * halving_eta**r
     # steps in all; a bracket of halving_batch candidates keeps the best 1/eta at each rung.
@@ -344,6 +347,9 @@ def evaluate_genotype(genotype: Genotype, proxy: ProxyConfig, measure: MeasureSe
     training diverged. ``patch_size``: the study's training patch (see :func:`proxy_psnr`);
     ``budget``: constraints relative to a reference net (:class:`BudgetConfig`)."""
     m = measure_genotype(genotype, proxy, measure, budget)
+    if proxy.kind == "params":  # the zero-cost baseline: the score is the size, nothing trains
+        return m.result(m.complexity.params_m, constraints, budget, psnr_std_db=0.0,
+                        proxy_steps=0, proxy_seeds=0)
     steps = proxy.finetune_steps if proxy.kind == "supernet" else 0 if proxy.supernet else (
         proxy.steps)
     psnr, psnr_std = proxy_score(genotype, _with_steps(proxy, steps), m.device, patch_size,
