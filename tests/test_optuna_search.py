@@ -304,3 +304,33 @@ def test_the_params_proxy_trains_nothing_and_scores_the_deployed_size(tmp_path, 
         cfg=SimpleNamespace(trials=SimpleNamespace(study=cfg.study))), Search("srnas", "params"))
     largest = max(trials, key=lambda t: t.values[0])
     assert best.to_json(indent=None) == largest.user_attrs["genotype"]
+
+
+def test_a_candidate_over_budget_can_be_told_untrained(tmp_path, monkeypatch):
+    """``proxy.train_over_budget=false``: a searched net that breaks a cost constraint is told
+    PSNR -inf untrained (NSGA-II ranks it by its violation), a zoo net is trained anyway."""
+    import searchers.trials.trial as trial_module
+    from searchers.trials.study import main
+
+    trained = []
+    real = trial_module.proxy_psnr
+
+    def counted(model, genotype, *args, **kwargs):
+        trained.append(genotype)
+        return real(model, genotype, *args, **kwargs)
+
+    monkeypatch.setattr(trial_module, "proxy_psnr", counted)
+    args = _args(tmp_path, "proxy.train_over_budget=false", "space.widths=[8,24]",
+                 "constraints.max_params_m=0.012", "study.n_trials=8", "study.sampler=nsga2",
+                 "study.zoo=[span_ntire2024]")
+    assert main(args) == 0
+    trials = _study(tmp_path).trials
+    over = [t for t in trials if t.user_attrs["params_m"] > 0.012 and not t.user_attrs["is_zoo"]]
+    under = [t for t in trials if t.user_attrs["params_m"] <= 0.012]
+    assert over and under, [t.user_attrs["params_m"] for t in trials]
+    assert all(t.values[0] == -math.inf and t.user_attrs["proxy_steps"] == 0 for t in over)
+    assert all(t.user_attrs["constraints"]["params"] > 0 for t in over)
+    assert all(math.isfinite(t.values[0]) for t in under)
+    zoo = trials[0]
+    assert zoo.user_attrs["is_zoo"] and math.isfinite(zoo.values[0])  # trained, over or not
+    assert len(trained) == len(trials) - len(over)

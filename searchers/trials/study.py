@@ -149,7 +149,8 @@ def objective(trial: Any, cfg: OptunaConfig,
             patch = study_patch_size(cfg.space, cfg.proxy,
                                      cfg.study.zoo if cfg.study.enqueue_zoo else [])
             result = evaluate_genotype(genotype, cfg.proxy, cfg.measure, cfg.constraints,
-                                       patch, cfg.budget)
+                                       patch, cfg.budget,
+                                       reference=bool(trial.user_attrs.get("is_zoo")))
         except Exception as exc:  # recorded as FAIL with its reason; the study goes on
             trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:1000])
             raise

@@ -79,6 +79,10 @@ class ProxyConfig:
     # a study of it hands over the largest net it drew under the budget).
     kind: Literal["train", "supernet", "halving", "params"] = "train"
     finetune_steps: int = 0
+    # train / supernet: a searched candidate over budget (any latency, memory or parameter
+    # constraint > 0, measured first) is told untrained, PSNR -inf, as halving does (a
+    # constrained sampler ranks it by its violation alone); true trains it anyway (the old way)
+    train_over_budget: bool = True
     # halving (searchers/trials/halving.py): rung r trains halving_min_steps * halving_eta**r
     # steps in all; a bracket of halving_batch candidates keeps the best 1/eta at each rung.
     halving_min_steps: int = 25
@@ -342,11 +346,21 @@ def reference_ratios(model: torch.nn.Module, memory_mib: float, budget: BudgetCo
 
 def evaluate_genotype(genotype: Genotype, proxy: ProxyConfig, measure: MeasureSection,
                       constraints: ConstraintConfig, patch_size: int | None = None,
-                      budget: BudgetConfig | None = None) -> TrialResult:
+                      budget: BudgetConfig | None = None, reference: bool = False
+                      ) -> TrialResult:
     """Build, measure (in its deployed form) and briefly train one net. NaN PSNR means the
     training diverged. ``patch_size``: the study's training patch (see :func:`proxy_psnr`);
-    ``budget``: constraints relative to a reference net (:class:`BudgetConfig`)."""
+    ``budget``: constraints relative to a reference net (:class:`BudgetConfig`);
+    ``reference``: a zoo net, trained whatever its costs (``proxy.train_over_budget``)."""
     m = measure_genotype(genotype, proxy, measure, budget)
+    if not (proxy.train_over_budget or reference):
+        cost = m.cost_constraints(constraints, budget)
+        over = {k: v for k, v in cost.items() if v > 0}
+        if over:  # infeasible whatever it learns: told untrained, as halving does
+            logger.info("over budget (%s): not trained",
+                        ", ".join(f"{k} +{v:.3g}" for k, v in sorted(over.items())))
+            return replace(m.result(-math.inf, constraints, budget, proxy_steps=0),
+                           constraints=cost)
     if proxy.kind == "params":  # the zero-cost baseline: the score is the size, nothing trains
         return m.result(m.complexity.params_m, constraints, budget, psnr_std_db=0.0,
                         proxy_steps=0, proxy_seeds=0)
