@@ -122,9 +122,9 @@ def test_darts_fixes_its_length_from_the_budget_and_keeps_it_over_a_resume(tmp_p
     assert small["total_steps"] >= 8 and large["total_steps"] > 1.7 * small["total_steps"]
     assert small["step"] == small["total_steps"]
     assert small["spent_s"] == pytest.approx(small["total_steps"] * 0.02)
-    # the selection's reserve kept back: 4 selection batches of (1 + 2 candidates) per slot,
-    # a sixth of a step each: 0.04 s per slot here
-    assert 0.25 <= small["spent_s"] <= 0.5 - 0.04
+    # the selection's reserve kept back: 3 slots (2 convs, the attention) of (1 + 2) evaluations
+    # of 4 batches, a sixth of a step each: 0.12 s
+    assert 0.5 - 0.12 - 0.02 <= small["spent_s"] <= 0.5 - 0.12
     assert (tmp_path / "large" / "genotype.json").exists()
     steps = [int(r.split(",")[0]) for r in (tmp_path / "large" / "log.csv").read_text()
              .splitlines()[1:]]
@@ -137,6 +137,12 @@ def test_darts_fixes_its_length_from_the_budget_and_keeps_it_over_a_resume(tmp_p
     done = _checkpoint(tmp_path / "cut")
     assert done["step"] == done["total_steps"] == fixed["total_steps"]
     assert done["spent_s"] > fixed["spent_s"]  # the resumed process's spend is added
+    rule = json.loads((tmp_path / "large" / "selection.json").read_text())["rule"]
+    assert rule == "perturbation"
+    # a budget whose selection would cost more than the steps it leaves: selected by alpha
+    assert _darts_run(tmp_path, "tight", 0.25) == 0
+    assert json.loads((tmp_path / "tight" / "selection.json").read_text())["rule"] == "alpha"
+    assert _checkpoint(tmp_path / "tight")["spent_s"] <= 0.25
     # a budget spent in the warm-up: no architecture step, the search stops there
     assert _darts_run(tmp_path, "warm", 0.1, "search.warmup_steps=50") == 0
     warm = _checkpoint(tmp_path / "warm")

@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -96,6 +96,8 @@ class DartsSearch:
         self.spent_before = 0.0  # what earlier processes of this run spent (the checkpoint's)
         self.total_steps = cfg.search.steps  # search.cpu_seconds: calibrated after the warm-up
         self.calibrated = cfg.search.cpu_seconds is None
+        # a budget too small for the perturbation rule falls back to alpha (_calibrate)
+        self.select_rule: Literal["perturbation", "alpha"] = cfg.search.select
         self.step_costs: list[float] = []  # seconds of the architecture steps timed so far
         torch.manual_seed(cfg.run.seed)
         random.seed(cfg.run.seed)
@@ -195,7 +197,7 @@ class DartsSearch:
             "reference": self.architect.reference,
             "rng": rng_state(self.rng),
             "spent_s": self.spent(), "total_steps": self.total_steps,
-            "calibrated": self.calibrated,
+            "calibrated": self.calibrated, "select_rule": self.select_rule,
         }, self.ckpt_path)
 
     def load_checkpoint(self) -> None:
@@ -210,6 +212,8 @@ class DartsSearch:
         self.spent_before = float(ckpt.get("spent_s", 0.0))
         self.total_steps = int(ckpt.get("total_steps", self.cfg.search.steps))
         self.calibrated = bool(ckpt.get("calibrated", self.cfg.search.cpu_seconds is None))
+        self.select_rule = ("alpha" if ckpt.get("select_rule") == "alpha"
+                            else self.cfg.search.select)
         self.resumed = True
         logger.info("resumed %s at step %d", self.ckpt_path, self.step)
 
@@ -221,14 +225,34 @@ class DartsSearch:
         return self.spent_before + self.meter.peek()
 
     def selection_reserve(self, step_s: float) -> float:
-        """The seconds the selection after the loop is expected to cost: each evaluation of
-        the perturbation rule runs ``select_batches`` forwards, about a sixth of a search step
-        (a weight step and an architecture step, each a forward and a backward)."""
+        """The seconds the selection after the loop is expected to cost: the perturbation
+        rule evaluates each searched slot of the cell type it keeps at a position (counted
+        for the type with most) once as it is and once without each of its ``select_top_m``
+        heaviest candidates, each evaluation ``select_batches`` forwards, about a sixth of a
+        search step (a weight step and an architecture step, each a forward and a backward).
+        The alpha rule costs nothing."""
+        from searchers.differentiable.mixed import MixedOp
+        from searchers.differentiable.supernet import MixedCell
+
         sc = self.cfg.search
-        if sc.select != "perturbation":
+        if self.select_rule != "perturbation":
             return 0.0
-        slots = sum(1 + min(sc.select_top_m, len(op.candidates)) for op in self.net.mixed_ops())
-        return slots * sc.select_batches * step_s / 6
+
+        def cost(m: MixedOp) -> int:
+            return 1 + min(sc.select_top_m, len(m.candidates))
+
+        evaluations = 0
+        for cell in self.net.cells:
+            assert isinstance(cell, MixedCell)
+            mixed = cell.mixed
+            evaluations += cost(mixed) if len(mixed.candidates) > 1 else 0
+            per_type = []
+            for op in mixed.ops:
+                slots = {m.slot: m for m in op.modules()
+                         if isinstance(m, MixedOp) and len(m.candidates) > 1}
+                per_type.append(sum(cost(m) for m in slots.values()))
+            evaluations += max(per_type, default=0)
+        return evaluations * sc.select_batches * step_s / 6
 
     def _calibrate(self, step_s: float) -> None:
         """``search.cpu_seconds``: after three architecture steps, fix the search's length to
@@ -241,6 +265,14 @@ class DartsSearch:
             return
         per_step = sorted(self.step_costs)[len(self.step_costs) // 2]
         left = budget - self.spent() - self.selection_reserve(per_step)
+        if self.select_rule == "perturbation" and left < self.selection_reserve(per_step):
+            logger.warning("search.cpu_seconds=%.0f: the perturbation selection (about %.0f s) "
+                           "would cost more than the search steps the budget still buys "
+                           "(%.0f s): the net is selected by its alphas instead; raise the "
+                           "budget, or lower search.select_batches / select_top_m", budget,
+                           self.selection_reserve(per_step), max(left, 0.0))
+            self.select_rule = "alpha"
+            left = budget - self.spent()
         self.total_steps = self.step + max(0, int(left // per_step))
         self.scheduler.T_max = max(1, self.total_steps)
         self.calibrated = True
@@ -375,7 +407,7 @@ class DartsSearch:
 
         sc = self.cfg.search
         start = time.perf_counter()
-        if sc.select == "perturbation":
+        if self.select_rule == "perturbation":
             batches = fixed_batches(self.val, sc.select_batches, self.cfg.data.batch_size,
                                     self.patch_size, self.cfg.run.seed + 1, self.device)
             selection = perturbation_select(self.net, batches, sc.select_top_m)
@@ -389,7 +421,7 @@ class DartsSearch:
 
         argmax = self.net.derive()
         self.folder.write_json(self.folder.selection, {
-            "rule": sc.select, "top_m": sc.select_top_m, "batches": sc.select_batches,
+            "rule": self.select_rule, "top_m": sc.select_top_m, "batches": sc.select_batches,
             "choice": choice, "scores": selection.scores, "budget_swaps": swaps,
             "latency_target_ms": target, "evaluations": selection.evaluations,
             "seconds": time.perf_counter() - start,
@@ -397,8 +429,8 @@ class DartsSearch:
             "argmax_predicted": predict_genotype(self.net, argmax),
             "argmax_differs": argmax != genotype})
         logger.info("selected by %s in %.1f s (%d evaluations, %d budget swaps): %s",
-                    sc.select, time.perf_counter() - start, selection.evaluations, len(swaps),
-                    describe(genotype))
+                    self.select_rule, time.perf_counter() - start, selection.evaluations,
+                    len(swaps), describe(genotype))
         return genotype
 
     def _profile(self, genotype: Any) -> None:
