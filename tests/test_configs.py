@@ -140,7 +140,8 @@ def _pipeline_t91_cpu(path: Path, tmp_path: Path) -> None:
     assert p.methods == ["random", "nsga2", "darts", "oneshot"]
     assert len(p.zoo) >= 3  # the recipe's fidelity needs three zoo nets of the converged table
     assert cfg.trials.space.widths == CPU_WIDTHS and cfg.trials.proxy.train == T91_TRAIN
-    assert (cfg.supernet.data.train, cfg.supernet.train.steps) == (T91_TRAIN, 400)
+    assert (cfg.supernet.data.train, cfg.supernet.train.steps) == (T91_TRAIN, 150)
+    assert cfg.trials.proxy.train_over_budget is False  # the budget goes to feasible nets
     assert (cfg.retrain.optim.iterations, cfg.darts.search.warmup_steps) == (600, 20)
     budgets = equal_budgets(cfg)  # the same CPU-seconds for every searcher
     assert budgets.trials.study.cpu_seconds == budgets.darts.search.cpu_seconds == 150

@@ -206,7 +206,7 @@ def test_the_pipeline_searches_each_method_per_search_seed_at_equal_cpu_seconds(
         assert 0 < state["cpu_seconds"][f"search.{label}"] < 60
     s0 = json.loads((root / "selected" / "selected.json").read_text())
     assert s0["random_search1"]["search_seed"] == 1 and s0["darts_search0"]["method"] == "darts"
-    assert "| random | 2 |" in summary and "| darts | 2 |" in summary  # per method over seeds
+    assert "| random | 2 of 2 |" in summary and "| darts | 2 of 2 |" in summary  # per method
     assert " over random: " in summary or " over darts: " in summary
     assert "Recipe fidelity: not measured" in summary  # one zoo net: no rank correlation
     assert "Short-recipe results" in summary
@@ -235,3 +235,33 @@ BUDGET_CASES = [
 @pytest.mark.parametrize("case", BUDGET_CASES, ids=[c.name for c in BUDGET_CASES])
 def test_a_bad_budget_is_refused_in_one_line(case, tmp_path, capsys):
     _refused(case, tmp_path, capsys)
+
+
+def test_a_search_that_finds_no_net_under_the_budget_hands_over_none(tmp_path, monkeypatch):
+    """A study whose searched trials all break the budget is a result (no net), not a crash:
+    the select stage records it, nothing of it is retrained, the other searches go on; only
+    when no search hands over a net does the pipeline stop, saying why."""
+    from search_space.zoo import ZOO, at_scale
+    from searchers.stages.pipeline import NoFeasibleNet
+
+    cfg = load_config(PipelineConfig, None, [f"pipeline.dir={tmp_path}", "pipeline.name=p",
+                                             "pipeline.methods=[random,nsga2]",
+                                             "pipeline.zoo=[span_ntire2024]"])
+    pipe = Pipeline(cfg, ["pipeline"])
+    net = at_scale(ZOO["rlfn_ntire"], 4)
+
+    def best(search):
+        if search.method == "random":
+            raise NoFeasibleNet("the random study has no feasible searched trial")
+        return net, {"trial": 3, "proxy_psnr_db": 27.0}
+
+    monkeypatch.setattr(pipe, "_best_trial", best)
+    pipe.root.mkdir(parents=True)
+    pipe.select()
+    chosen = json.loads((pipe.root / "selected" / "selected.json").read_text())
+    assert "no feasible" in chosen["random"]["none"] and chosen["nsga2"]["trial"] == 3
+    assert [label for label, _ in pipe.retrain_jobs()] == ["nsga2", "span_ntire2024"]
+    assert not any(s.startswith("retrain.random") for s in pipe.stages())
+    monkeypatch.setattr(pipe, "_best_trial", lambda s: best(Search("x", "random")))
+    with pytest.raises(RuntimeError, match="no search handed over a net"):
+        pipe.select()

@@ -75,6 +75,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("searchers.stages.pipeline")
 
+class NoFeasibleNet(RuntimeError):
+    """A study none of whose searched trials meets the budget: its search hands over no net
+    (the select stage records it; the report says so)."""
+
+
 @dataclass(frozen=True)
 class Search:
     """One search of the pipeline: its ``label`` (the run folder, study and retraining name:
@@ -137,7 +142,8 @@ class Pipeline:
     def stages(self) -> list[str]:
         """Every stage's name, in the order they run (the report aside)."""
         return ([f"search.{s.label}" for s in self.searches()] + ["select"] +
-                [f"retrain.{label}_s{seed}" for label, _ in self.retrain_jobs(planned=True)
+                [f"retrain.{label}_s{seed}" for label, _ in self.retrain_jobs(
+                    planned=not (self.root / "selected" / "selected.json").exists())
                  for seed in self.cfg.pipeline.seeds])
 
     # -- stages -----------------------------------------------------------------------------
@@ -251,13 +257,23 @@ class Pipeline:
         sel.mkdir(parents=True, exist_ok=True)
         chosen: dict[str, dict[str, Any]] = {}
         for search in self.searches():
+            g: Genotype | None = None
             if search.method == "darts":
                 g = Genotype.load(RunFolder(self.root / "search" / search.label).genotype)
                 chosen[search.label] = {"source": "DARTS derived genotype"}
             else:
-                g, chosen[search.label] = self._best_trial(search)
+                try:
+                    g, chosen[search.label] = self._best_trial(search)
+                except NoFeasibleNet as exc:  # a result of the search, not a failure of it
+                    logger.warning("%s", exc)
+                    chosen[search.label] = {"source": None, "none": str(exc)}
             chosen[search.label].update(method=search.method, search_seed=search.seed)
-            g.save(sel / f"{search.label}.json")
+            if g is not None:
+                g.save(sel / f"{search.label}.json")
+        if not any(c.get("source") is not None or "trial" in c for c in chosen.values()):
+            raise RuntimeError("no search handed over a net under the budget (selected/"
+                               "selected.json says why); widen the budget or raise "
+                               "pipeline.cpu_seconds / the trials")
         atomic_write_text(sel / "selected.json", json.dumps(chosen, indent=2) + "\n")
 
     def _best_trial(self, search: Search) -> tuple[Any, dict[str, Any]]:
@@ -278,9 +294,9 @@ class Pipeline:
             if best is None or t.values[0] > best.values[0]:
                 best = t
         if best is None:
-            raise RuntimeError(f"the {search.label} study has no feasible searched trial (every "
-                               "one breaks the budget or failed); widen the budget or raise "
-                               "the trials")
+            raise NoFeasibleNet(f"the {search.label} study has no feasible searched trial (every "
+                                "one breaks the budget or failed): it hands over no net; widen "
+                                "the budget or raise the trials")
         info = {"trial": best.number, "proxy_psnr_db": best.values[0],
                 "latency_ratio": best.user_attrs.get("latency_ratio"),
                 "memory_ratio": best.user_attrs.get("memory_ratio"),
@@ -298,7 +314,7 @@ class Pipeline:
         sel = self.root / "selected"
         jobs: list[tuple[str, Any]] = [
             (s.label, None if planned else Genotype.load(sel / f"{s.label}.json"))
-            for s in self.searches()]
+            for s in self.searches() if planned or (sel / f"{s.label}.json").exists()]
         return jobs + [(z, z) for z in self.cfg.pipeline.zoo]
 
     def retrain(self, genotype: Genotype | str, name: str, seed: int) -> None:

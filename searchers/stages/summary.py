@@ -93,14 +93,20 @@ def _amount(pipeline: Any, search: Any) -> str:
 def search_table(pipeline: Any) -> str:
     """Per search: its method and seed, what it spent (CPU-seconds, wall) and did."""
     state = pipeline._state()
-    lines = ["| search | method | search seed | spent [CPU-s] | wall time [s] | trials / steps |",
-             "|---|---|---|---|---|---|"]
+    path = pipeline.root / "selected" / "selected.json"
+    chosen = json.loads(path.read_text()) if path.exists() else {}
+    lines = ["| search | method | search seed | spent [CPU-s] | wall time [s] | trials / steps | "
+             "hands over |", "|---|---|---|---|---|---|---|"]
     for s in pipeline.searches():
         stage = f"search.{s.label}"
         seed = "-" if s.seed is None else str(s.seed)
+        info = chosen.get(s.label, {})
+        net = ("no net under the budget" if "none" in info else
+               f"trial {info['trial']}" if "trial" in info else "its derived net")
         lines.append(f"| {s.label} | {s.method} | {seed} | "
                      f"{state['cpu_seconds'].get(stage, math.nan):.0f} | "
-                     f"{state['seconds'].get(stage, math.nan):.0f} | {_amount(pipeline, s)} |")
+                     f"{state['seconds'].get(stage, math.nan):.0f} | {_amount(pipeline, s)} | "
+                     f"{net} |")
     return "\n".join(lines)
 
 
@@ -112,7 +118,9 @@ def methods_table(pipeline: Any, seeds: list[dict[str, Any]]) -> str:
     rows = {str(r.get("name")): r for r in seeds}
     sets = [k[len("psnr_y_"):] for k in seeds[0] if k.startswith("psnr_y_")] if seeds else []
     per_method: dict[str, list[dict[str, Any]]] = {}
+    searches: dict[str, int] = {}
     for s in pipeline.searches():
+        searches[s.method] = searches.get(s.method, 0) + 1
         if s.label in rows:
             per_method.setdefault(s.method, []).append(rows[s.label])
 
@@ -126,7 +134,8 @@ def methods_table(pipeline: Any, seeds: list[dict[str, Any]]) -> str:
         v = r.get(key)
         return math.nan if v is None else float(v)
 
-    head = ("| method | searches | " + " | ".join(f"{s} Y-PSNR over searches" for s in sets) +
+    head = ("| method | searches with a net | " +
+            " | ".join(f"{s} Y-PSNR over searches" for s in sets) +
             " | mean over sets | latency x ref |\n|---|---|" + "---|" * (len(sets) + 2))
     body, means = [], {}
     for method, rs in per_method.items():
@@ -134,8 +143,8 @@ def methods_table(pipeline: Any, seeds: list[dict[str, Any]]) -> str:
         overall = stats([statistics.fmean(value(r, f"psnr_y_{s}") for s in sets) for r in rs])
         means[method] = overall
         lat = stats([value(r, "latency_ratio") for r in rs])
-        body.append(f"| {method} | {len(rs)} | {' | '.join(cells)} | {mean_spread(*overall)} | "
-                    f"{mean_spread(*lat)} |")
+        body.append(f"| {method} | {len(rs)} of {searches[method]} | {' | '.join(cells)} | "
+                    f"{mean_spread(*overall)} | {mean_spread(*lat)} |")
     pairs = []
     for a, b in itertools.combinations(means, 2):
         (ma, sa), (mb, sb) = means[a], means[b]
