@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from collections.abc import Sequence
 
 import torch
@@ -16,6 +17,7 @@ from search_space.genotype import Genotype
 from search_space.memory import MemoryEstimate, check_enabled, estimate_weights, require_weights
 from search_space.ops import ACTIVATION_OPS, OPS, add_residual
 from search_space.rep import bias_of, plain_conv, reparameterize_modules
+from search_space.zoo import is_plain_chain
 
 logger = logging.getLogger(__name__)
 
@@ -318,14 +320,37 @@ class SRNet(SRSkeleton):
                 and self.input_factor == self.genotype.input_scale)
 
 
-def build_model(genotype: Genotype) -> SRNet:
+INITS: tuple[str, ...] = ("standard", "torch")
+""":func:`build_model`'s initialisations: ``standard`` (PyTorch's default for every module,
+then :func:`init_plain_chain` for a plain chain, :func:`search_space.zoo.is_plain_chain`) or
+``torch`` (PyTorch's default only: what every net had before issue 27)."""
+
+PLAIN_INIT_NOISE = 0.1
+"""The factor on PyTorch's default weights and biases that :func:`init_plain_chain` keeps as
+the random part of its identity-centred convs."""
+
+
+def build_model(genotype: Genotype, *, init: str = "standard") -> SRNet:
     """Build the ``torch.nn.Module`` of a genotype (training form on [0, 1], freshly
     initialised).
 
+    Args:
+        genotype: the architecture.
+        init: ``standard``: PyTorch's default init, and for a plain chain (MemSR's plain
+            family, :func:`search_space.zoo.is_plain_chain`) the identity-centred
+            :func:`init_plain_chain` on top (it draws no random numbers, so the global RNG
+            after the build is the same either way); every other net's weights are PyTorch's
+            default, bit for bit. ``torch``: PyTorch's default for every net (plain chains
+            before issue 27, which do not train).
+
     Raises:
+        ValueError: ``init`` is not one of :data:`INITS`.
         InsufficientMemory: the net's weights (counted on the meta device first,
             :mod:`search_space.memory`) do not fit in this host's available memory.
     """
+    if init not in INITS:
+        raise ValueError(f"init: got {init!r}; allowed: {', '.join(INITS)} (standard: the "
+                         "identity-centred init for plain chains, torch: PyTorch's default)")
     if isinstance(genotype, Genotype) and check_enabled():
         try:
             weights = _weights_estimate(genotype)
@@ -337,7 +362,79 @@ def build_model(genotype: Genotype) -> SRNet:
             require_weights(weights, what=f"the net of this genotype (width {genotype.width}, "
                             f"{genotype.num_cells} cells)", fix="use a smaller width, fewer "
                             "cells or narrower inner and attention widths")
-    return SRNet(genotype)
+    net = SRNet(genotype)
+    if init == "standard" and is_plain_chain(genotype):
+        init_plain_chain(net)
+    return net
+
+
+def _chain_convs(net: SRNet) -> list[tuple[nn.Conv2d, int]]:
+    """A plain chain's convs in order with the PixelShuffle factor after each (1: none)."""
+    convs = [net.head, *(c for cell in net.cells for c in cell.body.convs)]  # type: ignore
+    if net.lr_conv is not None:
+        convs.append(net.lr_conv)
+    out: list[tuple[nn.Conv2d, int]] = [(c, 1) for c in convs]
+    for m in net.upsampler:  # type: ignore[attr-defined]
+        if isinstance(m, nn.PixelShuffle):
+            out[-1] = (out[-1][0], m.upscale_factor)
+        else:
+            out.append((m, 1))
+    return out
+
+
+@torch.no_grad()
+def init_plain_chain(net: SRNet, noise: float = PLAIN_INIT_NOISE) -> SRNet:
+    """Give a plain chain (no skip of any kind: :func:`search_space.zoo.is_plain_chain`) an
+    identity-centred init in place, so that it starts as "the input passes through" and trains
+    (issue 27; Dirac-initialised convs as in ``torch.nn.init.dirac_``, with the channel copies
+    and PixelShuffles of an SR chain).
+
+    Channel ``c`` of every LR feature map carries a copy of image channel ``c mod 3``: the
+    head's centre tap copies it (its bias adds ``input_mean`` back, so the copies are the
+    [0, 1] image, which the activations after the cells' first convs pass), each width-to-width
+    conv is a Dirac, a conv before a PixelShuffle(f) writes its input channel ``c`` to all
+    ``f * f`` sub-pixels of channel ``c`` (nearest upsampling), and the last conv averages the
+    copies of each image channel (its bias subtracts ``input_mean`` where ``output_mean`` adds
+    it). The net's output at init is thus about the nearest-neighbour upsampled input. On top,
+    ``noise`` times PyTorch's default weights and biases (those the net was built with: no
+    random number is drawn) break the symmetry between the copies.
+
+    Args:
+        net: a freshly built plain chain (training form).
+        noise: the factor on the default init that stays as the random part (0: none).
+
+    Returns:
+        ``net``.
+    """
+    if not is_plain_chain(net.genotype):
+        raise ValueError("init_plain_chain: the net is not a plain chain (see "
+                         "search_space.zoo.is_plain_chain); build it with build_model, which "
+                         "applies this init to plain chains only")
+    if not (math.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise: got {noise}; a finite factor >= 0 on the default init")
+    mean = None if net.input_mean is None else net.input_mean.view(-1)
+    layers = _chain_convs(net)
+    for j, (conv, f) in enumerate(layers):
+        first, last = j == 0, j == len(layers) - 1
+        weight = conv.weight
+        weight.mul_(noise)
+        if conv.bias is not None:
+            conv.bias.mul_(noise)
+        c_in, c_out = conv.in_channels, conv.out_channels // (f * f)
+        kh, kw = conv.kernel_size[0] // 2, conv.kernel_size[1] // 2
+        for o in range(c_out):
+            # the copies this output channel reads: image channel o mod 3 (head), every copy
+            # of image channel o (last conv), its own channel (the rest)
+            src = [o % 3] if first else list(range(o, c_in, 3)) if last else [o]
+            rows = slice(o * f * f, (o + 1) * f * f)
+            for c in src:
+                weight[rows, c, kh, kw] += 1.0 / len(src)
+            if mean is not None and conv.bias is not None:
+                if first:
+                    conv.bias[rows] += mean[o % 3]
+                elif last and net.output_mean:
+                    conv.bias[rows] -= mean[o]
+    return net
 
 
 @functools.lru_cache(maxsize=256)

@@ -6,7 +6,10 @@ no attention, no long skip, so no feature map has to be kept alive past the next
 point of MemSR: peak memory is one feature map, not two). In this space it is a genotype of
 ``erb`` cells without attention or block residual, ``long_skip=false``, no fusion, and an
 EDSR (or conv3x3) tail (:func:`plain_genotype`); every searcher and loop handles it like any
-other genotype.
+other genotype. :func:`~search_space.network.build_model` gives such a chain an
+identity-centred init (:func:`~search_space.network.init_plain_chain`, issue 27: from PyTorch's
+default alone a 20-conv chain does not train); ``init="torch"`` (``kd.init=torch`` in a
+retrain) gives the old one.
 
 :func:`plain_form` turns a trained residual teacher (EDSR-like: ``erb`` cells without
 attention, with or without block residuals and long skip) into an *equal* plain net
@@ -31,65 +34,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from search_space.checks import fail
-from search_space.genotype import Genotype
 from search_space.network import SRNet, normalise_input, super_resolve
 from search_space.ops import FUNCTIONAL_ACTS
 from search_space.rep import bias_of
-from search_space.zoo import plain_genotype
+from search_space.zoo import PLAIN_ACTS, check_convertible, check_plain, plain_genotype
 
 __all__ = ["PLAIN_ACTS", "PlainLayer", "PlainNet", "check_convertible", "check_plain",
            "layer_signature", "plain_form", "plain_genotype", "plain_layers", "teacher_signature"]
-
-PLAIN_ACTS: tuple[str, ...] = ("relu", "lrelu0.05", "lrelu0.1")
-"""Activations a carried skip can pass (the identity on positive values)."""
-
-PLAIN_TAILS: tuple[str, ...] = ("edsr", "conv3x3")
-
-
-def _check_chain(g: Genotype, role: str, *, plain: bool) -> None:
-    """Refuse genotypes that are not a chain of [conv -> act -> conv] cells (``plain``: and
-    without any skip)."""
-    for i, c in enumerate(g.cells):
-        where = f"{role} genotype cells[{i}]"
-        if c.type != "erb" or len(c.ops) != 2:
-            raise fail(f"{where}.type", c.type, "'erb' cells with two conv slots",
-                       "MemSR's nets are chains of [conv -> act -> conv] blocks "
-                       "(search_space.plain.plain_genotype builds one).")
-        if any(a.type != "none" for a in c.attentions):
-            raise fail(f"{where}.attention", [a.type for a in c.attentions], "none",
-                       "An attention gate multiplies features: it has no plain form.")
-        if plain and c.block_residual:
-            raise fail(f"{where}.block_residual", True, "false in a plain net",
-                       "MemSR's student has no skips (search_space.plain.plain_genotype "
-                       "builds one; zoo: memsr_plain).")
-    switches = [("fusion", g.fusion, False), ("groups", g.groups, None),
-                ("input_skip", g.input_skip, "none")]
-    if plain:
-        switches.append(("long_skip", g.long_skip, False))
-    for name, value, allowed in switches:
-        if value != allowed:
-            raise fail(f"{role} genotype {name}", value, repr(allowed),
-                       f"a {'plain' if plain else 'convertible'} net has no {name}.")
-    if g.tail not in PLAIN_TAILS:
-        raise fail(f"{role} genotype tail", g.tail, ", ".join(PLAIN_TAILS))
-
-
-def check_plain(genotype: Genotype) -> None:
-    """Raise :class:`GenotypeError` unless ``genotype`` is of the plain family."""
-    _check_chain(genotype, "student", plain=True)
-
-
-def check_convertible(genotype: Genotype) -> None:
-    """Raise :class:`GenotypeError` unless :func:`plain_form` can convert ``genotype``'s net."""
-    _check_chain(genotype, "teacher", plain=False)
-    carries = genotype.long_skip or any(c.block_residual for c in genotype.cells)
-    if carries:
-        for i, c in enumerate(genotype.cells):
-            if c.act not in PLAIN_ACTS:
-                raise fail(f"teacher genotype cells[{i}].act", c.act, ", ".join(PLAIN_ACTS),
-                           "A skip is carried through the activation as x + offset, which "
-                           "only an activation that is the identity on positive values passes.")
-
 
 @dataclass
 class PlainLayer:

@@ -52,11 +52,12 @@ All are x4 as published; :func:`at_scale` gives the same architecture at another
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from search_space.checks import GenotypeError
+from search_space.checks import GenotypeError, fail
 from search_space.genes import Attention, CellGene, GroupGene
 from search_space.genotype import Genotype
 
@@ -146,11 +147,82 @@ def plain_genotype(depth: int, width: int, scale: int = 4, act: str = "relu", *,
                    input_mean: Sequence[float] | None = None, output_mean: bool = False
                    ) -> Genotype:
     """A plain net: head conv -> ``depth`` x [conv -> act -> conv] -> LR conv -> tail, with no
-    skip of any kind (MemSR's student: ``plain_genotype(16, 64)``)."""
+    skip of any kind (MemSR's student: ``plain_genotype(16, 64)``). Its net starts from the
+    identity-centred :func:`search_space.network.init_plain_chain` (:func:`is_plain_chain`)."""
     cell = CellGene("erb", (op, op), Attention("none"), act)
     return Genotype(scale=scale, width=width, cells=(cell,) * depth, data_range=data_range,
                     long_skip=False, input_mean=None if input_mean is None else tuple(input_mean),
                     output_mean=output_mean, tail=tail)
+
+
+PLAIN_ACTS: tuple[str, ...] = ("relu", "lrelu0.05", "lrelu0.1")
+"""Activations a carried skip can pass (the identity on positive values)."""
+
+PLAIN_TAILS: tuple[str, ...] = ("edsr", "conv3x3")
+
+
+def _check_chain(g: Genotype, role: str, *, plain: bool) -> None:
+    """Refuse genotypes that are not a chain of [conv -> act -> conv] cells (``plain``: and
+    without any skip)."""
+    for i, c in enumerate(g.cells):
+        where = f"{role} genotype cells[{i}]"
+        if c.type != "erb" or len(c.ops) != 2:
+            raise fail(f"{where}.type", c.type, "'erb' cells with two conv slots",
+                       "MemSR's nets are chains of [conv -> act -> conv] blocks "
+                       "(search_space.plain.plain_genotype builds one).")
+        if any(a.type != "none" for a in c.attentions):
+            raise fail(f"{where}.attention", [a.type for a in c.attentions], "none",
+                       "An attention gate multiplies features: it has no plain form.")
+        if plain and c.block_residual:
+            raise fail(f"{where}.block_residual", True, "false in a plain net",
+                       "MemSR's student has no skips (search_space.plain.plain_genotype "
+                       "builds one; zoo: memsr_plain).")
+    switches = [("fusion", g.fusion, False), ("groups", g.groups, None),
+                ("input_skip", g.input_skip, "none")]
+    if plain:
+        switches.append(("long_skip", g.long_skip, False))
+    for name, value, allowed in switches:
+        if value != allowed:
+            raise fail(f"{role} genotype {name}", value, repr(allowed),
+                       f"a {'plain' if plain else 'convertible'} net has no {name}.")
+    if g.tail not in PLAIN_TAILS:
+        raise fail(f"{role} genotype tail", g.tail, ", ".join(PLAIN_TAILS))
+
+
+def check_plain(genotype: Genotype) -> None:
+    """Raise :class:`GenotypeError` unless ``genotype`` is of the plain family."""
+    _check_chain(genotype, "student", plain=True)
+
+
+def check_convertible(genotype: Genotype) -> None:
+    """Raise :class:`GenotypeError` unless :func:`search_space.plain.plain_form` can convert
+    ``genotype``'s net."""
+    _check_chain(genotype, "teacher", plain=False)
+    carries = genotype.long_skip or any(c.block_residual for c in genotype.cells)
+    if carries:
+        for i, c in enumerate(genotype.cells):
+            if c.act not in PLAIN_ACTS:
+                raise fail(f"teacher genotype cells[{i}].act", c.act, ", ".join(PLAIN_ACTS),
+                           "A skip is carried through the activation as x + offset, which "
+                           "only an activation that is the identity on positive values passes.")
+
+
+_PLAIN_CONV_OP = re.compile(r"(dil_)?conv\d+x\d+(_d\d+)?")
+"""The ops that build one plain ``nn.Conv2d`` (``conv3x3``, ``dil_conv3x3_d2``, ...)."""
+
+
+def is_plain_chain(genotype: Genotype) -> bool:
+    """Whether ``genotype`` is of the plain family (:func:`check_plain`) with plain convs only
+    (``conv{k}x{k}``, ``dil_conv``; no weight norm): the nets that
+    :func:`search_space.network.build_model` gives the identity-centred init (issue 27)."""
+    try:
+        check_plain(genotype)
+    except GenotypeError:
+        return False
+    ops = [genotype.head_op, *(op for c in genotype.cells for op in c.ops)]
+    if genotype.lr_conv_op != "none":
+        ops.append(genotype.lr_conv_op)
+    return not genotype.weight_norm and all(_PLAIN_CONV_OP.fullmatch(op) for op in ops)
 
 
 def _memsr_plain() -> Genotype:

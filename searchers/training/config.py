@@ -88,9 +88,12 @@ class RetrainKD:
     # Weight of the L1 term between the net's and the teacher's outputs; null: 1.0 with a
     # teacher (recorded as such in config.yaml). 0 logs the term without training on it.
     weight: float | None = None
-    # The student's initialisation: random (none), or MemSR's (memsr: a plain student fitted
-    # to the SVD of the teacher's plain-form features; needs a teacher and a plain student).
-    init: Literal["none", "memsr"] = "none"
+    # The student's initialisation: build_model's standard one (none: PyTorch's default, and
+    # for a plain chain the identity-centred search_space.network.init_plain_chain), PyTorch's
+    # default for every net (torch: how plain chains were initialised before issue 27), or
+    # MemSR's (memsr: a plain student fitted to the SVD of the teacher's plain-form features;
+    # needs a teacher and a plain student).
+    init: Literal["none", "torch", "memsr"] = "none"
     init_patches: int = 16  # training patches the MemSR init fits on (its own random stream)
 
     def __post_init__(self) -> None:

@@ -70,7 +70,8 @@ class Retrainer:
         self._check_memory(genotype)
         self.train = dataset_from_spec(cfg.data.train, scale, patch_size=self.patch_size)
         self.val = dataset_from_spec(cfg.data.val, scale)
-        self.model = build_model(genotype).to(self.device)
+        self.model = build_model(
+            genotype, init="torch" if cfg.kd.init == "torch" else "standard").to(self.device)
         if cfg.kd.init == "memsr":
             self._check_memsr()
         o = cfg.optim
