@@ -265,3 +265,28 @@ def test_a_search_that_finds_no_net_under_the_budget_hands_over_none(tmp_path, m
     monkeypatch.setattr(pipe, "_best_trial", lambda s: best(Search("x", "random")))
     with pytest.raises(RuntimeError, match="no search handed over a net"):
         pipe.select()
+
+
+def test_the_recipe_fidelity_vouches_only_with_five_zoo_nets(tmp_path):
+    """Four zoo nets in the converged order (a perfect Spearman by chance once in 24) do not
+    vouch for a recipe; five that are mark the verdicts as holding; one out of order below 0.9
+    marks them short-recipe."""
+    from searchers.stages.summary import fidelity_line
+
+    converged = tmp_path / "converged.md"
+    nets = {"imdn_ntire": 32.2, "rfdn_aim2020": 32.1, "rlfn_ntire": 32.0, "fmen_s": 31.9,
+            "span_ntire2024": 31.7}
+    converged.write_text("| zoo name | Set5 Y-PSNR |\n|---|---|\n" + "".join(
+        f"| `{n}` | {v} |\n" for n, v in nets.items()))
+
+    def rows(order):
+        return [{"name": n, "kind": "zoo", "psnr_y_Set5": 28.0 - 0.1 * i}
+                for i, n in enumerate(order)]
+
+    line, short = fidelity_line(rows(list(nets)[:4]), converged)
+    assert short and "over only 4 nets" in line and "Spearman 1.000" in line
+    line, short = fidelity_line(rows(list(nets)), converged)
+    assert not short and "the verdicts below hold" in line
+    swapped = ["span_ntire2024", *list(nets)[1:4], "imdn_ntire"]
+    line, short = fidelity_line(rows(swapped), converged)
+    assert short and "short-recipe results" in line

@@ -57,12 +57,26 @@ def fidelity_line(seeds: list[dict[str, Any]], converged_path: Path) -> tuple[st
                 "converged table in pipeline.zoo. Every verdict below counts as a "
                 "short-recipe result.", True)
     m = result["mean"]
-    verdict = ("at least 0.9: the verdicts below hold at this recipe"
-               if result["verdicts_hold"] else f"under {GOAL}: short-recipe results")
+    n = len(result["nets"])
+    few = n < FIDELITY_MIN_NETS
+    if few:
+        verdict = (f"over only {n} nets (a perfect order of {n} comes by chance once in "
+                   f"{math.factorial(n)}): too few to vouch for the recipe, so the verdicts "
+                   f"below count as short-recipe results; list at least {FIDELITY_MIN_NETS} "
+                   "zoo nets of the converged table in pipeline.zoo")
+    elif result["verdicts_hold"]:
+        verdict = "at least 0.9: the verdicts below hold at this recipe"
+    else:
+        verdict = f"under {GOAL}: short-recipe results"
     return (f"Recipe fidelity (the retrained zoo nets {', '.join(result['nets'])} against their "
             f"converged Y-PSNR, {converged_path.name}; mean over {', '.join(result['sets'])}): "
             f"Spearman {m['spearman']:.3f}, Kendall {m['kendall']:.3f}, {verdict}.",
-            not result["verdicts_hold"])
+            few or not result["verdicts_hold"])
+
+
+FIDELITY_MIN_NETS = 5
+"""The fewest zoo nets whose order can vouch for a recipe (4 nets fall in a perfect order by
+chance once in 24)."""
 
 
 def _amount(pipeline: Any, search: Any) -> str:
