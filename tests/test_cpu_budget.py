@@ -262,6 +262,8 @@ def test_a_search_that_finds_no_net_under_the_budget_hands_over_none(tmp_path, m
     assert "no feasible" in chosen["random"]["none"] and chosen["nsga2"]["trial"] == 3
     assert [label for label, _ in pipe.retrain_jobs()] == ["nsga2", "span_ntire2024"]
     assert not any(s.startswith("retrain.random") for s in pipe.stages())
+    status = Progress(pipe).status({"seconds": {}, "cpu_seconds": {}, "done": ["select"]})
+    assert "- random: no net under the budget" in status and "- nsga2: trial 3" in status
     monkeypatch.setattr(pipe, "_best_trial", lambda s: best(Search("x", "random")))
     with pytest.raises(RuntimeError, match="no search handed over a net"):
         pipe.select()
@@ -290,3 +292,14 @@ def test_the_recipe_fidelity_vouches_only_with_five_zoo_nets(tmp_path):
     swapped = ["span_ntire2024", *list(nets)[1:4], "imdn_ntire"]
     line, short = fidelity_line(rows(swapped), converged)
     assert short and "short-recipe results" in line
+
+
+def test_the_running_page_says_what_each_search_handed_over(tmp_path):
+    from searchers.stages.progress import _chosen_text
+
+    assert _chosen_text({"source": None, "none": "no feasible trial"}) == "no net under the budget"
+    assert _chosen_text({"source": "DARTS derived genotype"}) == "DARTS derived genotype"
+    assert _chosen_text({"trial": 3, "proxy_psnr_db": 0.1034, "method": "params",
+                         "latency_ratio": None}) == "trial 3, proxy 0.103 M params, latency xnan"
+    assert "27.000 dB, latency x0.50" in _chosen_text(
+        {"trial": 1, "proxy_psnr_db": 27.0, "method": "nsga2", "latency_ratio": 0.5})

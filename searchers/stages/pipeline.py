@@ -301,8 +301,9 @@ class Pipeline:
                 "latency_ratio": best.user_attrs.get("latency_ratio"),
                 "memory_ratio": best.user_attrs.get("memory_ratio"),
                 "constraints": best.user_attrs.get("constraints")}
-        logger.info("%s: trial %d selected (%.3f dB proxy)", search.label, best.number,
-                    best.values[0])
+        unit = "M params, the params proxy" if search.method == "params" else "dB proxy"
+        logger.info("%s: trial %d selected (%.3f %s)", search.label, best.number,
+                    best.values[0], unit)
         return Genotype.from_json(best.user_attrs["genotype"]), info
 
     def retrain_jobs(self, planned: bool = False) -> list[tuple[str, Genotype | str]]:

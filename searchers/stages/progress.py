@@ -102,10 +102,7 @@ class Progress:
         if "select" in done and selected.exists():
             lines += ["", "Selected (to retrain):", ""]
             for label, info in json.loads(selected.read_text()).items():
-                proxy = info.get("proxy_psnr_db")
-                how = (info.get("source") or f"trial {info.get('trial')}, proxy "
-                       f"{proxy:.2f} dB, latency x{info.get('latency_ratio') or math.nan:.2f}")
-                lines.append(f"- {label}: {how}")
+                lines.append(f"- {label}: {_chosen_text(info)}")
         return "\n".join(lines) + "\n"
 
 
@@ -119,3 +116,16 @@ def finished_steps(folder: RunFolder) -> int:
     with folder.log.open() as f:
         steps = [int(r["step"]) for r in csv.DictReader(f) if r.get("step")]
     return max(steps, default=0)
+
+
+def _chosen_text(info: dict[str, Any]) -> str:
+    """What a search handed over, as ``selected.json`` records it."""
+    if "none" in info:
+        return "no net under the budget"
+    if "trial" not in info:
+        return str(info.get("source") or "its derived net")
+    score = info.get("proxy_psnr_db")
+    unit = "M params" if info.get("method") == "params" else "dB"
+    latency = info.get("latency_ratio")
+    return (f"trial {info['trial']}, proxy {math.nan if score is None else score:.3f} {unit}, "
+            f"latency x{math.nan if latency is None else latency:.2f}")
