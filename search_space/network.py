@@ -4,81 +4,23 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from search_space.cells import CELLS, GROUPS, Scale, frame_conv
+from search_space.cells import CELLS, GROUPS, frame_conv
 from search_space.genes import GroupGene
 from search_space.genotype import Genotype
 from search_space.memory import MemoryEstimate, check_enabled, estimate_weights, require_weights
 from search_space.ops import ACTIVATION_OPS, OPS, add_residual
-from search_space.rep import bias_of, plain_conv, reparameterize_modules
+from search_space.plain_init import init_plain_chain
+from search_space.rep import reparameterize_modules
+from search_space.tails import DualTail, edsr_tail
 from search_space.zoo import is_plain_chain
 
 logger = logging.getLogger(__name__)
-
-
-class DualTail(nn.Module):
-    """MAFFSRN's tail: ``PixelShuffle([a *] conv3x3(h) + [b *] conv5x5(h))`` (both to
-    ``3 * scale**2`` channels; MAFFSRN shuffles each branch and sums, the same thing).
-
-    Args:
-        width: input channels.
-        scale: upscaling factor.
-        scales: each branch times a learnable scalar (init 0.5; training form, folded into the
-            convs by :meth:`reparameterize`).
-        bias: the convs have biases.
-        weight_norm: the convs are weight-normalised (training form, folded likewise).
-    """
-
-    def __init__(self, width: int, scale: int, scales: bool = False, bias: bool = True,
-                 weight_norm: bool = False) -> None:
-        super().__init__()
-        self.width, self.scale, self.bias = width, scale, bias
-        out = 3 * scale * scale
-        self.conv3 = frame_conv(width, out, 3, bias, weight_norm)
-        self.conv5 = frame_conv(width, out, 5, bias, weight_norm)
-        self.scale3 = Scale(0.5) if scales else None
-        self.scale5 = Scale(0.5) if scales else None
-        self.shuffle = nn.PixelShuffle(scale)
-
-    def convs(self) -> tuple[nn.Conv2d, nn.Conv2d]:
-        return self.conv3, self.conv5
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        a, b = self.conv3(h), self.conv5(h)
-        if self.scale3 is not None and self.scale5 is not None:
-            a, b = self.scale3(a), self.scale5(b)
-        return self.shuffle(add_residual(a, b))
-
-    @torch.no_grad()
-    def reparameterize(self) -> DualTail:
-        """Plain convs with the scalars (and any weight norm) folded in."""
-        out = DualTail(self.width, self.scale, bias=self.bias)
-        convs = [plain_conv(self.conv3), plain_conv(self.conv5)]
-        if self.scale3 is not None and self.scale5 is not None:
-            for conv, s in zip(convs, (self.scale3.scale, self.scale5.scale), strict=True):
-                conv.weight.mul_(s)
-                if conv.bias is not None:
-                    bias_of(conv).mul_(s)
-        out.conv3, out.conv5 = convs
-        return out.to(convs[0].weight)
-
-
-def edsr_tail(width: int, scale: int, bias: bool = True, weight_norm: bool = False
-              ) -> nn.Sequential:
-    """EDSR's upsampler: [conv3x3 -> ``4 * width`` -> PixelShuffle(2)] x log2(scale) (x2, x4),
-    or conv3x3 -> ``9 * width`` -> PixelShuffle(3) (x3), then conv3x3 -> 3 at the HR size."""
-    factors = (3,) if scale == 3 else (2,) * {2: 1, 4: 2}[scale]
-    layers: list[nn.Module] = []
-    for f in factors:
-        layers += [frame_conv(width, f * f * width, 3, bias, weight_norm), nn.PixelShuffle(f)]
-    layers.append(frame_conv(width, 3, 3, bias, weight_norm))
-    return nn.Sequential(*layers)
 
 
 def normalise_input(x: torch.Tensor, mean: torch.Tensor | None, scale: torch.Tensor | None
@@ -325,11 +267,6 @@ INITS: tuple[str, ...] = ("standard", "torch")
 then :func:`init_plain_chain` for a plain chain, :func:`search_space.zoo.is_plain_chain`) or
 ``torch`` (PyTorch's default only: what every net had before issue 27)."""
 
-PLAIN_INIT_NOISE = 0.1
-"""The factor on PyTorch's default weights and biases that :func:`init_plain_chain` keeps as
-the random part of its identity-centred convs."""
-
-
 def build_model(genotype: Genotype, *, init: str = "standard") -> SRNet:
     """Build the ``torch.nn.Module`` of a genotype (training form on [0, 1], freshly
     initialised).
@@ -365,75 +302,6 @@ def build_model(genotype: Genotype, *, init: str = "standard") -> SRNet:
     net = SRNet(genotype)
     if init == "standard" and is_plain_chain(genotype):
         init_plain_chain(net)
-    return net
-
-
-def _chain_convs(net: SRNet) -> list[tuple[nn.Conv2d, int]]:
-    """A plain chain's convs in order with the PixelShuffle factor after each (1: none)."""
-    convs = [net.head, *(c for cell in net.cells for c in cell.body.convs)]  # type: ignore
-    if net.lr_conv is not None:
-        convs.append(net.lr_conv)
-    out: list[tuple[nn.Conv2d, int]] = [(c, 1) for c in convs]
-    for m in net.upsampler:  # type: ignore[attr-defined]
-        if isinstance(m, nn.PixelShuffle):
-            out[-1] = (out[-1][0], m.upscale_factor)
-        else:
-            out.append((m, 1))
-    return out
-
-
-@torch.no_grad()
-def init_plain_chain(net: SRNet, noise: float = PLAIN_INIT_NOISE) -> SRNet:
-    """Give a plain chain (no skip of any kind: :func:`search_space.zoo.is_plain_chain`) an
-    identity-centred init in place, so that it starts as "the input passes through" and trains
-    (issue 27; Dirac-initialised convs as in ``torch.nn.init.dirac_``, with the channel copies
-    and PixelShuffles of an SR chain).
-
-    Channel ``c`` of every LR feature map carries a copy of image channel ``c mod 3``: the
-    head's centre tap copies it (its bias adds ``input_mean`` back, so the copies are the
-    [0, 1] image, which the activations after the cells' first convs pass), each width-to-width
-    conv is a Dirac, a conv before a PixelShuffle(f) writes its input channel ``c`` to all
-    ``f * f`` sub-pixels of channel ``c`` (nearest upsampling), and the last conv averages the
-    copies of each image channel (its bias subtracts ``input_mean`` where ``output_mean`` adds
-    it). The net's output at init is thus about the nearest-neighbour upsampled input. On top,
-    ``noise`` times PyTorch's default weights and biases (those the net was built with: no
-    random number is drawn) break the symmetry between the copies.
-
-    Args:
-        net: a freshly built plain chain (training form).
-        noise: the factor on the default init that stays as the random part (0: none).
-
-    Returns:
-        ``net``.
-    """
-    if not is_plain_chain(net.genotype):
-        raise ValueError("init_plain_chain: the net is not a plain chain (see "
-                         "search_space.zoo.is_plain_chain); build it with build_model, which "
-                         "applies this init to plain chains only")
-    if not (math.isfinite(noise) and noise >= 0):
-        raise ValueError(f"noise: got {noise}; a finite factor >= 0 on the default init")
-    mean = None if net.input_mean is None else net.input_mean.view(-1)
-    layers = _chain_convs(net)
-    for j, (conv, f) in enumerate(layers):
-        first, last = j == 0, j == len(layers) - 1
-        weight = conv.weight
-        weight.mul_(noise)
-        if conv.bias is not None:
-            conv.bias.mul_(noise)
-        c_in, c_out = conv.in_channels, conv.out_channels // (f * f)
-        kh, kw = conv.kernel_size[0] // 2, conv.kernel_size[1] // 2
-        for o in range(c_out):
-            # the copies this output channel reads: image channel o mod 3 (head), every copy
-            # of image channel o (last conv), its own channel (the rest)
-            src = [o % 3] if first else list(range(o, c_in, 3)) if last else [o]
-            rows = slice(o * f * f, (o + 1) * f * f)
-            for c in src:
-                weight[rows, c, kh, kw] += 1.0 / len(src)
-            if mean is not None and conv.bias is not None:
-                if first:
-                    conv.bias[rows] += mean[o % 3]
-                elif last and net.output_mean:
-                    conv.bias[rows] -= mean[o]
     return net
 
 

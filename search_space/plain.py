@@ -7,7 +7,7 @@ point of MemSR: peak memory is one feature map, not two). In this space it is a 
 ``erb`` cells without attention or block residual, ``long_skip=false``, no fusion, and an
 EDSR (or conv3x3) tail (:func:`plain_genotype`); every searcher and loop handles it like any
 other genotype. :func:`~search_space.network.build_model` gives such a chain an
-identity-centred init (:func:`~search_space.network.init_plain_chain`, issue 27: from PyTorch's
+identity-centred init (:func:`~search_space.plain_init.init_plain_chain`, issue 27: from PyTorch's
 default alone a 20-conv chain does not train); ``init="torch"`` (``kd.init=torch`` in a
 retrain) gives the old one.
 

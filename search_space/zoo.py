@@ -148,7 +148,7 @@ def plain_genotype(depth: int, width: int, scale: int = 4, act: str = "relu", *,
                    ) -> Genotype:
     """A plain net: head conv -> ``depth`` x [conv -> act -> conv] -> LR conv -> tail, with no
     skip of any kind (MemSR's student: ``plain_genotype(16, 64)``). Its net starts from the
-    identity-centred :func:`search_space.network.init_plain_chain` (:func:`is_plain_chain`)."""
+    identity-centred :func:`search_space.plain_init.init_plain_chain` (:func:`is_plain_chain`)."""
     cell = CellGene("erb", (op, op), Attention("none"), act)
     return Genotype(scale=scale, width=width, cells=(cell,) * depth, data_range=data_range,
                     long_skip=False, input_mean=None if input_mean is None else tuple(input_mean),

@@ -89,7 +89,7 @@ class RetrainKD:
     # teacher (recorded as such in config.yaml). 0 logs the term without training on it.
     weight: float | None = None
     # The student's initialisation: build_model's standard one (none: PyTorch's default, and
-    # for a plain chain the identity-centred search_space.network.init_plain_chain), PyTorch's
+    # for a plain chain the identity-centred search_space.plain_init.init_plain_chain), PyTorch's
     # default for every net (torch: how plain chains were initialised before issue 27), or
     # MemSR's (memsr: a plain student fitted to the SVD of the teacher's plain-form features;
     # needs a teacher and a plain student).
