@@ -139,6 +139,15 @@ class SearchConfig:
         if self.sample_k < 1:
             raise ValueError(f"sample_k: got {self.sample_k}; must be >= 1")
 
+    def temperature_at(self, step: int, steps: int | None = None) -> float:
+        """Exponential annealing from ``temperature_start`` to ``temperature_end`` (guard
+        anneal) over ``steps`` (default ``self.steps``; a budgeted search's calibrated
+        length)."""
+        if self.guard != "anneal":
+            return 1.0
+        t = min(step / max((self.steps if steps is None else steps) - 1, 1), 1.0)
+        return self.temperature_start * (self.temperature_end / self.temperature_start) ** t
+
 
 @dataclass
 class LossConfig:

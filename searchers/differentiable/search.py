@@ -46,7 +46,8 @@ from searchers.common.command import run_command
 from searchers.common.config import ConfigError, dump_yaml
 from searchers.common.logs import CsvLogger
 from searchers.common.spend import SpendMeter
-from searchers.differentiable.config import DEFAULT_PATCH, DartsConfig, SearchConfig
+from searchers.differentiable.budget import budget_targets, selection_reserve
+from searchers.differentiable.config import DEFAULT_PATCH, DartsConfig
 from searchers.training.loop import (
     TrainingDiverged,
     TrainStep,
@@ -67,15 +68,6 @@ class SearchDiverged(RuntimeError):
 # --------------------------------------------------------------------------------------------
 # Search
 # --------------------------------------------------------------------------------------------
-
-
-def temperature_at(cfg: SearchConfig, step: int, steps: int | None = None) -> float:
-    """Exponential annealing from ``temperature_start`` to ``temperature_end`` (guard anneal)
-    over ``steps`` (default ``cfg.steps``; a budgeted search's calibrated length)."""
-    if cfg.guard != "anneal":
-        return 1.0
-    t = min(step / max((cfg.steps if steps is None else steps) - 1, 1), 1.0)
-    return cfg.temperature_start * (cfg.temperature_end / cfg.temperature_start) ** t
 
 
 class DartsSearch:
@@ -121,7 +113,7 @@ class DartsSearch:
         self.net.to(self.device)
         penalty = {k: v for k, v in asdict(cfg.loss).items()
                    if k not in ("reference", "latency_x", "memory_x")}
-        penalty.update(self.relative_targets())
+        penalty.update(budget_targets(cfg, self.table, run_dir))
         self.architect = Architect(
             self.net, loss_fn=F.l1_loss, penalty=HardwarePenalty(**penalty),
             lr=sc.arch_lr, weight_decay=sc.arch_weight_decay, second_order=sc.order == "second",
@@ -153,37 +145,6 @@ class DartsSearch:
                          f"on data.batch_size={b} patches of data.patch_size={p}",
                          fix="lower data.batch_size, data.patch_size, space.width or "
                          "space.num_cells, fewer candidates, or search.memory_mode=sample")
-
-    def relative_targets(self) -> dict[str, float]:
-        """Absolute budget-mode targets from ``loss.reference`` x ``loss.latency_x`` /
-        ``memory_x``: the reference measured whole, in its deployed form, at the table's
-        settings and cached with the hardware table (runs sharing a cached table share their
-        targets); ``budget.json`` in the run folder holds them and a resumed run reads them
-        back."""
-        loss, hw = self.cfg.loss, self.cfg.hardware
-        if loss.reference is None or (loss.latency_x is None and loss.memory_x is None):
-            return {}
-        path = self.run_dir / "budget.json"
-        if path.exists():
-            saved = json.loads(path.read_text())
-        else:
-            from search_space.zoo import ZOO, at_scale
-            from searchers.differentiable.latency_table import measure_whole_net
-
-            ref = at_scale(ZOO[loss.reference], self.cfg.space.scale)
-            entry = measure_whole_net(self.table, loss.reference, ref)  # deployed, cached
-            saved = {"reference": loss.reference, "size": hw.lr_size,
-                     "reference_latency_ms": entry.latency_ms,
-                     "reference_memory_mib": entry.memory_mib}
-            if loss.latency_x is not None:
-                saved["latency_target_ms"] = loss.latency_x * saved["reference_latency_ms"]
-            if loss.memory_x is not None:
-                saved["memory_target_mib"] = loss.memory_x * saved["reference_memory_mib"]
-            atomic_write_text(path, json.dumps(saved, indent=2) + "\n")
-        figures = ", ".join(f"{k}={v:.3f}" for k, v in saved.items()
-                            if k.endswith(("_ms", "_mib")))
-        logger.info("budget relative to %s: %s", loss.reference, figures)
-        return {k: saved[k] for k in ("latency_target_ms", "memory_target_mib") if k in saved}
 
     # -- checkpoints ------------------------------------------------------------------------
 
@@ -224,36 +185,6 @@ class DartsSearch:
         CPU), every process of it together."""
         return self.spent_before + self.meter.peek()
 
-    def selection_reserve(self, step_s: float) -> float:
-        """The seconds the selection after the loop is expected to cost: the perturbation
-        rule evaluates each searched slot of the cell type it keeps at a position (counted
-        for the type with most) once as it is and once without each of its ``select_top_m``
-        heaviest candidates, each evaluation ``select_batches`` forwards, about a sixth of a
-        search step (a weight step and an architecture step, each a forward and a backward).
-        The alpha rule costs nothing."""
-        from searchers.differentiable.mixed import MixedOp
-        from searchers.differentiable.supernet import MixedCell
-
-        sc = self.cfg.search
-        if self.select_rule != "perturbation":
-            return 0.0
-
-        def cost(m: MixedOp) -> int:
-            return 1 + min(sc.select_top_m, len(m.candidates))
-
-        evaluations = 0
-        for cell in self.net.cells:
-            assert isinstance(cell, MixedCell)
-            mixed = cell.mixed
-            evaluations += cost(mixed) if len(mixed.candidates) > 1 else 0
-            per_type = []
-            for op in mixed.ops:
-                slots = {m.slot: m for m in op.modules()
-                         if isinstance(m, MixedOp) and len(m.candidates) > 1}
-                per_type.append(sum(cost(m) for m in slots.values()))
-            evaluations += max(per_type, default=0)
-        return evaluations * sc.select_batches * step_s / 6
-
     def _calibrate(self, step_s: float) -> None:
         """``search.cpu_seconds``: after three architecture steps, fix the search's length to
         what the budget still buys (the selection's reserve kept back); the LR schedule and
@@ -264,21 +195,22 @@ class DartsSearch:
         if len(self.step_costs) < 3 and self.step < self.total_steps:
             return
         per_step = sorted(self.step_costs)[len(self.step_costs) // 2]
-        left = budget - self.spent() - self.selection_reserve(per_step)
-        if self.select_rule == "perturbation" and left < self.selection_reserve(per_step):
+        reserve = selection_reserve(self.net, self.cfg.search, self.select_rule, per_step)
+        left = budget - self.spent() - reserve
+        if reserve > 0 and left < reserve:
             logger.warning("search.cpu_seconds=%.0f: the perturbation selection (about %.0f s) "
                            "would cost more than the search steps the budget still buys "
                            "(%.0f s): the net is selected by its alphas instead; raise the "
                            "budget, or lower search.select_batches / select_top_m", budget,
-                           self.selection_reserve(per_step), max(left, 0.0))
-            self.select_rule = "alpha"
+                           reserve, max(left, 0.0))
+            self.select_rule, reserve = "alpha", 0.0
             left = budget - self.spent()
         self.total_steps = self.step + max(0, int(left // per_step))
         self.scheduler.T_max = max(1, self.total_steps)
         self.calibrated = True
         logger.info("search.cpu_seconds=%.0f: %.1f s spent by step %d, %.3f s per step, %.1f s "
                     "kept for the selection: the search runs %d steps", budget, self.spent(),
-                    self.step, per_step, self.selection_reserve(per_step), self.total_steps)
+                    self.step, per_step, reserve, self.total_steps)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -310,7 +242,7 @@ class DartsSearch:
         arch_out: dict[str, float] = {}
         while self.step < self.total_steps:
             step_start = self.meter.peek()
-            self.net.state.temperature = temperature_at(sc, self.step, self.total_steps)
+            self.net.state.temperature = sc.temperature_at(self.step, self.total_steps)
             train = self._batch(self.train)
             val = self._batch(self.val)
             self.net.train()
