@@ -89,10 +89,16 @@ def from_report(report_dir: Path, converged: Table) -> dict[str, dict[str, float
     if not path.exists():
         raise FileNotFoundError(f"{report_dir}: no report.json; give the folder "
                                 "python -m results.report wrote")
+    return from_seed_rows(json.loads(path.read_text()).get("seeds") or [], converged)
+
+
+def from_seed_rows(rows: list[dict[str, Any]], converged: Table) -> dict[str, dict[str, float]]:
+    """``{zoo name: {set: mean Y-PSNR}}`` of the rows of a report's seed table that are zoo
+    nets of ``converged`` (a row marked ``kind`` other than ``zoo`` is not)."""
     out: dict[str, dict[str, float]] = {}
-    for row in json.loads(path.read_text()).get("seeds") or []:
+    for row in rows:
         name = zoo_name(str(row.get("name", "")), converged)
-        if name is None:
+        if name is None or row.get("kind", "zoo") != "zoo":
             continue
         out[name] = {k[len("psnr_y_"):]: float(v) for k, v in row.items()
                      if k.startswith("psnr_y_") and v is not None and math.isfinite(float(v))}

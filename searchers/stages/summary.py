@@ -41,17 +41,11 @@ def summary(pipeline: Any, report_dir: Path) -> str:
 def fidelity_line(seeds: list[dict[str, Any]], converged_path: Path) -> tuple[str, bool]:
     """The recipe-fidelity sentence and whether the recipe is short (fidelity under 0.9, or
     not measurable: then every verdict counts as short too)."""
-    from results.report.fidelity import GOAL, read_converged, recipe_fidelity, zoo_name
+    from results.report.fidelity import GOAL, from_seed_rows, read_converged, recipe_fidelity
 
     try:
         converged = read_converged(converged_path)
-        ours = {}
-        for row in seeds:
-            name = zoo_name(str(row.get("name", "")), converged)
-            if name is not None and row.get("kind") == "zoo":
-                ours[name] = {k[len("psnr_y_"):]: float(v) for k, v in row.items()
-                              if k.startswith("psnr_y_") and v is not None}
-        result = recipe_fidelity(ours, converged)
+        result = recipe_fidelity(from_seed_rows(seeds, converged), converged)
     except (OSError, ValueError) as exc:
         return (f"Recipe fidelity: not measured ({exc}); list at least 3 zoo nets of the "
                 "converged table in pipeline.zoo. Every verdict below counts as a "
