@@ -7,7 +7,6 @@ and spread over its searches, with the recipe's fidelity."""
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -177,14 +176,14 @@ def test_equal_cpu_seconds_become_each_searchers_budget(tmp_path):
     stages = pipe.stages()
     assert stages[:2] == ["search.random_search3", "search.darts_search3"]
     state = {"seconds": {}, "cpu_seconds": {}, "done": []}
-    assert Progress(pipe).estimate_left(state, stages[:6]) == pytest.approx(6 * 600)
+    assert Progress(pipe).estimate(state, stages[:6]) == (pytest.approx(6 * 600), 0)
     state = {"seconds": {"search.random_search3": 100.0}, "cpu_seconds": {},
              "done": ["search.random_search3"]}
-    assert Progress(pipe).estimate_left(state, stages[:6]) == pytest.approx(5 * 100)
+    assert Progress(pipe).estimate(state, stages[:6]) == (pytest.approx(5 * 100), 0)
     untimed = len(stages) - 6 - 1  # the retrainings (the selection takes no time to speak of)
     assert Progress(pipe).left_text(state, stages) == (
         f"about 8m20s + {untimed} stages not yet timed left")
-    assert math.isnan(Progress(pipe).estimate_left(state, stages))  # not all can be timed
+    assert Progress(pipe).estimate(state, stages)[1] == untimed  # not all can be timed
     status = Progress(pipe).status(state)
     assert "(in progress: 1 of" in status and "| search.random_search3 | done |" in status
     assert "| search.darts_search3 | to run |" in status

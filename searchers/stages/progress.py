@@ -39,13 +39,7 @@ class Progress:
         """``pipeline``: the :class:`~searchers.stages.pipeline.Pipeline` it reports on."""
         self.pipeline = pipeline
 
-    def estimate_left(self, state: dict[str, Any], stages: list[str]) -> float:
-        """Seconds the stages of ``stages`` not yet done are expected to take (NaN where a
-        kind has no finished stage and no budget to go by: :meth:`untimed`)."""
-        left, untimed = self._estimate(state, stages)
-        return math.nan if untimed else left
-
-    def _estimate(self, state: dict[str, Any], stages: list[str]) -> tuple[float, int]:
+    def estimate(self, state: dict[str, Any], stages: list[str]) -> tuple[float, int]:
         """The seconds expected for the stages still to run that can be estimated, and how
         many cannot be yet."""
         done = set(state["done"])
@@ -68,7 +62,7 @@ class Progress:
     def left_text(self, state: dict[str, Any], stages: list[str]) -> str:
         """``about 12m00s left`` (``+ 4 stages not yet timed`` where some cannot be
         estimated until one of their kind has run)."""
-        left, untimed = self._estimate(state, stages)
+        left, untimed = self.estimate(state, stages)
         more = f" + {untimed} stages not yet timed" if untimed else ""
         return f"about {_duration(left)}{more} left"
 
