@@ -242,3 +242,28 @@ def test_the_oneshot_method_trains_one_supernet_and_searches_its_subnets(tmp_pat
     mtime = (supernet / "checkpoint.pt").stat().st_mtime
     assert main([*_args(tmp_path, "one"), *ONESHOT]) == 0
     assert (supernet / "checkpoint.pt").stat().st_mtime == mtime
+
+
+def test_a_method_added_to_a_finished_pipeline_is_searched_selected_and_retrained(tmp_path):
+    """``tpe`` and ``gp`` are studies of the sampled space with that sampler; added to a
+    finished folder, only the new searches run, the select stage runs again for them, and
+    their nets are retrained beside the old ones (which are not redone)."""
+    import yaml
+
+    from searchers.stages.pipeline import main
+
+    _hr(tmp_path)
+    base = [*_args(tmp_path, "grow"), "pipeline.zoo=[]"]
+    assert main([*base, "pipeline.methods=[random]"]) == 0
+    root = tmp_path / "grow"
+    first = (root / "retrain" / "random_s0" / "deployed.pt").stat().st_mtime
+    assert main([*base, "pipeline.methods=[random,tpe,gp]"]) == 0
+    chosen = json.loads((root / "selected" / "selected.json").read_text())
+    assert set(chosen) == {"random", "tpe", "gp"}
+    for method in ("tpe", "gp"):
+        cfg = yaml.safe_load((root / "search" / method / "config.yaml").read_text())
+        assert cfg["study"]["sampler"] == method
+        assert (root / "retrain" / f"{method}_s0" / "deployed.pt").exists()
+    assert (root / "retrain" / "random_s0" / "deployed.pt").stat().st_mtime == first
+    summary = (root / "pipeline.md").read_text()
+    assert "| tpe |" in summary and "| gp |" in summary

@@ -13,7 +13,12 @@ from searchers.sharing.config import SupernetConfig
 from searchers.training.config import RetrainConfig
 from searchers.trials.config import OptunaConfig
 
-METHODS = ("random", "nsga2", "darts", "oneshot", "params")
+METHODS = ("random", "nsga2", "tpe", "gp", "darts", "oneshot", "params")
+"""The search methods; ``random``, ``nsga2``, ``tpe`` and ``gp`` are studies of the same sampled
+space with that ``study.sampler`` (``tpe``: Optuna's multi-objective TPE, constraint-aware;
+``gp``: its GP sampler with the constraints in its acquisition)."""
+
+Method = Literal["random", "nsga2", "tpe", "gp", "darts", "oneshot", "params"]
 
 
 @dataclass
@@ -22,7 +27,7 @@ class PipelineSection(RunSection):
 
     dir: str = "runs/pipeline"
     name: str | None = "default"
-    methods: list[Literal["random", "nsga2", "darts", "oneshot", "params"]] = field(
+    methods: list[Method] = field(
         default_factory=lambda: ["random", "nsga2", "darts"])
     patches: int | None = None  # equal total search budget in trained HR patches (null: as set)
     # equal search budget in CPU-seconds (GPU: wall seconds) of everything a method spends:

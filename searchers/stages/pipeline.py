@@ -10,10 +10,10 @@ same command, continues where it stopped):
 
 1. **search**, one run per method of ``pipeline.methods`` (under ``pipeline.search_seeds``,
    one per method and search seed, ``search/METHOD_searchK``: the study's, DARTS's and the
-   supernet's seed is K): ``random`` and ``nsga2`` are Optuna studies of the ``trials``
-   section (``study.sampler`` set per method; a study resumes), ``darts`` a DARTS search of
-   the ``darts`` section (resumed from its checkpoint). ``oneshot`` trains the ``supernet``
-   section's weight-sharing supernet once (``search/supernet``), then runs a study of
+   supernet's seed is K): ``random``, ``nsga2``, ``tpe`` and ``gp`` are Optuna studies of the
+   ``trials`` section (``study.sampler`` set per method; a study resumes), ``darts`` a DARTS
+   search of the ``darts`` section (resumed from its checkpoint). ``oneshot`` trains the
+   ``supernet`` section's weight-sharing supernet once (``search/supernet``), then runs a study of
    ``trials.study.sampler`` over the supernet's own space with ``proxy.kind=supernet``.
    ``params``, the zero-cost baseline every search must beat, draws at random and trains
    nothing (``proxy.kind=params``): it hands over the largest net it measured under the budget.
@@ -59,7 +59,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from results.run_folder import RunFolder
 from search_space.files import atomic_write_text
@@ -158,6 +158,7 @@ class Pipeline:
         RunFolder(self.root).record(dump_yaml(self.cfg), self.argv)
         for search in self.searches():
             self._stage(f"search.{search.label}", partial(self.search, search))
+        self._reselect_new_searches()
         self._stage("select", self.select)
         for label, genotype in self.retrain_jobs():
             for seed in self.cfg.pipeline.seeds:
@@ -165,6 +166,20 @@ class Pipeline:
                             partial(self.retrain, genotype, f"{label}_s{seed}", seed))
         self.report()  # always re-run: cheap where the evaluations are cached
         return self.root / "pipeline.md"
+
+    def _reselect_new_searches(self) -> None:
+        """A method or search seed added to a finished pipeline folder: its search ran above,
+        so the select stage is run again for every search (cheap: each reads its study)."""
+        chosen = self.root / "selected" / "selected.json"
+        state = self._state()
+        if "select" not in state["done"] or not chosen.exists():
+            return
+        missing = [s.label for s in self.searches()
+                   if s.label not in json.loads(chosen.read_text())]
+        if missing:
+            logger.info("select: again, for the searches added since (%s)", ", ".join(missing))
+            state["done"].remove("select")
+            atomic_write_text(self.state_path, json.dumps(state, indent=2) + "\n")
 
     def search(self, search: Search) -> None:
         """One search in ``search/LABEL``; a DARTS search resumes its checkpoint, a study
@@ -242,7 +257,7 @@ class Pipeline:
         if search.method == "params":  # the zero-cost baseline: random draws, the largest
             return replace(t, run=run, proxy=replace(t.proxy, kind="params", supernet=None),
                            study=replace(study, sampler="random", enqueue_zoo=False))
-        sampler: Literal["random", "nsga2"] = "random" if search.method == "random" else "nsga2"
+        sampler = cast(Literal["nsga2", "tpe", "gp", "random"], search.method)
         return replace(t, study=replace(study, sampler=sampler), run=run)
 
     def storage(self, search: Search) -> str:
