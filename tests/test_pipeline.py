@@ -267,3 +267,73 @@ def test_a_method_added_to_a_finished_pipeline_is_searched_selected_and_retraine
     assert (root / "retrain" / "random_s0" / "deployed.pt").stat().st_mtime == first
     summary = (root / "pipeline.md").read_text()
     assert "| tpe |" in summary and "| gp |" in summary
+
+
+MATCHED = ["pipeline.methods=[random,darts]", "pipeline.zoo=[]", "matched.n=2",
+           "matched.tolerance=0.9", "matched.max_draws=12", "trials.budget.rounds=1"]
+
+
+def test_the_matched_check_ranks_each_searched_net_among_random_nets_of_its_space(tmp_path):
+    """``matched.n``: per space (the studies' sampled space, DARTS's supernet) one pool of
+    uniform draws timed against the reference; each searched net gets the first n within the
+    tolerance, those are retrained with the recipe, and pipeline.md ranks it among them. A
+    re-run redoes nothing; a tolerance no draw meets leaves a corner, without a verdict."""
+    from searchers.common.config import load_config
+    from searchers.stages.matched import Matched
+    from searchers.stages.pipeline import Pipeline, main
+
+    _hr(tmp_path)
+    args = [*_args(tmp_path, "m"), *MATCHED]
+    assert main(args) == 0
+    root = tmp_path / "m"
+    for space in ("trials", "darts"):
+        saved = json.loads((root / "matched" / space / "draws.json").read_text())
+        assert saved["done"] and 2 <= len(saved["draws"]) <= 12
+        assert all(r > 0 for r in saved["targets"].values())
+    pipeline = Pipeline(load_config(PipelineConfig, None, args), ["test"])
+    rows = {r["search"]: r for r in Matched(pipeline).rows()}
+    assert set(rows) == {"random", "darts"}
+    for r in rows.values():
+        assert r["found"] == 2 and not r["corner"]
+        assert 1 <= r["rank"] <= 3 and r["of"] == 3
+        assert all(np.isfinite(r["random_db"]))
+    jobs = Matched(pipeline).jobs()
+    assert 2 <= len(jobs) <= 4 and all(
+        (root / "retrain" / f"{label}_s0" / "deployed.pt").exists() for label, _ in jobs)
+    summary = (root / "pipeline.md").read_text()
+    assert "Matched-latency check" in summary and "| random | trials |" in summary
+    state = json.loads((root / "state.json").read_text())
+    assert {"matched.trials", "matched.darts"} <= set(state["done"])
+    mtime = (root / "matched" / "trials" / "draws.json").stat().st_mtime
+    assert main(args) == 0
+    assert (root / "matched" / "trials" / "draws.json").stat().st_mtime == mtime
+
+    corner = Pipeline(load_config(PipelineConfig, None, [*args, "matched.tolerance=1e-9"]),
+                      ["test"])
+    row = next(r for r in Matched(corner).rows() if r["search"] == "random")
+    assert row["corner"] and row["found"] == 0 and "rank" not in row
+
+
+def test_the_matched_check_refuses_bad_settings():
+    from searchers.stages.config import MatchedSection
+
+    for bad, word in (({"n": -1}, "matched.n"), ({"tolerance": 1.5}, "matched.tolerance"),
+                      ({"n": 8, "max_draws": 3}, "matched.max_draws")):
+        with pytest.raises(ValueError, match=word):
+            MatchedSection(**bad)
+
+
+def test_the_matched_check_takes_the_searches_of_its_search_seeds(tmp_path):
+    from searchers.stages.matched import Matched
+    from searchers.stages.pipeline import Pipeline
+    from searchers.trials.trial_config import zoo_genotype
+
+    args = [*_args(tmp_path, "seeds"), "pipeline.methods=[random,oneshot,darts]",
+            "pipeline.search_seeds=[0,1]", "matched.n=8", "matched.search_seeds=[1]"]
+    pipeline = Pipeline(load_config(PipelineConfig, None, args), ["test"])
+    sel = pipeline.root / "selected"
+    sel.mkdir(parents=True)
+    for label in ("random_search0", "random_search1", "darts_search1", "oneshot_search0"):
+        zoo_genotype("span_ntire2024", 4).save(sel / f"{label}.json")
+    spaces = {k: [label for label, _ in v] for k, v in Matched(pipeline).searched().items()}
+    assert spaces == {"trials": ["random_search1"], "darts": ["darts_search1"]}

@@ -74,6 +74,31 @@ class PipelineSection(RunSection):
 
 
 @dataclass
+class MatchedSection:
+    """The matched-latency check (:mod:`searchers.stages.matched`: each
+    search's net against random nets of its space at its latency); ``n: 0`` turns it off."""
+
+    n: int = 0  # random nets per searched net (8: each searched net ranked among 9)
+    tolerance: float = 0.10  # |latency ratio to the searched net - 1| at most this
+    max_draws: int = 300  # uniform draws per space at most
+    seed: int = 0  # the draws' seed
+    # check only the searches of these pipeline.search_seeds (null: every search); the
+    # random nets' retraining is most of the check's cost
+    search_seeds: list[int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.n < 0:
+            raise ValueError(f"matched.n: got {self.n}; give the random nets per searched net "
+                             "(8 for the check, 0 to turn it off)")
+        if not 0 < self.tolerance < 1:
+            raise ValueError(f"matched.tolerance: got {self.tolerance}; give a fraction in "
+                             "(0, 1), e.g. 0.1 for +-10 %")
+        if self.n and self.max_draws < self.n:
+            raise ValueError(f"matched.max_draws: got {self.max_draws}; give at least "
+                             f"matched.n={self.n} draws per space")
+
+
+@dataclass
 class PipelineConfig:
     """The pipeline's config: its own section and the config of each stage (``trials`` for the
     random and NSGA-II studies, ``darts``, ``supernet`` for the ``oneshot`` method's supernet
@@ -84,6 +109,7 @@ class PipelineConfig:
     darts: DartsConfig = field(default_factory=DartsConfig)
     supernet: SupernetConfig = field(default_factory=SupernetConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
+    matched: MatchedSection = field(default_factory=MatchedSection)
 
 
 TRIALS_CAP = 100_000

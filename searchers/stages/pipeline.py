@@ -31,12 +31,16 @@ same command, continues where it stopped):
 3. **retrain**: every selected net and every ``pipeline.zoo`` net with each seed of
    ``pipeline.seeds``, the same ``retrain`` recipe for all (a killed run resumes from its
    checkpoint).
-4. **report**: over all retrained runs (Y-PSNR/SSIM per set, latency
+4. **matched** (``matched.n`` > 0; :mod:`searchers.stages.matched`): per space, uniform draws
+   timed against the reference until each search's net has ``matched.n`` random nets within
+   ``matched.tolerance`` of its latency, then those nets retrained like the rest
+   (``retrain/matched_SPACEk_sSEED``); ``pipeline.md`` ranks each searched net among them.
+5. **report**: over all retrained runs (Y-PSNR/SSIM per set, latency
    ratios timed interleaved in one process, peak memory, the seed table), with the first
    NSGA-II study's front; then ``pipeline.md`` (:mod:`searchers.stages.summary`): what each
    search spent, each net beside the zoo, the recipe's fidelity against the converged zoo
    (under 0.9 the verdicts are marked short-recipe results) and, under search seeds, each
-   method's mean and spread over its searches.
+   method's mean and spread over its searches, and the matched-latency ranks.
 
 Before each stage a progress line (done, spent, estimated left) is logged, and after each one
 ``pipeline.md`` is rewritten with the stages so far (:mod:`searchers.stages.progress`).
@@ -67,6 +71,7 @@ from searchers.common.command import exit_status, log_to_stderr
 from searchers.common.config import dump_yaml, load_config
 from searchers.common.spend import SpendMeter
 from searchers.stages.config import PipelineConfig, equal_budgets
+from searchers.stages.matched import Matched
 from searchers.stages.progress import Progress, finished_steps
 from searchers.trials.config import OptunaConfig
 
@@ -140,11 +145,15 @@ class Pipeline:
         atomic_write_text(self.root / "pipeline.md", self.progress.status(state))
 
     def stages(self) -> list[str]:
-        """Every stage's name, in the order they run (the report aside)."""
+        """Every stage's name, in the order they run (the report aside; the matched-latency
+        check's retrainings once its draws are made)."""
+        matched = Matched(self)
+        seeds = self.cfg.pipeline.seeds
         return ([f"search.{s.label}" for s in self.searches()] + ["select"] +
                 [f"retrain.{label}_s{seed}" for label, _ in self.retrain_jobs(
                     planned=not (self.root / "selected" / "selected.json").exists())
-                 for seed in self.cfg.pipeline.seeds])
+                 for seed in seeds] + [f"matched.{space}" for space in matched.spaces()] +
+                [f"retrain.{label}_s{seed}" for label, _ in matched.jobs() for seed in seeds])
 
     # -- stages -----------------------------------------------------------------------------
 
@@ -164,22 +173,33 @@ class Pipeline:
             for seed in self.cfg.pipeline.seeds:
                 self._stage(f"retrain.{label}_s{seed}",
                             partial(self.retrain, genotype, f"{label}_s{seed}", seed))
+        matched = Matched(self)
+        for space in matched.spaces():
+            if not matched.complete(space):  # a search added since: its pool grows
+                self._redo(f"matched.{space}")
+            self._stage(f"matched.{space}", partial(matched.draw, space))
+        for label, genotype in matched.jobs():
+            for seed in self.cfg.pipeline.seeds:
+                self._stage(f"retrain.{label}_s{seed}",
+                            partial(self.retrain, genotype, f"{label}_s{seed}", seed))
         self.report()  # always re-run: cheap where the evaluations are cached
         return self.root / "pipeline.md"
+
+    def _redo(self, name: str) -> None:
+        """Mark stage ``name`` to run again (its function is idempotent and continues)."""
+        state = self._state()
+        if name in state["done"]:
+            logger.info("%s: again, for the searches added since", name)
+            state["done"].remove(name)
+            atomic_write_text(self.state_path, json.dumps(state, indent=2) + "\n")
 
     def _reselect_new_searches(self) -> None:
         """A method or search seed added to a finished pipeline folder: its search ran above,
         so the select stage is run again for every search (cheap: each reads its study)."""
         chosen = self.root / "selected" / "selected.json"
-        state = self._state()
-        if "select" not in state["done"] or not chosen.exists():
-            return
-        missing = [s.label for s in self.searches()
-                   if s.label not in json.loads(chosen.read_text())]
-        if missing:
-            logger.info("select: again, for the searches added since (%s)", ", ".join(missing))
-            state["done"].remove("select")
-            atomic_write_text(self.state_path, json.dumps(state, indent=2) + "\n")
+        if chosen.exists() and any(s.label not in json.loads(chosen.read_text())
+                                   for s in self.searches()):
+            self._redo("select")
 
     def search(self, search: Search) -> None:
         """One search in ``search/LABEL``; a DARTS search resumes its checkpoint, a study

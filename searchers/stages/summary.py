@@ -35,6 +35,11 @@ def summary(pipeline: Any, report_dir: Path) -> str:
     if p.search_seeds is not None:
         lines += [methods_table(pipeline, seeds), ""]
     lines.append(hypervolume_line(seeds))
+    from searchers.stages.matched import Matched
+
+    matched = Matched(pipeline).table()
+    if matched:
+        lines += ["", matched]
     return "\n".join(lines) + "\n"
 
 

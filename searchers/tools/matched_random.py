@@ -13,8 +13,11 @@ retrained with one recipe (``--retrain`` and the ``key=value`` overrides of it) 
 of ``--seeds``; the verdict is the searched net's rank by mean hold-out Y-PSNR (the recipe's
 ``data.val``: a split of the training images). Goal: the top quarter.
 
-A net so cheap that the draws never land near it sits in a corner of the space: the report
-then says so with the cheapest draws' ratios, and no rank is given.
+The pipeline runs the same check for every search of every method (``matched.n``,
+:mod:`searchers.stages.matched`); this command checks one DARTS run, with the lookup table's
+estimate to pre-select the draws. A net so cheap that the draws never land near it sits in a
+corner of the space: the report then says so with the cheapest draws' ratios, and no rank is
+given.
 
 Output in ``--out`` (default ``RUN/matched``): ``matched.json``, ``matched.md``, ``draws.json``
 (the kept nets, reused on a re-run) and ``retrain/NET_sSEED`` run folders (a killed run resumes:
@@ -24,10 +27,8 @@ finished trainings are skipped, unfinished ones resume from their checkpoints).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
-import math
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -39,6 +40,7 @@ from results.run_folder import RunFolder
 from search_space.files import atomic_write_text
 from searchers.common.command import exit_status, log_to_stderr
 from searchers.common.config import ConfigError, load_config
+from searchers.stages.matched import hold_out_psnr, rank_of
 
 logger = logging.getLogger("searchers.tools.matched_random")
 
@@ -95,13 +97,6 @@ def confirm(searched: Any, nets: list[Any], cfg: Any) -> list[float]:
     return [measure_latency_ratio(build_model(g), ref, settings).ratio_median for g in nets]
 
 
-def final_psnr(run_dir: Path) -> float:
-    """The last hold-out Y-PSNR a retraining logged."""
-    with RunFolder(run_dir).log.open() as f:
-        values = [r["val_psnr_y_db"] for r in csv.DictReader(f) if r.get("val_psnr_y_db")]
-    return float(values[-1]) if values else math.nan
-
-
 def run(run_dir: Path, *, genotype: Path | None, n: int, tolerance: float, seeds: list[int],
         retrain_config: str | None, overrides: list[str], out: Path, max_draws: int,
         draw_seed: int) -> dict[str, Any]:
@@ -147,14 +142,13 @@ def run(run_dir: Path, *, genotype: Path | None, n: int, tolerance: float, seeds
             if not folder.deployed.exists():
                 retrain(g, rc, resume=folder.checkpoint.exists(),
                         command=["python", "-m", "searchers.tools.matched_random"])
-            psnrs.append(final_psnr(folder.path))
+            psnrs.append(hold_out_psnr(folder.path))
         rows.append({"net": label, "latency_ratio": ratio, "psnr_db": psnrs,
                      "mean_db": float(np.mean(psnrs)), "genotype": g.to_dict()})
     ranked = sorted(rows, key=lambda r: -r["mean_db"])
-    rank = [r["net"] for r in ranked].index("searched") + 1
+    rank, of, top = rank_of(rows[0]["mean_db"], [r["mean_db"] for r in rows[1:]])
     result = {"run": str(run_dir), "tolerance": tolerance, "seeds": seeds, "draw_stats": stats,
-              "corner": corner, "rank": rank, "of": len(rows),
-              "top_quarter": (not corner) and rank <= max(1, len(rows) // 4),
+              "corner": corner, "rank": rank, "of": of, "top_quarter": (not corner) and top,
               "recipe": {"config": retrain_config, "overrides": overrides}, "rows": ranked}
     atomic_write_text(out / "matched.json", json.dumps(result, indent=2) + "\n")
     atomic_write_text(out / "matched.md", render(result))

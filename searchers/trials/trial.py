@@ -154,8 +154,25 @@ def reference_ratios(model: torch.nn.Module, memory_mib: float, budget: BudgetCo
     ``settings`` say (the trial's): latency timed interleaved with the reference over
     ``budget.rounds`` rounds of half the trial's runs each; the reference's peak memory
     measured once per process and input."""
-    from proxies.measure.latency import measure_latency_ratio
     from proxies.measure.memory import measure_peak_memory_or_torch
+    from search_space import build_model
+
+    assert budget.reference is not None
+    ratio = reference_latency_ratio(model, budget, settings, scale)
+    key = (budget.reference, scale, settings.lr_size[0], settings.device, settings.backend)
+    if key not in _REFERENCE_MEMORY:
+        torch.manual_seed(0)
+        ref = build_model(zoo_genotype(budget.reference, scale))
+        _REFERENCE_MEMORY[key] = measure_peak_memory_or_torch(ref, settings).peak_memory_mib
+    return ratio, memory_mib / _REFERENCE_MEMORY[key]
+
+
+def reference_latency_ratio(model: torch.nn.Module, budget: BudgetConfig,
+                            settings: MeasureSettings, scale: int) -> float:
+    """The median latency ratio of ``model`` (its deployed form) to ``budget.reference``, timed
+    interleaved over ``budget.rounds`` rounds of half ``settings.runs`` each: how a trial
+    measures a candidate against the budget."""
+    from proxies.measure.latency import measure_latency_ratio
     from search_space import build_model
 
     assert budget.reference is not None
@@ -163,11 +180,7 @@ def reference_ratios(model: torch.nn.Module, memory_mib: float, budget: BudgetCo
     ref = build_model(zoo_genotype(budget.reference, scale))
     interleaved = replace(settings, rounds=budget.rounds,
                           runs_per_round=max(1, settings.runs // 2))
-    ratio = measure_latency_ratio(model, ref, interleaved)
-    key = (budget.reference, scale, settings.lr_size[0], settings.device, settings.backend)
-    if key not in _REFERENCE_MEMORY:
-        _REFERENCE_MEMORY[key] = measure_peak_memory_or_torch(ref, settings).peak_memory_mib
-    return ratio.ratio_median, memory_mib / _REFERENCE_MEMORY[key]
+    return measure_latency_ratio(model, ref, interleaved).ratio_median
 
 
 def evaluate_genotype(genotype: Genotype, proxy: ProxyConfig, measure: MeasureSection,
