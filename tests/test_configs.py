@@ -137,8 +137,9 @@ def _pipeline_t91_cpu(path: Path, tmp_path: Path) -> None:
     p = cfg.pipeline
     assert (p.name, p.patches, p.cpu_seconds, p.search_seeds, p.seeds) == (
         "t91_cpu", None, 150, [0, 1, 2], [0])
-    assert p.methods == ["random", "nsga2", "darts", "oneshot"]
-    assert len(p.zoo) >= 3  # the recipe's fidelity needs three zoo nets of the converged table
+    assert p.methods == ["random", "nsga2", "tpe", "gp", "darts", "oneshot", "params"]
+    assert len(p.zoo) >= 5  # fewer zoo nets of the converged table cannot vouch for the recipe
+    assert (cfg.matched.n, cfg.matched.tolerance, cfg.matched.search_seeds) == (8, 0.1, [0])
     assert cfg.trials.space.widths == CPU_WIDTHS and cfg.trials.proxy.train == T91_TRAIN
     assert (cfg.supernet.data.train, cfg.supernet.train.steps) == (T91_TRAIN, 150)
     assert cfg.trials.proxy.train_over_budget is False  # the budget goes to feasible nets
