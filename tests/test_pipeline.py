@@ -314,13 +314,19 @@ def test_the_matched_check_ranks_each_searched_net_among_random_nets_of_its_spac
     assert row["corner"] and row["found"] == 0 and "rank" not in row
 
 
-def test_the_matched_check_refuses_bad_settings():
+def test_the_matched_check_refuses_bad_settings(tmp_path, capsys):
+    """In one line, exit 2, nothing written (the bad-input table's checker)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_bad_input import Case, _pipeline, _refused
+
     from searchers.stages.config import MatchedSection
 
     for bad, word in (({"n": -1}, "matched.n"), ({"tolerance": 1.5}, "matched.tolerance"),
                       ({"n": 8, "max_draws": 3}, "matched.max_draws")):
         with pytest.raises(ValueError, match=word):
             MatchedSection(**bad)
+    _refused(Case("matched: tolerance", _pipeline("matched.n=8", "matched.tolerance=1.5"),
+                  ("matched.tolerance", "1.5", "(0, 1)")), tmp_path, capsys)
 
 
 def test_the_matched_check_takes_the_searches_of_its_search_seeds(tmp_path):
