@@ -196,6 +196,12 @@ def test_equal_cpu_seconds_become_each_searchers_budget(tmp_path):
     assert Progress(pipe).left_text(state, stages) == (
         f"about 8m20s + {untimed} stages not yet timed left")
     assert Progress(pipe).estimate(state, stages)[1] == untimed  # not all can be timed
+    # a stage another process did (done here in no time) does not pull the estimate down
+    state["seconds"]["search.darts_search3"] = 0.01
+    state["done"].append("search.darts_search3")
+    assert Progress(pipe).estimate(state, stages[:6]) == (pytest.approx(4 * 100), 0)
+    state["seconds"].pop("search.darts_search3")
+    state["done"].remove("search.darts_search3")
     status = Progress(pipe).status(state)
     assert "(in progress: 1 of" in status and "| search.random_search3 | done |" in status
     assert "| search.darts_search3 | to run |" in status

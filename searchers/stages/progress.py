@@ -24,6 +24,11 @@ def _kind(stage: str) -> str:
     return stage.split(".", 1)[0]
 
 
+MADE_ELSEWHERE_S = 1.0
+"""A stage done in less (its output made by another process, e.g. a second one retraining
+the same folder) says nothing of what its kind costs, and is left out of the estimate."""
+
+
 def _duration(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "?"
@@ -50,7 +55,8 @@ class Progress:
             if stage in done:
                 continue
             kind = _kind(stage)
-            past = [seconds[s] for s in done if _kind(s) == kind and s in seconds]
+            past = [seconds[s] for s in done
+                    if _kind(s) == kind and seconds.get(s, 0.0) >= MADE_ELSEWHERE_S]
             if past:
                 left += sum(past) / len(past)
             elif kind == "search" and budget is not None:
