@@ -384,6 +384,17 @@ def test_onnx_runtime_absent_is_refused_in_one_line(tmp_path, capsys, monkeypatc
     _refused(case, tmp_path, capsys)
 
 
+def test_openvino_absent_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    """OpenVINO is an optional dependency: without it, ``measure.backend=openvino`` is refused
+    with the extra that brings it (with it, the trial search would measure on it)."""
+    for name in [m for m in sys.modules if m == "openvino" or m.startswith("openvino.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    case = Case("no openvino", _optuna("measure.backend=openvino"),
+                ("measure: backend", "openvino", 'pip install -e ".[openvino]"'))
+    _refused(case, tmp_path, capsys)
+
+
 # -- the real entry points ----------------------------------------------------------------------
 
 

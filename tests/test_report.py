@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 from pathlib import Path
@@ -392,3 +393,20 @@ def test_report_on_onnx_runtime(runs, tmp_path, monkeypatch):
     assert row["memory_ratio"] == pytest.approx(memory.peak_memory_mib
                                                 / ref_memory.peak_memory_mib)
     assert report["table"][0]["latency_ms"] == pytest.approx(row["latency_ms"])
+
+
+def test_report_on_openvino(runs, tmp_path):
+    """``--backend openvino``: latency from OpenVINO's CPU plugin running the deployed ONNX
+    export; no peak-memory figure (n/a, the page says why) rather than a guessed one."""
+    pytest.importorskip("openvino", reason='pip install -e ".[openvino]"')
+    out = tmp_path / "ov"
+    assert main([str(runs["derived"]), "--out", str(out), "--sets", str(runs["images"]),
+                 "--size", "32", "--rounds", "1", "--crop-size", "32", "--device", "cpu",
+                 "--backend", "openvino"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["profile_settings"]["backend"] == "openvino"
+    assert ("measured in this process on openvino (the ONNX export compiled for the CPU; peak "
+            "memory: n/a") in (out / "report.html").read_text()
+    row = pd.read_csv(out / "table.csv").iloc[0]
+    assert row["latency_ms"] > 0 and row["latency_ratio"] > 0
+    assert math.isnan(row["peak_memory_mib"]) and math.isnan(row["memory_ratio"])

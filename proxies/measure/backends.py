@@ -13,9 +13,9 @@ import importlib.util
 
 __all__ = ["BACKENDS", "NOT_IMPLEMENTED", "backend_reason", "check_backend"]
 
-BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
+BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
 """The measurement backends implemented (:mod:`proxies.measure.runtime`)."""
-NOT_IMPLEMENTED: dict[str, str] = {"tensorrt": "tensorrt", "openvino": "openvino"}
+NOT_IMPLEMENTED: dict[str, str] = {"tensorrt": "tensorrt"}
 """Backends the issue names that are not implemented: name -> Python package."""
 
 _ALLOWED = ", ".join(BACKENDS)
@@ -35,6 +35,9 @@ def _reason(name: str) -> str | None:
         return None if _package_installed("onnxruntime") else (
             "the onnxruntime package is not installed (pip install onnxruntime, or "
             "onnxruntime-gpu for CUDA)")
+    if name == "openvino":  # an optional dependency of srnas (pyproject.toml's extra)
+        return None if _package_installed("openvino") else (
+            'the openvino package is not installed (pip install -e ".[openvino]")')
     package = NOT_IMPLEMENTED[name]
     return (f"the {name} backend is not implemented in srnas yet (the {package} package is "
             "installed)" if _package_installed(package) else
@@ -51,7 +54,8 @@ def backend_reason(backend: object, where: str = "backend") -> str | None:
     """
     if not isinstance(backend, str) or backend not in (*BACKENDS, *NOT_IMPLEMENTED):
         raise ValueError(f"{where}: got {backend!r}; allowed: {_ALLOWED} (torch is PyTorch "
-                         "eager, onnxruntime the ONNX export run by ONNX Runtime)")
+                         "eager, onnxruntime the ONNX export run by ONNX Runtime, openvino the "
+                         "ONNX export compiled by OpenVINO for the CPU)")
     return _reason(backend)
 
 

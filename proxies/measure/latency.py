@@ -30,11 +30,13 @@ Timing protocol (both entry points share one timing helper, :func:`_time_runs`):
   process on the host measures or runs a training section meanwhile (``SRNAS_ISOLATION=off``
   switches this off).
 * Backend (``settings.backend``, :mod:`proxies.measure.runtime`): ``"torch"`` (eager, the
-  default) or ``"onnxruntime"``, the deployed net's checked ONNX export run by an ONNX Runtime
-  session (CUDA execution provider on CUDA, CPU on the CPU, intra-op threads fixed),
-  timed with the host clock (``run`` returns when its outputs are ready). Warm-up, the
-  statistics and the interleaving are the same for every backend; the export is done before
-  the host-wide lock is taken.
+  default); ``"onnxruntime"``, the deployed net's checked ONNX export run by an ONNX Runtime
+  session (CUDA execution provider on CUDA, CPU on the CPU, intra-op threads fixed); or
+  ``"openvino"``, the same export compiled by OpenVINO for the CPU (inference threads fixed,
+  one stream, latency hint, float32; its output checked against PyTorch's on the timed input
+  first). Both are timed with the host clock (``run``/``infer`` return when the outputs are
+  ready). Warm-up, the statistics and the interleaving are the same for every backend; the
+  export is done before the host-wide lock is taken.
 """
 
 from __future__ import annotations
@@ -152,15 +154,15 @@ def _runner(
             x = make_input(settings.input_shape(channels), device, dtype)
             yield (lambda: net(x)), device, used
         return
-    from proxies.measure.runtime import ort_runner
+    from proxies.measure.runtime import runner
 
-    with ort_runner(model, settings, device, channels) as (run, used):
+    with runner(model, settings, device, channels) as (run, used):
         yield run, torch.device("cpu"), used
 
 
 def _export_first(settings: MeasureSettings, models: Sequence[nn.Module], channels: int) -> None:
-    """For onnxruntime, export every model now (outside the host-wide lock)."""
-    if settings.backend == "onnxruntime":
+    """For onnxruntime and openvino, export every model now (outside the host-wide lock)."""
+    if settings.backend != "torch":
         from proxies.measure.runtime import exported_onnx
 
         for m in models:
@@ -245,7 +247,8 @@ def measure_latency(
     Raises:
         ValueError: ``channels`` or ``max_seconds`` out of range (the message names it).
         RuntimeError: CUDA requested but not available (or, for onnxruntime, without its
-            CUDA execution provider).
+            CUDA execution provider; for openvino, CUDA at all: ``DeviceUnavailable``), or
+            openvino's output differs from PyTorch's (``ExportCheckError``).
     """
     dev = resolve_device(settings.device)
     shape = settings.input_shape(channels)

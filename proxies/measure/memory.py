@@ -37,6 +37,10 @@ granular). On CUDA there is no figure: ``peak_memory_mib`` is NaN and ``method``
 ``unavailable:`` and gives the reason. :func:`measure_peak_memory_or_torch` is for callers that
 need a number (a lookup table, a trial's objective): it falls back to torch eager there and
 says so in ``backend``.
+
+Backend ``openvino``: no figure on any device (``method`` starts with ``unavailable:``; the
+resident-set rise is not the net's peak under OpenVINO, :mod:`proxies.measure.runtime` says
+why); :func:`measure_peak_memory_or_torch` falls back to torch eager as above.
 """
 
 from __future__ import annotations
@@ -138,8 +142,8 @@ def measure_peak_memory(
     """
     dev = resolve_device(settings.device)
     shape = settings.input_shape(channels)
-    if settings.backend == "onnxruntime":
-        return _ort_memory(model, settings, dev, channels)
+    if settings.backend != "torch":
+        return _runtime_memory(model, settings, dev, channels)
     dtype = settings.torch_dtype
     rss_delta_mib: float | None = None
     with contextlib.ExitStack() as stack:
@@ -175,18 +179,20 @@ def measure_peak_memory(
     return result
 
 
-def _ort_memory(model: nn.Module, settings: MeasureSettings, dev: torch.device,
-                channels: int) -> MemoryResult:
-    from proxies.measure.runtime import exported_onnx, ort_peak_memory
+def _runtime_memory(model: nn.Module, settings: MeasureSettings, dev: torch.device,
+                    channels: int) -> MemoryResult:
+    """The memory figure of ``settings.backend`` (onnxruntime or openvino)."""
+    from proxies.measure.runtime import exported_onnx, peak_memory
 
     shape = settings.input_shape(channels)
-    exported_onnx(model, channels)  # outside the lock
+    if settings.backend == "onnxruntime":
+        exported_onnx(model, channels)  # outside the lock
     with measuring(), model_for_measurement(model, torch.device("cpu"), torch.float32) as net:
         weights_bytes = sum(
             t.numel() * t.element_size() for t in (*net.parameters(), *net.buffers()))
-        peak, output_mib, method = ort_peak_memory(model, settings, dev, channels)
+        peak, output_mib, method = peak_memory(model, settings, dev, channels)
     if peak is None:
-        logger.info("onnxruntime peak memory on %s: %s", dev, method)
+        logger.info("%s peak memory on %s: %s", settings.backend, dev, method)
     return MemoryResult(
         peak_memory_mib=math.nan if peak is None else peak,
         weights_mib=weights_bytes / MIB,
@@ -195,21 +201,29 @@ def _ort_memory(model: nn.Module, settings: MeasureSettings, dev: torch.device,
         method=method,
         device=str(dev),
         input_shape=shape,
-        backend="onnxruntime",
+        backend=settings.backend,
     )
+
+
+_FALLBACK_WARNED: set[tuple[str, str]] = set()  # (backend, device) warned of in this process
 
 
 def measure_peak_memory_or_torch(
     model: nn.Module, settings: MeasureSettings, *, channels: int = 3
 ) -> MemoryResult:
     """:func:`measure_peak_memory` on ``settings.backend``; where that backend cannot report a
-    peak (onnxruntime on CUDA), the torch-eager figure, with ``backend="torch"`` and ``method``
-    naming the fallback. For callers that need a number."""
+    peak (onnxruntime on CUDA, openvino), the torch-eager figure, with ``backend="torch"`` and
+    ``method`` naming the fallback. For callers that need a number. The fallback is logged as a
+    warning once per backend and device in a process (a lookup table measures many ops), then
+    at DEBUG."""
     mem = measure_peak_memory(model, settings, channels=channels)
     if mem.available:
         return mem
-    logger.warning("%s cannot report peak memory (%s); using torch eager's figure",
-                   settings.backend, mem.method)
+    once = (settings.backend, mem.device)
+    level = logging.DEBUG if once in _FALLBACK_WARNED else logging.WARNING
+    _FALLBACK_WARNED.add(once)
+    logger.log(level, "%s cannot report peak memory (%s); using torch eager's figure",
+               settings.backend, mem.method)
     fallback = measure_peak_memory(model, replace(settings, backend="torch"), channels=channels)
     return replace(fallback, method=f"{fallback.method} (fallback: {mem.method})")
 

@@ -63,13 +63,15 @@ class MeasureSettings:
     ``rounds`` rounds: :attr:`runs` in all when a net is timed alone; ``warmup`` untimed runs
     first. ``threads``: CPU intra-op threads while measuring (``None``: torch's current
     setting). ``dtype``: one of :data:`FLOAT_DTYPES`. ``backend``: one of
-    :data:`proxies.measure.backends.BACKENDS` that can measure here (onnxruntime measures the
-    float32 export only). ``complexity_size`` and the ``latency``/``memory``/``thop`` switches
-    are what a profile row holds; the table reads neither.
+    :data:`proxies.measure.backends.BACKENDS` that can measure here (onnxruntime and openvino
+    measure the float32 export only; openvino on the CPU only). ``complexity_size`` and the
+    ``latency``/``memory``/``thop`` switches are what a profile row holds; the table reads
+    neither.
 
     Raises:
         ValueError: a field out of range or of the wrong type, an unknown or unavailable
-            backend, or onnxruntime with a dtype other than float32.
+            backend, onnxruntime or openvino with a dtype other than float32, or openvino
+            on a CUDA device.
     """
 
     device: str = "auto"
@@ -103,10 +105,15 @@ class MeasureSettings:
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}; "
                                  f"pass {name}=True to measure it, False to skip it.")
         check_backend(self.backend, "backend")
-        if self.backend == "onnxruntime" and self.dtype != "float32":
-            raise ValueError(f"dtype: got {self.dtype!r}; backend onnxruntime runs the float32 "
-                             "ONNX export; allowed: 'float32' (or backend='torch' for other "
-                             "dtypes)")
+        if self.backend in ("onnxruntime", "openvino") and self.dtype != "float32":
+            raise ValueError(f"dtype: got {self.dtype!r}; backend {self.backend} runs the "
+                             "float32 ONNX export; allowed: 'float32' (or backend='torch' for "
+                             "other dtypes)")
+        if self.backend == "openvino" and self.device.startswith("cuda"):
+            raise ValueError(f"device: got {self.device!r}; backend openvino measures on the "
+                             "CPU only (OpenVINO's GPU plugin is for Intel GPUs, not CUDA); "
+                             "allowed: 'cpu' or 'auto' on a machine without CUDA (or "
+                             "backend='onnxruntime' or 'torch' on CUDA)")
 
     @property
     def runs(self) -> int:

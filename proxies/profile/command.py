@@ -14,13 +14,17 @@ measurement of it against the reference; exactly ``x ref`` when the reference is
 ``rlfn_ntire``). It has no p10-p90. ``--json`` prints machine-readable rows.
 
 ``--backend onnxruntime`` measures latency and peak memory on ONNX Runtime instead of torch
-eager (:mod:`proxies.measure.runtime`; the reference net too, so ``x ref`` compares like with like).
+eager (:mod:`proxies.measure.runtime`; the reference net too, so ``x ref`` compares like with like);
+``--backend openvino`` measures latency on OpenVINO's CPU plugin (the same ONNX export, its
+output checked against PyTorch's first; peak memory ``n/a``, with the reason in the footer)
+when the optional ``openvino`` package is installed.
 ``--backend torch onnxruntime`` profiles every net on each backend in this one process, prints
 each table, then the eager-vs-runtime comparison
 (:func:`proxies.profile.table.compare_backends`: each net's latency on both, their ratio, its
 rank on each, and the Spearman and Kendall correlations of the two rankings). A backend that
-is not installed or not implemented is skipped with the reason. Where a backend cannot report
-peak memory (ONNX Runtime on CUDA) the column says ``n/a``. ``--protocol`` measures as a
+is not installed or not implemented is skipped with the reason (exit status 2 when none is
+left). Where a backend cannot report peak memory (ONNX Runtime on CUDA, OpenVINO) the column
+says ``n/a``. ``--protocol`` measures as a
 challenge does instead (:mod:`proxies.protocol.ntire`).
 """
 
@@ -90,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2, help="untimed warm-up runs")
     p.add_argument("--threads", type=int, help="CPU threads (default: torch's current setting)")
     p.add_argument("--backend", nargs="+", default=["torch"], metavar="BACKEND",
-                   help="measurement backend(s): torch (eager) and/or onnxruntime (the ONNX "
-                   "export in ONNX Runtime; CUDA EP on CUDA); two give the eager-vs-runtime "
+                   help="measurement backend(s): torch (eager), onnxruntime (the ONNX "
+                   "export in ONNX Runtime; CUDA EP on CUDA) and/or openvino (the ONNX export "
+                   "compiled by OpenVINO, CPU only); two give the eager-vs-runtime "
                    "comparison (default torch)")
     p.add_argument("--no-latency", action="store_true", help="skip latency")
     p.add_argument("--no-memory", action="store_true", help="skip peak memory")

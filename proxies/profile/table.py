@@ -165,6 +165,16 @@ def backend_note(backend: str, device: torch.device, threads: int | None) -> str
     """How ``backend`` ran the nets, for a table's footer."""
     if backend == "torch":
         return "backend torch (eager)"
+    if backend == "openvino":
+        import openvino
+
+        from proxies.measure.runtime import OV_PEAK_MEMORY_REASON
+
+        return (f"backend openvino {openvino.__version__} (CPU plugin, inference threads "
+                f"{threads or torch.get_num_threads()}, 1 stream, latency hint, f32; ONNX export "
+                "of the deployed net compiled at the LR size, its output checked against "
+                "PyTorch's); peak memory: n/a ("
+                f"{OV_PEAK_MEMORY_REASON.removeprefix('unavailable: ')})")
     from proxies.measure.runtime import ort_providers
 
     provider = ort_providers(device)[0]

@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads while timing (default 1; 0 keeps torch's setting)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
-    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
+    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "openvino"),
                    help="measurement backend of latency and peak memory (proxies.measure.runtime)")
     p.add_argument("--tile", type=_tile_arg, default=None,
                    help="LR tile side or 'auto' for the evaluation")
@@ -313,8 +313,10 @@ def build_report(run_dirs: Sequence[str | Path], out: str | Path,
         blocks += [search_figure(search, table, "latency", opts.reference, front_set),
                    search_figure(search, table, "memory", opts.reference, front_set)]
     blocks.append(retrained_figure(table, front_set))
-    how = (" (the ONNX export; peak memory: the resident-set rise)"
-           if opts.backend == "onnxruntime" else " (eager)")
+    how = {"onnxruntime": " (the ONNX export; peak memory: the resident-set rise)",
+           "openvino": " (the ONNX export compiled for the CPU; peak memory: n/a, OpenVINO "
+                       "gives no honest figure, proxies/measure/runtime.py)",
+           }.get(opts.backend, " (eager)")
     blocks.append("<h2>NTIRE-style table</h2><p>Every net in its deployed form, measured in "
                   f"this process on {html.escape(opts.backend)}{how}: "
                   f"LR {opts.size}x{opts.size} timing input, "

@@ -60,7 +60,7 @@ class MeasureSection:
     runs: int = 10
     warmup: int = 2
     threads: int | None = 1
-    backend: str = "torch"  # torch | onnxruntime (proxies.measure.backends.BACKENDS)
+    backend: str = "torch"  # torch | onnxruntime | openvino (proxies.measure.backends)
 
     def __post_init__(self) -> None:
         self.settings()  # every value is checked once, where MeasureSettings is built
