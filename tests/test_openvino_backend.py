@@ -183,7 +183,7 @@ def test_a_wrong_openvino_output_is_refused_before_timing(ov, monkeypatch):
 # -- the places that measure ------------------------------------------------------------------
 
 
-def test_profile_command_compares_torch_and_openvino(ov, tmp_path, capsys):
+def test_profile_command_compares_every_pair_of_runtimes(ov, tmp_path, capsys):
     from proxies.profile.command import main
     from search_space import CellGene, Genotype
 
@@ -192,13 +192,15 @@ def test_profile_command_compares_torch_and_openvino(ov, tmp_path, capsys):
         CellGene("erb", ("conv3x3", "conv3x3"), act="relu"),)).to_json())
     argv = [str(path), "--reference", "none", "--size", "16", "--rounds", "1",
             "--runs-per-round", "2", "--warmup", "1", "--threads", "1",
-            "--backend", "torch", "openvino"]
+            "--backend", "torch", "onnxruntime", "openvino"]
     assert main([*argv, "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["settings"]["backend"] == "torch" and payload["skipped_backends"] == {}
     (row,) = payload["backends"]["openvino"]
     assert row["latency_ms"] > 0 and math.isnan(row["peak_memory_mib"])
-    assert payload["comparison"]["backends"] == ["torch", "openvino"]
+    assert [c["backends"] for c in payload["comparisons"]] == [  # every pair, in order
+        ["torch", "onnxruntime"], ["torch", "openvino"], ["onnxruntime", "openvino"]]
+    assert payload["comparison"] == payload["comparisons"][0]
     assert main(argv) == 0  # the table: n/a for the memory, and the footer says why
     out = capsys.readouterr().out
     table = out.split("### openvino")[1]
@@ -206,6 +208,7 @@ def test_profile_command_compares_torch_and_openvino(ov, tmp_path, capsys):
     assert "backend openvino " in table and "inference threads 1, 1 stream" in table
     assert "peak memory: n/a (OpenVINO's CPU plugin" in table
     assert "### torch vs openvino (same process)" in out
+    assert "### onnxruntime vs openvino (same process)" in out
 
 
 def test_lookup_table_and_trial_measure_on_openvino(ov, tmp_path, compiled):

@@ -21,17 +21,19 @@ when the optional ``openvino`` package is installed.
 ``--backend torch onnxruntime`` profiles every net on each backend in this one process, prints
 each table, then the eager-vs-runtime comparison
 (:func:`proxies.profile.table.compare_backends`: each net's latency on both, their ratio, its
-rank on each, and the Spearman and Kendall correlations of the two rankings). A backend that
-is not installed or not implemented is skipped with the reason (exit status 2 when none is
-left). Where a backend cannot report peak memory (ONNX Runtime on CUDA, OpenVINO) the column
-says ``n/a``. ``--protocol`` measures as a
-challenge does instead (:mod:`proxies.protocol.ntire`).
+rank on each, and the Spearman and Kendall correlations of the two rankings); with three
+(``--backend torch onnxruntime openvino``), one comparison per pair, in the order given. A
+backend that is not installed or not implemented is skipped with the reason (exit status 2
+when none is left). Where a backend cannot report peak memory (ONNX Runtime on CUDA,
+OpenVINO) the column says ``n/a``. ``--protocol`` measures as a challenge does instead
+(:mod:`proxies.protocol.ntire`).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import json
 import logging
 import sys
@@ -165,8 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         by_backend[backend] = profile_genotypes(named, replace(settings, backend=backend),
                                                 reference, aim)
     rows = by_backend[backends[0]]
-    comparison = (compare_backends({b: by_backend[b] for b in backends[:2]})
-                  if len(backends) >= 2 and settings.latency else None)
+    comparisons = ([compare_backends({a: by_backend[a], b: by_backend[b]})
+                    for a, b in itertools.combinations(backends, 2)] if settings.latency else [])
     info = machine_info(device)
     if args.threads:
         info["threads"] = args.threads  # what the measurements used
@@ -179,7 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rows": [r.to_dict() for r in rows],
             "backends": {b: [r.to_dict() for r in rs] for b, rs in by_backend.items()},
             "skipped_backends": skipped,
-            "comparison": comparison,
+            "comparison": comparisons[0] if comparisons else None,
+            "comparisons": comparisons,
         }
         print(json.dumps(payload, indent=2))
         return 0
@@ -193,8 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"device={info['device']} threads={info['threads']}  LR "
               f"{args.size[0]}x{args.size[1]}  complexity at 256x256  {ratio_note(ref_name)}  "
               f"{backend_note(backend, device, args.threads)}")
-    if comparison is not None:
-        print(f"\n### {backends[0]} vs {backends[1]} (same process)\n")
+    for comparison in comparisons:
+        first, second = comparison["backends"]
+        print(f"\n### {first} vs {second} (same process)\n")
         print(format_comparison(comparison))
     return 0
 
