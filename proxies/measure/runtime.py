@@ -152,14 +152,21 @@ def exported_onnx(model: nn.Module, channels: int = 3) -> bytes:
 # --------------------------------------------------------------------------------------------
 
 
-def _ort() -> Any:
+def _backend_package(name: str, fix: str) -> Any:
+    """The optional package of backend ``name`` (its import name too), or a ValueError that
+    says it is not installed and ``fix``."""
+    import importlib
+
     try:
-        import onnxruntime
+        return importlib.import_module(name)
     except ImportError as exc:
-        raise ValueError(f"backend: got 'onnxruntime'; the onnxruntime package is not "
-                         f"installed ({exc}); pip install onnxruntime (onnxruntime-gpu for "
-                         "CUDA), or use backend='torch'") from exc
-    return onnxruntime
+        raise ValueError(f"backend: got {name!r}; the {name} package is not installed ({exc}); "
+                         f"{fix}") from exc
+
+
+def _ort() -> Any:
+    return _backend_package("onnxruntime", "pip install onnxruntime (onnxruntime-gpu for "
+                            "CUDA), or use backend='torch'")
 
 
 def ort_providers(device: torch.device) -> list[Any]:
@@ -271,13 +278,8 @@ _OV_CORE: list[Any] = []  # the one openvino.Core of the process, made on first 
 
 
 def _openvino() -> Any:
-    try:
-        import openvino
-    except ImportError as exc:
-        raise ValueError(f"backend: got 'openvino'; the openvino package is not installed "
-                         f"({exc}); pip install -e \".[openvino]\", or use backend='torch' or "
-                         "'onnxruntime'") from exc
-    return openvino
+    return _backend_package("openvino", 'pip install -e ".[openvino]", or use '
+                            "backend='torch' or 'onnxruntime'")
 
 
 def _ov_core() -> Any:
