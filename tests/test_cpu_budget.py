@@ -154,10 +154,10 @@ def test_darts_fixes_its_length_from_the_budget_and_keeps_it_over_a_resume(tmp_p
 def test_a_study_starts_a_trial_while_half_a_mean_trial_is_left():
     from searchers.trials.study import starts_another
 
-    assert starts_another(0.0, [], 10.0)  # the first trial
-    assert starts_another(8.0, [4.0, 4.0], 10.0)  # 2 left, half a trial is 2
-    assert not starts_another(8.5, [4.0, 4.25], 10.0)  # 1.5 left: the next ends past it
-    assert not starts_another(10.0, [], 10.0) and not starts_another(12.0, [1.0], 10.0)
+    assert starts_another([], 10.0)  # the first trial
+    assert starts_another([4.0, 4.0], 10.0)  # 2 left, half a trial is 2
+    assert not starts_another([4.0, 4.5], 10.0)  # 1.5 left: the next ends past it
+    assert not starts_another([10.0], 10.0) and not starts_another([12.0], 10.0)
 
 
 def test_equal_cpu_seconds_become_each_searchers_budget(tmp_path):

@@ -314,6 +314,15 @@ def test_the_matched_check_ranks_each_searched_net_among_random_nets_of_its_spac
     assert row["corner"] and row["found"] == 0 and "rank" not in row
 
 
+def test_the_matched_rank_and_its_top_quarter():
+    from searchers.stages.matched import rank_of
+
+    assert rank_of(29.0, [30.0, 28.0, 27.0]) == (2, 4, False)  # top quarter of 4: rank 1
+    assert rank_of(29.0, [28.0] * 8) == (1, 9, True)
+    assert rank_of(29.0, [30.0, 31.0] + [28.0] * 6) == (3, 9, False)  # 9 // 4 = 2
+    assert rank_of(29.0, [29.5] + [28.0] * 7) == (2, 9, True)
+
+
 def test_the_matched_check_refuses_bad_settings(tmp_path, capsys):
     """In one line, exit 2, nothing written (the bad-input table's checker)."""
     sys.path.insert(0, str(Path(__file__).parent))

@@ -62,6 +62,13 @@ class _Uniform:
         return int(self.rng.integers(low, high + 1))
 
 
+def random_derived(net: Any, rng: np.random.Generator) -> Genotype:
+    """A net of DARTS supernet ``net`` with every slot's op (a cell type's slot too) drawn
+    uniformly."""
+    return net.derive({op.slot: op.candidates[int(rng.integers(len(op.candidates)))]
+                       for op in net.mixed_ops()})
+
+
 def hold_out_psnr(run_dir: Path) -> float:
     """The last hold-out Y-PSNR a retraining logged (NaN: none)."""
     log = RunFolder(run_dir).log
@@ -130,9 +137,7 @@ class Matched:
             from searchers.differentiable.supernet import SuperNet
 
             net = SuperNet(self.p.cfg.darts.space.supernet_spec())
-            slots = {op.slot: op.candidates for op in net.mixed_ops()}
-            return lambda rng: net.derive(
-                {s: c[int(rng.integers(len(c)))] for s, c in slots.items()})
+            return lambda rng: random_derived(net, rng)
         from searchers.trials.sampled_space import sample_genotype
 
         sampled = self.p.cfg.trials.space

@@ -40,7 +40,7 @@ from results.run_folder import RunFolder
 from search_space.files import atomic_write_text
 from searchers.common.command import exit_status, log_to_stderr
 from searchers.common.config import ConfigError, load_config
-from searchers.stages.matched import hold_out_psnr, rank_of
+from searchers.stages.matched import hold_out_psnr, random_derived, rank_of
 
 logger = logging.getLogger("searchers.tools.matched_random")
 
@@ -68,12 +68,11 @@ def draw_matched(net: Any, searched: Any, n: int, tolerance: float, max_draws: i
     from searchers.differentiable.latency_table import predict_genotype
 
     rng = np.random.default_rng(seed)
-    slots = {op.slot: op.candidates for op in net.mixed_ops()}
     target = predict_genotype(net, searched)["latency_ms"]
     kept: list[Any] = []
     ratios = []
     for _ in range(max_draws):
-        g = net.derive({s: c[int(rng.integers(len(c)))] for s, c in slots.items()})
+        g = random_derived(net, rng)
         ratio = predict_genotype(net, g)["latency_ms"] / target
         ratios.append(ratio)
         if abs(ratio - 1) <= tolerance and g != searched and g not in kept:

@@ -179,15 +179,14 @@ def trial_costs(study: Any) -> list[float]:
             if SPENT_ATTR in t.user_attrs and not t.user_attrs.get("is_zoo")]
 
 
-def starts_another(spent: float, costs: list[float], budget: float) -> bool:
-    """Whether a study under ``study.cpu_seconds=budget`` starts another trial, having spent
-    ``spent`` on trials that cost ``costs``: while at least half a trial's mean cost is left.
-    The last trial then ends on either side of the budget by up to half a mean trial, so a
-    study's spend centres on its budget as a DARTS search's does; starting while anything was
-    left overshot by 2-32 CPU-s of 150 (BENCHMARKS.md, issue 27)."""
-    if spent >= budget:
-        return False
-    return not costs or budget - spent >= 0.5 * sum(costs) / len(costs)
+def starts_another(costs: list[float], budget: float) -> bool:
+    """Whether a study under ``study.cpu_seconds=budget`` starts another trial after searched
+    trials that cost ``costs``: while at least half a trial's mean cost is left. The last
+    trial then ends on either side of the budget by up to half a mean trial, so a study's
+    spend centres on its budget as a DARTS search's does; starting while anything was left
+    overshot by 2-32 CPU-s of 150 (BENCHMARKS.md, issue 27)."""
+    left = budget - sum(costs)
+    return left > 0 and (not costs or left >= 0.5 * sum(costs) / len(costs))
 
 
 def trial_genotype(trial: Any, cfg: OptunaConfig) -> Any:
@@ -288,8 +287,9 @@ def run_worker(cfg: OptunaConfig, storage_url: str, worker: int) -> None:
         finished = finished_trials(study)
         if finished >= cfg.study.n_trials:
             break
-        spent = study_spent(study) if budget is not None else 0.0
-        if budget is not None and not starts_another(spent, trial_costs(study), budget):
+        costs = trial_costs(study) if budget is not None else []
+        spent = sum(costs)
+        if budget is not None and not starts_another(costs, budget):
             logger.info("worker %d: the study has spent %.0f of study.cpu_seconds=%.0f after "
                         "%d trials; no trial starts", worker, spent, budget, finished)
             break
