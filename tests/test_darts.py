@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import pytest
@@ -387,6 +388,19 @@ def test_resume_reaches_the_same_architecture_as_an_uninterrupted_run(tmp_path):
         assert (tmp_path / "cut" / name).exists()
     command = (tmp_path / "cut" / "command.txt").read_text()
     assert "--stop-after 3" in command and "resumed with" in command and "--resume" in command
+
+
+def test_a_run_killed_after_its_last_step_selects_as_if_it_was_not(tmp_path):
+    """Killed in the selection (after the last checkpoint): the resumed run selects under the
+    last step's temperature, not the default 1.0, so it derives the same net with the same
+    scores."""
+    assert main(_args(tmp_path, "run.name=done")) == 0
+    run = tmp_path / "done"
+    selection = json.loads((run / "selection.json").read_text())
+    for name in ("genotype.json", "selection.json"):
+        (run / name).unlink()
+    assert main(["--resume", *_args(tmp_path, "run.name=done")]) == 0
+    assert json.loads((run / "selection.json").read_text())["scores"] == selection["scores"]
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, caplog):

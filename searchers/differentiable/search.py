@@ -175,6 +175,10 @@ class DartsSearch:
         self.calibrated = bool(ckpt.get("calibrated", self.cfg.search.cpu_seconds is None))
         self.select_rule = ("alpha" if ckpt.get("select_rule") == "alpha"
                             else self.cfg.search.select)
+        # the temperature of the last step taken: a run killed after its last step (in the
+        # selection or the profile) selects under the same mixture as one that was not
+        self.net.state.temperature = self.cfg.search.temperature_at(max(self.step - 1, 0),
+                                                                    self.total_steps)
         self.resumed = True
         logger.info("resumed %s at step %d", self.ckpt_path, self.step)
 
