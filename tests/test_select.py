@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -28,13 +29,13 @@ def _fake_loss(important: dict[str, str]):
     """A selection loss that rises by 1 when a slot's important candidate is left out (0.1 for
     any other), read from the mixed ops' ``excluded`` marks."""
 
-    def loss(net: SuperNet, batches) -> float:
+    def loss(net: SuperNet, batches) -> np.ndarray:
         total = 0.0
         for op in net.mixed_ops():
             if op.excluded is not None:
                 name = op.candidates[op.excluded]
                 total += 1.0 if important.get(op.slot, "") == name else 0.1
-        return total
+        return np.array([total])
 
     return loss
 
@@ -45,7 +46,7 @@ def test_perturbation_keeps_what_the_loss_needs_and_leaves_the_net_as_it_was(mon
     important.update({f"cells.0.rfdb.conv{j}": "sep_conv3x3" for j in range(4)})
     important.update({f"cells.1.erb.conv{j}": "conv3x3" for j in range(2)})
     important.update({"cells.0.rfdb.attention": "pa", "cells.1.erb.attention": "pa"})
-    monkeypatch.setattr(select, "mean_loss", _fake_loss(important))
+    monkeypatch.setattr(select, "batch_losses", _fake_loss(important))
     sel = select.perturbation_select(net, [], top_m=3)
     assert sel.choice == important  # only the chosen cell type's slots are decided
     g = net.derive(sel.choice)
@@ -63,7 +64,7 @@ def test_perturbation_scores_only_the_top_m_candidates_by_weight(monkeypatch):
                 op.alpha.copy_(torch.tensor([1.0, -1.0, 0.5]))
     important = {f"cells.{i}.{t}.conv{j}": "conv3x3" for i in range(2) for t in ("erb", "rfdb")
                  for j in range(4)}
-    monkeypatch.setattr(select, "mean_loss", _fake_loss(important))
+    monkeypatch.setattr(select, "batch_losses", _fake_loss(important))
     sel = select.perturbation_select(net, [], top_m=2)
     convs = {s: c for s, c in sel.choice.items() if ".conv" in s}
     assert convs and "conv3x3" not in convs.values()
@@ -78,6 +79,31 @@ def test_perturbation_on_a_real_supernet_scores_with_the_fixed_batches():
     assert select.mean_loss(net, batches) == before  # nothing left fixed or excluded
     for slot, scores in sel.scores.items():
         assert sel.choice[slot] == max(scores, key=scores.__getitem__)
+
+
+def test_each_decision_carries_its_margin_over_the_runner_up_and_its_t():
+    """The paired t over the selection batches: a margin that every batch agrees on stands far
+    above the noise, one whose sign flips from batch to batch does not."""
+    steady = {"a": np.array([0.30, 0.31, 0.29, 0.30]), "b": np.array([0.10, 0.11, 0.09, 0.10]),
+              "c": np.array([0.0, 0.0, 0.0, 0.0])}
+    m = select.margin(steady, "a")
+    assert m["runner_up"] == "b" and m["margin"] == pytest.approx(0.2) and m["t"] > 10
+    noisy = {"a": np.array([0.5, -0.3, 0.4, -0.2]), "b": np.array([-0.4, 0.3, -0.3, 0.2])}
+    m = select.margin(noisy, "a")
+    assert m["margin"] == pytest.approx(0.15) and abs(m["t"]) < 2
+    sel = select.Selection(margins={"x": {"t": 12.0}, "y": {"t": 0.4}, "z": {"t": float("nan")}})
+    assert sel.uncertain() == ["y", "z"]
+
+
+def test_perturbation_records_a_margin_for_every_slot_with_two_scored_candidates():
+    net = SuperNet(SPEC)
+    batches = [(torch.rand(2, 3, 8, 8), torch.rand(2, 3, 16, 16)) for _ in range(3)]
+    sel = select.perturbation_select(net, batches, top_m=2)
+    assert set(sel.margins) == {s for s, d in sel.scores.items() if len(d) > 1}
+    for slot, m in sel.margins.items():
+        assert m["runner_up"] != sel.choice[slot] and m["margin"] >= 0
+        assert m["margin"] == pytest.approx(sel.scores[slot][sel.choice[slot]]
+                                            - sel.scores[slot][m["runner_up"]])
 
 
 def _costed(net: SuperNet, latency: dict[str, float]) -> SuperNet:

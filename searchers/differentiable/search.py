@@ -358,7 +358,8 @@ class DartsSearch:
         argmax = self.net.derive()
         self.folder.write_json(self.folder.selection, {
             "rule": self.select_rule, "top_m": sc.select_top_m, "batches": sc.select_batches,
-            "choice": choice, "scores": selection.scores, "budget_swaps": swaps,
+            "choice": choice, "scores": selection.scores, "margins": selection.margins,
+            "budget_swaps": swaps,
             "latency_target_ms": target, "evaluations": selection.evaluations,
             "seconds": time.perf_counter() - start,
             "predicted": predict_genotype(self.net, genotype),
@@ -367,6 +368,12 @@ class DartsSearch:
         logger.info("selected by %s in %.1f s (%d evaluations, %d budget swaps): %s",
                     self.select_rule, time.perf_counter() - start, selection.evaluations,
                     len(swaps), describe(genotype))
+        uncertain = selection.uncertain()
+        if uncertain:
+            logger.info("%d of %d decisions stand under 2 standard errors of the selection "
+                        "batches' noise (%s): more batches (search.select_batches=%d now) would "
+                        "settle them", len(uncertain), len(selection.margins),
+                        ", ".join(uncertain), sc.select_batches)
         return genotype
 
     def _profile(self, genotype: Any) -> None:

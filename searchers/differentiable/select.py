@@ -22,6 +22,7 @@ unit of score lost is made.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,11 +42,22 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 @dataclass
 class Selection:
-    """The choice per slot, and each scored candidate's score (higher: more important)."""
+    """The choice per slot, and each scored candidate's score (higher: more important).
+
+    ``margins`` (perturbation only): per slot with two or more scored candidates, the runner-up,
+    the chosen candidate's margin over it and that margin's t statistic over the selection
+    batches (the mean of the per-batch differences over their standard error; NaN with one
+    batch): how far the decision stands above the batches' noise.
+    """
 
     choice: dict[str, str] = field(default_factory=dict)
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
     evaluations: int = 0
+    margins: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def uncertain(self, t: float = 2.0) -> list[str]:
+        """The slots whose decision's margin is under ``t`` standard errors."""
+        return [slot for slot, m in self.margins.items() if not abs(m["t"]) >= t]
 
 
 def describe(genotype: Any) -> str:
@@ -64,8 +76,22 @@ def fixed_batches(data: Any, n: int, batch_size: int, patch_size: int, seed: int
 
 
 @torch.inference_mode()
+def batch_losses(net: SuperNet, batches: list[Batch]) -> np.ndarray:
+    """The L1 loss on each batch."""
+    return np.array([float(F.l1_loss(net(lr), hr)) for lr, hr in batches])
+
+
 def mean_loss(net: SuperNet, batches: list[Batch]) -> float:
-    return float(np.mean([float(F.l1_loss(net(lr), hr)) for lr, hr in batches]))
+    return float(np.mean(batch_losses(net, batches)))
+
+
+def margin(per_batch: dict[str, np.ndarray], best: str) -> dict[str, Any]:
+    """``best``'s margin over the runner-up (by mean), with the paired t over the batches."""
+    runner_up = max((c for c in per_batch if c != best), key=lambda c: per_batch[c].mean())
+    diff = per_batch[best] - per_batch[runner_up]
+    se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else math.nan
+    t = diff.mean() / se if se > 0 else (math.inf if diff.mean() > 0 else math.nan)
+    return {"runner_up": runner_up, "margin": float(diff.mean()), "t": float(t)}
 
 
 def _ops(net: SuperNet, slot: str) -> list[MixedOp]:
@@ -110,16 +136,19 @@ def perturbation_select(net: SuperNet, batches: list[Batch], top_m: int = 4) -> 
     try:
         for op in _slots_in_order(net, out.choice):
             ops = _ops(net, op.slot)
-            base = mean_loss(net, batches)
+            base = batch_losses(net, batches)
             out.evaluations += 1
             order = torch.argsort(op.weights().detach(), descending=True).tolist()
-            scores = {}
+            per_batch = {}
             for i in order[:max(1, top_m)]:
                 with _set(ops, "excluded", i):
-                    scores[op.candidates[i]] = mean_loss(net, batches) - base
+                    per_batch[op.candidates[i]] = batch_losses(net, batches) - base
                 out.evaluations += 1
+            scores = {c: float(d.mean()) for c, d in per_batch.items()}
             best = max(scores, key=scores.__getitem__)
             out.choice[op.slot], out.scores[op.slot] = best, scores
+            if len(per_batch) > 1:
+                out.margins[op.slot] = margin(per_batch, best)
             for o in ops:
                 o.fixed = o.candidates.index(best)
             decided += ops
