@@ -179,6 +179,29 @@ def _supernet_t91(path: Path, tmp_path: Path) -> None:
     assert (cfg.train.steps, cfg.run.name) == (1000, "t91")
 
 
+def _supernet_wide(path: Path, tmp_path: Path) -> None:
+    # a supernet whose subnets cross the budgets 0.5x-1.2x SPAN (BENCHMARKS.md, many budgets)
+    cfg = load_config(SupernetConfig, path)
+    s = cfg.space
+    assert (s.width, s.num_cells, s.widths, s.cells_min) == (48, 6, [16, 24, 32, 48], 1)
+    assert cfg.data.train.endswith("T91/HR::train") and cfg.data.val.endswith("T91/HR::holdout")
+    assert (cfg.train.steps, cfg.run.name) == (2400, "wide")
+
+
+def _optuna_oneshot_wide(path: Path, tmp_path: Path) -> None:
+    # trials over the wide supernet: its space and folder; the rest as optuna_oneshot.yaml
+    cfg = load_config(OptunaConfig, path)
+    sup = load_config(SupernetConfig, path.with_name("supernet_wide.yaml"))
+    base = load_config(OptunaConfig, path.with_name("optuna_oneshot.yaml"))
+    assert (cfg.proxy.kind, cfg.proxy.supernet) == ("supernet", f"runs/supernet/{sup.run.name}")
+    assert (cfg.proxy.train, cfg.proxy.val) == (sup.data.train, sup.data.val)
+    s, e = cfg.space, sup.space
+    assert (s.widths, s.cells_min, s.cells_max) == (e.widths, e.cells_min, e.num_cells)
+    assert (s.cell_types, s.conv_candidates, s.attention_candidates, s.act_candidates) == (
+        e.cell_types, e.conv_candidates, e.attention_candidates, e.act_candidates)
+    assert (cfg.budget, cfg.proxy.finetune_steps) == (base.budget, base.proxy.finetune_steps)
+
+
 def _optuna_oneshot(path: Path, tmp_path: Path) -> None:
     # trials over configs/supernet.yaml's supernet: its space, its folder, no zoo trials
     cfg = load_config(OptunaConfig, path)
@@ -258,6 +281,7 @@ CHECKS: dict[str, Callable[[Path, Path], None]] = {
     "optuna.yaml": _optuna,
     "optuna_t91.yaml": _optuna_t91,
     "optuna_oneshot.yaml": _optuna_oneshot,
+    "optuna_oneshot_wide.yaml": _optuna_oneshot_wide,
     "retrain.yaml": _retrain,
     "retrain_t91.yaml": _retrain_t91,
     "pipeline.yaml": _pipeline,
@@ -266,6 +290,7 @@ CHECKS: dict[str, Callable[[Path, Path], None]] = {
     "proxy_rank_t91.yaml": _proxy_rank_t91,
     "supernet.yaml": _supernet,
     "supernet_t91.yaml": _supernet_t91,
+    "supernet_wide.yaml": _supernet_wide,
     "spaces/cpu.yaml": _space_cpu,
     "spaces/full.yaml": _space_full,
     "dsclora_ntire2025_train.json": _dsclora,
