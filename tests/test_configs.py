@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,8 @@ def _darts(path: Path, tmp_path: Path) -> None:
     assert cfg == DartsConfig()  # the file is the command's defaults, written out
     assert (cfg.space.scale, cfg.space.width, cfg.space.num_cells) == (4, 24, 4)
     assert len(cfg.space.conv_candidates) == 12 and "none" in cfg.space.attention_candidates
-    assert (cfg.search.steps, cfg.search.memory_mode, cfg.run.name) == (300, "full", "default")
+    assert (cfg.search.steps, cfg.search.memory_mode, cfg.run.name) == (1200, "sample", "default")
+    assert (cfg.search.sample_k, cfg.search.warmup_steps) == (2, 200)
     assert cfg.profile.yardstick == list(YARDSTICK)
     assert cfg.space.supernet_spec().width == 24
 
@@ -58,8 +60,12 @@ def _quickstart(path: Path, tmp_path: Path) -> None:
     darts = load_config(DartsConfig, path.with_name("darts.yaml"))  # its base
     assert (cfg.search.memory_mode, cfg.search.sample_k, cfg.run.name) == (
         "sample", 2, "quickstart")
-    assert (cfg.space, cfg.data, cfg.hardware, cfg.loss, cfg.search.steps) == (
-        darts.space, darts.data, darts.hardware, darts.loss, darts.search.steps)
+    assert (cfg.space, cfg.data, cfg.hardware, cfg.loss) == (
+        darts.space, darts.data, darts.hardware, darts.loss)
+    # the default at a quarter of its steps, everything else of the search the same
+    assert (cfg.search.steps, cfg.search.warmup_steps) == (300, 50)
+    assert replace(cfg.search, steps=darts.search.steps,
+                   warmup_steps=darts.search.warmup_steps) == darts.search
 
 
 def _optuna(path: Path, tmp_path: Path) -> None:
@@ -185,7 +191,8 @@ def _supernet_wide(path: Path, tmp_path: Path) -> None:
     s = cfg.space
     assert (s.width, s.num_cells, s.widths, s.cells_min) == (48, 6, [16, 24, 32, 48], 1)
     assert cfg.data.train.endswith("T91/HR::train") and cfg.data.val.endswith("T91/HR::holdout")
-    assert (cfg.train.steps, cfg.run.name) == (2400, "wide")
+    assert (cfg.data.patch_size, cfg.data.batch_size) == (108, 3)  # as the T91 trials
+    assert (cfg.train.steps, cfg.run.name) == (1200, "wide")
 
 
 def _optuna_oneshot_wide(path: Path, tmp_path: Path) -> None:
@@ -195,6 +202,7 @@ def _optuna_oneshot_wide(path: Path, tmp_path: Path) -> None:
     base = load_config(OptunaConfig, path.with_name("optuna_oneshot.yaml"))
     assert (cfg.proxy.kind, cfg.proxy.supernet) == ("supernet", f"runs/supernet/{sup.run.name}")
     assert (cfg.proxy.train, cfg.proxy.val) == (sup.data.train, sup.data.val)
+    assert (cfg.proxy.patch_size, cfg.proxy.batch_size) == (108, 3)
     s, e = cfg.space, sup.space
     assert (s.widths, s.cells_min, s.cells_max) == (e.widths, e.cells_min, e.num_cells)
     assert (s.cell_types, s.conv_candidates, s.attention_candidates, s.act_candidates) == (

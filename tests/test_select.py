@@ -135,7 +135,7 @@ def test_fit_budget_swaps_the_cheapest_loss_per_latency_until_under_the_target()
 # -- the collapse of issue 26, end to end --------------------------------------------------------
 
 OLD = ["loss.mode=weighted", "loss.reference=null", "loss.latency_x=null", "loss.memory_x=null",
-       "search.select=alpha"]
+       "search.select=alpha", "search.memory_mode=full"]
 
 
 def _args(tmp_path, name, *extra):

@@ -144,7 +144,9 @@ class DartsSearch:
                          f"{self.cfg.space.width}, space.num_cells={self.cfg.space.num_cells}) "
                          f"on data.batch_size={b} patches of data.patch_size={p}",
                          fix="lower data.batch_size, data.patch_size, space.width or "
-                         "space.num_cells, fewer candidates, or search.memory_mode=sample")
+                         "space.num_cells, or use fewer candidates" + (
+                             ", or search.memory_mode=sample"
+                             if self.cfg.search.memory_mode == "full" else ""))
 
     # -- checkpoints ------------------------------------------------------------------------
 
@@ -236,6 +238,10 @@ class DartsSearch:
         cfg, sc = self.cfg, self.cfg.search
         if not resume:
             self.architect.set_reference()
+            # the stream the sampled mode draws its paths from starts here, whatever the
+            # hardware table's filling and the budget's measurement took from torch's generator
+            # (nothing when they were cached): a run's net does not depend on the caches
+            torch.manual_seed(cfg.run.seed)
         elif not self.resumed:  # run_search loads it before it writes anything
             self.load_checkpoint()
         self.log = CsvLogger(self.folder.log, self._log_columns())
