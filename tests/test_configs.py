@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -39,8 +38,7 @@ def _darts(path: Path, tmp_path: Path) -> None:
     assert cfg == DartsConfig()  # the file is the command's defaults, written out
     assert (cfg.space.scale, cfg.space.width, cfg.space.num_cells) == (4, 24, 4)
     assert len(cfg.space.conv_candidates) == 12 and "none" in cfg.space.attention_candidates
-    assert (cfg.search.steps, cfg.search.memory_mode, cfg.run.name) == (1200, "sample", "default")
-    assert (cfg.search.sample_k, cfg.search.warmup_steps) == (2, 200)
+    assert (cfg.search.steps, cfg.search.memory_mode, cfg.run.name) == (300, "full", "default")
     assert cfg.profile.yardstick == list(YARDSTICK)
     assert cfg.space.supernet_spec().width == 24
 
@@ -60,12 +58,8 @@ def _quickstart(path: Path, tmp_path: Path) -> None:
     darts = load_config(DartsConfig, path.with_name("darts.yaml"))  # its base
     assert (cfg.search.memory_mode, cfg.search.sample_k, cfg.run.name) == (
         "sample", 2, "quickstart")
-    assert (cfg.space, cfg.data, cfg.hardware, cfg.loss) == (
-        darts.space, darts.data, darts.hardware, darts.loss)
-    # the default at a quarter of its steps, everything else of the search the same
-    assert (cfg.search.steps, cfg.search.warmup_steps) == (300, 50)
-    assert replace(cfg.search, steps=darts.search.steps,
-                   warmup_steps=darts.search.warmup_steps) == darts.search
+    assert (cfg.space, cfg.data, cfg.hardware, cfg.loss, cfg.search.steps) == (
+        darts.space, darts.data, darts.hardware, darts.loss, darts.search.steps)
 
 
 def _optuna(path: Path, tmp_path: Path) -> None:

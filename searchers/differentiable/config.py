@@ -94,12 +94,12 @@ class SpaceConfig:
 class SearchConfig:
     """The bilevel optimisation."""
 
-    # 1200 steps in the sampled mode (each step computes sample_k candidates per slot): about
-    # the cost of 300 steps with every candidate, with each candidate trained in fewer
-    # company (issue 26: on T91 its net ranks 2 of 9 against random nets at matched latency;
-    # 300 steps with every candidate ranked 5 of 9). memory_mode=full: every candidate.
-    steps: int = 1200
-    warmup_steps: int = 200
+    # 300 steps with every candidate (memory_mode=full). 1200 steps in the sampled mode cost
+    # about as much; on T91 their nets ranked 2 and 6 of 9 in two searches against random nets
+    # at matched latency (this default's: 5 of 9), with most selection decisions inside the
+    # noise (BENCHMARKS.md, "Nets worth keeping, second part"): not a better default.
+    steps: int = 300
+    warmup_steps: int = 50
     # a budget in CPU-seconds (wall seconds on a CUDA device) of everything the search spends,
     # the selection included (null: search.steps). After the warm-up and three architecture
     # steps the search's length is fixed to what the budget still buys; search.steps is the
@@ -114,7 +114,7 @@ class SearchConfig:
     temperature_start: float = 2.0
     temperature_end: float = 0.2
     zero_one_weight: float = 1.0
-    memory_mode: Literal["full", "sample"] = "sample"
+    memory_mode: Literal["full", "sample"] = "full"
     sample_k: int = 2
     grad_clip: float = 5.0
     # How the net is derived (searchers.differentiable.select): perturbation scores each of a
