@@ -370,11 +370,15 @@ def _alphas(path):
 
 
 def test_resume_reaches_the_same_architecture_as_an_uninterrupted_run(tmp_path):
-    assert main(_args(tmp_path, "run.name=full")) == 0
-    assert main(["--stop-after", "3", *_args(tmp_path, "run.name=cut")]) == 0
+    """In the sampled mode, whose paths come from torch's generator: the first run fills the
+    hardware table (drawing from that generator), the second finds it cached, and a fresh run
+    reseeds before its first step, so both draw the same paths."""
+    sampled = "search.memory_mode=sample"
+    assert main(_args(tmp_path, "run.name=full", sampled)) == 0
+    assert main(["--stop-after", "3", *_args(tmp_path, "run.name=cut", sampled)]) == 0
     assert not (tmp_path / "cut" / "genotype.json").exists()
-    assert main(_args(tmp_path, "run.name=cut")) == 2  # exists: needs --resume
-    assert main(["--resume", *_args(tmp_path, "run.name=cut")]) == 0
+    assert main(_args(tmp_path, "run.name=cut", sampled)) == 2  # exists: needs --resume
+    assert main(["--resume", *_args(tmp_path, "run.name=cut", sampled)]) == 0
     full, cut = _alphas(tmp_path / "full/checkpoint.pt"), _alphas(tmp_path / "cut/checkpoint.pt")
     assert full.keys() == cut.keys()
     for k in full:
@@ -469,21 +473,22 @@ def test_default_config_file_equals_the_built_in_defaults():
         default.space, default.data, default.hardware, default.profile, default.search.steps)
 
 
-def test_final_profile_is_against_span_with_an_rlfn_column(tmp_path, capsys):
+def test_final_profile_is_against_span_with_an_rlfn_column(tmp_path, capsys, monkeypatch):
     import json
     from types import SimpleNamespace
 
+    from searchers.differentiable import profile
     from searchers.differentiable.config import ProfileConfig
     from searchers.trials.trial import DEFAULT_ZOO
 
     assert "span_ntire2024" in DartsConfig().profile.yardstick and "rlfn_ntire" in DEFAULT_ZOO
     cfg = DartsConfig(profile=ProfileConfig(lr_size=16, rounds=1, runs_per_round=1, warmup=0,
                                             yardstick=["rlfn_ntire"]))
-    search = SimpleNamespace(cfg=cfg, device=torch.device("cpu"), run_dir=tmp_path,
-                             quality_estimates=lambda nets: [])
+    search = SimpleNamespace(cfg=cfg, device=torch.device("cpu"), run_dir=tmp_path)
+    monkeypatch.setattr(profile, "quality_estimates", lambda search, nets: [])
     derived = Genotype.from_dict({"scale": 2, "width": 8, "cells": [
         {"type": "erb", "ops": ["conv3x3", "conv3x3"], "attention": "pa"}]})
-    DartsSearch._profile(search, derived)  # type: ignore[arg-type]
+    profile.write_profile(search, derived)
     payload = json.loads((tmp_path / "profile.json").read_text())
     assert payload["reference"] == "span_ntire2024" and payload["aim"] == "rlfn_ntire"
     derived_row, rlfn = payload["rows"]

@@ -34,7 +34,7 @@ def write_profile(search: Any, genotype: Any) -> None:
     footer = (f"\n\n{info['date']}, torch {info['torch']}, {info.get('gpu', info['cpu'])}, "
               f"device {info['device']}, threads {p.threads}, LR {p.lr_size}x{p.lr_size}, "
               f"x{scale}; complexity at 256x256; {ratio_note(REFERENCE_NET)}.\n")
-    estimates = search.quality_estimates(nets)
+    estimates = quality_estimates(search, nets)
     quality = _estimate_table(estimates, p.estimate_steps, search.cfg.data.val)
     atomic_write_text(search.run_dir / "profile.md", table + footer + quality)
     atomic_write_text(search.run_dir / "profile.json", json.dumps(

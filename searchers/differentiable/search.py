@@ -23,7 +23,6 @@ import logging
 import math
 import random
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -316,8 +315,9 @@ class DartsSearch:
         """The derived genotype (``genotype.json``) and the ``run.top_k`` most likely ones
         (``top_k/``), with the plots and the profile; returns them."""
         from searchers.differentiable.latency_table import predict_genotype
+        from searchers.differentiable.select import select_net
 
-        genotype = self.select()
+        genotype = select_net(self)
         genotype.save(self.folder.genotype)
         summary, top = [], []
         for k, (g, logp) in enumerate(self.net.top_k(self.cfg.run.top_k)):
@@ -332,65 +332,10 @@ class DartsSearch:
 
             write_run_plots(self.folder.log, self.run_dir)
         if self.cfg.profile.enabled:
-            self._profile(genotype)
+            from searchers.differentiable.profile import write_profile
+
+            write_profile(self, genotype)
         return genotype, top
-
-    def select(self) -> Genotype:
-        """The derived net: every slot decided by ``search.select`` (perturbation or alpha),
-        then fitted under the latency budget (``loss.mode=budget``); how each slot was chosen
-        goes to ``selection.json``."""
-        from searchers.differentiable.select import (
-            alpha_select,
-            describe,
-            fit_budget,
-            fixed_batches,
-            perturbation_select,
-        )
-
-        sc = self.cfg.search
-        start = time.perf_counter()
-        if self.select_rule == "perturbation":
-            batches = fixed_batches(self.val, sc.select_batches, self.cfg.data.batch_size,
-                                    self.patch_size, self.cfg.run.seed + 1, self.device)
-            selection = perturbation_select(self.net, batches, sc.select_top_m)
-        else:
-            selection = alpha_select(self.net)
-        penalty = self.architect.penalty
-        target = penalty.latency_target_ms if penalty.mode == "budget" else None
-        choice, swaps = fit_budget(self.net, selection, target)
-        genotype = self.net.derive(choice)
-        from searchers.differentiable.latency_table import predict_genotype
-
-        argmax = self.net.derive()
-        self.folder.write_json(self.folder.selection, {
-            "rule": self.select_rule, "top_m": sc.select_top_m, "batches": sc.select_batches,
-            "choice": choice, "scores": selection.scores, "margins": selection.margins,
-            "budget_swaps": swaps,
-            "latency_target_ms": target, "evaluations": selection.evaluations,
-            "seconds": time.perf_counter() - start,
-            "predicted": predict_genotype(self.net, genotype),
-            "argmax_predicted": predict_genotype(self.net, argmax),
-            "argmax_differs": argmax != genotype})
-        logger.info("selected by %s in %.1f s (%d evaluations, %d budget swaps): %s",
-                    self.select_rule, time.perf_counter() - start, selection.evaluations,
-                    len(swaps), describe(genotype))
-        uncertain = selection.uncertain()
-        if uncertain:
-            logger.info("%d of %d decisions stand under 2 standard errors of the selection "
-                        "batches' noise (%s): more batches (search.select_batches=%d now) would "
-                        "settle them", len(uncertain), len(selection.margins),
-                        ", ".join(uncertain), sc.select_batches)
-        return genotype
-
-    def _profile(self, genotype: Any) -> None:
-        from searchers.differentiable.profile import write_profile
-
-        write_profile(self, genotype)
-
-    def quality_estimates(self, nets: list[tuple[str, Any]]) -> list[dict[str, Any]]:
-        from searchers.differentiable.profile import quality_estimates
-
-        return quality_estimates(self, nets)
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -210,3 +211,43 @@ def fit_budget(net: SuperNet, selection: Selection, latency_target_ms: float | N
         swaps.append(f"{slot}: {choice[slot]} -> {alt}")
         choice[slot] = alt
     return choice, swaps
+
+
+def select_net(search: Any) -> Any:
+    """The net a finished :class:`~searchers.differentiable.search.DartsSearch` hands over:
+    every slot decided by ``search.select`` (perturbation or alpha), then fitted under the
+    latency budget (``loss.mode=budget``); how each slot was chosen goes to ``selection.json``.
+    Returns the genotype."""
+    from searchers.differentiable.latency_table import predict_genotype
+
+    sc, net = search.cfg.search, search.net
+    start = time.perf_counter()
+    if search.select_rule == "perturbation":
+        batches = fixed_batches(search.val, sc.select_batches, search.cfg.data.batch_size,
+                                search.patch_size, search.cfg.run.seed + 1, search.device)
+        selection = perturbation_select(net, batches, sc.select_top_m)
+    else:
+        selection = alpha_select(net)
+    penalty = search.architect.penalty
+    target = penalty.latency_target_ms if penalty.mode == "budget" else None
+    choice, swaps = fit_budget(net, selection, target)
+    genotype = net.derive(choice)
+    argmax = net.derive()
+    seconds = time.perf_counter() - start
+    search.folder.write_json(search.folder.selection, {
+        "rule": search.select_rule, "top_m": sc.select_top_m, "batches": sc.select_batches,
+        "choice": choice, "scores": selection.scores, "margins": selection.margins,
+        "budget_swaps": swaps, "latency_target_ms": target,
+        "evaluations": selection.evaluations, "seconds": seconds,
+        "predicted": predict_genotype(net, genotype),
+        "argmax_predicted": predict_genotype(net, argmax), "argmax_differs": argmax != genotype})
+    logger.info("selected by %s in %.1f s (%d evaluations, %d budget swaps): %s",
+                search.select_rule, seconds, selection.evaluations, len(swaps),
+                describe(genotype))
+    uncertain = selection.uncertain()
+    if uncertain:
+        logger.info("%d of %d decisions stand under 2 standard errors of the selection "
+                    "batches' noise (%s): more batches (search.select_batches=%d now) would "
+                    "settle them", len(uncertain), len(selection.margins), ", ".join(uncertain),
+                    sc.select_batches)
+    return genotype
