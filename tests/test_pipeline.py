@@ -4,6 +4,7 @@ killed with SIGKILL mid-way and re-run with the same command ends as an uninterr
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
@@ -302,6 +303,7 @@ def test_the_matched_check_ranks_each_searched_net_among_random_nets_of_its_spac
         (root / "retrain" / f"{label}_s0" / "deployed.pt").exists() for label, _ in jobs)
     summary = (root / "pipeline.md").read_text()
     assert "Matched-latency check" in summary and "| random | trials |" in summary
+    assert "P(top quarter)" in summary and summary.count("| one seed | one seed |") == 2
     state = json.loads((root / "state.json").read_text())
     assert {"matched.trials", "matched.darts"} <= set(state["done"])
     mtime = (root / "matched" / "trials" / "draws.json").stat().st_mtime
@@ -321,6 +323,30 @@ def test_the_matched_rank_and_its_top_quarter():
     assert rank_of(29.0, [28.0] * 8) == (1, 9, True)
     assert rank_of(29.0, [30.0, 31.0] + [28.0] * 6) == (3, 9, False)  # 9 // 4 = 2
     assert rank_of(29.0, [29.5] + [28.0] * 7) == (2, 9, True)
+
+
+def test_the_matched_verdict_says_how_much_of_it_is_seed_noise():
+    """Nets far apart next to their seed spread: reliability near 1 and the verdict stands
+    (P(top quarter) near 1 or 0). Nets within their seed spread: reliability near 0 and a
+    top-quarter rank that a redraw of the noise reverses about as often as not."""
+    from searchers.stages.matched import noise_line, rank_noise
+
+    apart = [[28.0 + 0.1 * k, 28.02 + 0.1 * k] for k in range(8)]
+    best = rank_noise([29.5, 29.52], apart)
+    assert best["seed_sd"] == pytest.approx(math.sqrt(2 * 0.01 ** 2))  # each run 0.01 off
+    assert best["reliability"] > 0.99 and best["p_top_quarter"] == 1.0
+    assert rank_noise([27.5, 27.52], apart)["p_top_quarter"] == 0.0
+    assert "the verdict stands" in noise_line(best, 2)
+
+    level = [[28.3, 27.7, 28.0 + 0.01 * k] for k in range(8)]  # means 28.00-28.02
+    lucky = rank_noise([28.4, 27.8, 28.1], level)  # first of 9, by 0.08 dB: the seeds' luck
+    assert lucky["reliability"] == 0.0 and 0.2 < lucky["p_top_quarter"] < 0.8
+    assert "within the seed noise" in noise_line(lucky, 3)
+
+    one = rank_noise([29.0], [[28.0], [28.5]])
+    assert all(math.isnan(v) for v in one.values()) and "One retraining seed" in noise_line(
+        one, 1)
+    assert math.isnan(rank_noise([29.0, math.nan], [[28.0, 28.1]])["se"])
 
 
 def test_the_matched_check_refuses_bad_settings(tmp_path, capsys):

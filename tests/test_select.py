@@ -4,6 +4,7 @@ issue 26: a default search must not hand over a net whose every conv is conv1x1.
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -188,6 +189,8 @@ def test_matched_random_retrains_nets_of_matched_latency_and_ranks_the_searched_
     assert names == {"searched", "random0", "random1"}
     assert all(abs(r["latency_ratio"] - 1) <= 0.9 for r in result["rows"])
     assert (tmp_path / "m" / "matched.md").read_text().count("| random") == 2
+    assert math.isnan(result["noise"]["p_top_quarter"])  # one seed: its noise is unknown
+    assert "One retraining seed" in (tmp_path / "m" / "matched.md").read_text()
     mtime = (tmp_path / "m" / "retrain" / "random0_s0" / "deployed.pt").stat().st_mtime
     again = matched_random.run(run, n=2, tolerance=0.9, out=tmp_path / "m", **kw)
     assert again["rows"] == result["rows"]  # the same draws, nothing retrained

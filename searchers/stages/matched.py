@@ -4,7 +4,10 @@ For every search with a net, ``matched.n`` random nets of the same space (a stud
 space, the ``oneshot`` supernet's space, or DARTS's supernet) whose deployed latency lies within
 ``matched.tolerance`` of the searched net's, retrained with the pipeline's recipe and seeds and
 ranked with it by hold-out Y-PSNR (the recipe's ``data.val``: a split of the training images,
-never a test set). Goal: the searched net in the top quarter.
+never a test set). Goal: the searched net in the top quarter. With two or more seeds the table
+also says how much of each verdict is seed noise (:func:`rank_noise`): at a short recipe one
+retraining varies by about as much as the nets of one latency differ, and a rank is then the
+seeds' as much as the net's.
 
 One pool of uniform draws per space serves every search of it (:meth:`Matched.draw`): each
 draw is timed interleaved with the budget's reference net (SPAN where none is set) as a trial
@@ -27,7 +30,7 @@ import json
 import logging
 import math
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -84,6 +87,61 @@ def rank_of(searched: float, others: list[float]) -> tuple[int, int, bool]:
     rank = 1 + sum(o > searched for o in others)
     of = 1 + len(others)
     return rank, of, rank <= max(1, of // 4)
+
+
+def rank_noise(own: Sequence[float], others: Sequence[Sequence[float]], *,
+               redraws: int = 10_000, seed: int = 0) -> dict[str, float]:
+    """How much of the check's verdict is seed noise, from the nets' per-seed PSNRs.
+
+    ``own`` and each of ``others`` hold one PSNR per retraining seed. Returns
+
+    * ``seed_sd``: the pooled standard deviation of one retraining over seeds (every net's
+      spread about its own mean, ``sum(k - 1)`` degrees of freedom);
+    * ``se``: the standard error of a net's mean over its seeds (``seed_sd / sqrt(k)``);
+    * ``reliability``: the share of the spread among the nets' means that is not seed noise,
+      ``1 - se^2 / var(means)`` (floored at 0): near 1 the ranks are the nets', near 0 they are
+      the seeds';
+    * ``p_top_quarter``: the share of ``redraws`` in which, every net's mean moved by a normal
+      draw of its standard error, the searched net still ranks in the top quarter: near 0 or
+      1 the verdict stands; near one half a re-run with other seeds can reverse it.
+
+    All NaN with a single seed (no spread to pool) or fewer than two nets.
+    """
+    runs = [list(own), *map(list, others)]
+    nan = {"seed_sd": math.nan, "se": math.nan, "reliability": math.nan,
+           "p_top_quarter": math.nan}
+    if len(runs) < 2 or any(len(r) < 2 for r in runs) or not all(
+            math.isfinite(v) for r in runs for v in r):
+        return nan
+    means = np.array([statistics.fmean(r) for r in runs])
+    ss = sum(sum((v - m) ** 2 for v in r) for r, m in zip(runs, means, strict=True))
+    dof = sum(len(r) - 1 for r in runs)
+    seed_sd = math.sqrt(ss / dof)
+    k = np.array([len(r) for r in runs], dtype=float)
+    se = seed_sd / np.sqrt(k)
+    spread = float(np.var(means, ddof=1))
+    reliability = max(0.0, 1 - float(np.mean(se ** 2)) / spread) if spread > 0 else 0.0
+    rng = np.random.default_rng(seed)
+    moved = means + rng.standard_normal((redraws, len(runs))) * se
+    rank = 1 + (moved[:, 1:] > moved[:, :1]).sum(axis=1)
+    top = max(1, len(runs) // 4)
+    return {"seed_sd": seed_sd, "se": float(np.mean(se)), "reliability": reliability,
+            "p_top_quarter": float((rank <= top).mean())}
+
+
+def noise_line(noise: dict[str, float], seeds: int) -> str:
+    """One sentence on :func:`rank_noise`'s figures, for the check's tables."""
+    if not math.isfinite(noise["seed_sd"]):
+        return ("One retraining seed: its noise is unknown, so the rank below may be the "
+                "seed's; give two or more seeds.")
+    p = noise["p_top_quarter"]
+    settled = ("the verdict stands" if p >= 0.9 or p <= 0.1 else
+               "**within the seed noise**: a re-run with other seeds can reverse it")
+    return (f"Seed noise: one retraining varies by {noise['seed_sd']:.3f} dB (pooled SD over "
+            f"{seeds} seeds), a net's mean by {noise['se']:.3f} dB; reliability of the means "
+            f"{noise['reliability']:.2f} (the share of their spread that is not seed noise). "
+            f"Redrawing that noise 10 000 times, the searched net stays in the top quarter in "
+            f"{p:.0%}: {settled}.")
 
 
 class Matched:
@@ -229,9 +287,13 @@ class Matched:
 
     # -- the verdict ------------------------------------------------------------------------
 
-    def _psnr(self, label: str) -> float:
-        values = [hold_out_psnr(self.p.root / "retrain" / f"{label}_s{seed}")
-                  for seed in self.p.cfg.pipeline.seeds]
+    def _psnrs(self, label: str) -> list[float]:
+        """``label``'s hold-out PSNR per retraining seed (NaN where not retrained)."""
+        return [hold_out_psnr(self.p.root / "retrain" / f"{label}_s{seed}")
+                for seed in self.p.cfg.pipeline.seeds]
+
+    @staticmethod
+    def _mean(values: list[float]) -> float:
         return statistics.fmean(values) if all(map(math.isfinite, values)) else math.nan
 
     def rows(self) -> list[dict[str, Any]]:
@@ -244,14 +306,17 @@ class Matched:
                 if label not in saved["targets"]:
                     continue
                 picked = self.assigned(saved, label)
-                others = [self._psnr(f"matched_{space}{k}") for k in picked]
-                own = self._psnr(label)
+                others_seeds = [self._psnrs(f"matched_{space}{k}") for k in picked]
+                own_seeds = self._psnrs(label)
+                others = [self._mean(v) for v in others_seeds]
+                own = self._mean(own_seeds)
                 row: dict[str, Any] = {
                     "search": label, "space": space, "latency_ratio": saved["targets"][label],
                     "found": len(picked), "draws": len(saved["draws"]), "psnr_db": own,
                     "random_db": others, "corner": len(picked) < self.cfg.n}
                 if picked and math.isfinite(own) and all(map(math.isfinite, others)):
                     row["rank"], row["of"], row["top_quarter"] = rank_of(own, others)
+                    row["noise"] = rank_noise(own_seeds, others_seeds)
                 out.append(row)
         return out
 
@@ -266,14 +331,20 @@ class Matched:
                  f"lies within +-{c.tolerance:.0%} of its own, all retrained with the same recipe "
                  f"and seeds {self.p.cfg.pipeline.seeds}; ranked by hold-out Y-PSNR (the "
                  "selection split of the training images). Goal: the top quarter.", "",
+                 "Seed noise: P(top quarter) is the share of 10 000 redraws of the seed noise "
+                 "(each net's mean moved by its standard error) in which the searched net stays "
+                 "in the top quarter; near one half, another set of seeds can reverse the "
+                 "verdict. Reliability: the share of the spread among the means that is not "
+                 "seed noise.", "",
                  "| search | space | latency x ref | random nets found (draws) | its hold-out "
-                 "Y-PSNR | random median | rank | top quarter |",
-                 "|---|---|---|---|---|---|---|---|"]
+                 "Y-PSNR | random median | rank | top quarter | P(top quarter) | reliability |",
+                 "|---|---|---|---|---|---|---|---|---|---|"]
         tally: dict[str, list[bool]] = {}
         method = {s.label: s.method for s in self.p.searches()}
         for r in rows:
             others = [v for v in r["random_db"] if math.isfinite(v)]
             median = f"{statistics.median(others):.2f}" if others else "-"
+            p = rel = "-"
             if "rank" not in r:
                 rank, verdict = "-", "not yet retrained" if r["found"] else "-"
             else:
@@ -282,9 +353,14 @@ class Matched:
                            "yes" if r["top_quarter"] else "**no**")
                 if not r["corner"]:
                     tally.setdefault(method[r["search"]], []).append(r["top_quarter"])
+                noise = r["noise"]
+                if math.isfinite(noise["p_top_quarter"]):
+                    p, rel = f"{noise['p_top_quarter']:.0%}", f"{noise['reliability']:.2f}"
+                else:
+                    p = rel = "one seed"
             lines.append(f"| {r['search']} | {r['space']} | {r['latency_ratio']:.2f} | "
                          f"{r['found']} of {c.n} ({r['draws']}) | {r['psnr_db']:.2f} | "
-                         f"{median} | {rank} | {verdict} |")
+                         f"{median} | {rank} | {verdict} | {p} | {rel} |")
         if tally:
             lines += ["", "In the top quarter: " + "; ".join(
                 f"{m} {sum(v)} of {len(v)}" for m, v in tally.items()) + "."]

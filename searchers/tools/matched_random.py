@@ -11,7 +11,10 @@ with the searched net in its deployed form (the hardware section's settings) and
 the measured ratio falls outside the tolerance. The searched net and the ``--n`` random ones are
 retrained with one recipe (``--retrain`` and the ``key=value`` overrides of it) for every seed
 of ``--seeds``; the verdict is the searched net's rank by mean hold-out Y-PSNR (the recipe's
-``data.val``: a split of the training images). Goal: the top quarter.
+``data.val``: a split of the training images). Goal: the top quarter. With two or more seeds
+the report says how much of the verdict is seed noise (the pooled seed spread, the reliability
+of the means, and how often a redraw of that noise keeps the searched net in the top quarter:
+:func:`~searchers.stages.matched.rank_noise`).
 
 The pipeline runs the same check for every search of every method (``matched.n``,
 :mod:`searchers.stages.matched`); this command checks one DARTS run, with the lookup table's
@@ -40,7 +43,13 @@ from results.run_folder import RunFolder
 from search_space.files import atomic_write_text
 from searchers.common.command import exit_status, log_to_stderr
 from searchers.common.config import ConfigError, load_config
-from searchers.stages.matched import hold_out_psnr, random_derived, rank_of
+from searchers.stages.matched import (
+    hold_out_psnr,
+    noise_line,
+    random_derived,
+    rank_noise,
+    rank_of,
+)
 
 logger = logging.getLogger("searchers.tools.matched_random")
 
@@ -148,6 +157,7 @@ def run(run_dir: Path, *, genotype: Path | None, n: int, tolerance: float, seeds
     rank, of, top = rank_of(rows[0]["mean_db"], [r["mean_db"] for r in rows[1:]])
     result = {"run": str(run_dir), "tolerance": tolerance, "seeds": seeds, "draw_stats": stats,
               "corner": corner, "rank": rank, "of": of, "top_quarter": (not corner) and top,
+              "noise": rank_noise(rows[0]["psnr_db"], [r["psnr_db"] for r in rows[1:]]),
               "recipe": {"config": retrain_config, "overrides": overrides}, "rows": ranked}
     atomic_write_text(out / "matched.json", json.dumps(result, indent=2) + "\n")
     atomic_write_text(out / "matched.md", render(result))
@@ -174,6 +184,8 @@ def render(result: dict[str, Any]) -> str:
                      f"{r['mean_db']:.2f} |")
     verdict = "in the top quarter" if result["top_quarter"] else "not in the top quarter"
     lines += ["", f"The searched net ranks {result['rank']} of {result['of']}: {verdict}."]
+    if "noise" in result:  # absent from the files of checks run before it was added
+        lines += ["", noise_line(result["noise"], len(result["seeds"]))]
     return "\n".join(lines) + "\n"
 
 
