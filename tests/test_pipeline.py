@@ -327,8 +327,9 @@ def test_the_matched_rank_and_its_top_quarter():
 
 def test_the_matched_verdict_says_how_much_of_it_is_seed_noise():
     """Nets far apart next to their seed spread: reliability near 1 and the verdict stands
-    (P(top quarter) near 1 or 0). Nets within their seed spread: reliability near 0 and a
-    top-quarter rank that a redraw of the noise reverses about as often as not."""
+    (P(top quarter) near 1 or 0), unless the searched net sits at the quarter's edge. Nets
+    within their seed spread: reliability 0, a first place that a redraw of the noise reverses
+    about as often as not, and no verdict."""
     from searchers.stages.matched import noise_line, rank_noise
 
     apart = [[28.0 + 0.1 * k, 28.02 + 0.1 * k] for k in range(8)]
@@ -337,16 +338,46 @@ def test_the_matched_verdict_says_how_much_of_it_is_seed_noise():
     assert best["reliability"] > 0.99 and best["p_top_quarter"] == 1.0
     assert rank_noise([27.5, 27.52], apart)["p_top_quarter"] == 0.0
     assert "the verdict stands" in noise_line(best, 2)
+    edge = rank_noise([28.6, 28.62], apart)  # level with the third best (28.61)
+    assert edge["reliability"] > 0.99 and 0.2 < edge["p_top_quarter"] < 0.8
+    assert "within the seed noise" in noise_line(edge, 2)
 
     level = [[28.3, 27.7, 28.0 + 0.01 * k] for k in range(8)]  # means 28.00-28.02
     lucky = rank_noise([28.4, 27.8, 28.1], level)  # first of 9, by 0.08 dB: the seeds' luck
     assert lucky["reliability"] == 0.0 and 0.2 < lucky["p_top_quarter"] < 0.8
-    assert "within the seed noise" in noise_line(lucky, 3)
+    assert "no verdict" in noise_line(lucky, 3)
 
     one = rank_noise([29.0], [[28.0], [28.5]])
     assert all(math.isnan(v) for v in one.values()) and "One retraining seed" in noise_line(
         one, 1)
     assert math.isnan(rank_noise([29.0, math.nan], [[28.0, 28.1]])["se"])
+
+
+def test_the_pipeline_table_gives_no_verdict_where_the_ranks_are_seed_noise(tmp_path,
+                                                                            monkeypatch):
+    from types import SimpleNamespace
+
+    from searchers.stages.config import MatchedSection
+    from searchers.stages.matched import Matched, rank_noise
+
+    pipeline = SimpleNamespace(
+        cfg=SimpleNamespace(matched=MatchedSection(n=8), pipeline=SimpleNamespace(seeds=[0, 1])),
+        root=tmp_path, searches=lambda: [SimpleNamespace(label=m, method=m)
+                                         for m in ("darts", "random")])
+    level = [[28.3, 27.7 + 0.01 * k] for k in range(8)]
+    apart = [[28.0 + 0.1 * k, 28.02 + 0.1 * k] for k in range(8)]
+    rows = [{"search": label, "space": "x", "latency_ratio": 1.0, "found": 8, "draws": 20,
+             "psnr_db": sum(own) / 2, "random_db": [sum(v) / 2 for v in others],
+             "corner": False, "rank": rank, "of": 9, "top_quarter": rank <= 2,
+             "noise": rank_noise(own, others)}
+            for label, own, others, rank in (("darts", [28.4, 27.8], level, 1),
+                                             ("random", [29.5, 29.52], apart, 1))]
+    monkeypatch.setattr(Matched, "rows", lambda self: rows)
+    table = Matched(pipeline).table()
+    darts = next(line for line in table.splitlines() if line.startswith("| darts |"))
+    random_ = next(line for line in table.splitlines() if line.startswith("| random |"))
+    assert "no verdict" in darts and "| 0.00 |" in darts
+    assert "no verdict" not in random_ and "| 100% | 1.00 |" in random_
 
 
 def test_the_matched_check_refuses_bad_settings(tmp_path, capsys):

@@ -103,7 +103,9 @@ def rank_noise(own: Sequence[float], others: Sequence[Sequence[float]], *,
       the seeds';
     * ``p_top_quarter``: the share of ``redraws`` in which, every net's mean moved by a normal
       draw of its standard error, the searched net still ranks in the top quarter: near 0 or
-      1 the verdict stands; near one half a re-run with other seeds can reverse it.
+      1 the verdict stands; near one half a re-run with other seeds can reverse it. It starts
+      from the observed means, so it only means something where the reliability is high
+      (:func:`noise_line` gives no verdict under 0.5).
 
     All NaN with a single seed (no spread to pool) or fewer than two nets.
     """
@@ -135,8 +137,13 @@ def noise_line(noise: dict[str, float], seeds: int) -> str:
         return ("One retraining seed: its noise is unknown, so the rank below may be the "
                 "seed's; give two or more seeds.")
     p = noise["p_top_quarter"]
-    settled = ("the verdict stands" if p >= 0.9 or p <= 0.1 else
-               "**within the seed noise**: a re-run with other seeds can reverse it")
+    if noise["reliability"] < 0.5:
+        settled = ("**no verdict**: the nets' means differ little more than seed noise alone "
+                   "would make them, so the ranks are mostly the seeds'")
+    elif p >= 0.9 or p <= 0.1:
+        settled = "the verdict stands"
+    else:
+        settled = "**within the seed noise**: a re-run with other seeds can reverse it"
     return (f"Seed noise: one retraining varies by {noise['seed_sd']:.3f} dB (pooled SD over "
             f"{seeds} seeds), a net's mean by {noise['se']:.3f} dB; reliability of the means "
             f"{noise['reliability']:.2f} (the share of their spread that is not seed noise). "
@@ -335,7 +342,8 @@ class Matched:
                  "(each net's mean moved by its standard error) in which the searched net stays "
                  "in the top quarter; near one half, another set of seeds can reverse the "
                  "verdict. Reliability: the share of the spread among the means that is not "
-                 "seed noise.", "",
+                 "seed noise; under 0.5 the ranks are mostly the seeds', and the verdict is "
+                 "none.", "",
                  "| search | space | latency x ref | random nets found (draws) | its hold-out "
                  "Y-PSNR | random median | rank | top quarter | P(top quarter) | reliability |",
                  "|---|---|---|---|---|---|---|---|---|---|"]
@@ -356,6 +364,8 @@ class Matched:
                 noise = r["noise"]
                 if math.isfinite(noise["p_top_quarter"]):
                     p, rel = f"{noise['p_top_quarter']:.0%}", f"{noise['reliability']:.2f}"
+                    if noise["reliability"] < 0.5 and not r["corner"]:
+                        verdict += " (no verdict: the ranks are mostly seed noise)"
                 else:
                     p = rel = "one seed"
             lines.append(f"| {r['search']} | {r['space']} | {r['latency_ratio']:.2f} | "

@@ -1,6 +1,6 @@
 """Does a search beat chance? Its net against random nets of its space at matched latency.
 
-``python -m searchers.tools.matched_random RUN [--n 8] [--tolerance 0.1] [--seeds 0 1]
+``python -m searchers.tools.matched_random RUN [--n 8] [--tolerance 0.1] [--seeds 0 1 2]
 [--retrain CONFIG] [--out DIR] [key=value ...]``
 
 ``RUN`` is a DARTS run folder: its space, hardware table and derived ``genotype.json`` (or
@@ -196,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--genotype", type=Path, help="the net to check (default: RUN/genotype.json)")
     p.add_argument("--n", type=int, default=8, help="random nets (default 8)")
     p.add_argument("--tolerance", type=float, default=0.10, help="latency match (default 0.1)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                   help="retraining seeds (default 0 1 2: with fewer the seed noise is hard to "
+                        "tell from the nets' differences)")
     p.add_argument("--retrain", help="the retraining recipe (a retrain config)")
     p.add_argument("--out", type=Path, help="output folder (default RUN/matched)")
     p.add_argument("--max-draws", type=int, default=20000)
