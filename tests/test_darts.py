@@ -499,6 +499,32 @@ def test_final_profile_is_against_span_with_an_rlfn_column(tmp_path, capsys, mon
     assert "| x rlfn_ntire |" in text and "span_ntire2024's" in text
 
 
+def test_the_profile_says_whether_the_budget_holds_at_its_own_size():
+    """The search bounds costs at the table's 64 px; the profile at 128 px says when the net
+    exceeds a bound there (the quick start of 2026-12-07: 0.95x SPAN's memory at 64 px, 1.08x
+    at 128), names the fix, and says nothing without a relative budget."""
+    from types import SimpleNamespace
+
+    from searchers.differentiable.config import LossConfig
+    from searchers.differentiable.profile import budget_at_profile_size
+
+    def row(name, ms, mib, ratio=None):
+        return SimpleNamespace(name=name, latency_ms=ms, peak_memory_mib=mib,
+                               latency_ratio=ratio)
+
+    cfg = DartsConfig()  # budget mode: 0.8x span_ntire2024's latency, 1.0x its memory
+    rows = [row("derived (darts)", 165.1, 17.0, 0.75), row("span_ntire2024", 223.7, 15.8, 1.0)]
+    text = budget_at_profile_size(cfg, rows)
+    assert "latency 0.75x (bound 0.80x)" in text and "peak memory 1.08x (bound 1.00x)" in text
+    assert "**over the peak memory bound**" in text and "hardware.lr_size=128" in text
+    rows[0] = row("derived (darts)", 150.0, 15.0, 0.67)
+    assert budget_at_profile_size(cfg, rows).rstrip().endswith("within it.")
+    assert budget_at_profile_size(cfg, rows[:1]) == ""  # the reference was not profiled
+    weighted = DartsConfig(loss=LossConfig(mode="weighted", reference=None, latency_x=None,
+                                          memory_x=None))
+    assert budget_at_profile_size(weighted, rows) == ""
+
+
 def test_t91_config_loads_and_points_at_the_shared_folders():
     from pathlib import Path
 

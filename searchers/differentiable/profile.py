@@ -34,14 +34,55 @@ def write_profile(search: Any, genotype: Any) -> None:
     footer = (f"\n\n{info['date']}, torch {info['torch']}, {info.get('gpu', info['cpu'])}, "
               f"device {info['device']}, threads {p.threads}, LR {p.lr_size}x{p.lr_size}, "
               f"x{scale}; complexity at 256x256; {ratio_note(REFERENCE_NET)}.\n")
+    budget = budget_at_profile_size(search.cfg, rows)
+    if "**over" in budget:
+        logger.warning(budget.strip().replace("**", ""))
     estimates = quality_estimates(search, nets)
     quality = _estimate_table(estimates, p.estimate_steps, search.cfg.data.val)
-    atomic_write_text(search.run_dir / "profile.md", table + footer + quality)
+    atomic_write_text(search.run_dir / "profile.md", table + footer + budget + quality)
     atomic_write_text(search.run_dir / "profile.json", json.dumps(
         {"machine": info, "settings": asdict(settings), "reference": REFERENCE_NET,
          "aim": AIM_NET, "rows": [r.to_dict() for r in rows],
          "quality_estimates": estimates, "estimate_steps": p.estimate_steps}, indent=2))
-    print(table + footer + quality)
+    print(table + footer + budget + quality)
+
+
+def budget_at_profile_size(cfg: Any, rows: list[Any]) -> str:
+    """Whether the derived net keeps the budget's bounds relative to ``loss.reference`` at the
+    profile's size (Markdown; empty without a relative budget or the reference's row). The
+    search bounds costs at the hardware table's ``lr_size``; activations grow with the pixels
+    and weights do not, so a net within a bound there can exceed it at another size."""
+    from search_space.zoo import REFERENCE_NET
+
+    loss, lr, table_lr = cfg.loss, cfg.profile.lr_size, cfg.hardware.lr_size
+    if loss.mode != "budget" or loss.reference is None:
+        return ""
+    by_name = {r.name: r for r in rows}
+    ref, own = by_name.get(loss.reference), by_name.get("derived (darts)")
+    if ref is None or own is None:
+        return ""
+    parts, over = [], []
+    for what, bound, mine, theirs in (
+            ("latency", loss.latency_x, own.latency_ms, ref.latency_ms),
+            ("peak memory", loss.memory_x, own.peak_memory_mib, ref.peak_memory_mib)):
+        if bound is None or not mine or not theirs:
+            continue
+        ratio = mine / theirs
+        if what == "latency" and loss.reference == REFERENCE_NET and own.latency_ratio:
+            ratio = own.latency_ratio  # timed interleaved with it: the table's figure
+        parts.append(f"{what} {ratio:.2f}x (bound {bound:.2f}x)")
+        if ratio > bound:
+            over.append(what)
+    if not parts:
+        return ""
+    line = (f"\nBudget at the profile's size (LR {lr}x{lr}), relative to {loss.reference}: "
+            + ", ".join(parts))
+    if not over:
+        return line + ": within it.\n"
+    return (line + f": **over the {' and the '.join(over)} bound** here. The search bounds "
+            f"costs at the hardware table's size (hardware.lr_size={table_lr}); activations "
+            "grow with the pixels and weights do not, so a net within a bound there can exceed "
+            f"it at {lr} px. To bound at this size, search with hardware.lr_size={lr}.\n")
 
 
 def quality_estimates(search: Any, nets: list[tuple[str, Any]]
