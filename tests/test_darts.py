@@ -514,15 +514,17 @@ def test_the_profile_says_whether_the_budget_holds_at_its_own_size():
 
     cfg = DartsConfig()  # budget mode: 0.8x span_ntire2024's latency, 1.0x its memory
     rows = [row("derived (darts)", 165.1, 17.0, 0.75), row("span_ntire2024", 223.7, 15.8, 1.0)]
-    text = budget_at_profile_size(cfg, rows)
+    text, over = budget_at_profile_size(cfg, rows)
     assert "latency 0.75x (bound 0.80x)" in text and "peak memory 1.08x (bound 1.00x)" in text
     assert "**over the peak memory bound**" in text and "hardware.lr_size=128" in text
+    assert over == ["peak memory"]
     rows[0] = row("derived (darts)", 150.0, 15.0, 0.67)
-    assert budget_at_profile_size(cfg, rows).rstrip().endswith("within it.")
-    assert budget_at_profile_size(cfg, rows[:1]) == ""  # the reference was not profiled
+    text, over = budget_at_profile_size(cfg, rows)
+    assert text.rstrip().endswith("within it.") and over == []
+    assert budget_at_profile_size(cfg, rows[:1]) == ("", [])  # the reference was not profiled
     weighted = DartsConfig(loss=LossConfig(mode="weighted", reference=None, latency_x=None,
                                           memory_x=None))
-    assert budget_at_profile_size(weighted, rows) == ""
+    assert budget_at_profile_size(weighted, rows) == ("", [])
 
 
 def test_t91_config_loads_and_points_at_the_shared_folders():

@@ -363,7 +363,7 @@ def test_the_pipeline_table_gives_no_verdict_where_the_ranks_are_seed_noise(tmp_
     pipeline = SimpleNamespace(
         cfg=SimpleNamespace(matched=MatchedSection(n=8), pipeline=SimpleNamespace(seeds=[0, 1])),
         root=tmp_path, searches=lambda: [SimpleNamespace(label=m, method=m)
-                                         for m in ("darts", "random")])
+                                         for m in ("darts", "random", "nsga2")])
     level = [[28.3, 27.7 + 0.01 * k] for k in range(8)]
     apart = [[28.0 + 0.1 * k, 28.02 + 0.1 * k] for k in range(8)]
     rows = [{"search": label, "space": "x", "latency_ratio": 1.0, "found": 8, "draws": 20,
@@ -371,13 +371,17 @@ def test_the_pipeline_table_gives_no_verdict_where_the_ranks_are_seed_noise(tmp_
              "corner": False, "rank": rank, "of": 9, "top_quarter": rank <= 2,
              "noise": rank_noise(own, others)}
             for label, own, others, rank in (("darts", [28.4, 27.8], level, 1),
-                                             ("random", [29.5, 29.52], apart, 1))]
+                                             ("random", [29.5, 29.52], apart, 1),
+                                             ("nsga2", [28.6, 28.62], apart, 3))]
     monkeypatch.setattr(Matched, "rows", lambda self: rows)
     table = Matched(pipeline).table()
     darts = next(line for line in table.splitlines() if line.startswith("| darts |"))
     random_ = next(line for line in table.splitlines() if line.startswith("| random |"))
     assert "no verdict" in darts and "| 0.00 |" in darts
     assert "no verdict" not in random_ and "| 100% | 1.00 |" in random_
+    assert "random | x | 1.00 | 8 of 8 (20) | 29.51 |" in random_ and "| yes |" in random_
+    edge = next(line for line in table.splitlines() if line.startswith("| nsga2 |"))
+    assert "(within the seed noise)" in edge and "no verdict" not in edge
 
 
 def test_the_matched_check_refuses_bad_settings(tmp_path, capsys):

@@ -34,8 +34,8 @@ def write_profile(search: Any, genotype: Any) -> None:
     footer = (f"\n\n{info['date']}, torch {info['torch']}, {info.get('gpu', info['cpu'])}, "
               f"device {info['device']}, threads {p.threads}, LR {p.lr_size}x{p.lr_size}, "
               f"x{scale}; complexity at 256x256; {ratio_note(REFERENCE_NET)}.\n")
-    budget = budget_at_profile_size(search.cfg, rows)
-    if "**over" in budget:
+    budget, over = budget_at_profile_size(search.cfg, rows)
+    if over:
         logger.warning(budget.strip().replace("**", ""))
     estimates = quality_estimates(search, nets)
     quality = _estimate_table(estimates, p.estimate_steps, search.cfg.data.val)
@@ -47,21 +47,23 @@ def write_profile(search: Any, genotype: Any) -> None:
     print(table + footer + budget + quality)
 
 
-def budget_at_profile_size(cfg: Any, rows: list[Any]) -> str:
-    """Whether the derived net keeps the budget's bounds relative to ``loss.reference`` at the
-    profile's size (Markdown; empty without a relative budget or the reference's row). The
-    search bounds costs at the hardware table's ``lr_size``; activations grow with the pixels
-    and weights do not, so a net within a bound there can exceed it at another size."""
+def budget_at_profile_size(cfg: Any, rows: list[Any]) -> tuple[str, list[str]]:
+    """Whether the derived net (``rows[0]``) keeps the budget's bounds relative to
+    ``loss.reference`` at the profile's size: a Markdown line (empty without a relative budget
+    or the reference's row) and the bounds it exceeds. The search bounds costs at the hardware
+    table's ``lr_size``; activations grow with the pixels and weights do not, so a net within
+    a bound there can exceed it at another size."""
     from search_space.zoo import REFERENCE_NET
 
     loss, lr, table_lr = cfg.loss, cfg.profile.lr_size, cfg.hardware.lr_size
     if loss.mode != "budget" or loss.reference is None:
-        return ""
-    by_name = {r.name: r for r in rows}
-    ref, own = by_name.get(loss.reference), by_name.get("derived (darts)")
-    if ref is None or own is None:
-        return ""
-    parts, over = [], []
+        return "", []
+    own = rows[0]
+    ref = next((r for r in rows[1:] if r.name == loss.reference), None)
+    if ref is None:
+        return "", []
+    parts: list[str] = []
+    over: list[str] = []
     for what, bound, mine, theirs in (
             ("latency", loss.latency_x, own.latency_ms, ref.latency_ms),
             ("peak memory", loss.memory_x, own.peak_memory_mib, ref.peak_memory_mib)):
@@ -74,15 +76,15 @@ def budget_at_profile_size(cfg: Any, rows: list[Any]) -> str:
         if ratio > bound:
             over.append(what)
     if not parts:
-        return ""
+        return "", []
     line = (f"\nBudget at the profile's size (LR {lr}x{lr}), relative to {loss.reference}: "
             + ", ".join(parts))
     if not over:
-        return line + ": within it.\n"
+        return line + ": within it.\n", over
     return (line + f": **over the {' and the '.join(over)} bound** here. The search bounds "
             f"costs at the hardware table's size (hardware.lr_size={table_lr}); activations "
             "grow with the pixels and weights do not, so a net within a bound there can exceed "
-            f"it at {lr} px. To bound at this size, search with hardware.lr_size={lr}.\n")
+            f"it at {lr} px. To bound at this size, search with hardware.lr_size={lr}.\n", over)
 
 
 def quality_estimates(search: Any, nets: list[tuple[str, Any]]

@@ -86,7 +86,12 @@ def rank_of(searched: float, others: list[float]) -> tuple[int, int, bool]:
     """(rank of ``searched`` among itself and ``others``, how many, in the top quarter?)."""
     rank = 1 + sum(o > searched for o in others)
     of = 1 + len(others)
-    return rank, of, rank <= max(1, of // 4)
+    return rank, of, rank <= _quarter(of)
+
+
+def _quarter(of: int) -> int:
+    """The last rank of the top quarter of ``of`` nets."""
+    return max(1, of // 4)
 
 
 def rank_noise(own: Sequence[float], others: Sequence[Sequence[float]], *,
@@ -126,29 +131,43 @@ def rank_noise(own: Sequence[float], others: Sequence[Sequence[float]], *,
     rng = np.random.default_rng(seed)
     moved = means + rng.standard_normal((redraws, len(runs))) * se
     rank = 1 + (moved[:, 1:] > moved[:, :1]).sum(axis=1)
-    top = max(1, len(runs) // 4)
+    top = _quarter(len(runs))
     return {"seed_sd": seed_sd, "se": float(np.mean(se)), "reliability": reliability,
             "p_top_quarter": float((rank <= top).mean())}
 
 
+def settled(noise: dict[str, float]) -> str:
+    """What :func:`rank_noise`'s figures leave of a verdict: ``"unknown"`` (one seed),
+    ``"none"`` (reliability under 0.5: the ranks are mostly the seeds'), ``"noise"`` (the
+    searched net's side of the quarter's edge flips in over 10 % of noise redraws) or
+    ``"stands"``."""
+    if not math.isfinite(noise["seed_sd"]):
+        return "unknown"
+    if noise["reliability"] < 0.5:
+        return "none"
+    p = noise["p_top_quarter"]
+    return "stands" if p >= 0.9 or p <= 0.1 else "noise"
+
+
+SETTLED_TEXT = {
+    "none": "**no verdict**: the nets' means differ little more than seed noise alone would "
+            "make them, so the ranks are mostly the seeds'",
+    "noise": "**within the seed noise**: a re-run with other seeds can reverse it",
+    "stands": "the verdict stands"}
+
+
 def noise_line(noise: dict[str, float], seeds: int) -> str:
     """One sentence on :func:`rank_noise`'s figures, for the check's tables."""
-    if not math.isfinite(noise["seed_sd"]):
+    state = settled(noise)
+    if state == "unknown":
         return ("One retraining seed: its noise is unknown, so the rank below may be the "
                 "seed's; give two or more seeds.")
     p = noise["p_top_quarter"]
-    if noise["reliability"] < 0.5:
-        settled = ("**no verdict**: the nets' means differ little more than seed noise alone "
-                   "would make them, so the ranks are mostly the seeds'")
-    elif p >= 0.9 or p <= 0.1:
-        settled = "the verdict stands"
-    else:
-        settled = "**within the seed noise**: a re-run with other seeds can reverse it"
     return (f"Seed noise: one retraining varies by {noise['seed_sd']:.3f} dB (pooled SD over "
             f"{seeds} seeds), a net's mean by {noise['se']:.3f} dB; reliability of the means "
             f"{noise['reliability']:.2f} (the share of their spread that is not seed noise). "
             f"Redrawing that noise 10 000 times, the searched net stays in the top quarter in "
-            f"{p:.0%}: {settled}.")
+            f"{p:.0%}: {SETTLED_TEXT[state]}.")
 
 
 class Matched:
@@ -362,12 +381,14 @@ class Matched:
                 if not r["corner"]:
                     tally.setdefault(method[r["search"]], []).append(r["top_quarter"])
                 noise = r["noise"]
-                if math.isfinite(noise["p_top_quarter"]):
-                    p, rel = f"{noise['p_top_quarter']:.0%}", f"{noise['reliability']:.2f}"
-                    if noise["reliability"] < 0.5 and not r["corner"]:
-                        verdict += " (no verdict: the ranks are mostly seed noise)"
-                else:
+                state = settled(noise)
+                if state == "unknown":
                     p = rel = "one seed"
+                else:
+                    p, rel = f"{noise['p_top_quarter']:.0%}", f"{noise['reliability']:.2f}"
+                if not r["corner"] and state in ("none", "noise"):
+                    verdict += (" (no verdict: the ranks are mostly seed noise)"
+                                if state == "none" else " (within the seed noise)")
             lines.append(f"| {r['search']} | {r['space']} | {r['latency_ratio']:.2f} | "
                          f"{r['found']} of {c.n} ({r['draws']}) | {r['psnr_db']:.2f} | "
                          f"{median} | {rank} | {verdict} | {p} | {rel} |")
