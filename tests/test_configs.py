@@ -99,6 +99,16 @@ def _retrain_t91(path: Path, tmp_path: Path) -> None:
         "runs/retrain_t91", 250, 250)
 
 
+def _matched_t91(path: Path, tmp_path: Path) -> None:
+    """The matched-latency check's recipe: retrain_t91's data and batch, 1200 iterations."""
+    cfg = load_config(RetrainConfig, path)
+    base = load_config(RetrainConfig, path.parent / "retrain_t91.yaml")
+    assert cfg.data == base.data and cfg.optim.lr == base.optim.lr
+    assert (cfg.optim.iterations, cfg.optim.warmup_iterations) == (1200, 60)
+    assert (cfg.run.dir, cfg.run.val_every, cfg.run.checkpoint_every) == (
+        "runs/matched_t91", 1200, 400)
+
+
 def _pipeline(path: Path, tmp_path: Path) -> None:
     cfg = load_config(PipelineConfig, path)
     p = cfg.pipeline
@@ -286,6 +296,7 @@ CHECKS: dict[str, Callable[[Path, Path], None]] = {
     "optuna_oneshot_wide.yaml": _optuna_oneshot_wide,
     "retrain.yaml": _retrain,
     "retrain_t91.yaml": _retrain_t91,
+    "matched_t91.yaml": _matched_t91,
     "pipeline.yaml": _pipeline,
     "pipeline_t91.yaml": _pipeline_t91,
     "pipeline_t91_cpu.yaml": _pipeline_t91_cpu,

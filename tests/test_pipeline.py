@@ -382,6 +382,10 @@ def test_the_pipeline_table_gives_no_verdict_where_the_ranks_are_seed_noise(tmp_
     assert "random | x | 1.00 | 8 of 8 (20) | 29.51 |" in random_ and "| yes |" in random_
     edge = next(line for line in table.splitlines() if line.startswith("| nsga2 |"))
     assert "(within the seed noise)" in edge and "no verdict" not in edge
+    tally = next(line for line in table.splitlines() if line.startswith("In the top quarter"))
+    assert "darts 1 of 1 (verdicts beyond the seed noise: 0 in, 0 out)" in tally
+    assert "random 1 of 1 (verdicts beyond the seed noise: 1 in, 0 out)" in tally
+    assert "nsga2 0 of 1 (verdicts beyond the seed noise: 0 in, 0 out)" in tally
 
 
 def test_the_matched_check_refuses_bad_settings(tmp_path, capsys):

@@ -173,7 +173,8 @@ def test_matched_random_retrains_nets_of_matched_latency_and_ranks_the_searched_
     """python -m searchers.tools.matched_random on a tiny search: random nets of the space
     within the tolerance of the searched net's latency (by the table, then by interleaved
     timing), every net retrained on one recipe, the searched net's rank; a re-run reuses the
-    draws and the finished retrainings; a tolerance nothing meets is reported as a corner."""
+    draws and the finished retrainings; a tolerance nothing meets is reported as a corner;
+    ``--draw-only`` draws and times, and retrains nothing."""
     from searchers.tools import matched_random
 
     assert main(_args(tmp_path, "run", "search.steps=4", "search.warmup_steps=1")) == 0
@@ -183,6 +184,9 @@ def test_matched_random_retrains_nets_of_matched_latency_and_ranks_the_searched_
               "run.checkpoint_every=2"]
     kw = dict(genotype=None, seeds=[0], retrain_config=None, overrides=recipe,
               max_draws=400, draw_seed=0)
+    drawn = matched_random.run(run, n=2, tolerance=0.9, out=tmp_path / "m", draw_only=True, **kw)
+    assert len(drawn["measured_ratio"]) == 2 and (tmp_path / "m" / "draws.json").exists()
+    assert not any((tmp_path / "m" / f).exists() for f in ("retrain", "matched.md"))
     result = matched_random.run(run, n=2, tolerance=0.9, out=tmp_path / "m", **kw)
     assert not result["corner"] and result["of"] == 3 and 1 <= result["rank"] <= 3
     names = {r["net"] for r in result["rows"]}

@@ -366,7 +366,7 @@ class Matched:
                  "| search | space | latency x ref | random nets found (draws) | its hold-out "
                  "Y-PSNR | random median | rank | top quarter | P(top quarter) | reliability |",
                  "|---|---|---|---|---|---|---|---|---|---|"]
-        tally: dict[str, list[bool]] = {}
+        tally: dict[str, list[tuple[bool, str]]] = {}
         method = {s.label: s.method for s in self.p.searches()}
         for r in rows:
             others = [v for v in r["random_db"] if math.isfinite(v)]
@@ -378,10 +378,10 @@ class Matched:
                 rank = f"{r['rank']} of {r['of']}"
                 verdict = ("corner: too few near it" if r["corner"] else
                            "yes" if r["top_quarter"] else "**no**")
-                if not r["corner"]:
-                    tally.setdefault(method[r["search"]], []).append(r["top_quarter"])
                 noise = r["noise"]
                 state = settled(noise)
+                if not r["corner"]:
+                    tally.setdefault(method[r["search"]], []).append((r["top_quarter"], state))
                 if state == "unknown":
                     p = rel = "one seed"
                 else:
@@ -393,6 +393,9 @@ class Matched:
                          f"{r['found']} of {c.n} ({r['draws']}) | {r['psnr_db']:.2f} | "
                          f"{median} | {rank} | {verdict} | {p} | {rel} |")
         if tally:
-            lines += ["", "In the top quarter: " + "; ".join(
-                f"{m} {sum(v)} of {len(v)}" for m, v in tally.items()) + "."]
+            lines += ["", "In the top quarter by rank: " + "; ".join(
+                f"{m} {sum(top for top, _ in v)} of {len(v)} (verdicts beyond the seed noise: "
+                f"{sum(top and s == 'stands' for top, s in v)} in, "
+                f"{sum(not top and s == 'stands' for top, s in v)} out)"
+                for m, v in tally.items()) + "."]
         return "\n".join(lines)

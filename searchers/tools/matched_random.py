@@ -24,7 +24,9 @@ given.
 
 Output in ``--out`` (default ``RUN/matched``): ``matched.json``, ``matched.md``, ``draws.json``
 (the kept nets, reused on a re-run) and ``retrain/NET_sSEED`` run folders (a killed run resumes:
-finished trainings are skipped, unfinished ones resume from their checkpoints).
+finished trainings are skipped, unfinished ones resume from their checkpoints). ``--draw-only``
+stops after ``draws.json``: the timing wants quiet cores, the retrainings do not, so draw first,
+then run one process per seed side by side and a last one over all seeds for the table.
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ def confirm(searched: Any, nets: list[Any], cfg: Any) -> list[float]:
 
 def run(run_dir: Path, *, genotype: Path | None, n: int, tolerance: float, seeds: list[int],
         retrain_config: str | None, overrides: list[str], out: Path, max_draws: int,
-        draw_seed: int) -> dict[str, Any]:
+        draw_seed: int, draw_only: bool = False) -> dict[str, Any]:
     from search_space import Genotype
     from searchers.training.config import RetrainConfig
     from searchers.training.retrain import retrain
@@ -136,6 +138,10 @@ def run(run_dir: Path, *, genotype: Path | None, n: int, tolerance: float, seeds
             {"stats": stats, "measured_ratio": measured,
              "nets": [g.to_dict() for g in nets]}, indent=2) + "\n")
     logger.info("draws: %s", stats)
+    if draw_only:
+        logger.info("%d nets drawn and timed into %s; retrain them with the same --out",
+                    len(nets), draws_path)
+        return {"draw_stats": stats, "measured_ratio": measured}
     corner = len(nets) < n
     pairs = list(zip(nets, measured, strict=True))
     jobs = [("searched", searched, 1.0)] + [(f"random{k}", g, m)
@@ -203,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="output folder (default RUN/matched)")
     p.add_argument("--max-draws", type=int, default=20000)
     p.add_argument("--draw-seed", type=int, default=0)
+    p.add_argument("--draw-only", action="store_true",
+                   help="draw and time the random nets (draws.json), retrain nothing: timing "
+                        "wants quiet cores, the retrainings of each seed can then run side by "
+                        "side with the same --out")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="overrides of the retraining recipe")
     args = p.parse_intermixed_args(argv)
@@ -212,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         run(args.run, genotype=args.genotype, n=args.n, tolerance=args.tolerance,
             seeds=args.seeds, retrain_config=args.retrain, overrides=args.overrides,
             out=args.out or args.run / "matched", max_draws=args.max_draws,
-            draw_seed=args.draw_seed)
+            draw_seed=args.draw_seed, draw_only=args.draw_only)
 
     return exit_status(work, logger)
 
