@@ -66,7 +66,7 @@ def selection_reserve(net: Any, sc: SearchConfig, rule: str, step_s: float) -> f
     def cost(m: MixedOp) -> int:
         return 1 + min(sc.select_top_m, len(m.candidates))
 
-    evaluations = 0
+    evaluations = len(net.spec.widths) if net.spec.elastic else 0
     for cell in net.cells:
         assert isinstance(cell, MixedCell)
         mixed = cell.mixed

@@ -67,6 +67,9 @@ class SpaceConfig:
     attention_candidates: list[str] = field(default_factory=lambda: list(DEFAULT_ATTENTIONS))
     act_candidates: list[str] = field(default_factory=lambda: ["lrelu0.05"])
     fusion: bool = True
+    # the trunk widths a derived net may have (elastic width, searched like every other
+    # slot; the largest must be `width`, the supernet's); [] or one width: `width` only
+    widths: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for name, allowed in (("cell_types", CELL_TYPES), ("conv_candidates", CONV_OPS),
@@ -87,7 +90,12 @@ class SpaceConfig:
             cell_types=tuple(self.cell_types), conv_candidates=tuple(self.conv_candidates),
             attention_candidates=tuple(self.attention_candidates),
             act_candidates=tuple(self.act_candidates), fusion=self.fusion,
+            widths=self.gate_widths(),
         )
+
+    def gate_widths(self) -> tuple[int, ...]:
+        """The widths of the supernet's width gate (DARTS's elastic width)."""
+        return tuple(self.widths)
 
 
 @dataclass
@@ -116,6 +124,12 @@ class SearchConfig:
     zero_one_weight: float = 1.0
     memory_mode: Literal["full", "sample"] = "full"
     sample_k: int = 2
+    # With an elastic width (space.widths): each weight step trains one width drawn
+    # uniformly, through its hard mask (uniform: every channel trained alike, as weight-
+    # sharing supernets train their widths), or the width gate's mixed mask (mixture:
+    # FBNetV2's; the channels of a width the gate weighs little are trained little). The
+    # architecture steps always see the mixed mask.
+    width_training: Literal["uniform", "mixture"] = "uniform"
     grad_clip: float = 5.0
     # How the net is derived (searchers.differentiable.select): perturbation scores each of a
     # slot's select_top_m most weighted candidates by the selection loss lost without it, on

@@ -211,13 +211,21 @@ def measure_whole_net(table: HardwareTable, name: str, genotype: Genotype) -> En
 
 
 def fill_supernet_costs(net: SuperNet, table: HardwareTable, progress: bool = False) -> int:
-    """Measure what is missing and copy every entry into the supernet's cost buffers.
+    """Measure what is missing and copy every entry into the supernet's cost buffers (with
+    an elastic width, also each narrower width's twin: :meth:`SuperNet.cost_net`).
 
     Returns the number of entries that had to be measured.
     """
+    nets = [net.cost_net(w) for w in net.spec.widths[:-1]] + [net]
+    return sum(_fill_costs(n, table, progress) for n in nets)
+
+
+def _fill_costs(net: SuperNet, table: HardwareTable, progress: bool) -> int:
+    """:func:`fill_supernet_costs` at ``net``'s own width (the width gate costs nothing)."""
     spec = net.spec
+    ops = [op for op in net.mixed_ops() if op.costs[0].kind != "width"]
     todo: list[tuple[str, SlotCost]] = []
-    for op in net.mixed_ops():
+    for op in ops:
         for cost in op.costs:
             todo.append((table.key(cost, _detail(cost, spec)), cost))
     template = spec.template_genotype()
@@ -227,13 +235,14 @@ def fill_supernet_costs(net: SuperNet, table: HardwareTable, progress: bool = Fa
     if progress and missing:
         from tqdm import tqdm
 
-        logger.info("measuring %d hardware-table entries on %s", len(missing), table.device)
-        iterator = tqdm(todo, desc="hardware table", unit="entry")
+        logger.info("measuring %d hardware-table entries on %s (width %d)", len(missing),
+                    table.device, spec.width)
+        iterator = tqdm(todo, desc=f"hardware table, width {spec.width}", unit="entry")
     for key, cost in iterator:
         table.measure(key, cost_module(cost, spec), cost.c_in)
     rest = table.measure(_rest_key(table, template), _Rest(template), 3)
     device = net.device
-    for op in net.mixed_ops():
+    for op in ops:
         entries = [table.entries[table.key(c, _detail(c, spec))] for c in op.costs]
         op.latency_ms.copy_(torch.tensor([e.latency_ms for e in entries], device=device))
         op.memory_mib.copy_(torch.tensor([e.memory_mib for e in entries], device=device))
@@ -243,16 +252,18 @@ def fill_supernet_costs(net: SuperNet, table: HardwareTable, progress: bool = Fa
 
 
 def predict_genotype(net: SuperNet, genotype: Genotype) -> dict[str, float]:
-    """Table-predicted latency (ms), peak memory (MiB) and params of a derived genotype."""
-    lat, mem, par = net.base_cost
+    """Table-predicted latency (ms), peak memory (MiB) and params of a derived genotype (at
+    its width's costs)."""
+    src = net.cost_net(genotype.width)
+    lat, mem, par = src.base_cost
     mems = [mem]
-    for i, (cell, gene) in enumerate(zip(net.cells, genotype.cells, strict=True)):
+    for i, (cell, gene) in enumerate(zip(src.cells, genotype.cells, strict=True)):
         assert isinstance(cell, MixedCell)
         j = cell.mixed.candidates.index(gene.type)
         lat += float(cell.mixed.latency_ms[j])
         par += float(cell.mixed.params[j])
         mems.append(float(cell.mixed.memory_mib[j]))
-        prefix = net.spec.slot_prefix(i, gene.type)
+        prefix = src.spec.slot_prefix(i, gene.type)
         choice = {f"{prefix}conv{k}": op for k, op in enumerate(gene.ops)}
         choice[f"{prefix}attention"] = gene.single_attention(f"cells[{i}]").type
         choice[f"{prefix}act"] = gene.act

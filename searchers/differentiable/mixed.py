@@ -38,7 +38,7 @@ class ArchState:
 class SlotCost:
     """What the hardware tables need to know about one candidate of one slot."""
 
-    kind: Literal["conv", "attention", "act", "cell"]
+    kind: Literal["conv", "attention", "act", "cell", "width"]
     name: str
     c_in: int
     c_out: int

@@ -264,7 +264,7 @@ class DartsSearch:
             if not all(math.isfinite(v) for v in arch_out.values()):
                 raise SearchDiverged(f"the architecture loss became non-finite{diverged}")
             try:
-                loss = self.weight_step(*train)
+                loss = self._weight_step(train)
             except TrainingDiverged as exc:
                 raise SearchDiverged(f"{exc}{diverged}") from exc
             self.step += 1
@@ -289,6 +289,18 @@ class DartsSearch:
                 logger.warning("stopping at step %d (--stop-after)", self.step)
                 break
         bar.close()
+
+    def _weight_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
+        """One weight step; with an elastic width and ``search.width_training=uniform``, at
+        one width drawn uniformly (from torch's generator, saved with the checkpoint)."""
+        gate = self.net.width_gate
+        if gate is None or self.cfg.search.width_training == "mixture":
+            return self.weight_step(*batch)
+        gate.fixed = int(torch.randint(len(gate.candidates), (1,)))
+        try:
+            return self.weight_step(*batch)
+        finally:
+            gate.fixed = None
 
     def _log_row(self, loss: float, arch_out: dict[str, float]) -> None:
         assert self.log is not None

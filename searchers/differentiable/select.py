@@ -14,9 +14,15 @@ activation): a decided slot computes its choice alone from then on (progressive
 discretisation, without DARTS-PT's fine-tuning between decisions). Only the ``top_m``
 candidates by architecture weight are scored (progressive shrinking of the candidate set).
 
+With an elastic width (``space.widths``) both rules take the width of the largest weight
+first: a perturbation would always keep the widest (a narrower mask only removes channels),
+while the weights were trained against the latency penalty. The perturbation rule then
+decides the other slots at that width and scores each width by the selection loss at it
+(``-loss``, so that a narrower width's score lost is the loss it adds), for the budget fit.
+
 Either rule then meets a hard latency budget (:func:`fit_budget`): while the table-predicted
 latency of the chosen net is above the target, the slot swap that saves the most latency per
-unit of score lost is made.
+unit of score lost is made (a narrower width is one more swap, at that width's costs).
 """
 
 from __future__ import annotations
@@ -135,6 +141,18 @@ def perturbation_select(net: SuperNet, batches: list[Batch], top_m: int = 4) -> 
     out = Selection()
     decided: list[MixedOp] = []
     try:
+        gate = net.width_gate
+        if gate is not None:
+            chosen = int(gate.weights().detach().argmax())
+            losses = {}
+            for i, name in enumerate(gate.candidates):
+                gate.fixed = i
+                losses[name] = batch_losses(net, batches)
+                out.evaluations += 1
+            gate.fixed = chosen
+            decided.append(gate)
+            out.choice[gate.slot] = gate.candidates[chosen]
+            out.scores[gate.slot] = {c: -float(v.mean()) for c, v in losses.items()}
         for op in _slots_in_order(net, out.choice):
             ops = _ops(net, op.slot)
             base = batch_losses(net, batches)

@@ -9,13 +9,23 @@ apart from :meth:`SuperNet.weight_parameters`.
 
 How they mix (``softmax`` or ``sigmoid``, all candidates or ``sample_k`` of them per step) is
 the supernet's one :class:`~searchers.differentiable.mixed.ArchState`.
+
+**Elastic width** (``SupernetSpec.widths``, FBNetV2's channel masking): with two or more widths
+the trunk width is a searched choice too, one for the whole net (the head, every cell's output,
+the fusion and the LR conv share it, as a derived net's trunk does). The supernet is built at
+the largest width; the :class:`WidthGate`'s weights mix the widths' channel masks into one mask
+``sum_j p_j [c < w_j]`` that multiplies each of those outputs, so the loss sees a narrower
+trunk as channels switched off. A cell's inner widths (RFDB's distilled channels, ESA's
+reduction) stay those of the largest width in the supernet; a derived net at width ``w`` has
+its own. The expected cost is ``sum_j p_j cost_j``, each width's costs measured at that width
+(:meth:`SuperNet.cost_net`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -135,6 +145,8 @@ class SupernetSpec:
         data_range: value range the derived nets work in.
         shallow_residual: RFDB's shallow residual in derived genotypes.
         block_residual: per cell type, the block residual in derived genotypes.
+        widths: the trunk widths a derived net may have (elastic width, see the module
+            docstring); the largest must be ``width``. Empty or one width: the width is fixed.
     """
 
     scale: int = 4
@@ -151,6 +163,7 @@ class SupernetSpec:
         ("rfdb", False), ("rlfb", True), ("erb", True), ("imdb", True), ("spab", True),
         ("mab", True),
     )
+    widths: tuple[int, ...] = ()
     _checked: bool = field(default=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -161,8 +174,19 @@ class SupernetSpec:
             ("act_candidates", self.act_candidates, ACTIVATIONS),
         ):
             check_names(name, values, allowed)
+        if self.widths and (list(self.widths) != sorted(set(self.widths))
+                            or self.widths[-1] != self.width or self.widths[0] < 4):
+            raise ValueError(
+                f"space.widths: got {list(self.widths)}; give distinct widths in increasing "
+                f"order, each at least 4, the largest equal to space.width ({self.width}), "
+                f"e.g. [16, 20, {self.width}]")
         # A genotype with the first candidates everywhere validates the rest of the fields.
         self.template_genotype()
+
+    @property
+    def elastic(self) -> bool:
+        """The width is a searched choice (two or more :attr:`widths`)."""
+        return len(self.widths) > 1
 
     def slot_prefix(self, position: int, cell_type: str) -> str:
         """``cells.2.`` with one cell type, ``cells.2.rfdb.`` when the type is searched."""
@@ -180,7 +204,8 @@ class SupernetSpec:
         )
 
     def genotype_from_choice(self, choice: dict[str, str]) -> Genotype:
-        """The genotype of one choice per slot; slots left out take their first candidate."""
+        """The genotype of one choice per slot; slots left out take their first candidate
+        (the ``width`` slot: :attr:`width`)."""
         cells = []
         for i in range(self.num_cells):
             cell_type = choice.get(f"cells.{i}.type", self.cell_types[0])
@@ -194,13 +219,42 @@ class SupernetSpec:
                 choice.get(f"{p}act", self.act_candidates[0]),
                 shallow_residual=base.shallow_residual, block_residual=base.block_residual,
             ))
-        return Genotype(scale=self.scale, width=self.width, cells=tuple(cells),
-                        fusion=self.fusion, data_range=self.data_range)
+        return Genotype(scale=self.scale, width=int(choice.get(WIDTH_SLOT, self.width)),
+                        cells=tuple(cells), fusion=self.fusion, data_range=self.data_range)
 
     def template_genotype(self) -> Genotype:
         cells = tuple(self.template_gene(self.cell_types[0]) for _ in range(self.num_cells))
         return Genotype(scale=self.scale, width=self.width, cells=cells, fusion=self.fusion,
                         data_range=self.data_range)
+
+
+WIDTH_SLOT = "width"
+"""The slot name of the elastic width's choice (its candidates are the widths as strings)."""
+
+
+class WidthGate(MixedOp):
+    """The elastic width's mixed choice: one channel mask for the whole trunk per forward pass.
+
+    Its candidates are the widths; :meth:`mask` mixes their masks ``[c < w]`` with the
+    active weights (all widths, ``sample_k`` of them, the one decided, or all but the one
+    left out: :class:`MixedOp`'s rules), computed once per forward pass so that every place
+    it multiplies sees the same widths. It costs nothing itself: each width's costs are those
+    of every other slot measured at that width.
+    """
+
+    def __init__(self, widths: tuple[int, ...], state: ArchState) -> None:
+        names = [str(w) for w in widths]
+        super().__init__(WIDTH_SLOT, names, [nn.Identity() for _ in names], state,
+                         [SlotCost("width", n, w, w) for n, w in zip(names, widths, strict=True)])
+        self.widths = tuple(widths)
+
+    def mask(self, device: torch.device) -> torch.Tensor:
+        """The ``(1, width, 1, 1)`` mask of this forward pass."""
+        idx, w = self._active()
+        channels = torch.arange(self.widths[-1], device=device)
+        sizes = torch.tensor([self.widths[i] for i in idx.tolist()], device=device)
+        on = (channels[None, :] < sizes[:, None]).to(w.dtype)
+        return (w.to(device)[:, None] * on).sum(dim=0).view(1, -1, 1, 1)
 
 
 class MixedCell(nn.Module):
@@ -234,6 +288,41 @@ class SuperNet(SRSkeleton):
         self.spec = spec
         self.state = state
         self.base_cost = (0.0, 0.0, 0.0)  # (latency_ms, memory_mib, params) of the rest
+        self.width_gate: WidthGate | None = None
+        # Elastic width: a fixed-width twin per narrower width holds that width's costs
+        # (a plain dict: the twins' weights are never trained nor saved).
+        self._cost_nets: dict[int, SuperNet] = {}
+        self._mask: torch.Tensor | None = None
+        if spec.elastic:
+            self.width_gate = WidthGate(spec.widths, state)
+            for module in (self.head, *self.cells, self.fusion, self.lr_conv):
+                if module is not None:
+                    module.register_forward_hook(self._apply_mask)
+            self._cost_nets = {w: SuperNet(replace(spec, width=w, widths=()))
+                               for w in spec.widths[:-1]}
+
+    def _apply_mask(self, module: nn.Module, inputs: object, output: torch.Tensor
+                    ) -> torch.Tensor:
+        return output if self._mask is None else output * self._mask
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.width_gate is None:
+            return super().forward(x)
+        self._mask = self.width_gate.mask(x.device)
+        try:
+            return super().forward(x)
+        finally:
+            self._mask = None
+
+    def cost_net(self, width: int) -> SuperNet:
+        """The supernet whose cost buffers hold the costs at trunk ``width`` (this one at
+        its own width; elastic width: the twin measured at ``width``)."""
+        if width == self.spec.width:
+            return self
+        if width not in self._cost_nets:
+            raise ValueError(f"width: got {width}; this supernet's widths are "
+                             f"{list(self.spec.widths) or [self.spec.width]}")
+        return self._cost_nets[width]
 
     # -- parameters -------------------------------------------------------------------------
 
@@ -268,27 +357,41 @@ class SuperNet(SRSkeleton):
         net's peak is the largest of its parts (as
         :func:`searchers.differentiable.latency_table.predict_genotype`
         predicts it), so the memory term is the exact expectation of that maximum over the
-        product distribution of the slots' choices (:meth:`expected_peak_memory`). All three
-        are differentiable in the architecture weights.
+        product distribution of the slots' choices (:meth:`expected_peak_memory`). With an
+        elastic width each width's expectation (its own costs, the same weights) is weighted
+        by the width's probability: the width is one more independent choice. All three are
+        differentiable in the architecture weights.
         """
-        lat0, _, par0 = self.base_cost
+        if self.width_gate is None:
+            return self._expected_cost_at(self)
+        p = normalised(self.width_gate.weights())
+        parts = [self._expected_cost_at(self.cost_net(w)) for w in self.spec.widths]
+        return {k: sum((p[j] * part[k] for j, part in enumerate(parts)),
+                       torch.zeros((), device=self.device)) for k in parts[0]}
+
+    def _expected_cost_at(self, src: SuperNet) -> dict[str, torch.Tensor]:
+        """:meth:`expected_cost` with this net's weights and ``src``'s costs."""
+        lat0, _, par0 = src.base_cost
         device = self.device
         lat = torch.tensor(lat0, device=device)
         par = torch.tensor(par0, device=device)
-        for cell in self.cells:
-            assert isinstance(cell, MixedCell)
-            mixed = cell.mixed
+        for cell, cost_cell in zip(self.cells, src.cells, strict=True):
+            assert isinstance(cell, MixedCell) and isinstance(cost_cell, MixedCell)
+            mixed, costs = cell.mixed, cost_cell.mixed
             w = mixed.weights()
-            for j, sub in enumerate(mixed.ops):
-                slots = [m for m in sub.modules() if isinstance(m, MixedOp)]
-                lat = lat + w[j] * (mixed.latency_ms[j] + sum(
-                    (m.expected(m.latency_ms) for m in slots), torch.zeros((), device=device)))
-                par = par + w[j] * (mixed.params[j] + sum(
-                    (m.expected(m.params) for m in slots), torch.zeros((), device=device)))
-        return {"latency_ms": lat, "memory_mib": self.expected_peak_memory(), "params": par}
+            for j, (sub, cost_sub) in enumerate(zip(mixed.ops, costs.ops, strict=True)):
+                slots = _slot_pairs(sub, cost_sub)
+                lat = lat + w[j] * (costs.latency_ms[j].to(device) + sum(
+                    (m.expected(c.latency_ms.to(device)) for m, c in slots),
+                    torch.zeros((), device=device)))
+                par = par + w[j] * (costs.params[j].to(device) + sum(
+                    (m.expected(c.params.to(device)) for m, c in slots),
+                    torch.zeros((), device=device)))
+        return {"latency_ms": lat, "memory_mib": self.expected_peak_memory(src), "params": par}
 
-    def expected_peak_memory(self) -> torch.Tensor:
-        """``E[max(parts' peak memory)]`` over the slots' choices, exactly.
+    def expected_peak_memory(self, src: SuperNet | None = None) -> torch.Tensor:
+        """``E[max(parts' peak memory)]`` over the slots' choices, exactly (the costs of
+        ``src``, default this net; the weights of this net).
 
         Each choice is an independent categorical (the normalised mixing weights; slots that
         share one ``alpha``, like a cell's activations, are one choice). With ``F(t)`` the
@@ -301,26 +404,27 @@ class SuperNet(SRSkeleton):
         ``v_k`` the peak can take. The gradient reaches every weight whose candidates differ in
         memory around the peak, base term included.
         """
-        _, mem0, _ = self.base_cost
+        src = src or self
+        _, mem0, _ = src.base_cost
         device = self.device
         base = torch.tensor(float(mem0), device=device)
         values = [base.view(1)]
         cell_parts: list[list[tuple[torch.Tensor, torch.Tensor, list[tuple[torch.Tensor,
                                                                             torch.Tensor]]]]] = []
-        for cell in self.cells:
-            assert isinstance(cell, MixedCell)
-            mixed = cell.mixed
+        for cell, cost_cell in zip(self.cells, src.cells, strict=True):
+            assert isinstance(cell, MixedCell) and isinstance(cost_cell, MixedCell)
+            mixed, costs = cell.mixed, cost_cell.mixed
             p_type = normalised(mixed.weights())
             per_type = []
-            for j, sub in enumerate(mixed.ops):
+            for j, (sub, cost_sub) in enumerate(zip(mixed.ops, costs.ops, strict=True)):
                 groups: dict[int, tuple[torch.Tensor, list[torch.Tensor]]] = {}
-                for m in sub.modules():
-                    if isinstance(m, MixedOp):
-                        groups.setdefault(id(m.alpha), (normalised(m.weights()), []))[1].append(
-                            m.memory_mib)
+                for m, c in _slot_pairs(sub, cost_sub):
+                    groups.setdefault(id(m.alpha), (normalised(m.weights()), []))[1].append(
+                        c.memory_mib.to(device))
                 choices = [(p, torch.stack(mems).amax(dim=0)) for p, mems in groups.values()]
-                values += [mixed.memory_mib[j].view(1), *(v for _, v in choices)]
-                per_type.append((p_type[j], mixed.memory_mib[j], choices))
+                fixed = costs.memory_mib[j].to(device)
+                values += [fixed.view(1), *(v for _, v in choices)]
+                per_type.append((p_type[j], fixed, choices))
             cell_parts.append(per_type)
         t = torch.unique(torch.cat(values).detach())  # sorted
         cdf = (base <= t).to(t.dtype)
@@ -375,3 +479,13 @@ class SuperNet(SRSkeleton):
             if len(out) == k:
                 break
         return out
+
+
+def _slot_pairs(sub: nn.Module, cost_sub: nn.Module) -> list[tuple[MixedOp, MixedOp]]:
+    """The mixed ops of a cell type's module, each with its twin in ``cost_sub`` (the same
+    module at another width; the same module when there is no twin)."""
+    own = [m for m in sub.modules() if isinstance(m, MixedOp)]
+    if cost_sub is sub:
+        return [(m, m) for m in own]
+    costs = [m for m in cost_sub.modules() if isinstance(m, MixedOp)]
+    return list(zip(own, costs, strict=True))

@@ -31,6 +31,11 @@ class SharingSpace(SpaceConfig):
             raise ValueError(f"space.cells_min: got {self.cells_min}; give 1 to space.num_cells "
                              f"({self.num_cells})")
 
+    def gate_widths(self) -> tuple[int, ...]:
+        """None: here the widths are slices of the largest width's weights that training
+        samples (:class:`ElasticSpace`), not DARTS's width gate."""
+        return ()
+
     def elastic(self) -> ElasticSpace:
         """What training samples (and ``supernet.json`` records)."""
         return ElasticSpace(self.supernet_spec(), tuple(self.widths), self.cells_min)

@@ -136,6 +136,9 @@ def run_nni_darts(cfg: Any, out_dir: Path) -> Genotype:
 
     d, sc, sp = cfg.data, cfg.search, cfg.space
     spec = sp.supernet_spec()
+    if spec.elastic:
+        raise ValueError(f"space.widths: got {sp.widths}; NNI's model space here has one width "
+                         f"(space.width={sp.width}): run the NNI peer with space.widths=[]")
     torch.manual_seed(cfg.run.seed)
     rng = np.random.default_rng(cfg.run.seed)
     patch = training_patch_size(d.patch_size, sp.attention_candidates, sp.scale,
