@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -58,8 +59,10 @@ def _quickstart(path: Path, tmp_path: Path) -> None:
     darts = load_config(DartsConfig, path.with_name("darts.yaml"))  # its base
     assert (cfg.search.memory_mode, cfg.search.sample_k, cfg.run.name) == (
         "sample", 2, "quickstart")
-    assert (cfg.space, cfg.data, cfg.hardware, cfg.loss, cfg.search.steps) == (
-        darts.space, darts.data, darts.hardware, darts.loss, darts.search.steps)
+    assert (cfg.data, cfg.hardware, cfg.loss, cfg.search.steps) == (
+        darts.data, darts.hardware, darts.loss, darts.search.steps)
+    # the space: darts.yaml's with an elastic width (16, 24, 32 channels)
+    assert cfg.space == replace(darts.space, width=32, widths=[16, 24, 32])
 
 
 def _optuna(path: Path, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -469,8 +470,9 @@ def test_default_config_file_equals_the_built_in_defaults():
     default = DartsConfig()
     assert (quick.search.memory_mode, quick.search.sample_k, quick.run.name) == (
         "sample", 2, "quickstart")
-    assert (quick.space, quick.data, quick.hardware, quick.profile, quick.search.steps) == (
-        default.space, default.data, default.hardware, default.profile, default.search.steps)
+    assert (quick.data, quick.hardware, quick.profile, quick.search.steps) == (
+        default.data, default.hardware, default.profile, default.search.steps)
+    assert quick.space == replace(default.space, width=32, widths=[16, 24, 32])
 
 
 def test_final_profile_is_against_span_with_an_rlfn_column(tmp_path, capsys, monkeypatch):
