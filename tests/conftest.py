@@ -19,6 +19,8 @@ import os
 import shutil
 import tempfile
 
+import pytest
+
 _OWN: list[str] = []
 
 
@@ -38,3 +40,13 @@ def pytest_unconfigure(config):
     while _OWN:
         shutil.rmtree(_OWN.pop(), ignore_errors=True)
         os.environ.pop("SRNAS_LOCK_DIR", None)
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    """A hardware lookup table at tiny settings (16x16 px, 2 runs), one per test module."""
+    from proxies.measure.settings import MeasureSettings
+    from searchers.differentiable.latency_table import HardwareTable
+
+    settings = MeasureSettings(lr_size=(16, 16), rounds=1, runs_per_round=2, warmup=1, threads=1)
+    return HardwareTable(settings, tmp_path_factory.mktemp("lut"))

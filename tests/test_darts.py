@@ -37,12 +37,6 @@ def _seed():
     torch.manual_seed(0)
 
 
-@pytest.fixture(scope="module")
-def table(tmp_path_factory):
-    settings = MeasureSettings(lr_size=(16, 16), rounds=1, runs_per_round=2, warmup=1, threads=1)
-    return HardwareTable(settings, tmp_path_factory.mktemp("lut"))
-
-
 def _net(table, spec=TINY, **state):
     net = SuperNet(spec, ArchState(**state))
     fill_supernet_costs(net, table)

@@ -10,15 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from proxies.measure.settings import MeasureSettings
 from search_space import Genotype
 from searchers.differentiable import select
 from searchers.differentiable.config import SpaceConfig
-from searchers.differentiable.latency_table import (
-    HardwareTable,
-    fill_supernet_costs,
-    predict_genotype,
-)
+from searchers.differentiable.latency_table import fill_supernet_costs, predict_genotype
 from searchers.differentiable.search import main
 from searchers.differentiable.supernet import WIDTH_SLOT, SuperNet, SupernetSpec
 from searchers.stages.matched import random_derived
@@ -34,10 +29,9 @@ def _seed():
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory):
-    settings = MeasureSettings(lr_size=(16, 16), rounds=1, runs_per_round=2, warmup=1, threads=1)
+def net(table):
     supernet = SuperNet(SPEC)
-    fill_supernet_costs(supernet, HardwareTable(settings, tmp_path_factory.mktemp("lut")))
+    fill_supernet_costs(supernet, table)
     return supernet
 
 
