@@ -17,6 +17,7 @@ from search_space import Genotype, build_model
 from search_space.network import deployed_form
 from searchers.differentiable.architect import Architect, HardwarePenalty
 from searchers.differentiable.config import DartsConfig, LossConfig
+from searchers.differentiable.expected import expected_cost
 from searchers.differentiable.latency_table import (
     HardwareTable,
     fill_supernet_costs,
@@ -182,7 +183,7 @@ def test_expected_peak_memory_is_the_exact_expectation_with_a_gradient(mode):
         op.memory_mib.copy_(torch.randint(1, 6, (n,), generator=gen).float())
         op.alpha.data = torch.randn(n, generator=gen)
     net.base_cost = (0.0, 2.5, 0.0)
-    expected = net.expected_cost()["memory_mib"]
+    expected = expected_cost(net)["memory_mib"]
     assert float(expected) == pytest.approx(_brute_force_expected_peak(net), rel=1e-5)
     expected.backward()
     grads = [p.grad for p in net.arch_parameters()]
@@ -192,14 +193,14 @@ def test_expected_peak_memory_is_the_exact_expectation_with_a_gradient(mode):
     eps = 2e-2  # float32 tables: a larger step, central difference error O(eps^2)
     with torch.no_grad():
         op.alpha[1] += eps
-        up = float(net.expected_cost()["memory_mib"])
+        up = float(expected_cost(net)["memory_mib"])
         op.alpha[1] -= 2 * eps
-        down = float(net.expected_cost()["memory_mib"])
+        down = float(expected_cost(net)["memory_mib"])
         op.alpha[1] += eps
     assert float(op.alpha.grad[1]) == pytest.approx((up - down) / (2 * eps), rel=2e-2, abs=2e-5)
     # The base term counts: raising it above every part makes the peak the base, exactly.
     net.base_cost = (0.0, 100.0, 0.0)
-    assert float(net.expected_cost()["memory_mib"]) == pytest.approx(100.0)
+    assert float(expected_cost(net)["memory_mib"]) == pytest.approx(100.0)
 
 
 def test_hardware_penalty_gradient_reaches_alpha_through_the_architect(table):
@@ -214,20 +215,20 @@ def test_hardware_penalty_gradient_reaches_alpha_through_the_architect(table):
     grads = [p.grad for p in net.arch_parameters()]
     assert sum(float(g.abs().sum()) for g in grads if g is not None) > 0
     # Descending the latency term alone moves every conv slot towards its cheapest op.
-    before = float(net.expected_cost()["latency_ms"])
+    before = float(expected_cost(net)["latency_ms"])
     for _ in range(30):
         arch.optimizer.zero_grad()
-        arch.penalty.terms(net.expected_cost(), arch.reference)["latency_ms"].backward()
+        arch.penalty.terms(expected_cost(net), arch.reference)["latency_ms"].backward()
         arch.optimizer.step()
-    assert float(net.expected_cost()["latency_ms"]) < before
+    assert float(expected_cost(net)["latency_ms"]) < before
 
 
 def test_budget_mode_penalises_only_above_the_target(table):
     net = _net(table)
-    lat = float(net.expected_cost()["latency_ms"])
+    lat = float(expected_cost(net)["latency_ms"])
     for target, active in ((lat * 2, False), (lat / 2, True)):
         pen = HardwarePenalty(latency_weight=1.0, mode="budget", latency_target_ms=target)
-        term = pen.terms(net.expected_cost(), {})["latency_ms"]
+        term = pen.terms(expected_cost(net), {})["latency_ms"]
         net.zero_grad()
         term.backward()
         g = sum(float(p.grad.abs().sum()) for p in net.arch_parameters() if p.grad is not None)

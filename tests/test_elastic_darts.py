@@ -13,6 +13,7 @@ import torch
 from search_space import Genotype
 from searchers.differentiable import select
 from searchers.differentiable.config import SpaceConfig
+from searchers.differentiable.expected import expected_cost
 from searchers.differentiable.latency_table import fill_supernet_costs, predict_genotype
 from searchers.differentiable.search import main
 from searchers.differentiable.supernet import WIDTH_SLOT, SuperNet, SupernetSpec
@@ -81,14 +82,14 @@ def test_each_width_has_its_own_costs_and_the_expectation_mixes_them(net):
     with torch.no_grad():
         for i in range(2):
             gate.alpha.copy_(torch.tensor([50.0, -50.0]) * (1 if i == 0 else -1))
-            per_width.append({k: float(v) for k, v in net.expected_cost().items()})
+            per_width.append({k: float(v) for k, v in expected_cost(net).items()})
         gate.alpha.zero_()
-        half = {k: float(v) for k, v in net.expected_cost().items()}
+        half = {k: float(v) for k, v in expected_cost(net).items()}
     for key in ("latency_ms", "params", "memory_mib"):
         assert per_width[0][key] <= per_width[1][key]
         assert half[key] == pytest.approx((per_width[0][key] + per_width[1][key]) / 2, rel=1e-5)
     gate.alpha.requires_grad_(True)
-    net.expected_cost()["params"].backward()
+    expected_cost(net)["params"].backward()
     assert gate.alpha.grad is not None and gate.alpha.grad[1] > 0  # wider costs more
     gate.alpha.grad = None
     with pytest.raises(ValueError, match="this supernet's widths are"):

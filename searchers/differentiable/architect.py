@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from searchers.differentiable.expected import expected_cost
 from searchers.differentiable.supernet import SuperNet
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -116,11 +117,11 @@ class Architect:
     def set_reference(self) -> None:
         """Normalise each hardware term by the current expected cost (call once, at start)."""
         with torch.no_grad():
-            self.reference = {k: float(v) for k, v in self.net.expected_cost().items()}
+            self.reference = {k: float(v) for k, v in expected_cost(self.net).items()}
 
     def hardware_loss(self) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, float]]:
         """(total penalty, its terms, the expected costs as floats)."""
-        cost = self.net.expected_cost()
+        cost = expected_cost(self.net)
         terms = self.penalty.terms(cost, self.reference)
         if self.zero_one_weight > 0 and self.net.state.mode == "sigmoid":
             w = torch.cat([torch.sigmoid(a) for a in self.net.arch_parameters() if a.numel() > 1])

@@ -4,6 +4,8 @@ width's costs mixed by the width's probability when the width is searched."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -41,8 +43,7 @@ def _expected_cost_at(net: SuperNet, src: SuperNet) -> dict[str, torch.Tensor]:
     lat = torch.tensor(lat0, device=device)
     par = torch.tensor(par0, device=device)
     for cell, cost_cell in zip(net.cells, src.cells, strict=True):
-        assert isinstance(cell, MixedCell) and isinstance(cost_cell, MixedCell)
-        mixed, costs = cell.mixed, cost_cell.mixed
+        mixed, costs = cast(MixedCell, cell).mixed, cast(MixedCell, cost_cell).mixed
         w = mixed.weights()
         for j, (sub, cost_sub) in enumerate(zip(mixed.ops, costs.ops, strict=True)):
             slots = _slot_pairs(sub, cost_sub)
@@ -77,8 +78,7 @@ def expected_peak_memory(net: SuperNet, src: SuperNet) -> torch.Tensor:
     cell_parts: list[list[tuple[torch.Tensor, torch.Tensor, list[tuple[torch.Tensor,
                                                                         torch.Tensor]]]]] = []
     for cell, cost_cell in zip(net.cells, src.cells, strict=True):
-        assert isinstance(cell, MixedCell) and isinstance(cost_cell, MixedCell)
-        mixed, costs = cell.mixed, cost_cell.mixed
+        mixed, costs = cast(MixedCell, cell).mixed, cast(MixedCell, cost_cell).mixed
         p_type = normalised(mixed.weights())
         per_type = []
         for j, (sub, cost_sub) in enumerate(zip(mixed.ops, costs.ops, strict=True)):

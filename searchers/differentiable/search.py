@@ -47,6 +47,7 @@ from searchers.common.logs import CsvLogger
 from searchers.common.spend import SpendMeter
 from searchers.differentiable.budget import budget_targets, selection_reserve
 from searchers.differentiable.config import DEFAULT_PATCH, DartsConfig
+from searchers.differentiable.expected import expected_cost
 from searchers.training.loop import (
     TrainingDiverged,
     TrainStep,
@@ -305,7 +306,7 @@ class DartsSearch:
     def _log_row(self, loss: float, arch_out: dict[str, float]) -> None:
         assert self.log is not None
         with torch.no_grad():
-            cost = {k: float(v) for k, v in self.net.expected_cost().items()}
+            cost = {k: float(v) for k, v in expected_cost(self.net).items()}
         row: dict[str, Any] = {"step": self.step, "loss_train": loss,
                                "temperature": self.net.state.temperature,
                                "lr": self.optimizer.param_groups[0]["lr"],

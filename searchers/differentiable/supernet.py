@@ -347,15 +347,6 @@ class SuperNet(SRSkeleton):
         alphas = {id(op.alpha) for op in self.mixed_ops()}
         return [p for p in self.parameters() if id(p) not in alphas]
 
-    # -- hardware cost ----------------------------------------------------------------------
-
-    def expected_cost(self) -> dict[str, torch.Tensor]:
-        """Expected latency (ms), peak memory (MiB) and parameters under the mixing weights
-        (:func:`searchers.differentiable.expected.expected_cost`)."""
-        from searchers.differentiable.expected import expected_cost
-
-        return expected_cost(self)
-
     # -- derivation -------------------------------------------------------------------------
 
     def slot_distributions(self) -> dict[str, dict[str, float]]:
